@@ -1,0 +1,127 @@
+// The action's inputs, read once and checked, so every later stage works with typed values.
+import * as core from '@actions/core';
+
+export type Arch = 'amd64' | 'arm64';
+
+export interface Inputs {
+  dockerhubUsername: string;
+  dockerhubToken: string;
+  upstream: string;
+  cacheKey: string;
+  save: boolean;
+  registryVersion: string;
+  registrySha256: string;
+  registryDownloadUrl: string;
+  registryPath: string;
+  daemonConfig: string;
+  /** 0 means: pick a free loopback port. */
+  port: number;
+  failOnError: boolean;
+}
+
+export const DEFAULTS = {
+  upstream: 'https://registry-1.docker.io',
+  cacheKey: 'pull-cache',
+  registryVersion: '2.8.3',
+  registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
+  daemonConfig: '/etc/docker/daemon.json',
+} as const;
+
+export class InputError extends Error {
+  override name = 'InputError';
+}
+
+/** Parses the inputs as `read(name)` gives them (the trimmed text of `with:`, empty when unset). */
+export function parseInputs(read: (name: string) => string): Inputs {
+  const text = (name: string, fallback = '') => read(name).trim() || fallback;
+  const username = text('dockerhub-username');
+  const token = text('dockerhub-token');
+  if (token && !username) throw new InputError('dockerhub-token is set but dockerhub-username is empty: give both, or neither for anonymous pulls');
+  if (username && !token) throw new InputError('dockerhub-username is set but dockerhub-token is empty: give both, or neither for anonymous pulls');
+  return {
+    dockerhubUsername: username,
+    dockerhubToken: token,
+    upstream: httpUrl('upstream', text('upstream', DEFAULTS.upstream)),
+    cacheKey: cacheKeyPrefix(text('cache-key', DEFAULTS.cacheKey)),
+    save: boolean('save', read('save'), true),
+    registryVersion: version(text('registry-version', DEFAULTS.registryVersion)),
+    registrySha256: sha256('registry-sha256', text('registry-sha256')),
+    registryDownloadUrl: httpUrl('registry-download-url', text('registry-download-url', DEFAULTS.registryDownloadUrl)),
+    registryPath: text('registry-path'),
+    daemonConfig: absolutePath('daemon-config', text('daemon-config', DEFAULTS.daemonConfig)),
+    port: port(text('port')),
+    failOnError: boolean('fail-on-error', read('fail-on-error'), false),
+  };
+}
+
+/** Reads the inputs from the runner's INPUT_* variables and masks the token before anything can log it. */
+export function getInputs(): Inputs {
+  const token = core.getInput('dockerhub-token');
+  if (token) core.setSecret(token);
+  return parseInputs((name) => core.getInput(name));
+}
+
+/** fail-on-error alone, so that a mistake in another input still honours it. */
+export function failOnErrorInput(): boolean {
+  try {
+    return boolean('fail-on-error', core.getInput('fail-on-error'), false);
+  } catch {
+    return false;
+  }
+}
+
+export function runnerArch(arch = process.arch): Arch {
+  if (arch === 'x64') return 'amd64';
+  if (arch === 'arm64') return 'arm64';
+  throw new Error(`runner architecture ${arch} is not supported: the registry is released for x64 (amd64) and arm64 only`);
+}
+
+function boolean(name: string, value: string, fallback: boolean): boolean {
+  const v = value.trim().toLowerCase();
+  if (v === '') return fallback;
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw new InputError(`${name} must be true or false, got "${value.trim()}"`);
+}
+
+function httpUrl(name: string, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InputError(`${name} must be an http:// or https:// URL, got "${value}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InputError(`${name} must be an http:// or https:// URL, got "${value}"`);
+  if (url.username || url.password) throw new InputError(`${name} must not carry credentials in the URL, where logs would show them`);
+  return value.replace(/\/+$/, '');
+}
+
+function cacheKeyPrefix(value: string): string {
+  if (!/^[A-Za-z0-9._-]{1,100}$/.test(value)) {
+    throw new InputError(`cache-key must be 1 to 100 characters of letters, digits, '.', '_' or '-', got "${value}"`);
+  }
+  return value;
+}
+
+function version(value: string): string {
+  const v = value.replace(/^v/, '');
+  if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$/.test(v)) throw new InputError(`registry-version must be a release version such as 2.8.3 or 3.0.0, got "${value}"`);
+  return v;
+}
+
+function sha256(name: string, value: string): string {
+  if (value && !/^[0-9a-f]{64}$/i.test(value)) throw new InputError(`${name} must be 64 hexadecimal characters (a SHA-256), got "${value}"`);
+  return value.toLowerCase();
+}
+
+function absolutePath(name: string, value: string): string {
+  if (!value.startsWith('/')) throw new InputError(`${name} must be an absolute path, got "${value}"`);
+  return value;
+}
+
+function port(value: string): number {
+  if (value === '') return 0;
+  const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= 65535)) throw new InputError(`port must be a whole number from 1 to 65535, or empty for a free loopback port; got "${value}"`);
+  return n;
+}

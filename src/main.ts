@@ -1,0 +1,54 @@
+// The main step: restore the cache, start the registry on it, point the daemon at it. Any failure is a
+// warning and the job pulls directly, unless fail-on-error is set.
+import * as core from '@actions/core';
+import { failOnErrorInput, getInputs, runnerArch } from './context.js';
+import { useMirror } from './daemon.js';
+import { restoreStorage, type Restored } from './persistence.js';
+import { installRegistry } from './registry-binary.js';
+import { freeLoopbackPort, registryConfig, startRegistry } from './registry.js';
+import { state } from './state.js';
+import { scanStorage } from './storage.js';
+import { createWorkDir, workDir, writeBaseline } from './work-dir.js';
+
+export async function main(): Promise<void> {
+  state.markMainStarted();
+  core.setOutput('mirror', '');
+  core.setOutput('restored-key', '');
+  try {
+    const inputs = getInputs();
+    const dir = workDir();
+    await createWorkDir(dir);
+    const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
+    state.setCache({ workDir: dir.root, restoredKey: '' });
+
+    const [restored, binary] = await Promise.all([restoreOrStartEmpty(() => restoreStorage(scope)), installRegistry(inputs)]);
+    await writeBaseline(dir, { restored, storage: await scanStorage(dir.storage) });
+    state.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
+    core.setOutput('restored-key', restored.restoredKey);
+
+    const port = inputs.port || (await freeLoopbackPort());
+    const config = registryConfig({ port, storageDir: dir.storage, upstream: inputs.upstream, username: inputs.dockerhubUsername, password: inputs.dockerhubToken });
+    const registry = await startRegistry(binary, dir.registry, config, port);
+    state.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config });
+    core.info(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), proxying ${inputs.upstream}`);
+
+    await useMirror(inputs.daemonConfig, registry.url, state.setDaemon);
+    core.info(`dockerd now pulls Docker Hub images through ${registry.url}`);
+    core.setOutput('mirror', registry.url);
+  } catch (e) {
+    const message = `pull-cache-action could not set up the cache: ${(e as Error).message}. The job goes on pulling directly.`;
+    state.setMainError((e as Error).message);
+    if (failOnErrorInput()) core.setFailed(message);
+    else core.warning(message);
+  }
+}
+
+/** A cache that cannot be restored is an empty cache, not a failed step. */
+async function restoreOrStartEmpty(restore: () => Promise<Restored>): Promise<Restored> {
+  try {
+    return await restore();
+  } catch (e) {
+    core.warning(`Restoring the cache failed (${(e as Error).message}); starting with an empty cache.`);
+    return { restoredKey: '', index: null, kept: [], missingEntries: 0, corruptBlobs: 0 };
+  }
+}

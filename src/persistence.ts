@@ -1,0 +1,125 @@
+// The registry's storage in the Actions cache, piece by piece: an index restored by prefix, then the
+// entries it names; in post, only the blobs this job fetched, then a new index if anything changed.
+import * as cache from '@actions/cache';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { entryPaths, INDEX_FILE, indexChanged, indexKey, indexKeyPrefix, nextIndex, parseIndex, planEntries, STORAGE_DIR, type CacheIndex, type EntryRef } from './cache-index.js';
+import { verifyBlob, writeLinks, type StorageState } from './storage.js';
+
+const RESTORE_CONCURRENCY = 8;
+const SAVE_CONCURRENCY = 4;
+
+export interface CacheScope {
+  workDir: string;
+  prefix: string;
+  arch: string;
+}
+
+export interface Restored {
+  restoredKey: string;
+  index: CacheIndex | null;
+  /** Entries restored whole and verified: the next index keeps naming them. */
+  kept: EntryRef[];
+  missingEntries: number;
+  corruptBlobs: number;
+}
+
+export interface Saved {
+  entries: EntryRef[];
+  bytes: number;
+  indexKey: string;
+  /** Blobs not saved this run (cap reached, or the cache service refused): a later run saves them. */
+  deferred: number;
+  /** Why saving stopped early, when it did. */
+  stopped: string;
+}
+
+export async function restoreStorage(scope: CacheScope): Promise<Restored> {
+  return inWorkDir(scope.workDir, async () => {
+    const restoredKey = (await cache.restoreCache([INDEX_FILE], indexKeyPrefix(scope.prefix, scope.arch))) ?? '';
+    if (!restoredKey) return { restoredKey, index: null, kept: [], missingEntries: 0, corruptBlobs: 0 };
+    const index = parseIndex(await readFile(join(scope.workDir, INDEX_FILE), 'utf8'));
+    const storage = join(scope.workDir, STORAGE_DIR);
+    const restored = await mapBounded(index.entries, RESTORE_CONCURRENCY, async (entry) => (await cache.restoreCache(entryPaths(entry), entry.key)) === entry.key);
+    const candidates = index.entries.filter((_, i) => restored[i]);
+    const verified = await mapBounded(candidates, RESTORE_CONCURRENCY, async (entry) => Promise.all(entry.digests.map((d) => verifyBlob(storage, d))));
+    const present: Record<string, number> = {};
+    candidates.forEach((entry, i) => entry.digests.forEach((d, j) => verified[i][j] && (present[d] = index.blobs[d] ?? 0)));
+    await writeLinks(storage, index.repositories, present);
+    return {
+      restoredKey,
+      index,
+      kept: candidates.filter((_, i) => verified[i].every(Boolean)),
+      missingEntries: index.entries.length - candidates.length,
+      corruptBlobs: verified.flat().filter((ok) => !ok).length,
+    };
+  });
+}
+
+export async function saveStorage(scope: CacheScope, restored: Restored, before: StorageState, after: StorageState, run: { id: string; attempt: string }): Promise<Saved> {
+  const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => !(d in before.blobs)));
+  const plan = planEntries(scope.prefix, newBlobs);
+  const saved: EntryRef[] = [];
+  let stopped = '';
+  await inWorkDir(scope.workDir, () =>
+    mapBounded(plan.entries, SAVE_CONCURRENCY, async (entry) => {
+      if (stopped) return;
+      const paths = entryPaths(entry);
+      if ((await cache.saveCache(paths, entry.key).catch(() => -1)) !== -1) saved.push(entry);
+      // -1 also means the key exists (another job saved the same blobs first): that is as good as saved.
+      else if (await cache.restoreCache(paths, entry.key, [], { lookupOnly: true }).catch(() => undefined)) saved.push(entry);
+      else stopped ||= `the cache service did not take ${entry.key}; the rest is left for the next run`;
+    }),
+  );
+  const index = nextIndex(restored.kept, saved, restored.index, after, new Date());
+  let key = '';
+  if (indexChanged(restored.index, index)) {
+    key = indexKey(scope.prefix, scope.arch, run.id, run.attempt, Date.now());
+    await writeFile(join(scope.workDir, INDEX_FILE), JSON.stringify(index));
+    const id = await inWorkDir(scope.workDir, () => cache.saveCache([INDEX_FILE], key).catch(() => -1));
+    if (id === -1) {
+      stopped ||= 'the cache service did not take the index';
+      key = '';
+    }
+  }
+  const savedDigests = new Set(saved.flatMap((e) => e.digests));
+  return {
+    entries: saved,
+    bytes: [...savedDigests].reduce((sum, d) => sum + (after.blobs[d] ?? 0), 0),
+    indexKey: key,
+    deferred: Object.keys(newBlobs).filter((d) => !savedDigests.has(d)).length,
+    stopped,
+  };
+}
+
+/**
+ * @actions/cache archives paths relative to GITHUB_WORKSPACE and resolves them from the current directory;
+ * pointing both at the work directory makes every path, and so every entry's version, the same on all runners.
+ */
+async function inWorkDir<T>(workDir: string, fn: () => Promise<T>): Promise<T> {
+  const cwd = process.cwd();
+  const workspace = process.env.GITHUB_WORKSPACE;
+  process.chdir(workDir);
+  process.env.GITHUB_WORKSPACE = workDir;
+  try {
+    return await fn();
+  } finally {
+    process.chdir(cwd);
+    if (workspace === undefined) delete process.env.GITHUB_WORKSPACE;
+    else process.env.GITHUB_WORKSPACE = workspace;
+  }
+}
+
+/** Runs fn over items with at most `limit` at once; results in order. */
+export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

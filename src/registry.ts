@@ -1,0 +1,122 @@
+// The local Distribution registry: its config, and the detached process that serves the mirror for the
+// rest of the job.
+import * as core from '@actions/core';
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { stringify } from 'yaml';
+
+export interface RegistryConfigOptions {
+  port: number;
+  storageDir: string;
+  upstream: string;
+  username: string;
+  password: string;
+}
+
+/** The registry's config.yml: a pull-through proxy of `upstream` on loopback, storing under storageDir. */
+export function registryConfig(o: RegistryConfigOptions): string {
+  return stringify({
+    version: 0.1,
+    log: { level: 'info', formatter: 'text', accesslog: { disabled: false }, fields: { service: 'pull-cache' } },
+    storage: {
+      filesystem: { rootdirectory: o.storageDir },
+      cache: { blobdescriptor: 'inmemory' },
+      // The cache is saved by digest; nothing may vanish behind the index's back.
+      delete: { enabled: false },
+      maintenance: { uploadpurging: { enabled: false } },
+    },
+    http: { addr: `127.0.0.1:${o.port}`, headers: { 'X-Content-Type-Options': ['nosniff'] } },
+    proxy: { remoteurl: o.upstream, ...(o.username ? { username: o.username, password: o.password } : {}) },
+  });
+}
+
+export interface RegistryFiles {
+  config: string;
+  /** stdout: one line per HTTP request, the record the report is computed from. */
+  accessLog: string;
+  /** stderr: the registry's own log. */
+  log: string;
+}
+
+export interface RunningRegistry {
+  pid: number;
+  url: string;
+}
+
+/** Writes the config (mode 0600: it holds the token) and starts the registry detached from this step. */
+export async function startRegistry(binary: string, files: RegistryFiles, config: string, port: number, timeoutMs = 30_000): Promise<RunningRegistry> {
+  await writeFile(files.config, config, { mode: 0o600 });
+  const out = openSync(files.accessLog, 'a');
+  const err = openSync(files.log, 'a');
+  const child = spawn(binary, ['serve', files.config], {
+    detached: true,
+    stdio: ['ignore', out, err],
+    env: { ...process.env, OTEL_TRACES_EXPORTER: 'none' },
+  });
+  closeSync(out);
+  closeSync(err);
+  let exit: string | undefined;
+  child.once('exit', (code, signal) => (exit = `exited with ${code ?? signal}`));
+  child.once('error', (e) => (exit = `could not be started: ${e.message}`));
+  child.unref();
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + timeoutMs;
+  while (!(await answersV2(url))) {
+    if (exit !== undefined) throw new Error(`the registry ${exit} at start: ${await lastLines(files.log)}`);
+    if (Date.now() > deadline) {
+      await stopRegistry(child.pid!, files.config);
+      throw new Error(`the registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await lastLines(files.log)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { pid: child.pid!, url };
+}
+
+async function answersV2(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1_000) });
+    await res.arrayBuffer();
+    return res.status === 200 || res.status === 401;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stops the registry by pid: SIGTERM, then SIGKILL after graceMs. Quiet when it is already gone; a pid that
+ * now belongs to another process (its command line no longer names our config) is left alone.
+ */
+export async function stopRegistry(pid: number, configPath: string, graceMs = 10_000): Promise<void> {
+  if (!(await isOurs(pid, configPath))) return;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!(await isOurs(pid, configPath))) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  core.warning(`the registry (pid ${pid}) did not stop within ${graceMs / 1000} s of SIGTERM; killing it`);
+  process.kill(pid, 'SIGKILL');
+}
+
+/** Running (not a zombie) and started with our config file. */
+async function isOurs(pid: number, configPath: string): Promise<boolean> {
+  const [stat, cmdline] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/cmdline`, 'utf8')]).catch(() => ['', '']);
+  const stateLetter = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return stateLetter !== '' && stateLetter !== 'Z' && cmdline.split('\0').includes(configPath);
+}
+
+/** A loopback port free at this moment; the kernel's ephemeral range never hands out 5000. */
+export async function freeLoopbackPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function lastLines(file: string, n = 5): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.trim().split('\n').slice(-n).join(' | ') || '(no log)';
+}

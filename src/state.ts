@@ -1,0 +1,47 @@
+// What the main step hands to the post step. Each stage records what it set up as soon as it has done so,
+// so that a post step after a main step that stopped half-way undoes exactly what was done.
+import * as core from '@actions/core';
+
+export interface RegistryState {
+  pid: number;
+  port: number;
+  configPath: string;
+}
+
+export interface DaemonState {
+  configPath: string;
+  /** The file as it was, base64 of its bytes; null when there was none. */
+  original: string | null;
+  pid: number;
+  /** The mirror URL this action added. */
+  mirror: string;
+}
+
+export interface CacheState {
+  workDir: string;
+  restoredKey: string;
+}
+
+function read<T>(name: string): T | undefined {
+  const value = core.getState(name);
+  return value ? (JSON.parse(value) as T) : undefined;
+}
+
+function write(name: string, value: unknown): void {
+  core.saveState(name, JSON.stringify(value));
+}
+
+export const state = {
+  get isPost(): boolean {
+    return core.getState('isPost') === 'true';
+  },
+  markMainStarted: () => core.saveState('isPost', 'true'),
+  cache: () => read<CacheState>('cache'),
+  setCache: (value: CacheState) => write('cache', value),
+  registry: () => read<RegistryState>('registry'),
+  setRegistry: (value: RegistryState) => write('registry', value),
+  daemon: () => read<DaemonState>('daemon'),
+  setDaemon: (value: DaemonState) => write('daemon', value),
+  mainError: () => core.getState('mainError'),
+  setMainError: (message: string) => core.saveState('mainError', message),
+};

@@ -1,0 +1,227 @@
+// parseInputs: what a workflow author writes under `with:`, and what the action makes of it or refuses.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEFAULTS, InputError, parseInputs, runnerArch } from '../src/context.js';
+
+/** parseInputs over a `with:` block; unset inputs read as empty, as @actions/core gives them. */
+function parse(inputs: Record<string, string> = {}) {
+  return parseInputs((name) => inputs[name] ?? '');
+}
+
+/** Asserts that the inputs are refused with an InputError whose message matches every pattern. */
+function refuses(inputs: Record<string, string>, ...patterns: RegExp[]) {
+  assert.throws(
+    () => parse(inputs),
+    (e: unknown) => {
+      assert.ok(e instanceof InputError, `expected an InputError, got ${String(e)}`);
+      assert.equal(e.name, 'InputError');
+      for (const p of patterns) assert.match(e.message, p);
+      return true;
+    },
+  );
+}
+
+describe('parseInputs: defaults', () => {
+  test('an empty with: block gives the documented defaults', () => {
+    assert.deepEqual(parse(), {
+      dockerhubUsername: '',
+      dockerhubToken: '',
+      upstream: 'https://registry-1.docker.io',
+      cacheKey: 'pull-cache',
+      save: true,
+      registryVersion: '2.8.3',
+      registrySha256: '',
+      registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
+      registryPath: '',
+      daemonConfig: '/etc/docker/daemon.json',
+      port: 0,
+      failOnError: false,
+    });
+  });
+
+  test('the defaults are those of DEFAULTS', () => {
+    const i = parse();
+    assert.equal(i.upstream, DEFAULTS.upstream);
+    assert.equal(i.cacheKey, DEFAULTS.cacheKey);
+    assert.equal(i.registryVersion, DEFAULTS.registryVersion);
+    assert.equal(i.registryDownloadUrl, DEFAULTS.registryDownloadUrl);
+    assert.equal(i.daemonConfig, DEFAULTS.daemonConfig);
+  });
+
+  test('whitespace-only values count as unset', () => {
+    const i = parse({ upstream: '   ', 'cache-key': ' ', port: '  ', save: ' ', 'fail-on-error': '\t', 'registry-version': ' ' });
+    assert.equal(i.upstream, DEFAULTS.upstream);
+    assert.equal(i.cacheKey, 'pull-cache');
+    assert.equal(i.port, 0);
+    assert.equal(i.save, true);
+    assert.equal(i.failOnError, false);
+    assert.equal(i.registryVersion, '2.8.3');
+  });
+
+  test('values as action.yml passes its own defaults are accepted', () => {
+    const i = parse({ save: 'true', 'fail-on-error': 'false', 'registry-version': '2.8.3', upstream: 'https://registry-1.docker.io', 'cache-key': 'pull-cache', 'daemon-config': '/etc/docker/daemon.json' });
+    assert.equal(i.save, true);
+    assert.equal(i.failOnError, false);
+  });
+});
+
+describe('parseInputs: Docker Hub credentials', () => {
+  test('username and token together are kept, trimmed', () => {
+    const i = parse({ 'dockerhub-username': ' octocat ', 'dockerhub-token': ' dckr_pat_abc \n' });
+    assert.equal(i.dockerhubUsername, 'octocat');
+    assert.equal(i.dockerhubToken, 'dckr_pat_abc');
+  });
+
+  test('a username without a token is refused, naming both inputs', () => {
+    refuses({ 'dockerhub-username': 'octocat' }, /dockerhub-username is set/, /dockerhub-token is empty/, /both, or neither/);
+  });
+
+  test('a token without a username is refused, naming both inputs', () => {
+    refuses({ 'dockerhub-token': 'dckr_pat_abc' }, /dockerhub-token is set/, /dockerhub-username is empty/, /both, or neither/);
+  });
+
+  test('the refusal does not print the token', () => {
+    assert.throws(() => parse({ 'dockerhub-token': 'dckr_pat_secret' }), (e: Error) => !e.message.includes('dckr_pat_secret'));
+  });
+});
+
+describe('parseInputs: URLs', () => {
+  test('http and https upstreams are accepted', () => {
+    assert.equal(parse({ upstream: 'http://127.0.0.1:5001' }).upstream, 'http://127.0.0.1:5001');
+    assert.equal(parse({ upstream: 'https://ghcr.io' }).upstream, 'https://ghcr.io');
+  });
+
+  test('trailing slashes are removed from upstream and registry-download-url', () => {
+    assert.equal(parse({ upstream: 'https://registry-1.docker.io/' }).upstream, 'https://registry-1.docker.io');
+    assert.equal(parse({ upstream: 'http://127.0.0.1:5001///' }).upstream, 'http://127.0.0.1:5001');
+    assert.equal(parse({ 'registry-download-url': 'https://mirror.example/releases/' }).registryDownloadUrl, 'https://mirror.example/releases');
+  });
+
+  for (const bad of ['ftp://registry.example', 'file:///etc/passwd', 'registry-1.docker.io', 'not a url']) {
+    test(`upstream "${bad}" is refused as not an http(s) URL`, () => {
+      refuses({ upstream: bad }, /^upstream must be an http:\/\/ or https:\/\/ URL/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
+    });
+  }
+
+  test('registry-download-url that is not http(s) is refused, naming it', () => {
+    refuses({ 'registry-download-url': 'ftp://mirror.example/releases' }, /^registry-download-url must be an http:\/\/ or https:\/\/ URL/);
+  });
+
+  test('credentials in the upstream URL are refused without echoing them', () => {
+    for (const upstream of ['https://user:s3cret@registry.example', 'https://user@registry.example']) {
+      assert.throws(
+        () => parse({ upstream }),
+        (e: unknown) => e instanceof InputError && /^upstream must not carry credentials/.test(e.message) && !e.message.includes('s3cret'),
+      );
+    }
+  });
+});
+
+describe('parseInputs: cache-key', () => {
+  test('letters, digits, dot, underscore and dash are accepted', () => {
+    assert.equal(parse({ 'cache-key': 'My_cache-v2.1' }).cacheKey, 'My_cache-v2.1');
+  });
+
+  test('100 characters are accepted, 101 are refused', () => {
+    assert.equal(parse({ 'cache-key': 'k'.repeat(100) }).cacheKey, 'k'.repeat(100));
+    refuses({ 'cache-key': 'k'.repeat(101) }, /^cache-key must be 1 to 100 characters/);
+  });
+
+  for (const bad of ['pull cache', 'pull/cache', 'cache,key', 'clé', 'a:b', 'a*']) {
+    test(`cache-key "${bad}" is refused, saying what is allowed`, () => {
+      refuses({ 'cache-key': bad }, /^cache-key must be 1 to 100 characters of letters, digits, '\.', '_' or '-'/, /got "/);
+    });
+  }
+});
+
+describe('parseInputs: booleans', () => {
+  test('save and fail-on-error take true/false in any case', () => {
+    assert.equal(parse({ save: 'false' }).save, false);
+    assert.equal(parse({ save: 'FALSE' }).save, false);
+    assert.equal(parse({ save: 'True' }).save, true);
+    assert.equal(parse({ 'fail-on-error': 'true' }).failOnError, true);
+    assert.equal(parse({ 'fail-on-error': ' TRUE ' }).failOnError, true);
+    assert.equal(parse({ 'fail-on-error': 'false' }).failOnError, false);
+  });
+
+  for (const bad of ['yes', 'no', '1', '0', 'on']) {
+    test(`save "${bad}" is refused`, () => refuses({ save: bad }, /^save must be true or false/, new RegExp(`got "${bad}"`)));
+    test(`fail-on-error "${bad}" is refused`, () => refuses({ 'fail-on-error': bad }, /^fail-on-error must be true or false/, new RegExp(`got "${bad}"`)));
+  }
+});
+
+describe('parseInputs: registry version and checksum', () => {
+  test('a leading v is stripped from registry-version', () => {
+    assert.equal(parse({ 'registry-version': 'v3.0.0' }).registryVersion, '3.0.0');
+    assert.equal(parse({ 'registry-version': 'v2.8.3' }).registryVersion, '2.8.3');
+  });
+
+  test('pre-release versions are accepted', () => {
+    assert.equal(parse({ 'registry-version': '3.0.0-rc.1' }).registryVersion, '3.0.0-rc.1');
+  });
+
+  for (const bad of ['2.8', 'latest', '2.8.3.1', '3', 'vv2.8.3', '2.8.x', 'V2.8.3']) {
+    test(`registry-version "${bad}" is refused with an example`, () => {
+      refuses({ 'registry-version': bad }, /^registry-version must be a release version such as 2\.8\.3 or 3\.0\.0/, new RegExp(`got "${bad}"`));
+    });
+  }
+
+  test('registry-sha256 of 64 hex characters is accepted and lower-cased', () => {
+    const hash = 'B1F750ECBE09F38E2143E22C61A25E3DA2AFE1510D9522859230B480E642CEFF';
+    assert.equal(parse({ 'registry-sha256': hash }).registrySha256, hash.toLowerCase());
+  });
+
+  for (const [what, bad] of [
+    ['63 characters', 'a'.repeat(63)],
+    ['65 characters', 'a'.repeat(65)],
+    ['a non-hex character', `${'a'.repeat(63)}g`],
+    ['an algorithm prefix', `sha256:${'a'.repeat(64)}`],
+  ]) {
+    test(`registry-sha256 with ${what} is refused`, () => {
+      refuses({ 'registry-sha256': bad }, /^registry-sha256 must be 64 hexadecimal characters \(a SHA-256\)/);
+    });
+  }
+});
+
+describe('parseInputs: daemon-config, registry-path and port', () => {
+  test('an absolute daemon-config is kept', () => {
+    assert.equal(parse({ 'daemon-config': '/home/runner/.config/docker/daemon.json' }).daemonConfig, '/home/runner/.config/docker/daemon.json');
+  });
+
+  for (const bad of ['daemon.json', './daemon.json', '~/.config/docker/daemon.json', 'etc/docker/daemon.json']) {
+    test(`relative daemon-config "${bad}" is refused`, () => refuses({ 'daemon-config': bad }, /^daemon-config must be an absolute path/, /got "/));
+  }
+
+  test('registry-path is passed through', () => {
+    assert.equal(parse({ 'registry-path': '/usr/bin/docker-registry' }).registryPath, '/usr/bin/docker-registry');
+  });
+
+  test('ports 1 to 65535 are accepted; empty means pick one (0)', () => {
+    assert.equal(parse({ port: '1' }).port, 1);
+    assert.equal(parse({ port: '5000' }).port, 5000);
+    assert.equal(parse({ port: '65535' }).port, 65535);
+    assert.equal(parse({ port: '' }).port, 0);
+  });
+
+  for (const bad of ['0', '65536', '-1', '80.5', 'abc', '5000/tcp', '99999999', '0x1F90', '8e3', '+80', '80.0']) {
+    test(`port "${bad}" is refused, saying the range`, () => refuses({ port: bad }, /^port must be a whole number from 1 to 65535, or empty for a free loopback port/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`)));
+  }
+});
+
+describe('runnerArch', () => {
+  test('x64 is amd64 and arm64 is arm64', () => {
+    assert.equal(runnerArch('x64'), 'amd64');
+    assert.equal(runnerArch('arm64'), 'arm64');
+  });
+
+  test('other architectures are refused, naming the supported ones', () => {
+    for (const arch of ['ia32', 'arm', 's390x', 'ppc64']) {
+      assert.throws(() => runnerArch(arch as NodeJS.Architecture), new RegExp(`runner architecture ${arch} is not supported.*x64 \\(amd64\\) and arm64`));
+    }
+  });
+
+  test('defaults to this process', () => {
+    if (process.arch === 'x64' || process.arch === 'arm64') assert.equal(runnerArch(), process.arch === 'x64' ? 'amd64' : 'arm64');
+    else assert.throws(() => runnerArch());
+  });
+});

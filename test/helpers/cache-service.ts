@@ -1,0 +1,267 @@
+// A local stand-in for the GitHub Actions cache service (v2) that the real @actions/cache talks to:
+// Twirp JSON on an in-process node:http server, archives stored in Azurite through SAS URLs.
+//
+// Reproduced GitHub semantics (see NOTES.md section 3):
+// - a key+version is immutable: CreateCacheEntry on a key+version that is reserved or finalized answers
+//   HTTP 200 {ok:false} (no message, so @actions/cache logs only "Failed to save: Unable to reserve cache ...";
+//   github.com itself answers HTTP 409 already_exists for a finalized entry, which the client treats the same way);
+// - lookup order: exact key, then key as prefix, then each restore key exact then as prefix, newest entry first;
+//   the version must match and only finalized entries are found.
+// Entries live in memory only.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import {
+  BlobSASPermissions,
+  BlobServiceClient,
+  StorageSharedKeyCredential,
+  generateBlobSASQueryParameters,
+  type ContainerClient,
+} from '@azure/storage-blob';
+import { answers, freePort, startProcess, waitFor } from './process.js';
+
+export interface CacheEntry {
+  key: string;
+  version: string;
+  /** size_bytes as reported by FinalizeCacheEntryUpload (0 until finalized). */
+  sizeBytes: number;
+  /** Date.now() at CreateCacheEntry. */
+  createdAt: number;
+  finalized: boolean;
+  /** How many times GetCacheEntryDownloadURL returned this entry (lookupOnly restores count too). */
+  downloads: number;
+}
+
+export interface CacheService {
+  /** ACTIONS_CACHE_SERVICE_V2, ACTIONS_RESULTS_URL (trailing slash), ACTIONS_RUNTIME_TOKEN. */
+  env: Record<string, string>;
+  /** All entries (copies), in creation order. Evicted (deleted) entries are not listed. */
+  entries(): CacheEntry[];
+  /**
+   * Calls per Twirp method name, e.g. requests.CreateCacheEntry. Counts every POST that named the method,
+   * including ones rejected (bad token, bad body). Live object: read it after the calls you care about.
+   */
+  requests: Record<string, number>;
+  /** Simulates GitHub evicting every entry with this key (any version). Its blob is deleted too. */
+  deleteEntry(key: string): void;
+  /** Stops the HTTP server and Azurite (by its pid). */
+  stop(): Promise<void>;
+}
+
+const SERVICE_PREFIX = '/twirp/github.actions.results.api.v1.CacheService/';
+const ACCOUNT = 'devstoreaccount1';
+// Azurite's well-known development key (public, documented by Microsoft).
+const ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+const CONTAINER = 'actions-cache';
+const AZURITE_BIN = fileURLToPath(new URL('../../node_modules/.bin/azurite-blob', import.meta.url));
+
+interface StoredEntry extends CacheEntry {
+  id: number;
+  blobName: string;
+}
+
+class TwirpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export async function startCacheService(dir: string): Promise<CacheService> {
+  await mkdir(dir, { recursive: true });
+  const blobPort = await freePort();
+  const azurite = startProcess(
+    AZURITE_BIN,
+    ['--blobHost', '127.0.0.1', '--blobPort', String(blobPort), '--skipApiVersionCheck', '--disableTelemetry', '--location', dir],
+    join(dir, 'azurite.log'),
+  );
+  let server: Server | undefined;
+  try {
+    const blobEndpoint = `http://127.0.0.1:${blobPort}/${ACCOUNT}`;
+    const log = join(dir, 'azurite.log');
+    await Promise.race([
+      waitFor('azurite', () => answers(blobEndpoint), 30_000),
+      azurite.exited.then((code) => {
+        throw new Error(`azurite exited early (${code}), see ${log}`);
+      }),
+    ]);
+    const credential = new StorageSharedKeyCredential(ACCOUNT, ACCOUNT_KEY);
+    const container = new BlobServiceClient(blobEndpoint, credential).getContainerClient(CONTAINER);
+    await container.create();
+
+    const token = randomBytes(16).toString('hex');
+    const state = new ServiceState(container, credential);
+    server = createServer((req, res) => void state.handle(req, res, token));
+    const port = await freePort();
+    await new Promise<void>((resolve, reject) => {
+      server!.once('error', reject);
+      server!.listen(port, '127.0.0.1', () => resolve());
+    });
+    const httpServer = server;
+
+    return {
+      env: {
+        ACTIONS_CACHE_SERVICE_V2: '1',
+        ACTIONS_RESULTS_URL: `http://127.0.0.1:${port}/`,
+        ACTIONS_RUNTIME_TOKEN: token,
+      },
+      entries: () => state.entries.map(({ key, version, sizeBytes, createdAt, finalized, downloads }) => ({ key, version, sizeBytes, createdAt, finalized, downloads })),
+      requests: state.requests,
+      deleteEntry: (key) => state.deleteEntry(key),
+      stop: async () => {
+        await closeServer(httpServer);
+        await Promise.allSettled(state.pending);
+        await azurite.stop();
+      },
+    };
+  } catch (error) {
+    if (server?.listening) await closeServer(server);
+    await azurite.stop();
+    throw error;
+  }
+}
+
+async function closeServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  await closed;
+}
+
+class ServiceState {
+  readonly entries: StoredEntry[] = [];
+  readonly requests: Record<string, number> = {};
+  readonly pending = new Set<Promise<unknown>>();
+  private nextId = 1;
+
+  constructor(
+    private readonly container: ContainerClient,
+    private readonly credential: StorageSharedKeyCredential,
+  ) {}
+
+  async handle(req: IncomingMessage, res: ServerResponse, token: string): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+      const method = url.pathname.startsWith(SERVICE_PREFIX) ? url.pathname.slice(SERVICE_PREFIX.length) : '';
+      const body = await readBody(req);
+      if (req.method !== 'POST' || !method) throw new TwirpError(404, 'bad_route', `no handler for ${req.method} ${url.pathname}`);
+      this.requests[method] = (this.requests[method] ?? 0) + 1;
+      if (req.headers.authorization !== `Bearer ${token}`) throw new TwirpError(401, 'unauthenticated', 'invalid or missing bearer token');
+      if (!String(req.headers['content-type'] ?? '').startsWith('application/json')) {
+        throw new TwirpError(415, 'bad_route', 'only application/json is supported');
+      }
+      let request: Record<string, unknown>;
+      try {
+        request = JSON.parse(body.toString('utf8') || '{}');
+      } catch {
+        throw new TwirpError(400, 'malformed', 'the request body is not JSON');
+      }
+      let response: unknown;
+      switch (method) {
+        case 'CreateCacheEntry':
+          response = this.create(request);
+          break;
+        case 'FinalizeCacheEntryUpload':
+          response = await this.finalize(request);
+          break;
+        case 'GetCacheEntryDownloadURL':
+          response = this.lookup(request);
+          break;
+        default:
+          throw new TwirpError(404, 'bad_route', `no method ${method}`);
+      }
+      send(res, 200, response);
+    } catch (error) {
+      if (error instanceof TwirpError) send(res, error.status, { code: error.code, msg: error.message });
+      else send(res, 500, { code: 'internal', msg: String((error as Error)?.message ?? error) });
+    }
+  }
+
+  private create(request: Record<string, unknown>) {
+    const key = requireString(request, 'key');
+    const version = requireString(request, 'version');
+    if (this.entries.some((e) => e.key === key && e.version === version)) return { ok: false, signed_upload_url: '', message: '' };
+    const id = this.nextId++;
+    const entry: StoredEntry = { id, blobName: `entry-${id}`, key, version, sizeBytes: 0, createdAt: Date.now(), finalized: false, downloads: 0 };
+    this.entries.push(entry);
+    return { ok: true, signed_upload_url: this.sasUrl(entry.blobName, 'cw'), message: '' };
+  }
+
+  private async finalize(request: Record<string, unknown>) {
+    const key = requireString(request, 'key');
+    const version = requireString(request, 'version');
+    const sizeBytes = Number(request.size_bytes ?? 0);
+    const entry = this.entries.find((e) => e.key === key && e.version === version && !e.finalized);
+    if (!entry) return { ok: false, entry_id: '0', message: `no reserved cache entry for key ${key}` };
+    const exists = await this.container.getBlobClient(entry.blobName).exists();
+    if (!exists) return { ok: false, entry_id: '0', message: `nothing was uploaded for key ${key}` };
+    entry.sizeBytes = sizeBytes;
+    entry.finalized = true;
+    return { ok: true, entry_id: String(entry.id), message: '' };
+  }
+
+  private lookup(request: Record<string, unknown>) {
+    const key = requireString(request, 'key');
+    const version = requireString(request, 'version');
+    const restoreKeys = Array.isArray(request.restore_keys) ? request.restore_keys.map(String) : [];
+    const candidates = this.entries.filter((e) => e.finalized && e.version === version).reverse(); // newest first
+    let hit: StoredEntry | undefined;
+    for (const wanted of [key, ...restoreKeys]) {
+      hit = candidates.find((e) => e.key === wanted) ?? candidates.find((e) => e.key.startsWith(wanted));
+      if (hit) break;
+    }
+    if (!hit) return { ok: false, signed_download_url: '', matched_key: '' };
+    hit.downloads++;
+    return { ok: true, signed_download_url: this.sasUrl(hit.blobName, 'r'), matched_key: hit.key };
+  }
+
+  deleteEntry(key: string): void {
+    for (let i = this.entries.length - 1; i >= 0; i--) {
+      const entry = this.entries[i];
+      if (entry.key !== key) continue;
+      this.entries.splice(i, 1);
+      const deleting = this.container.getBlobClient(entry.blobName).deleteIfExists().catch(() => undefined);
+      this.pending.add(deleting);
+      void deleting.finally(() => this.pending.delete(deleting));
+    }
+  }
+
+  private sasUrl(blobName: string, permissions: string): string {
+    const sas = generateBlobSASQueryParameters(
+      {
+        containerName: CONTAINER,
+        blobName,
+        permissions: BlobSASPermissions.parse(permissions),
+        startsOn: new Date(Date.now() - 60_000),
+        expiresOn: new Date(Date.now() + 3_600_000),
+      },
+      this.credential,
+    ).toString();
+    return `${this.container.getBlobClient(blobName).url}?${sas}`;
+  }
+}
+
+function requireString(request: Record<string, unknown>, field: string): string {
+  const value = request[field];
+  if (typeof value !== 'string' || value === '') throw new TwirpError(400, 'invalid_argument', `${field} is required`);
+  return value;
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,259 @@
+// A real Docker daemon (Debian's docker.io, dockerd 20.10) for tests: its own data-root, exec-root, socket,
+// pidfile and config file, no iptables, no bridge, vfs storage. It starts its own managed containerd (dockerd
+// 20.10 does so when no system containerd socket is at /run/containerd/containerd.sock; checked here).
+//
+// dockerd writes outside its directories: 20.10 creates its identity key at /etc/docker/key.json (not
+// configurable on the command line), makes /run/docker/plugins, and containerd puts shim sockets under
+// /run/containerd/s. To leave the machine's docker setup alone, the daemon runs in a private mount namespace
+// (`unshare --mount --propagation private`, which execs: dockerd keeps the pid we spawned) where each of
+// /etc/docker, /run/docker, /run/containerd that exists is covered by a bind mount of a directory under
+// dir/ns/. Mounts the daemon makes stay inside that namespace and vanish with it.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run, startProcess, waitFor, type RunResult, type Started } from './process.js';
+
+/** The docker CLI the helpers run: Debian's 20.10 CLI, the daemon's own version (override: TEST_DOCKER_CLI). */
+export const DOCKER_CLI = process.env.TEST_DOCKER_CLI ?? '/usr/bin/docker';
+export const DOCKERD_BINARY = process.env.TEST_DOCKERD ?? '/usr/sbin/dockerd';
+
+/** Host paths dockerd/containerd write to no matter what their flags say; hidden in the daemon's namespace. */
+const SHARED_HOST_DIRS = ['/etc/docker', '/run/docker', '/run/containerd'];
+
+export interface Dockerd {
+  pid: number;
+  /** Path of the API socket. */
+  socket: string;
+  /** unix://SOCKET, for DOCKER_HOST. */
+  host: string;
+  configFile: string;
+  dir: string;
+  dataRoot: string;
+  execRoot: string;
+  logFile: string;
+  /** Milliseconds from spawn until `docker info` answered. */
+  startMs: number;
+  process: Started;
+  /** Runs the docker CLI against this daemon. */
+  docker(args: string[], options?: { timeoutMs?: number; input?: string | Buffer }): Promise<RunResult>;
+  /** `docker info --format '{{json .}}'`, parsed. */
+  info(): Promise<any>;
+  /** Stops the daemon, then anything left of it (containerd, shims, containers), its mounts and its exec-root. */
+  stop(): Promise<void>;
+}
+
+const live = new Set<Dockerd>();
+/** SHARED_HOST_DIRS that did not exist before our first daemon: dockerd creates them; removed (if empty) after. */
+const createdByUs = new Set<string>();
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export async function startDockerd(
+  dir: string,
+  opts: { configFile?: string; cli?: string; extraArgs?: string[] } = {},
+): Promise<Dockerd> {
+  if (!existsSync('/etc/docker')) {
+    // Without it there is nothing to cover, and dockerd 20.10 would create /etc/docker/key.json.
+    throw new Error('/etc/docker does not exist on this machine; refusing to start a dockerd that would create it');
+  }
+  await mkdir(dir, { recursive: true });
+  const dataRoot = join(dir, 'data');
+  const logFile = join(dir, 'dockerd.log');
+  const pidFile = join(dir, 'dockerd.pid');
+  const configFile = opts.configFile ?? join(dir, 'daemon.json');
+  if (!existsSync(configFile)) await writeFile(configFile, '{}\n');
+  // Unix socket paths are limited to 108 bytes; containerd's socket lives at EXECROOT/containerd/containerd.sock.
+  const execRoot = await mkdtemp('/tmp/dkd-');
+  const socket = join(execRoot, 'docker.sock');
+  const host = `unix://${socket}`;
+  const cli = opts.cli ?? DOCKER_CLI;
+  const cliConfig = join(dir, 'cli-config'); // keep the CLI away from ~/.docker
+  await mkdir(cliConfig, { recursive: true });
+
+  const binds: string[] = [];
+  for (const hostDir of SHARED_HOST_DIRS) {
+    if (existsSync(hostDir)) {
+      if (!createdByUs.has(hostDir)) {
+        const own = join(dir, 'ns', hostDir.replace(/^\//, '').replace(/\//g, '-'));
+        await mkdir(own, { recursive: true });
+        binds.push(`mount --bind ${shellQuote(own)} ${shellQuote(hostDir)}`);
+      }
+    } else {
+      createdByUs.add(hostDir);
+    }
+  }
+  const script = [...binds, 'exec "$0" "$@"'].join(' && ');
+  const args = [
+    '--iptables=false',
+    '--bridge=none',
+    '--storage-driver=vfs',
+    `--data-root=${dataRoot}`,
+    `--exec-root=${execRoot}`,
+    `--host=${host}`,
+    `--pidfile=${pidFile}`,
+    `--config-file=${configFile}`,
+    ...(opts.extraArgs ?? []),
+  ];
+  const env = { ...process.env };
+  for (const key of ['DOCKER_HOST', 'DOCKER_CONTEXT', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH']) delete env[key];
+
+  const started = Date.now();
+  const proc = startProcess(
+    'unshare',
+    ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, DOCKERD_BINARY, ...args],
+    logFile,
+    { env, graceMs: 20_000 },
+  );
+  const cliEnv = { ...env, DOCKER_HOST: host, DOCKER_CONFIG: cliConfig };
+  const docker = (cliArgs: string[], o: { timeoutMs?: number; input?: string | Buffer } = {}) =>
+    run(cli, cliArgs, { env: cliEnv, timeoutMs: o.timeoutMs ?? 120_000, input: o.input });
+  const info = async () => {
+    const r = await docker(['info', '--format', '{{json .}}'], { timeoutMs: 10_000 });
+    if (r.code !== 0) throw new Error(`docker info: ${r.code} ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+
+  let mntNs = '';
+  const daemon: Dockerd = {
+    pid: proc.pid,
+    socket,
+    host,
+    configFile,
+    dir,
+    dataRoot,
+    execRoot,
+    logFile,
+    startMs: 0,
+    process: proc,
+    docker,
+    info,
+    stop: () => stopDockerd(daemon, mntNs),
+  };
+  try {
+    await waitFor(
+      `dockerd ${host}`,
+      async () => (await docker(['info', '--format', '{{.ID}}'], { timeoutMs: 5_000 })).code === 0,
+      30_000,
+      100,
+      proc,
+    );
+    daemon.startMs = Date.now() - started;
+    mntNs = await readlink(`/proc/${proc.pid}/ns/mnt`);
+    const written = Number((await readFile(pidFile, 'utf8')).trim());
+    if (written !== proc.pid) throw new Error(`dockerd pidfile says ${written}, we started ${proc.pid}`);
+  } catch (error) {
+    if (!mntNs) mntNs = await readlink(`/proc/${proc.pid}/ns/mnt`).catch(() => '');
+    live.add(daemon);
+    await daemon.stop();
+    const log = await readFile(logFile, 'utf8').catch(() => '');
+    throw new Error(`${(error as Error).message}; see ${logFile}:\n${log.slice(-3000)}`);
+  }
+  live.add(daemon);
+  return daemon;
+}
+
+interface ProcInfo {
+  pid: number;
+  ppid: number;
+  mntNs: string;
+}
+
+async function listProcesses(): Promise<ProcInfo[]> {
+  const out: ProcInfo[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const statText = await readFile(`/proc/${name}/stat`, 'utf8');
+      // pid (comm) state ppid ...; comm may contain spaces and parentheses
+      const ppid = Number(statText.slice(statText.lastIndexOf(')') + 2).split(' ')[1]);
+      const mntNs = await readlink(`/proc/${name}/ns/mnt`).catch(() => '');
+      out.push({ pid: Number(name), ppid, mntNs });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Processes in our mount namespace (dockerd, containerd, shims) and all their descendants (containers). */
+async function leftovers(mntNs: string): Promise<number[]> {
+  // Never the host's namespace (a daemon that failed before unshare ran): that would be every process.
+  if (!mntNs || mntNs === (await readlink('/proc/self/ns/mnt'))) return [];
+  const procs = await listProcesses();
+  const ours = new Set(procs.filter((p) => p.mntNs === mntNs && p.pid !== process.pid).map((p) => p.pid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of procs) {
+      if (!ours.has(p.pid) && ours.has(p.ppid)) {
+        ours.add(p.pid);
+        grew = true;
+      }
+    }
+  }
+  return [...ours];
+}
+
+async function stopDockerd(daemon: Dockerd, mntNs: string): Promise<void> {
+  if (!live.has(daemon)) return;
+  // On SIGTERM dockerd stops running containers with their stop timeout (10 s by default); kill them first.
+  if (!daemon.process.ended()) {
+    const running = await daemon.docker(['ps', '--quiet'], { timeoutMs: 10_000 });
+    const ids = running.code === 0 ? running.stdout.split('\n').filter(Boolean) : [];
+    if (ids.length) await daemon.docker(['kill', ...ids], { timeoutMs: 10_000 });
+  }
+  await daemon.process.stop();
+  // dockerd stops its managed containerd on the way out; anything still in the namespace is ours to end.
+  await waitFor(
+    `processes of dockerd ${daemon.pid} to end`,
+    async () => {
+      const pids = await leftovers(mntNs);
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      return pids.length === 0;
+    },
+    15_000,
+    100,
+  );
+  // Nothing should be mounted in our namespace under data-root or exec-root (the daemon's were private);
+  // unmount whatever is there anyway, deepest first.
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  const points = mountinfo
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((p): p is string => !!p)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => [daemon.dataRoot, daemon.execRoot].some((root) => p === root || p.startsWith(`${root}/`)))
+    .sort((a, b) => b.length - a.length);
+  for (const point of points) {
+    const r = await run('umount', ['--lazy', point], { timeoutMs: 10_000 });
+    if (r.code !== 0) throw new Error(`umount ${point}: ${r.stderr}`);
+  }
+  // A shim that was killed leaves its socket in /run/containerd/s (ours when /run/containerd was not covered):
+  // containerd names it sha256(ADDRESS/NAMESPACE/ID), which includes our unique exec-root.
+  const address = join(daemon.execRoot, 'containerd', 'containerd.sock');
+  for (const id of await readdir(join(daemon.dataRoot, 'containers')).catch(() => [] as string[])) {
+    const hash = createHash('sha256').update(join(address, 'moby', id)).digest('hex');
+    await rm(join('/run/containerd/s', hash), { force: true });
+  }
+  await rm(daemon.execRoot, { recursive: true, force: true });
+  live.delete(daemon);
+  if (live.size === 0) for (const hostDir of createdByUs) await removeEmptyDirs(hostDir);
+}
+
+/** Removes dir and the directories under it, only as far as they are empty. */
+async function removeEmptyDirs(dir: string): Promise<void> {
+  const s = await stat(dir).catch(() => undefined);
+  if (!s?.isDirectory()) return;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) await removeEmptyDirs(join(dir, entry.name));
+  }
+  await rmdir(dir).catch(() => {});
+}

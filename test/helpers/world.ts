@@ -1,0 +1,109 @@
+// The world a job of the action lives in, made of real parts: an upstream registry standing in for Docker
+// Hub, the Actions cache service, the release downloads, and per job a fresh runner (its own dockerd,
+// RUNNER_TEMP and daemon.json). Every end-to-end test builds its scenario from these.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startCacheService, type CacheService } from './cache-service.js';
+import { startDockerd, type Dockerd } from './dockerd.js';
+import { startReleaseServer, type ReleaseServer } from './release-server.js';
+import { runJob, type StepResult } from './runner.js';
+import { startUpstream, type AccessLogLine, type Upstream } from './upstream.js';
+
+export interface World {
+  dir: string;
+  upstream: Upstream;
+  cache: CacheService;
+  release: ReleaseServer;
+  /** Shared by every job, as on a self-hosted runner: the registry binary is downloaded once. */
+  toolCache: string;
+  /** A fresh runner: new dockerd (empty data-root) with `daemonJson` as its config file, new RUNNER_TEMP. */
+  runner(name: string, daemonJson?: string): Promise<Runner>;
+  stop(): Promise<void>;
+}
+
+export interface Runner {
+  dockerd: Dockerd;
+  runnerTemp: string;
+  /** The step's `with:` that points the action at this world; `extra` adds or overrides inputs. */
+  inputs(extra?: Record<string, string>): Record<string, string>;
+  /** Runs main, then the job's steps, then post, as the Actions runner does. */
+  job(inputs: Record<string, string>, steps?: (main: StepResult) => Promise<void>): Promise<{ main: StepResult; post: StepResult }>;
+  /** `docker pull` on this runner's daemon; throws with the daemon's words when it fails. */
+  pull(image: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startWorld(name: string): Promise<World> {
+  const dir = await mkdtemp(join(tmpdir(), `${name}-`));
+  const [upstream, cache, release] = await Promise.all([
+    startUpstream(join(dir, 'upstream')),
+    startCacheService(join(dir, 'cache-service')),
+    startReleaseServer(join(dir, 'release')),
+  ]);
+  const toolCache = join(dir, 'tool-cache');
+  const runners: Runner[] = [];
+  let jobs = 0;
+  return {
+    dir,
+    upstream,
+    cache,
+    release,
+    toolCache,
+    async runner(runnerName, daemonJson = '{}\n') {
+      const base = join(dir, 'runners', runnerName);
+      const runnerTemp = join(base, 'temp');
+      await mkdir(runnerTemp, { recursive: true });
+      await writeFile(join(base, 'daemon.json'), daemonJson);
+      const dockerd = await startDockerd(join(base, 'dockerd'), { configFile: join(base, 'daemon.json') });
+      const runner: Runner = {
+        dockerd,
+        runnerTemp,
+        inputs: (extra = {}) => ({
+          upstream: upstream.url,
+          'daemon-config': dockerd.configFile,
+          'registry-download-url': release.baseUrl,
+          'registry-sha256': release.sha256,
+          ...extra,
+        }),
+        job: (inputs, steps) =>
+          runJob(
+            {
+              inputs,
+              dir: join(base, `job-${++jobs}`),
+              env: {
+                ...cache.env,
+                DOCKER_HOST: dockerd.host,
+                RUNNER_TEMP: runnerTemp,
+                RUNNER_TOOL_CACHE: toolCache,
+                GITHUB_WORKSPACE: join(base, 'workspace'),
+                GITHUB_RUN_ID: String(1000 + jobs),
+                GITHUB_RUN_ATTEMPT: '1',
+              },
+            },
+            steps,
+          ),
+        async pull(image) {
+          const pulled = await dockerd.docker(['pull', image], { timeoutMs: 120_000 });
+          if (pulled.code !== 0) throw new Error(`docker pull ${image} failed: ${pulled.stderr || pulled.stdout}`);
+        },
+        stop: () => dockerd.stop(),
+      };
+      runners.push(runner);
+      return runner;
+    },
+    async stop() {
+      await Promise.allSettled(runners.map((r) => r.stop()));
+      await Promise.allSettled([upstream.stop(), cache.stop(), release.stop()]);
+      if (!process.env.KEEP_TEST_DIRS) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The upstream's blob downloads made while `during` ran. */
+export async function upstreamBlobFetches(upstream: Upstream, during: () => Promise<unknown>): Promise<AccessLogLine[]> {
+  const before = (await upstream.blobRequests()).length;
+  await during();
+  await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
+  return (await upstream.blobRequests()).slice(before);
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo run for real: dockerd (docker.io), the Distribution registry
+# (docker-registry) and zstd (what @actions/cache compresses with on hosted runners). Idempotent.
+set -euo pipefail
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v zstd >/dev/null || missing+=(zstd)
+command -v tar >/dev/null || missing+=(tar)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "prerequisites: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ -d node_modules ] || { echo "prerequisites: node_modules is missing; run npm ci first" >&2; exit 1; }
+for tool in dockerd docker docker-registry zstd; do
+  command -v "$tool" >/dev/null || { echo "prerequisites: $tool is still missing after install" >&2; exit 1; }
+done

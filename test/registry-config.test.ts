@@ -1,0 +1,153 @@
+// The registry's config.yml as Distribution reads it, and where the registry binary comes from.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { parse } from 'yaml';
+import { registryConfig, type RegistryConfigOptions } from '../src/registry.js';
+import { PINNED_SHA256, releaseAsset } from '../src/registry-binary.js';
+import { DEFAULTS } from '../src/context.js';
+
+interface ParsedConfig {
+  version: unknown;
+  log: { accesslog: { disabled: boolean } };
+  storage: {
+    filesystem: { rootdirectory: string };
+    cache: { blobdescriptor: string };
+    delete: { enabled: boolean };
+    maintenance?: { uploadpurging?: { enabled: boolean } };
+  } & Record<string, unknown>;
+  http: { addr: string; headers: Record<string, string[]> } & Record<string, unknown>;
+  proxy: Record<string, unknown>;
+}
+
+const base: RegistryConfigOptions = {
+  port: 41234,
+  storageDir: '/home/runner/work/_temp/pull-cache-action/storage',
+  upstream: 'https://registry-1.docker.io',
+  username: '',
+  password: '',
+};
+
+function config(o: Partial<RegistryConfigOptions> = {}): ParsedConfig {
+  return parse(registryConfig({ ...base, ...o })) as ParsedConfig;
+}
+
+describe('registryConfig', () => {
+  test('is a version 0.1 Distribution config', () => {
+    assert.equal(String(config().version), '0.1');
+  });
+
+  test('listens on 127.0.0.1:PORT only, with no debug or TLS listener', () => {
+    const c = config({ port: 5055 });
+    assert.equal(c.http.addr, '127.0.0.1:5055');
+    assert.equal(c.http.debug, undefined);
+    assert.equal(c.http.tls, undefined);
+    assert.equal(c.http.host, undefined);
+  });
+
+  test('proxies the upstream it is given', () => {
+    assert.equal(config().proxy.remoteurl, 'https://registry-1.docker.io');
+    assert.equal(config({ upstream: 'http://127.0.0.1:5001' }).proxy.remoteurl, 'http://127.0.0.1:5001');
+  });
+
+  test('anonymous: no username or password key at all', () => {
+    const c = config();
+    assert.deepEqual(Object.keys(c.proxy), ['remoteurl']);
+    assert.ok(!/username|password/.test(registryConfig(base)));
+  });
+
+  test('with credentials: both given, read back exactly even with YAML-special characters', () => {
+    const password = `dckr_pat_a: #b "c" 'd' \\e\n{f}[g]&*!|>%@\``;
+    const c = config({ username: 'octocat', password });
+    assert.equal(c.proxy.username, 'octocat');
+    assert.equal(c.proxy.password, password);
+    assert.equal(c.proxy.remoteurl, base.upstream);
+  });
+
+  test('a numeric-looking or boolean-looking token is read back as a string', () => {
+    for (const password of ['12345', 'true', 'null', '0x10', '1e3', '~']) {
+      const c = config({ username: 'octocat', password });
+      assert.equal(c.proxy.password, password);
+    }
+  });
+
+  test('stores under the storage directory, on the filesystem driver only', () => {
+    const c = config({ storageDir: '/tmp/a dir: with # odd chars/storage' });
+    assert.equal(c.storage.filesystem.rootdirectory, '/tmp/a dir: with # odd chars/storage');
+    const drivers = Object.keys(c.storage).filter((k) => !['cache', 'delete', 'maintenance', 'redirect'].includes(k));
+    assert.deepEqual(drivers, ['filesystem']);
+  });
+
+  test('caches blob descriptors in memory (no redis)', () => {
+    assert.equal(config().storage.cache.blobdescriptor, 'inmemory');
+  });
+
+  test('deletion is disabled, so expiry can never remove restored content', () => {
+    assert.equal(config().storage.delete.enabled, false);
+  });
+
+  test('upload purging is off', () => {
+    assert.equal(config().storage.maintenance?.uploadpurging?.enabled, false);
+  });
+
+  test('sends X-Content-Type-Options: nosniff', () => {
+    assert.deepEqual(config().http.headers['X-Content-Type-Options'], ['nosniff']);
+  });
+
+  test('keeps the access log on: the report is computed from it', () => {
+    assert.equal(config().log.accesslog.disabled, false);
+  });
+});
+
+describe('releaseAsset', () => {
+  test('URL of the official tarball for each pinned version and arch', () => {
+    assert.deepEqual(releaseAsset('2.8.3', 'amd64', DEFAULTS.registryDownloadUrl, ''), {
+      url: 'https://github.com/distribution/distribution/releases/download/v2.8.3/registry_2.8.3_linux_amd64.tar.gz',
+      sha256: 'b1f750ecbe09f38e2143e22c61a25e3da2afe1510d9522859230b480e642ceff',
+    });
+    assert.deepEqual(releaseAsset('3.0.0', 'arm64', DEFAULTS.registryDownloadUrl, ''), {
+      url: 'https://github.com/distribution/distribution/releases/download/v3.0.0/registry_3.0.0_linux_arm64.tar.gz',
+      sha256: '6c2ee1d135626fa42e0d6fb66a0e0f42e22439e5050087d04f4c5ff53655892e',
+    });
+  });
+
+  test('the pinned hashes are those published beside the releases', () => {
+    assert.deepEqual(PINNED_SHA256, {
+      '2.8.3/amd64': 'b1f750ecbe09f38e2143e22c61a25e3da2afe1510d9522859230b480e642ceff',
+      '2.8.3/arm64': '7d2252eeeac97dd60fb9b36bebd15b95d7f947c4c82b8e0824cb55233ece9cd0',
+      '3.0.0/amd64': '61c9a2c0d5981a78482025b6b69728521fbc78506d68b223d4a2eb825de5ca3d',
+      '3.0.0/arm64': '6c2ee1d135626fa42e0d6fb66a0e0f42e22439e5050087d04f4c5ff53655892e',
+    });
+    for (const [key, sha] of Object.entries(PINNED_SHA256)) {
+      const [version, arch] = key.split('/') as [string, 'amd64' | 'arm64'];
+      assert.equal(releaseAsset(version, arch, DEFAULTS.registryDownloadUrl, '').sha256, sha);
+    }
+  });
+
+  test('a custom download URL is used as the base', () => {
+    assert.equal(releaseAsset('2.8.3', 'arm64', 'https://ghe.example/mirror', '').url, 'https://ghe.example/mirror/v2.8.3/registry_2.8.3_linux_arm64.tar.gz');
+  });
+
+  test('a hash given by the user overrides the pinned one', () => {
+    const mine = 'f'.repeat(64);
+    assert.equal(releaseAsset('2.8.3', 'amd64', DEFAULTS.registryDownloadUrl, mine).sha256, mine);
+  });
+
+  test('an unpinned version with a user hash is allowed', () => {
+    const mine = 'a'.repeat(64);
+    assert.deepEqual(releaseAsset('3.0.1', 'amd64', DEFAULTS.registryDownloadUrl, mine), {
+      url: 'https://github.com/distribution/distribution/releases/download/v3.0.1/registry_3.0.1_linux_amd64.tar.gz',
+      sha256: mine,
+    });
+  });
+
+  test('an unpinned version without a hash is refused, naming registry-sha256 and the file to hash', () => {
+    assert.throws(
+      () => releaseAsset('3.0.1', 'arm64', DEFAULTS.registryDownloadUrl, ''),
+      (e: Error) =>
+        /registry-version 3\.0\.1 has no pinned checksum/.test(e.message) &&
+        /known: 2\.8\.3, 3\.0\.0/.test(e.message) &&
+        /set registry-sha256/.test(e.message) &&
+        /registry_3\.0\.1_linux_arm64\.tar\.gz/.test(e.message),
+    );
+  });
+});

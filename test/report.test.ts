@@ -1,0 +1,433 @@
+// The job's report: what the registry's access log says was pulled, where each blob came from, and the
+// Markdown the user reads in the job summary.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { accountUsage, formatBytes, manifestsServed, parseAccessLog, renderReport, type ReportFacts, type Usage } from '../src/report.js';
+import type { StorageState } from '../src/storage.js';
+
+const digest = (name: string) => `sha256:${createHash('sha256').update(name).digest('hex')}`;
+const UA = String.raw`docker/20.10.24 go/go1.19.8 git-commit/5d6db84 kernel/6.1 os/linux arch/amd64 UpstreamClient(Docker-Client/20.10.24 \(linux\))`;
+
+/** One access-log line as Distribution 2.8 writes it (gorilla's combined format). */
+function line(method: string, path: string, status: number, size = 1234, ua = UA): string {
+  return `127.0.0.1 - - [29/Nov/2026:19:10:00 +0000] "${method} ${path} HTTP/1.1" ${status} ${size} "" "${ua}"`;
+}
+
+describe('parseAccessLog', () => {
+  test('a manifest GET by tag', () => {
+    assert.deepEqual(parseAccessLog(line('GET', '/v2/library/alpha/manifests/1', 200)), [
+      { method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
+    ]);
+  });
+
+  test('the example line from the brief, verbatim', () => {
+    const text = String.raw`127.0.0.1 - - [29/Nov/2026:19:10:00 +0000] "GET /v2/library/alpha/manifests/1 HTTP/1.1" 200 1234 "" "docker/20.10.24 go/go1.19.8 git-commit/5d6db84 kernel/6.1 os/linux arch/amd64 UpstreamClient(Docker-Client/20.10.24 \(linux\))"`;
+    assert.deepEqual(parseAccessLog(text), [{ method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 }]);
+  });
+
+  test('blob GETs and HEADs, manifests by digest, nested repository names', () => {
+    const b = digest('b');
+    const m = digest('m');
+    const text = [
+      line('HEAD', `/v2/library/alpha/manifests/1`, 200, 0),
+      line('GET', `/v2/library/alpha/manifests/${m}`, 200),
+      line('HEAD', `/v2/library/alpha/blobs/${b}`, 200, 0),
+      line('GET', `/v2/library/alpha/blobs/${b}`, 200, 2_811_478),
+      line('GET', `/v2/myorg/team/tool/blobs/${b}`, 200),
+      line('GET', `/v2/library/missing/manifests/latest`, 404, 96),
+    ].join('\n');
+    assert.deepEqual(parseAccessLog(text), [
+      { method: 'HEAD', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
+      { method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: m, status: 200 },
+      { method: 'HEAD', repository: 'library/alpha', kind: 'blobs', reference: b, status: 200 },
+      { method: 'GET', repository: 'library/alpha', kind: 'blobs', reference: b, status: 200 },
+      { method: 'GET', repository: 'myorg/team/tool', kind: 'blobs', reference: b, status: 200 },
+      { method: 'GET', repository: 'library/missing', kind: 'manifests', reference: 'latest', status: 404 },
+    ]);
+  });
+
+  test('a percent-encoded digest reference is decoded', () => {
+    const m = digest('m');
+    assert.equal(parseAccessLog(line('GET', `/v2/library/alpha/manifests/${m.replace(':', '%3A')}`, 200))[0].reference, m);
+  });
+
+  test('a query string is not part of the reference', () => {
+    const b = digest('b');
+    assert.equal(parseAccessLog(line('GET', `/v2/library/alpha/blobs/${b}?ns=docker.io`, 200))[0].reference, b);
+  });
+
+  test('ignores the /v2/ ping, tag lists, uploads, other methods, and non-access lines', () => {
+    const text = [
+      line('GET', '/v2/', 401, 87),
+      line('GET', '/v2/library/alpha/tags/list', 200),
+      line('POST', '/v2/library/alpha/blobs/uploads/', 202, 0),
+      line('PUT', '/v2/library/alpha/manifests/1', 201, 0),
+      line('DELETE', `/v2/library/alpha/blobs/${digest('x')}`, 405, 0),
+      line('GET', '/debug/vars', 200),
+      'time="2026-11-29T19:10:00Z" level=info msg="response completed" go.version=go1.19.8 http.request.method=GET http.request.uri="/v2/library/alpha/manifests/1" http.response.status=200',
+      '',
+      'garbage',
+    ].join('\n');
+    assert.deepEqual(parseAccessLog(text), []);
+  });
+
+  test('an empty log gives no requests', () => {
+    assert.deepEqual(parseAccessLog(''), []);
+    assert.deepEqual(parseAccessLog('\n\n'), []);
+  });
+});
+
+// The scenario: images alpha:1 and beta:1 share a base layer. Before the job, the cache held alpha only
+// (base linked under library/alpha alone). gamma:2 is a two-platform index of which one platform is pulled.
+const d = {
+  alphaManifest: digest('alpha manifest'),
+  alphaConfig: digest('alpha config'),
+  alphaLayer: digest('alpha layer'),
+  alphaUnrequested: digest('alpha layer the daemon already had'),
+  base: digest('base layer'),
+  betaManifest: digest('beta manifest'),
+  betaConfig: digest('beta config'),
+  betaLayer: digest('beta layer'),
+  gammaIndex: digest('gamma index'),
+  gammaAmd64: digest('gamma amd64 manifest'),
+  gammaArm64: digest('gamma arm64 manifest'),
+  gammaConfig: digest('gamma amd64 config'),
+  gammaLayer: digest('gamma amd64 layer'),
+  gammaArmConfig: digest('gamma arm64 config'),
+  gammaArmLayer: digest('gamma arm64 layer'),
+};
+const size: Record<string, number> = {
+  [d.alphaManifest]: 1_000,
+  [d.alphaConfig]: 2_000,
+  [d.alphaLayer]: 3_000_000,
+  [d.alphaUnrequested]: 7_000_000,
+  [d.base]: 30_000_000,
+  [d.betaManifest]: 1_100,
+  [d.betaConfig]: 2_100,
+  [d.betaLayer]: 4_000_000,
+  [d.gammaIndex]: 900,
+  [d.gammaAmd64]: 1_200,
+  [d.gammaArm64]: 1_200,
+  [d.gammaConfig]: 1_500,
+  [d.gammaLayer]: 5_000_000,
+  [d.gammaArmConfig]: 1_600,
+  [d.gammaArmLayer]: 6_000_000,
+};
+const sized = (...ds: string[]) => Object.fromEntries(ds.map((x) => [x, size[x]]));
+
+const manifests: Record<string, unknown> = {
+  [d.alphaManifest]: { schemaVersion: 2, config: { digest: d.alphaConfig }, layers: [{ digest: d.base }, { digest: d.alphaUnrequested }, { digest: d.alphaLayer }] },
+  [d.betaManifest]: { schemaVersion: 2, config: { digest: d.betaConfig }, layers: [{ digest: d.base }, { digest: d.betaLayer }] },
+  [d.gammaIndex]: {
+    schemaVersion: 2,
+    manifests: [
+      { digest: d.gammaAmd64, platform: { os: 'linux', architecture: 'amd64' } },
+      { digest: d.gammaArm64, platform: { os: 'linux', architecture: 'arm64' } },
+    ],
+  },
+  [d.gammaAmd64]: { schemaVersion: 2, config: { digest: d.gammaConfig }, layers: [{ digest: d.gammaLayer }] },
+  [d.gammaArm64]: { schemaVersion: 2, config: { digest: d.gammaArmConfig }, layers: [{ digest: d.gammaArmLayer }] },
+};
+
+const before: StorageState = {
+  blobs: sized(d.alphaManifest, d.alphaConfig, d.alphaLayer, d.alphaUnrequested, d.base),
+  repositories: {
+    'library/alpha': { tags: { '1': d.alphaManifest }, manifests: [d.alphaManifest], layers: [d.alphaConfig, d.alphaLayer, d.alphaUnrequested, d.base] },
+  },
+};
+const after: StorageState = {
+  blobs: sized(...Object.values(d).filter((x) => x !== d.gammaArmConfig && x !== d.gammaArmLayer)),
+  repositories: {
+    'library/alpha': before.repositories['library/alpha'],
+    'library/beta': { tags: { '1': d.betaManifest }, manifests: [d.betaManifest], layers: [d.base, d.betaConfig, d.betaLayer] },
+    'library/gamma': { tags: { '2': d.gammaIndex }, manifests: [d.gammaIndex, d.gammaAmd64], layers: [d.gammaConfig, d.gammaLayer] },
+  },
+};
+
+const jobLog = [
+  line('GET', '/v2/', 401, 87),
+  line('HEAD', '/v2/library/alpha/manifests/1', 200, 0),
+  line('GET', '/v2/library/alpha/manifests/1', 200, 1000),
+  line('GET', `/v2/library/alpha/blobs/${d.alphaConfig}`, 200),
+  line('GET', `/v2/library/alpha/blobs/${d.base}`, 200),
+  line('GET', `/v2/library/alpha/blobs/${d.alphaLayer}`, 200),
+  // alphaUnrequested: the daemon had it, so never asked for it.
+  line('GET', '/v2/library/beta/manifests/1', 200, 1100),
+  line('GET', `/v2/library/beta/blobs/${d.betaConfig}`, 200),
+  line('HEAD', `/v2/library/beta/blobs/${d.base}`, 200, 0),
+  line('GET', `/v2/library/beta/blobs/${d.base}`, 200),
+  line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200),
+  // A retried download of the same blob: served twice, counted once.
+  line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200),
+  line('GET', '/v2/library/gamma/manifests/2', 200, 900),
+  line('GET', `/v2/library/gamma/manifests/${d.gammaAmd64}`, 200, 1200),
+  line('GET', `/v2/library/gamma/blobs/${d.gammaConfig}`, 200),
+  line('GET', `/v2/library/gamma/blobs/${d.gammaLayer}`, 200),
+  // A failed request is not something served.
+  line('GET', `/v2/library/gamma/blobs/${d.gammaArmLayer}`, 404, 157),
+].join('\n');
+
+const rowOf = (usage: Usage, image: string) => {
+  const row = usage.images.find((u) => u.image === image);
+  assert.ok(row, `no row for ${image} in ${JSON.stringify(usage.images.map((u) => u.image))}`);
+  return row;
+};
+
+describe('manifestsServed', () => {
+  test('every manifest GET, by tag (resolved through the storage) or by digest, once', () => {
+    const requests = parseAccessLog(jobLog);
+    assert.deepEqual(new Set(manifestsServed(requests, after)), new Set([d.alphaManifest, d.betaManifest, d.gammaIndex, d.gammaAmd64]));
+  });
+
+  test('a tag resolved with a HEAD counts; failed requests and unknown tags do not', () => {
+    const requests = parseAccessLog(
+      [line('HEAD', '/v2/library/alpha/manifests/1', 200, 0), line('GET', '/v2/library/nope/manifests/1', 404), line('GET', `/v2/library/beta/manifests/${d.betaManifest}`, 404), line('GET', '/v2/library/alpha/manifests/unknown', 200)].join('\n'),
+    );
+    assert.deepEqual(manifestsServed(requests, after), [d.alphaManifest]);
+  });
+});
+
+describe('accountUsage', () => {
+  const usage = accountUsage(parseAccessLog(jobLog), before, after, manifests);
+
+  test('one row per image pulled by tag, with the short name for official images', () => {
+    assert.deepEqual(usage.images.map((u) => u.image), ['alpha:1', 'beta:1', 'gamma:2']);
+  });
+
+  test('an image whose blobs were all linked under its repository before the job comes from the cache', () => {
+    assert.deepEqual(rowOf(usage, 'alpha:1'), {
+      image: 'alpha:1',
+      fromCache: { blobs: 3, bytes: size[d.alphaConfig] + size[d.base] + size[d.alphaLayer] },
+      fromUpstream: { blobs: 0, bytes: 0 },
+    });
+  });
+
+  test('a base layer held but linked only under another repository counts as upstream (per-repository hits)', () => {
+    assert.deepEqual(rowOf(usage, 'beta:1'), {
+      image: 'beta:1',
+      fromCache: { blobs: 0, bytes: 0 },
+      fromUpstream: { blobs: 3, bytes: size[d.betaConfig] + size[d.base] + size[d.betaLayer] },
+    });
+  });
+
+  test('an index counts only the platform the job pulled, and its child manifest is not a row of its own', () => {
+    assert.deepEqual(rowOf(usage, 'gamma:2'), {
+      image: 'gamma:2',
+      fromCache: { blobs: 0, bytes: 0 },
+      fromUpstream: { blobs: 2, bytes: size[d.gammaConfig] + size[d.gammaLayer] },
+    });
+    assert.ok(!usage.images.some((u) => u.image.includes('@')));
+  });
+
+  test('totals: blobs not requested are not counted; a blob served twice is counted once', () => {
+    assert.deepEqual(usage.fromCache, { blobs: 3, bytes: 2_000 + 30_000_000 + 3_000_000 });
+    assert.deepEqual(usage.fromUpstream, { blobs: 5, bytes: 2_100 + 30_000_000 + 4_000_000 + 1_500 + 5_000_000 });
+  });
+
+  test('a blob shared by two tags of the same repository is counted once, under the first', () => {
+    const log = [
+      line('GET', '/v2/library/alpha/manifests/1', 200),
+      line('GET', `/v2/library/alpha/blobs/${d.alphaConfig}`, 200),
+      line('GET', `/v2/library/alpha/blobs/${d.base}`, 200),
+      line('GET', '/v2/library/alpha/manifests/latest', 200),
+    ].join('\n');
+    const state: StorageState = { blobs: before.blobs, repositories: { 'library/alpha': { ...before.repositories['library/alpha'], tags: { '1': d.alphaManifest, latest: d.alphaManifest } } } };
+    const u = accountUsage(parseAccessLog(log), before, state, manifests);
+    assert.deepEqual(u.images.map((r) => r.image), ['alpha:1', 'alpha:latest']);
+    assert.deepEqual(rowOf(u, 'alpha:1').fromCache, { blobs: 2, bytes: 2_000 + 30_000_000 });
+    assert.deepEqual(rowOf(u, 'alpha:latest').fromCache, { blobs: 0, bytes: 0 });
+    assert.deepEqual(u.fromCache, { blobs: 2, bytes: 2_000 + 30_000_000 });
+    assert.deepEqual(u.fromUpstream, { blobs: 0, bytes: 0 });
+  });
+
+  test('a blob held before the job but not linked anywhere is upstream; a linked one missing from storage is upstream too', () => {
+    const extra = digest('orphan');
+    const log = [line('GET', '/v2/library/alpha/manifests/1', 200), line('GET', `/v2/library/alpha/blobs/${d.alphaConfig}`, 200), line('GET', `/v2/library/alpha/blobs/${d.base}`, 200)].join('\n');
+    const b: StorageState = {
+      blobs: { [d.alphaConfig]: size[d.alphaConfig], [extra]: 1 },
+      repositories: { 'library/alpha': { tags: {}, manifests: [], layers: [d.base] } },
+    };
+    const u = accountUsage(parseAccessLog(log), b, before, manifests);
+    assert.deepEqual(u.fromCache, { blobs: 0, bytes: 0 });
+    assert.deepEqual(u.fromUpstream, { blobs: 2, bytes: 2_000 + 30_000_000 });
+  });
+
+  test('an image pulled by digest gets a row named by repository@digest prefix', () => {
+    const log = [
+      line('GET', `/v2/library/beta/manifests/${d.betaManifest}`, 200),
+      line('GET', `/v2/library/beta/blobs/${d.betaConfig}`, 200),
+      line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200),
+    ].join('\n');
+    const u = accountUsage(parseAccessLog(log), before, after, manifests);
+    assert.equal(u.images.length, 1);
+    assert.equal(u.images[0].image, `beta@${d.betaManifest.slice(0, 19)}`);
+    assert.deepEqual(u.images[0].fromUpstream, { blobs: 2, bytes: 2_100 + 4_000_000 });
+  });
+
+  test('a tag resolved with a HEAD, then the index and one platform GET by digest (containerd image store): one row named by tag', () => {
+    const log = [
+      line('HEAD', '/v2/library/gamma/manifests/2', 200, 0),
+      line('GET', `/v2/library/gamma/manifests/${d.gammaIndex}`, 200),
+      line('GET', `/v2/library/gamma/manifests/${d.gammaAmd64}`, 200),
+      line('GET', `/v2/library/gamma/blobs/${d.gammaConfig}`, 200),
+      line('GET', `/v2/library/gamma/blobs/${d.gammaLayer}`, 200),
+    ].join('\n');
+    const u = accountUsage(parseAccessLog(log), before, after, manifests);
+    assert.deepEqual(u.images, [{ image: 'gamma:2', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 2, bytes: 1_500 + 5_000_000 } }]);
+  });
+
+  test('a tag both HEADed and GET is one row, its blobs counted once', () => {
+    const log = [
+      line('HEAD', '/v2/library/beta/manifests/1', 200, 0),
+      line('GET', '/v2/library/beta/manifests/1', 200),
+      line('GET', `/v2/library/beta/manifests/${d.betaManifest}`, 200),
+      line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200),
+    ].join('\n');
+    const u = accountUsage(parseAccessLog(log), before, after, manifests);
+    assert.deepEqual(u.images, [{ image: 'beta:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 1, bytes: 4_000_000 } }]);
+  });
+
+  test('an index pulled by digest is one row; its child is not listed separately', () => {
+    const log = [
+      line('GET', `/v2/library/gamma/manifests/${d.gammaIndex}`, 200),
+      line('GET', `/v2/library/gamma/manifests/${d.gammaAmd64}`, 200),
+      line('GET', `/v2/library/gamma/blobs/${d.gammaConfig}`, 200),
+      line('GET', `/v2/library/gamma/blobs/${d.gammaLayer}`, 200),
+    ].join('\n');
+    const u = accountUsage(parseAccessLog(log), before, after, manifests);
+    assert.deepEqual(u.images.map((r) => r.image), [`gamma@${d.gammaIndex.slice(0, 19)}`]);
+    assert.deepEqual(u.images[0].fromUpstream, { blobs: 2, bytes: 1_500 + 5_000_000 });
+  });
+
+  test('blobs served with no manifest the job asked for are reported in a row of their own', () => {
+    const log = line('GET', `/v2/library/alpha/blobs/${d.alphaLayer}`, 200);
+    const u = accountUsage(parseAccessLog(log), before, before, manifests);
+    assert.deepEqual(u.images, [{ image: '(blobs of no image pulled by tag)', fromCache: { blobs: 1, bytes: 3_000_000 }, fromUpstream: { blobs: 0, bytes: 0 } }]);
+    assert.deepEqual(u.fromCache, { blobs: 1, bytes: 3_000_000 });
+  });
+
+  test('a manifest the report could not read still lists the image, with nothing counted against it', () => {
+    const log = [line('GET', '/v2/library/beta/manifests/1', 200), line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200)].join('\n');
+    const u = accountUsage(parseAccessLog(log), before, after, {});
+    assert.deepEqual(rowOf(u, 'beta:1'), { image: 'beta:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } });
+    assert.deepEqual(u.fromUpstream, { blobs: 1, bytes: 4_000_000 });
+  });
+
+  test('a job that pulled nothing', () => {
+    assert.deepEqual(accountUsage([], before, before, {}), { images: [], fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } });
+  });
+
+  test('a user image keeps its full name', () => {
+    const m = digest('user manifest');
+    const c = digest('user config');
+    const log = [line('GET', '/v2/octocat/tool/manifests/v1.2', 200), line('GET', `/v2/octocat/tool/blobs/${c}`, 200)].join('\n');
+    const state: StorageState = { blobs: { [m]: 10, [c]: 20 }, repositories: { 'octocat/tool': { tags: { 'v1.2': m }, manifests: [m], layers: [c] } } };
+    const u = accountUsage(parseAccessLog(log), { blobs: {}, repositories: {} }, state, { [m]: { config: { digest: c }, layers: [] } });
+    assert.deepEqual(u.images.map((r) => r.image), ['octocat/tool:v1.2']);
+  });
+});
+
+describe('formatBytes', () => {
+  test('kB, MB and GB', () => {
+    assert.equal(formatBytes(0), '0.0 kB');
+    assert.equal(formatBytes(1536), '1.5 kB');
+    assert.equal(formatBytes(30 * 1024 * 1024), '30.0 MB');
+    assert.equal(formatBytes(3 * 1024 ** 3), '3.00 GB');
+  });
+});
+
+describe('renderReport', () => {
+  const usage = accountUsage(parseAccessLog(jobLog), before, after, manifests);
+  const facts = (over: Partial<ReportFacts> = {}): ReportFacts => ({
+    upstream: 'https://registry-1.docker.io',
+    usage,
+    restoredKey: 'pull-cache-index-linux-amd64-123-1-abc',
+    restoredBlobs: 5,
+    restoredBytes: 40_003_000,
+    missingEntries: 0,
+    corruptBlobs: 0,
+    saved: { entries: 4, bytes: 39_006_900, indexKey: 'pull-cache-index-linux-amd64-456-1-def', deferred: 0, stopped: '' },
+    saveDisabled: false,
+    problems: [],
+    ...over,
+  });
+
+  test('a table with one row per image, and totals, from cache and from Docker Hub', () => {
+    const md = renderReport(facts());
+    assert.ok(md.startsWith('## Pull cache\n'));
+    assert.ok(md.includes('| Image | From cache | From Docker Hub |'), md);
+    assert.ok(md.includes(`| alpha:1 | 3 blobs, ${formatBytes(33_002_000)} | – |`), md);
+    assert.ok(md.includes(`| beta:1 | – | 3 blobs, ${formatBytes(34_002_100)} |`), md);
+    assert.ok(md.includes(`| gamma:2 | – | 2 blobs, ${formatBytes(5_001_500)} |`), md);
+    assert.ok(md.includes(`| **Total** | **3 blobs, ${formatBytes(33_002_000)}** | **5 blobs, ${formatBytes(39_003_600)}** |`), md);
+  });
+
+  test('the hit rate is by bytes, with the blob count', () => {
+    const pct = Math.round((100 * 33_002_000) / (33_002_000 + 39_003_600));
+    assert.equal(pct, 46);
+    assert.ok(renderReport(facts()).includes('Hit rate: 46% of bytes served (3 of 8 blobs).'));
+  });
+
+  test('a single blob is "1 blob"', () => {
+    const one: Usage = { images: [{ image: 'x:1', fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } }], fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } };
+    const md = renderReport(facts({ usage: one }));
+    assert.ok(md.includes('| x:1 | 1 blob, 2.0 kB | – |'), md);
+    assert.ok(md.includes('Hit rate: 100% of bytes served (1 of 1 blobs).'), md);
+  });
+
+  test('another upstream is named by its host', () => {
+    const md = renderReport(facts({ upstream: 'https://ghcr.io' }));
+    assert.ok(md.includes('| Image | From cache | From ghcr.io |'), md);
+    assert.ok(!md.includes('Docker Hub'));
+    assert.ok(renderReport(facts({ upstream: 'http://127.0.0.1:5001' })).includes('From 127.0.0.1:5001 |'));
+  });
+
+  test('restored and saved lines', () => {
+    const md = renderReport(facts());
+    assert.ok(md.includes(`- Restored: \`pull-cache-index-linux-amd64-123-1-abc\`, 5 blobs, ${formatBytes(40_003_000)}.`), md);
+    assert.ok(md.includes(`- Saved: 4 new entries, ${formatBytes(39_006_900)}, index \`pull-cache-index-linux-amd64-456-1-def\`.`), md);
+  });
+
+  test('a first run: nothing restored', () => {
+    assert.ok(renderReport(facts({ restoredKey: '', restoredBlobs: 0, restoredBytes: 0 })).includes('- Restored: nothing (no cache yet for this key prefix and platform).'));
+  });
+
+  test('a damaged restore says what was lost and that it is fetched again', () => {
+    const md = renderReport(facts({ missingEntries: 2, corruptBlobs: 1 }));
+    assert.match(md, /- Restored: `pull-cache-index-linux-amd64-123-1-abc`, 5 blobs, [^\n]* \(2 entries gone from the cache; 1 blob failed the digest check and dropped: fetched again on demand\)\./);
+  });
+
+  test('nothing new to save, save disabled, and deferred blobs', () => {
+    assert.ok(renderReport(facts({ saved: { entries: 0, bytes: 0, indexKey: '', deferred: 0, stopped: '' } })).includes('- Saved: nothing new.'));
+    const off = renderReport(facts({ saved: null, saveDisabled: true }));
+    assert.ok(off.includes('- Saved: nothing (`save: false`).'));
+    const capped = renderReport(facts({ saved: { entries: 32, bytes: 100, indexKey: 'k', deferred: 7, stopped: '' } }));
+    assert.ok(capped.includes('- Not saved this run: 7 blobs (per-run entry cap); the next run saves them.'), capped);
+    const refused = renderReport(facts({ saved: { entries: 3, bytes: 100, indexKey: '', deferred: 2, stopped: 'the cache service did not take k' } }));
+    assert.ok(refused.includes('- Not saved this run: 2 blobs (the cache service did not take k); the next run saves them.'), refused);
+  });
+
+  test('a save that did not run says nothing about saving', () => {
+    assert.ok(!renderReport(facts({ saved: null })).includes('Saved'));
+  });
+
+  test('problems are listed with a warning sign', () => {
+    const md = renderReport(facts({ problems: ['stopping the registry: boom', 'saving the cache: quota'] }));
+    assert.ok(md.includes('- ⚠️ stopping the registry: boom\n'));
+    assert.ok(md.includes('- ⚠️ saving the cache: quota\n'));
+  });
+
+  test('no image pulled, and no usage at all (the log could not be read)', () => {
+    const empty = renderReport(facts({ usage: { images: [], fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } } }));
+    assert.ok(empty.includes('No image was pulled through the cache in this job.'));
+    assert.ok(!empty.includes('| Image |'));
+    const none = renderReport(facts({ usage: null }));
+    assert.ok(!none.includes('| Image |') && !none.includes('No image was pulled'));
+    assert.ok(none.includes('- Restored:'));
+  });
+
+  test('ends with a newline', () => {
+    assert.ok(renderReport(facts()).endsWith('\n'));
+  });
+});
