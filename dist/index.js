@@ -96768,7 +96768,7 @@ async function saveStorage(scope, restored, before, after, run) {
         else if (await restoreCache(paths, entry.key, [], { lookupOnly: true }).catch(() => undefined))
             saved.push(entry);
         else
-            stopped ||= `the cache service did not take ${entry.key}; the rest is left for the next run`;
+            stopped ||= `the cache service did not take ${entry.key}`;
     }));
     const index = (0,cache_index/* nextIndex */.Yp)(restored.kept, saved, restored.index, after, new Date());
     let key = '';
@@ -96988,7 +96988,11 @@ function renderReport(f) {
     if (f.saveDisabled)
         lines.push('- Saved: nothing (`save: false`).');
     else if (f.saved) {
-        lines.push(f.saved.entries || f.saved.indexKey ? `- Saved: ${count(f.saved.entries, 'new entry', 'new entries')}, ${formatBytes(f.saved.bytes)}${f.saved.indexKey ? `, index \`${f.saved.indexKey}\`` : ''}.` : '- Saved: nothing new.');
+        if (f.saved.entries || f.saved.indexKey) {
+            lines.push(`- Saved: ${count(f.saved.entries, 'new entry', 'new entries')}, ${formatBytes(f.saved.bytes)}${f.saved.indexKey ? `, index \`${f.saved.indexKey}\`` : ''}.`);
+        }
+        else
+            lines.push(f.saved.deferred ? '- Saved: nothing.' : '- Saved: nothing new.');
         if (f.saved.deferred)
             lines.push(`- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${f.saved.stopped})` : ' (per-run entry cap)'}; the next run saves them.`);
     }

@@ -68,7 +68,7 @@ export async function saveStorage(scope: CacheScope, restored: Restored, before:
       if ((await cache.saveCache(paths, entry.key).catch(() => -1)) !== -1) saved.push(entry);
       // -1 also means the key exists (another job saved the same blobs first): that is as good as saved.
       else if (await cache.restoreCache(paths, entry.key, [], { lookupOnly: true }).catch(() => undefined)) saved.push(entry);
-      else stopped ||= `the cache service did not take ${entry.key}; the rest is left for the next run`;
+      else stopped ||= `the cache service did not take ${entry.key}`;
     }),
   );
   const index = nextIndex(restored.kept, saved, restored.index, after, new Date());

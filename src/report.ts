@@ -177,7 +177,9 @@ export function renderReport(f: ReportFacts): string {
   }
   if (f.saveDisabled) lines.push('- Saved: nothing (`save: false`).');
   else if (f.saved) {
-    lines.push(f.saved.entries || f.saved.indexKey ? `- Saved: ${count(f.saved.entries, 'new entry', 'new entries')}, ${formatBytes(f.saved.bytes)}${f.saved.indexKey ? `, index \`${f.saved.indexKey}\`` : ''}.` : '- Saved: nothing new.');
+    if (f.saved.entries || f.saved.indexKey) {
+      lines.push(`- Saved: ${count(f.saved.entries, 'new entry', 'new entries')}, ${formatBytes(f.saved.bytes)}${f.saved.indexKey ? `, index \`${f.saved.indexKey}\`` : ''}.`);
+    } else lines.push(f.saved.deferred ? '- Saved: nothing.' : '- Saved: nothing new.');
     if (f.saved.deferred) lines.push(`- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${f.saved.stopped})` : ' (per-run entry cap)'}; the next run saves them.`);
   }
   for (const p of f.problems) lines.push(`- ⚠️ ${p}`);

@@ -66,8 +66,9 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
     assert.equal(keys.filter((k) => k.includes('-index-')).length, 1);
 
     // The runner hides a masked value in everything it shows; the mask command itself is the only place it may stand.
-    assert.ok(main.stdout.includes(`::add-mask::${TOKEN}\n`), 'the token is masked');
-    const shown = [main.stdout.replace(`::add-mask::${TOKEN}\n`, ''), main.stderr, post.stdout, post.stderr, post.summary, JSON.stringify(main.outputs), JSON.stringify(main.state)];
+    const mask = `::add-mask::${TOKEN}\n`;
+    assert.ok(main.stdout.includes(mask) && post.stdout.includes(mask), 'the token is masked in both steps');
+    const shown = [main.stdout.replace(mask, ''), main.stderr, post.stdout.replace(mask, ''), post.stderr, post.summary, JSON.stringify(main.outputs), JSON.stringify(main.state)];
     for (const text of shown) assert.ok(!text.includes(TOKEN), `the token appears nowhere the job leaves behind: ${text}`);
   });
 

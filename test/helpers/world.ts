@@ -28,7 +28,7 @@ export interface Runner {
   /** The step's `with:` that points the action at this world; `extra` adds or overrides inputs. */
   inputs(extra?: Record<string, string>): Record<string, string>;
   /** Runs main, then the job's steps, then post, as the Actions runner does. */
-  job(inputs: Record<string, string>, steps?: (main: StepResult) => Promise<void>): Promise<{ main: StepResult; post: StepResult }>;
+  job(inputs: Record<string, string>, steps?: (main: StepResult) => Promise<void>, env?: Record<string, string>): Promise<{ main: StepResult; post: StepResult }>;
   /** `docker pull` on this runner's daemon; throws with the daemon's words when it fails. */
   pull(image: string): Promise<void>;
   stop(): Promise<void>;
@@ -66,7 +66,7 @@ export async function startWorld(name: string): Promise<World> {
           'registry-sha256': release.sha256,
           ...extra,
         }),
-        job: (inputs, steps) =>
+        job: (inputs, steps, env = {}) =>
           runJob(
             {
               inputs,
@@ -79,6 +79,7 @@ export async function startWorld(name: string): Promise<World> {
                 GITHUB_WORKSPACE: join(base, 'workspace'),
                 GITHUB_RUN_ID: String(1000 + jobs),
                 GITHUB_RUN_ATTEMPT: '1',
+                ...env,
               },
             },
             steps,

@@ -1,0 +1,97 @@
+// The step never breaks the build: whatever fails, the job goes on pulling directly, the daemon's config is
+// as it was, and nothing of ours is left running. fail-on-error turns the warning into a failed step.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { makeLayer, pushImage } from './helpers/images.js';
+import { freePort, isRunning } from './helpers/process.js';
+import type { StepResult } from './helpers/runner.js';
+import { startWorld, type Runner, type World } from './helpers/world.js';
+
+const DAEMON_JSON = '{ "debug": true }\n';
+
+describe('failing open', { timeout: 300_000 }, () => {
+  let world: World;
+
+  before(async () => {
+    world = await startWorld('pull-cache-fail-open');
+    await pushImage(world.upstream.url, 'library/alpha', '1', [makeLayer('alpha', [{ path: 'opt/alpha.bin', bytes: 1024 * 1024 }])]);
+  });
+  after(() => world?.stop());
+
+  /** The daemon is as the user left it: same file, no mirror live. */
+  const assertDaemonUntouched = async (runner: Runner, daemonJson = DAEMON_JSON) => {
+    assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), daemonJson);
+    assert.deepEqual((await runner.dockerd.info()).RegistryConfig.Mirrors ?? [], []);
+  };
+  const assertNothingLeftRunning = (main: StepResult) => {
+    const registry = main.state.registry ? (JSON.parse(main.state.registry) as { pid: number }) : undefined;
+    if (registry) assert.ok(!isRunning(registry.pid), 'the registry was stopped');
+  };
+
+  test('an unreachable upstream at start: a warning, no mirror, the daemon untouched', async () => {
+    const runner = await world.runner('no-upstream', DAEMON_JSON);
+    const { main, post } = await runner.job(runner.inputs({ upstream: `http://127.0.0.1:${await freePort()}` }), async (main) => {
+      assert.equal(main.exitCode, 0);
+      await assertDaemonUntouched(runner);
+    });
+    assert.equal(main.warnings.length, 1, main.stdout);
+    assert.match(main.warnings[0], /the registry exited with \d+ at start.*The job goes on pulling directly/);
+    assert.equal(main.outputs.mirror, '');
+    assert.equal(post.exitCode, 0, post.stdout);
+    await assertDaemonUntouched(runner);
+    assertNothingLeftRunning(main);
+  });
+
+  test('fail-on-error: true fails the step with the same message', async () => {
+    const runner = await world.runner('fail-on-error', DAEMON_JSON);
+    const { main } = await runner.job(runner.inputs({ upstream: `http://127.0.0.1:${await freePort()}`, 'fail-on-error': 'true' }));
+    assert.equal(main.exitCode, 1);
+    assert.match(main.errors.join('\n'), /could not set up the cache: the registry exited/);
+    await assertDaemonUntouched(runner);
+  });
+
+  test('a daemon.json that is not JSON is left exactly as it is', async () => {
+    const runner = await world.runner('broken-daemon-json', DAEMON_JSON);
+    // Edited after the daemon started: dockerd would refuse it at its next start, and so do we.
+    const broken = '{ "debug": true, // a comment dockerd would refuse\n';
+    await writeFile(runner.dockerd.configFile, broken);
+    const { main, post } = await runner.job(runner.inputs());
+    assert.match(main.warnings.join('\n'), /daemon\.json is not valid JSON .* it was left as it is and the mirror was not set/);
+    assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), broken);
+    assert.equal(post.exitCode, 0);
+    assertNothingLeftRunning(main);
+  });
+
+  test('a bad input is a warning that names the input and what it takes', async () => {
+    const runner = await world.runner('bad-input', DAEMON_JSON);
+    const { main, post } = await runner.job(runner.inputs({ save: 'yes please' }));
+    assert.equal(main.exitCode, 0);
+    assert.match(main.warnings.join('\n'), /save must be true or false, got "yes please"/);
+    assert.equal(post.exitCode, 0);
+    await assertDaemonUntouched(runner);
+  });
+
+  test('a registry download with the wrong checksum is never run', async () => {
+    const runner = await world.runner('bad-checksum', DAEMON_JSON);
+    const { main } = await runner.job(runner.inputs({ 'registry-sha256': '0'.repeat(64) }), undefined, { RUNNER_TOOL_CACHE: await mkdtemp(join(world.dir, 'empty-tool-cache-')) });
+    assert.match(main.warnings.join('\n'), /checksum mismatch for http:\/\/127\.0\.0\.1:\d+\/v2\.8\.3\/registry_2\.8\.3_linux_\w+\.tar\.gz/);
+    await assertDaemonUntouched(runner);
+  });
+
+  test('a cache service that is down: the job still pulls through the mirror, and post only warns', async () => {
+    const runner = await world.runner('no-cache-service', DAEMON_JSON);
+    const deadService = `http://127.0.0.1:${await freePort()}/`;
+    const { main, post } = await runner.job(runner.inputs({ 'registry-path': '/usr/bin/docker-registry' }), async (main) => {
+      assert.equal(main.exitCode, 0);
+      assert.match(main.outputs.mirror, /^http:\/\/127\.0\.0\.1:\d+$/);
+      await runner.pull('alpha:1');
+    }, { ACTIONS_RESULTS_URL: deadService });
+    assert.equal(post.exitCode, 0, post.stdout);
+    assert.match(post.summary, /\| alpha:1 \| – \| 2 blobs/);
+    assert.match(post.summary, /Saved: nothing\.\n- Not saved this run: 3 blobs \(the cache service did not take pull-cache-/);
+    await assertDaemonUntouched(runner);
+    assertNothingLeftRunning(main);
+  });
+});
