@@ -38400,22 +38400,28 @@ module.exports = {
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $g: () => (/* binding */ selectImages),
 /* harmony export */   A1: () => (/* binding */ parseIndex),
 /* harmony export */   Au: () => (/* binding */ indexKeyPrefix),
 /* harmony export */   K$: () => (/* binding */ INDEX_FILE),
 /* harmony export */   W9: () => (/* binding */ planEntries),
 /* harmony export */   Yp: () => (/* binding */ nextIndex),
+/* harmony export */   bp: () => (/* binding */ imagesInStorage),
 /* harmony export */   fv: () => (/* binding */ indexChanged),
 /* harmony export */   mh: () => (/* binding */ indexKey),
+/* harmony export */   p2: () => (/* binding */ imageKey),
 /* harmony export */   up: () => (/* binding */ STORAGE_DIR),
 /* harmony export */   zH: () => (/* binding */ entryPaths)
 /* harmony export */ });
 /* unused harmony exports PACK_BELOW_BYTES, MAX_NEW_ENTRIES, blobKey, packKey */
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
 /* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var _images_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4525);
 /* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1134);
-// What the Actions cache holds, computed: the keys, which blobs go into which entry, and the index that
-// says what a run should restore. Pure, so the rules are unit-tested without a cache service.
+// What the Actions cache holds, computed: the keys, which blobs go into which entry, which images a run
+// restores within its budget, and the index the next run restores. Pure, so the rules are unit-tested
+// without a cache service.
+
 
 
 const STORAGE_DIR = 'storage';
@@ -38435,6 +38441,7 @@ function packKey(prefix, digests) {
 function indexKeyPrefix(prefix, arch) {
     return `${prefix}-index-linux-${arch}-`;
 }
+/** Unique per run, attempt and save, so matrix jobs of one run never fight over an index key. */
 function indexKey(prefix, arch, runId, attempt, now) {
     return `${indexKeyPrefix(prefix, arch)}${runId}-${attempt}-${now.toString(36)}`;
 }
@@ -38445,56 +38452,113 @@ function indexKey(prefix, arch, runId, attempt, now) {
 function entryPaths(entry) {
     return [...entry.digests].sort().map((d) => `${STORAGE_DIR}/${(0,_storage_js__WEBPACK_IMPORTED_MODULE_1__/* .blobPath */ .nD)(d)}`);
 }
-/** Splits new blobs into entries: one per large blob, largest first, and one pack of all the small ones. */
-function planEntries(prefix, newBlobs, maxEntries = MAX_NEW_ENTRIES) {
+function imageKey(image) {
+    return `${image.repository}${(0,_storage_js__WEBPACK_IMPORTED_MODULE_1__/* .isDigest */ .Bc)(image.reference) ? '@' : ':'}${image.reference}`;
+}
+function contentOf(image) {
+    return [...image.manifests, ...image.blobs];
+}
+/**
+ * The images a run restores: most recently used first, none unused for longer than maxAgeDays, as many as
+ * fit in maxBytes (a layer shared by two images counts once). An image is kept whole or not at all.
+ */
+function selectImages(index, budget, now) {
+    const order = [...index.images].sort((a, b) => b.lastUsed.localeCompare(a.lastUsed) || imageKey(a).localeCompare(imageKey(b)));
+    const taken = new Set();
+    let total = 0;
+    const images = [];
+    const dropped = [];
+    for (const image of order) {
+        const added = [...new Set(contentOf(image))].filter((d) => !taken.has(d));
+        const bytes = added.reduce((sum, d) => sum + (index.blobs[d] ?? 0), 0);
+        const ageDays = (now.getTime() - Date.parse(image.lastUsed)) / 86_400_000;
+        if (budget.maxAgeDays > 0 && ageDays > budget.maxAgeDays)
+            dropped.push({ image: imageKey(image), bytes, reason: 'age' });
+        else if (budget.maxBytes > 0 && total + bytes > budget.maxBytes)
+            dropped.push({ image: imageKey(image), bytes, reason: 'size' });
+        else {
+            images.push(image);
+            added.forEach((d) => taken.add(d));
+            total += bytes;
+        }
+    }
+    return { images, entries: index.entries.filter((e) => e.digests.some((d) => taken.has(d))), dropped };
+}
+/**
+ * Splits new blobs into entries: one per large blob, largest first, and one pack of all the small ones.
+ * A blob whose entry was found damaged goes under a fresh key: the damaged entry's key stays taken until
+ * GitHub evicts it.
+ */
+function planEntries(prefix, newBlobs, damaged = new Set(), salt = '', maxEntries = MAX_NEW_ENTRIES) {
     const digests = Object.keys(newBlobs).sort((a, b) => newBlobs[b] - newBlobs[a] || a.localeCompare(b));
-    const small = digests.filter((d) => newBlobs[d] < PACK_BELOW_BYTES);
+    const small = digests.filter((d) => newBlobs[d] < PACK_BELOW_BYTES).sort();
     const large = digests.filter((d) => newBlobs[d] >= PACK_BELOW_BYTES);
+    const fresh = (key, ds) => (ds.some((d) => damaged.has(d)) ? `${key}-${salt}` : key);
     const all = [
-        ...(small.length ? [{ key: packKey(prefix, small), digests: [...small].sort() }] : []),
-        ...large.map((d) => ({ key: blobKey(prefix, d), digests: [d] })),
+        ...(small.length ? [{ key: fresh(packKey(prefix, small), small), digests: small }] : []),
+        ...large.map((d) => ({ key: fresh(blobKey(prefix, d), [d]), digests: [d] })),
     ];
     return { entries: all.slice(0, maxEntries), deferred: all.slice(maxEntries).flatMap((e) => e.digests) };
 }
-/**
- * The index the next run restores: the entries this run restored plus those it saved, and the links of
- * every repository whose content those entries hold.
- */
-function nextIndex(kept, saved, previous, after, now) {
-    const entries = [...new Map([...kept, ...saved].map((e) => [e.key, e])).values()];
-    const blobs = {};
-    for (const d of entries.flatMap((e) => e.digests))
-        blobs[d] = after.blobs[d] ?? previous?.blobs[d] ?? 0;
-    const repositories = {};
-    for (const name of [...new Set([...Object.keys(previous?.repositories ?? {}), ...Object.keys(after.repositories)])].sort()) {
-        const before = previous?.repositories[name];
-        const now_ = after.repositories[name];
-        const covered = (ds) => [...new Set(ds)].filter((d) => d in blobs).sort();
-        const links = {
-            // A tag points where the job saw it, unless that manifest was not saved: then where it pointed before.
-            tags: Object.fromEntries([...new Set([...Object.keys(before?.tags ?? {}), ...Object.keys(now_?.tags ?? {})])]
-                .sort()
-                .map((tag) => [tag, [now_?.tags[tag], before?.tags[tag]].find((d) => d !== undefined && d in blobs)])
-                .filter(([, d]) => d !== undefined)),
-            manifests: covered([...(before?.manifests ?? []), ...(now_?.manifests ?? [])]),
-            layers: covered([...(before?.layers ?? []), ...(now_?.layers ?? [])]),
+/** Every image the storage holds after the job: each tag, and each manifest no tag reaches (pulled by digest). */
+function imagesInStorage(storage, manifests) {
+    const images = [];
+    const present = (d) => d in storage.blobs;
+    for (const [repository, links] of Object.entries(storage.repositories).sort(([a], [b]) => a.localeCompare(b))) {
+        const reached = new Set();
+        const add = (reference, manifest) => {
+            if (!present(manifest))
+                return;
+            const content = (0,_images_js__WEBPACK_IMPORTED_MODULE_2__/* .imageContent */ .f)(manifest, manifests, present);
+            content.manifests.forEach((d) => reached.add(d));
+            images.push({ repository, reference, manifests: content.manifests, blobs: content.blobs.filter(present) });
         };
-        if (links.manifests.length || links.layers.length)
-            repositories[name] = links;
+        for (const [tag, manifest] of Object.entries(links.tags).sort(([a], [b]) => a.localeCompare(b)))
+            add(tag, manifest);
+        for (const manifest of links.manifests.filter((d) => !reached.has(d) && !isChild(d, links.manifests, manifests)))
+            add(manifest, manifest);
     }
-    return { version: 1, created: now.toISOString(), blobs, entries, repositories };
+    return images;
 }
-/** Whether `next` says anything `previous` did not: only then is a new index saved. */
+function isChild(digest, candidates, manifests) {
+    return candidates.some((d) => manifests[d]?.manifests?.some((c) => c.digest === digest));
+}
+/**
+ * The index the next run restores: the images the job left in storage whose manifest an entry holds, with
+ * their last use, and the entries (restored and kept, or saved now) that hold what those images need.
+ */
+function nextIndex(kept, saved, previous, job, sizes, now) {
+    const all = [...new Map([...kept, ...saved].map((e) => [e.key, e])).values()];
+    const covered = new Set(all.flatMap((e) => e.digests));
+    const before = new Map(previous.map((i) => [imageKey(i), i]));
+    const images = job.seen
+        .filter((image) => covered.has(image.manifests[0]))
+        .map((image) => ({
+        ...image,
+        lastUsed: job.used.has(imageKey(image)) ? now.toISOString() : (before.get(imageKey(image))?.lastUsed ?? now.toISOString()),
+    }));
+    const needed = new Set(images.flatMap(contentOf));
+    const entries = all.filter((e) => e.digests.some((d) => needed.has(d))).sort((a, b) => a.key.localeCompare(b.key));
+    const blobs = Object.fromEntries(entries.flatMap((e) => e.digests).sort().map((d) => [d, sizes[d] ?? 0]));
+    return { version: 2, created: now.toISOString(), blobs, entries, images };
+}
+/**
+ * Whether `next` says anything `previous` did not: only then is a new index saved. Last use counts by the
+ * day, so jobs that only hit the cache save nothing more than once a day.
+ */
 function indexChanged(previous, next) {
     if (previous === null)
         return next.entries.length > 0;
-    const essence = (i) => JSON.stringify([i.entries.map((e) => e.key).sort(), i.repositories]);
+    const essence = (i) => JSON.stringify([
+        i.entries.map((e) => e.key).sort(),
+        i.images.map((image) => ({ ...image, lastUsed: image.lastUsed.slice(0, 10) })).sort((a, b) => imageKey(a).localeCompare(imageKey(b))),
+    ]);
     return essence(previous) !== essence(next);
 }
 function parseIndex(text) {
     const index = JSON.parse(text);
-    if (index.version !== 1 || !Array.isArray(index.entries) || typeof index.repositories !== 'object')
-        throw new Error('the cache index has an unknown format');
+    if (index.version !== 2 || !Array.isArray(index.entries) || !Array.isArray(index.images))
+        throw new Error('the cache index has a format this version does not read');
     return index;
 }
 
@@ -38516,6 +38580,8 @@ function parseIndex(text) {
 const DEFAULTS = {
     upstream: 'https://registry-1.docker.io',
     cacheKey: 'pull-cache',
+    maxSize: '2GB',
+    maxAge: '7d',
     registryVersion: '2.8.3',
     registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
     daemonConfig: '/etc/docker/daemon.json',
@@ -38538,6 +38604,8 @@ function parseInputs(read) {
         upstream: httpUrl('upstream', text('upstream', DEFAULTS.upstream)),
         cacheKey: cacheKeyPrefix(text('cache-key', DEFAULTS.cacheKey)),
         save: boolean('save', read('save'), true),
+        maxSize: size('max-size', text('max-size', DEFAULTS.maxSize)),
+        maxAgeDays: days('max-age', text('max-age', DEFAULTS.maxAge)),
         registryVersion: version(text('registry-version', DEFAULTS.registryVersion)),
         registrySha256: sha256('registry-sha256', text('registry-sha256')),
         registryDownloadUrl: httpUrl('registry-download-url', text('registry-download-url', DEFAULTS.registryDownloadUrl)),
@@ -38615,6 +38683,19 @@ function absolutePath(name, value) {
     if (!value.startsWith('/'))
         throw new InputError(`${name} must be an absolute path, got "${value}"`);
     return value;
+}
+const UNITS = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+function size(name, value) {
+    const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?$/i.exec(value);
+    if (!m)
+        throw new InputError(`${name} must be a size such as 500MB, 2GB or 1.5GiB (0 for no limit), got "${value}"`);
+    return Math.round(Number(m[1]) * UNITS[(m[2] ?? 'b').toLowerCase()]);
+}
+function days(name, value) {
+    const m = /^(\d{1,4})\s*d?$/i.exec(value);
+    if (!m)
+        throw new InputError(`${name} must be a number of days such as 7d (0 for no limit), got "${value}"`);
+    return Number(m[1]);
 }
 function port(value) {
     if (value === '')
@@ -38830,6 +38911,41 @@ async function sudo(args, input) {
     if (out.exitCode !== 0)
         throw new Error(`sudo ${args[0]} failed: ${out.stderr.trim()}`);
     core/* debug */.Yz(`sudo ${args.join(' ')}`);
+}
+
+
+/***/ }),
+
+/***/ 4525:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Q: () => (/* binding */ displayName),
+/* harmony export */   f: () => (/* binding */ imageContent)
+/* harmony export */ });
+// Images as the registry stores them: a manifest (or an index of per-platform manifests) naming a config
+// and layers. Pure: the caller reads the manifests.
+/** What an image needs: for an index, only the child manifests `takeChild` accepts (the platforms pulled). */
+function imageContent(digest, manifests, takeChild) {
+    const m = manifests[digest];
+    const content = { manifests: [digest], blobs: [] };
+    if (!m)
+        return content;
+    if (m.manifests) {
+        for (const child of m.manifests.filter((c) => takeChild(c.digest))) {
+            const part = imageContent(child.digest, manifests, () => false);
+            content.manifests.push(...part.manifests);
+            content.blobs.push(...part.blobs);
+        }
+    }
+    else {
+        content.blobs.push(...(m.config ? [m.config.digest] : []), ...(m.layers ?? []).map((l) => l.digest));
+    }
+    return content;
+}
+/** The display name docker uses: library/ is implied for official images. */
+function displayName(repository) {
+    return repository.startsWith('library/') ? repository.slice('library/'.length) : repository;
 }
 
 
@@ -39762,7 +39878,7 @@ var src_registry = __nccwpck_require__(6829);
 // EXTERNAL MODULE: ./src/state.ts
 var state = __nccwpck_require__(2462);
 // EXTERNAL MODULE: ./src/storage.ts
-var storage = __nccwpck_require__(1134);
+var src_storage = __nccwpck_require__(1134);
 // EXTERNAL MODULE: ./src/work-dir.ts
 var work_dir = __nccwpck_require__(1292);
 ;// CONCATENATED MODULE: ./src/main.ts
@@ -39787,15 +39903,27 @@ async function main() {
         await (0,work_dir/* createWorkDir */.Xk)(dir);
         const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() };
         state/* state */.w.setCache({ workDir: dir.root, restoredKey: '' });
-        const [restored, binary] = await Promise.all([restoreOrStartEmpty(() => (0,persistence/* restoreStorage */.Ct)(scope)), installRegistry(inputs)]);
-        await (0,work_dir/* writeBaseline */.B9)(dir, { restored, storage: await (0,storage/* scanStorage */.T1)(dir.storage) });
+        const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
+        const [restored, binary, online] = await Promise.all([
+            restoreOrStartEmpty(() => (0,persistence/* restoreStorage */.Ct)(scope, budget, new Date())),
+            installRegistry(inputs),
+            (0,src_registry/* upstreamAnswers */.Vd)(inputs.upstream),
+        ]);
+        const storage = await (0,src_storage/* scanStorage */.T1)(dir.storage);
+        await (0,work_dir/* writeBaseline */.B9)(dir, { restored, storage });
         state/* state */.w.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
         lib_core/* setOutput */.uH('restored-key', restored.restoredKey);
+        // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
+        if (!online && restored.images.length === 0)
+            throw new Error(`${inputs.upstream} cannot be reached and the cache holds nothing to serve`);
+        if (!online)
+            lib_core/* warning */.$e(`${inputs.upstream} cannot be reached: the mirror serves the ${restored.images.length} images the cache holds, offline.`);
         const port = inputs.port || (await (0,src_registry/* freeLoopbackPort */.Tb)());
-        const config = (0,src_registry/* registryConfig */.uw)({ port, storageDir: dir.storage, upstream: inputs.upstream, username: inputs.dockerhubUsername, password: inputs.dockerhubToken });
+        const upstream = online ? inputs.upstream : null;
+        const config = (0,src_registry/* registryConfig */.uw)({ port, storageDir: dir.storage, upstream, username: inputs.dockerhubUsername, password: inputs.dockerhubToken });
         const registry = await (0,src_registry/* startRegistry */.qm)(binary, dir.registry, config, port);
-        state/* state */.w.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config });
-        lib_core/* info */.pq(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), proxying ${inputs.upstream}`);
+        state/* state */.w.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config, offline: !online });
+        lib_core/* info */.pq(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), ${online ? `proxying ${inputs.upstream}` : 'offline'}`);
         await (0,daemon/* useMirror */.jY)(inputs.daemonConfig, registry.url, state/* state */.w.setDaemon);
         lib_core/* info */.pq(`dockerd now pulls Docker Hub images through ${registry.url}`);
         lib_core/* setOutput */.uH('mirror', registry.url);
@@ -39816,7 +39944,7 @@ async function restoreOrStartEmpty(restore) {
     }
     catch (e) {
         lib_core/* warning */.$e(`Restoring the cache failed (${e.message}); starting with an empty cache.`);
-        return { restoredKey: '', index: null, kept: [], missingEntries: 0, corruptBlobs: 0 };
+        return persistence/* NOTHING_RESTORED */.LH;
     }
 }
 
@@ -39829,6 +39957,7 @@ async function restoreOrStartEmpty(restore) {
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
+  LH: () => (/* binding */ NOTHING_RESTORED),
   Ct: () => (/* binding */ restoreStorage),
   D9: () => (/* binding */ saveStorage)
 });
@@ -96723,7 +96852,8 @@ var cache_index = __nccwpck_require__(8340);
 var src_storage = __nccwpck_require__(1134);
 ;// CONCATENATED MODULE: ./src/persistence.ts
 // The registry's storage in the Actions cache, piece by piece: an index restored by prefix, then the
-// entries it names; in post, only the blobs this job fetched, then a new index if anything changed.
+// entries holding what the images within budget need; in post, only the blobs this job fetched, then a
+// new index if anything changed.
 
 
 
@@ -96731,31 +96861,36 @@ var src_storage = __nccwpck_require__(1134);
 
 const RESTORE_CONCURRENCY = 8;
 const SAVE_CONCURRENCY = 4;
-async function restoreStorage(scope) {
+const NOTHING_RESTORED = { restoredKey: '', index: null, images: [], dropped: [], kept: [], missingEntries: 0, damaged: [] };
+async function restoreStorage(scope, budget, now) {
     return inWorkDir(scope.workDir, async () => {
         const restoredKey = (await restoreCache([cache_index/* INDEX_FILE */.K$], (0,cache_index/* indexKeyPrefix */.Au)(scope.prefix, scope.arch))) ?? '';
         if (!restoredKey)
-            return { restoredKey, index: null, kept: [], missingEntries: 0, corruptBlobs: 0 };
+            return NOTHING_RESTORED;
         const index = (0,cache_index/* parseIndex */.A1)(await (0,promises_.readFile)((0,external_node_path_.join)(scope.workDir, cache_index/* INDEX_FILE */.K$), 'utf8'));
+        const selection = (0,cache_index/* selectImages */.$g)(index, budget, now);
         const storage = (0,external_node_path_.join)(scope.workDir, cache_index/* STORAGE_DIR */.up);
-        const restored = await mapBounded(index.entries, RESTORE_CONCURRENCY, async (entry) => (await restoreCache((0,cache_index/* entryPaths */.zH)(entry), entry.key)) === entry.key);
-        const candidates = index.entries.filter((_, i) => restored[i]);
-        const verified = await mapBounded(candidates, RESTORE_CONCURRENCY, async (entry) => Promise.all(entry.digests.map((d) => (0,src_storage/* verifyBlob */.tB)(storage, d))));
-        const present = {};
-        candidates.forEach((entry, i) => entry.digests.forEach((d, j) => verified[i][j] && (present[d] = index.blobs[d] ?? 0)));
-        await (0,src_storage/* writeLinks */.fJ)(storage, index.repositories, present);
+        const restored = await mapBounded(selection.entries, RESTORE_CONCURRENCY, async (entry) => (await restoreCache((0,cache_index/* entryPaths */.zH)(entry), entry.key)) === entry.key);
+        const candidates = selection.entries.filter((_, i) => restored[i]);
+        // Every blob is checked against its digest before the registry can serve it.
+        const verified = await mapBounded(candidates, RESTORE_CONCURRENCY, (entry) => Promise.all(entry.digests.map((d) => (0,src_storage/* verifyBlob */.tB)(storage, d))));
+        const present = new Set(candidates.flatMap((entry, i) => entry.digests.filter((_, j) => verified[i][j])));
+        await (0,src_storage/* writeLinks */.fJ)(storage, selection.images, present);
         return {
             restoredKey,
             index,
+            images: selection.images,
+            dropped: selection.dropped,
             kept: candidates.filter((_, i) => verified[i].every(Boolean)),
-            missingEntries: index.entries.length - candidates.length,
-            corruptBlobs: verified.flat().filter((ok) => !ok).length,
+            missingEntries: selection.entries.length - candidates.length,
+            damaged: candidates.flatMap((entry, i) => entry.digests.filter((_, j) => !verified[i][j])),
         };
     });
 }
-async function saveStorage(scope, restored, before, after, run) {
+async function saveStorage(scope, restored, before, after, job, run) {
+    const now = new Date();
     const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => !(d in before.blobs)));
-    const plan = (0,cache_index/* planEntries */.W9)(scope.prefix, newBlobs);
+    const plan = (0,cache_index/* planEntries */.W9)(scope.prefix, newBlobs, new Set(restored.damaged), `${run.id}-${run.attempt}`);
     const saved = [];
     let stopped = '';
     await inWorkDir(scope.workDir, () => mapBounded(plan.entries, SAVE_CONCURRENCY, async (entry) => {
@@ -96770,10 +96905,10 @@ async function saveStorage(scope, restored, before, after, run) {
         else
             stopped ||= `the cache service did not take ${entry.key}`;
     }));
-    const index = (0,cache_index/* nextIndex */.Yp)(restored.kept, saved, restored.index, after, new Date());
+    const index = (0,cache_index/* nextIndex */.Yp)(restored.kept, saved, restored.images, job, after.blobs, now);
     let key = '';
     if ((0,cache_index/* indexChanged */.fv)(restored.index, index)) {
-        key = (0,cache_index/* indexKey */.mh)(scope.prefix, scope.arch, run.id, run.attempt, Date.now());
+        key = (0,cache_index/* indexKey */.mh)(scope.prefix, scope.arch, run.id, run.attempt, now.getTime());
         await (0,promises_.writeFile)((0,external_node_path_.join)(scope.workDir, cache_index/* INDEX_FILE */.K$), JSON.stringify(index));
         const id = await inWorkDir(scope.workDir, () => cache_saveCache([cache_index/* INDEX_FILE */.K$], key).catch(() => -1));
         if (id === -1) {
@@ -96842,18 +96977,24 @@ var core = __nccwpck_require__(3838);
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: ./src/context.ts
 var context = __nccwpck_require__(788);
+// EXTERNAL MODULE: ./src/cache-index.ts
+var cache_index = __nccwpck_require__(8340);
 // EXTERNAL MODULE: ./src/daemon.ts + 1 modules
 var src_daemon = __nccwpck_require__(5583);
 // EXTERNAL MODULE: ./src/persistence.ts + 344 modules
 var persistence = __nccwpck_require__(8019);
 // EXTERNAL MODULE: ./src/registry.ts + 1 modules
 var src_registry = __nccwpck_require__(6829);
+// EXTERNAL MODULE: ./src/images.ts
+var src_images = __nccwpck_require__(4525);
 // EXTERNAL MODULE: ./src/storage.ts
 var storage = __nccwpck_require__(1134);
 ;// CONCATENATED MODULE: ./src/report.ts
 // What the job pulled, and from where. The registry's own counters are wrong in 2.8, so the figures are
 // computed: a blob served under a repository that linked it before the job is a hit; any other blob it
 // served came from upstream during the job.
+
+
 
 
 const REQUEST_LINE = /"(GET|HEAD) \/v2\/(.+)\/(manifests|blobs)\/([^ ?"]+)[^"]*" (\d{3}) /;
@@ -96877,52 +97018,29 @@ function decodeSafely(text) {
         return undefined;
     }
 }
-/** The manifests the report needs to read: every manifest the job was served. */
-function manifestsServed(requests, after) {
-    const digests = new Set();
-    for (const r of requests) {
-        if (r.kind !== 'manifests' || r.status !== 200)
-            continue;
-        const digest = (0,storage/* isDigest */.Bc)(r.reference) ? r.reference : after.repositories[r.repository]?.tags[r.reference];
-        if (digest)
-            digests.add(digest);
-    }
-    return [...digests];
-}
-/** Per image (repository:tag as the job asked for it): the config and layers served, from cache or upstream. */
+/** Per image the job pulled (by tag, or by digest): the configs and layers served, from cache or from upstream. */
 function accountUsage(requests, before, after, manifests) {
-    const served = requests.filter((r) => r.method === 'GET' && r.status === 200);
-    const blobsServed = new Set(served.filter((r) => r.kind === 'blobs').map((r) => `${r.repository}@${r.reference}`));
-    const manifestsByDigest = new Set(served.filter((r) => r.kind === 'manifests' && (0,storage/* isDigest */.Bc)(r.reference)).map((r) => `${r.repository}@${r.reference}`));
-    /** Manifests reached through a tag: not listed again as pulls by digest. */
-    const childrenOfTags = new Set();
+    const served = requests.filter((r) => r.status === 200);
+    const blobsServed = new Set(served.filter((r) => r.kind === 'blobs' && r.method === 'GET').map((r) => `${r.repository}@${r.reference}`));
+    const manifestsByDigest = new Set(served.filter((r) => r.kind === 'manifests' && r.method === 'GET' && (0,storage/* isDigest */.Bc)(r.reference)).map((r) => `${r.repository}@${r.reference}`));
+    /** Manifests reached through a tag (or an index): not listed again as pulls by digest. */
+    const reached = new Set();
     const images = new Map();
-    const blobsOf = (repository, digest) => {
-        const m = manifests[digest];
-        if (!m)
-            return [];
-        if (m.manifests) {
-            // An index: only the platforms the job asked for.
-            return m.manifests
-                .filter((child) => manifestsByDigest.has(`${repository}@${child.digest}`))
-                .flatMap((child) => (childrenOfTags.add(`${repository}@${child.digest}`), blobsOf(repository, child.digest)));
-        }
-        return [...(m.config ? [m.config.digest] : []), ...(m.layers ?? []).map((l) => l.digest)];
+    const addImage = (repository, reference, manifest) => {
+        const content = (0,src_images/* imageContent */.f)(manifest, manifests, (child) => manifestsByDigest.has(`${repository}@${child}`));
+        content.manifests.forEach((d) => reached.add(`${repository}@${d}`));
+        images.set((0,cache_index/* imageKey */.p2)({ repository, reference }), { repository, reference, blobs: content.blobs });
     };
     // dockerd resolves a tag with a HEAD (or a GET), then GETs the manifest by digest.
-    const tagRequests = requests.filter((r) => r.kind === 'manifests' && r.status === 200 && !(0,storage/* isDigest */.Bc)(r.reference));
-    for (const r of tagRequests) {
+    for (const r of served.filter((r) => r.kind === 'manifests' && !(0,storage/* isDigest */.Bc)(r.reference))) {
         const digest = after.repositories[r.repository]?.tags[r.reference];
-        if (!digest)
-            continue;
-        childrenOfTags.add(`${r.repository}@${digest}`);
-        images.set(`${displayName(r.repository)}:${r.reference}`, new Set(blobsOf(r.repository, digest).map((d) => `${r.repository}@${d}`)));
+        if (digest)
+            addImage(r.repository, r.reference, digest);
     }
     for (const key of manifestsByDigest) {
-        if (childrenOfTags.has(key))
-            continue;
         const [repository, digest] = key.split('@');
-        images.set(`${displayName(repository)}@${digest.slice(0, 19)}`, new Set(blobsOf(repository, digest).map((d) => `${repository}@${d}`)));
+        if (!reached.has(key))
+            addImage(repository, digest, digest);
     }
     const counted = new Set();
     const tallyOf = (keys) => {
@@ -96939,15 +97057,16 @@ function accountUsage(requests, before, after, manifests) {
         }
         return usage;
     };
-    const rows = [...images].map(([image, keys]) => ({ image, ...tallyOf(keys) }));
+    const rows = [...images].map(([key, i]) => ({
+        key,
+        image: `${(0,src_images/* displayName */.Q)(i.repository)}${(0,storage/* isDigest */.Bc)(i.reference) ? `@${i.reference.slice(0, 19)}` : `:${i.reference}`}`,
+        ...tallyOf(i.blobs.map((d) => `${i.repository}@${d}`)),
+    }));
     const rest = tallyOf(blobsServed);
     if (rest.fromCache.blobs || rest.fromUpstream.blobs)
-        rows.push({ image: '(blobs of no image pulled by tag)', ...rest });
+        rows.push({ key: '', image: '(blobs of no image pulled by tag)', ...rest });
     const sum = (pick) => ({ blobs: rows.reduce((s, u) => s + pick(u).blobs, 0), bytes: rows.reduce((s, u) => s + pick(u).bytes, 0) });
     return { images: rows, fromCache: sum((u) => u.fromCache), fromUpstream: sum((u) => u.fromUpstream) };
-}
-function displayName(repository) {
-    return repository.startsWith('library/') ? repository.slice('library/'.length) : repository;
 }
 function formatBytes(bytes) {
     if (bytes < 1024 * 1024)
@@ -96979,12 +97098,19 @@ function renderReport(f) {
     }
     lines.push('');
     if (f.restoredKey) {
-        const damaged = [f.missingEntries && `${count(f.missingEntries, 'entry', 'entries')} gone from the cache`, f.corruptBlobs && `${count(f.corruptBlobs, 'blob')} failed the digest check and dropped`].filter(Boolean);
+        const damaged = [f.missingEntries && `${count(f.missingEntries, 'entry', 'entries')} gone from the cache`, f.damagedBlobs && `${count(f.damagedBlobs, 'blob')} failed the digest check and dropped`].filter(Boolean);
         lines.push(`- Restored: \`${f.restoredKey}\`, ${count(f.restoredBlobs, 'blob')}, ${formatBytes(f.restoredBytes)}${damaged.length ? ` (${damaged.join('; ')}: fetched again on demand)` : ''}.`);
     }
     else {
         lines.push('- Restored: nothing (no cache yet for this key prefix and platform).');
     }
+    const dropped = (reason, why) => {
+        const images = f.dropped.filter((d) => d.reason === reason);
+        if (images.length)
+            lines.push(`- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => d.image).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`);
+    };
+    dropped('age', `unused for more than ${f.budget.maxAgeDays} days (max-age)`);
+    dropped('size', `that did not fit in ${formatBytes(f.budget.maxBytes)} (max-size)`);
     if (f.saveDisabled)
         lines.push('- Saved: nothing (`save: false`).');
     else if (f.saved) {
@@ -97023,6 +97149,7 @@ var work_dir = __nccwpck_require__(1292);
 
 
 
+
 async function post() {
     const problems = [];
     const attempt = async (what, fn) => {
@@ -97039,6 +97166,8 @@ async function post() {
     if (mainError)
         problems.push(`The cache was not used in this job: ${mainError}`);
     const registry = state/* state */.w.registry();
+    if (registry?.offline)
+        problems.push('The upstream could not be reached when the job started: the cache served what it holds, offline.');
     if (registry)
         await attempt('stopping the registry', () => (0,src_registry/* stopRegistry */.ky)(registry.pid, registry.configPath));
     const daemon = state/* state */.w.daemon();
@@ -97057,16 +97186,12 @@ async function post() {
 }
 async function reportAndSave(dir, baseline, inputs, problems, attempt) {
     const after = await (0,storage/* scanStorage */.T1)(dir.storage);
-    const usage = await attempt('reading what the registry served', async () => {
-        const requests = parseAccessLog(await (0,promises_.readFile)(dir.registry.accessLog, 'utf8'));
-        const digests = manifestsServed(requests, after);
-        const manifests = Object.fromEntries(await Promise.all(digests.map(async (d) => [d, await (0,storage/* readBlobJson */.ig)(dir.storage, d).catch(() => undefined)])));
-        return accountUsage(requests, baseline.storage, after, manifests);
-    });
+    const manifests = await (0,storage/* readManifests */.PX)(dir.storage, after);
+    const usage = await attempt('reading what the registry served', async () => accountUsage(parseAccessLog(await (0,promises_.readFile)(dir.registry.accessLog, 'utf8')), baseline.storage, after, manifests));
+    const job = { seen: (0,cache_index/* imagesInStorage */.bp)(after, manifests), used: new Set(usage?.images.map((i) => i.key)) };
     const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
-    const saved = inputs.save
-        ? await attempt('saving the cache', () => (0,persistence/* saveStorage */.D9)({ workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() }, baseline.restored, baseline.storage, after, run))
-        : null;
+    const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() };
+    const saved = inputs.save ? await attempt('saving the cache', () => (0,persistence/* saveStorage */.D9)(scope, baseline.restored, baseline.storage, after, job, run)) : null;
     const markdown = renderReport({
         upstream: inputs.upstream,
         usage,
@@ -97074,7 +97199,9 @@ async function reportAndSave(dir, baseline, inputs, problems, attempt) {
         restoredBlobs: Object.keys(baseline.storage.blobs).length,
         restoredBytes: Object.values(baseline.storage.blobs).reduce((a, b) => a + b, 0),
         missingEntries: baseline.restored.missingEntries,
-        corruptBlobs: baseline.restored.corruptBlobs,
+        damagedBlobs: baseline.restored.damaged.length,
+        dropped: baseline.restored.dropped,
+        budget: { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays },
         saved: saved && { entries: saved.entries.length, bytes: saved.bytes, indexKey: saved.indexKey, deferred: saved.deferred, stopped: saved.stopped },
         saveDisabled: !inputs.save,
         problems,
@@ -97094,7 +97221,8 @@ __nccwpck_require__.d(__webpack_exports__, {
   Tb: () => (/* binding */ freeLoopbackPort),
   uw: () => (/* binding */ registryConfig),
   qm: () => (/* binding */ startRegistry),
-  ky: () => (/* binding */ stopRegistry)
+  ky: () => (/* binding */ stopRegistry),
+  Vd: () => (/* binding */ upstreamAnswers)
 });
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
@@ -97120,6 +97248,7 @@ var dist = __nccwpck_require__(8815);
 
 /** The registry's config.yml: a pull-through proxy of `upstream` on loopback, storing under storageDir. */
 function registryConfig(o) {
+    const credentials = o.username ? { username: o.username, password: o.password } : {};
     return (0,dist/* stringify */.As)({
         version: 0.1,
         log: { level: 'info', formatter: 'text', accesslog: { disabled: false }, fields: { service: 'pull-cache' } },
@@ -97131,7 +97260,7 @@ function registryConfig(o) {
             maintenance: { uploadpurging: { enabled: false } },
         },
         http: { addr: `127.0.0.1:${o.port}`, headers: { 'X-Content-Type-Options': ['nosniff'] } },
-        proxy: { remoteurl: o.upstream, ...(o.username ? { username: o.username, password: o.password } : {}) },
+        ...(o.upstream === null ? {} : { proxy: { remoteurl: o.upstream, ...credentials } }),
     });
 }
 /** Writes the config (mode 0600: it holds the token) and starts the registry detached from this step. */
@@ -97196,6 +97325,20 @@ async function isOurs(pid, configPath) {
     const stateLetter = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
     return stateLetter !== '' && stateLetter !== 'Z' && cmdline.split('\0').includes(configPath);
 }
+/**
+ * Whether the upstream answers at all (any HTTP status: Docker Hub says 401 to an anonymous /v2/). A proxy
+ * registry exits at start when it cannot reach its upstream, so this decides between proxy and offline.
+ */
+async function upstreamAnswers(upstream, timeoutMs = 5_000) {
+    try {
+        const res = await fetch(`${upstream}/v2/`, { signal: AbortSignal.timeout(timeoutMs) });
+        await res.arrayBuffer();
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
 /** A loopback port free at this moment; the kernel's ephemeral range never hands out 5000. */
 async function freeLoopbackPort() {
     const server = (0,external_node_net_.createServer)();
@@ -97252,9 +97395,9 @@ const state = {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   Bc: () => (/* binding */ isDigest),
+/* harmony export */   PX: () => (/* binding */ readManifests),
 /* harmony export */   T1: () => (/* binding */ scanStorage),
 /* harmony export */   fJ: () => (/* binding */ writeLinks),
-/* harmony export */   ig: () => (/* binding */ readBlobJson),
 /* harmony export */   nD: () => (/* binding */ blobPath),
 /* harmony export */   tB: () => (/* binding */ verifyBlob)
 /* harmony export */ });
@@ -97267,8 +97410,8 @@ const state = {
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(6760);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_3__);
 // The registry's filesystem storage, read and laid out by digest. Blobs are content; links say which
-// repository has which blob, manifest and tag (the proxy serves a blob as a hit only under a repository
-// that links it).
+// repository has which blob, manifest and tag (the proxy serves a blob from storage only under a
+// repository that links it).
 
 
 
@@ -97310,25 +97453,31 @@ async function walkRepositories(dir, name, out) {
             await walkRepositories((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(dir, entry), name ? `${name}/${entry}` : entry, out);
     }
 }
-/** Writes the link files that make `repositories` serve, for the blobs present in `blobs` only. */
-async function writeLinks(root, repositories, blobs) {
-    const writes = [];
-    const link = (path, digest) => writes.push((0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, V2, 'repositories', path), { recursive: true }).then(() => (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.writeFile)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, V2, 'repositories', path, 'link'), digest)));
-    for (const [name, repo] of Object.entries(repositories)) {
-        for (const d of repo.layers)
-            if (d in blobs)
-                link(`${name}/_layers/sha256/${hex(d)}`, d);
-        for (const d of repo.manifests)
-            if (d in blobs)
-                link(`${name}/_manifests/revisions/sha256/${hex(d)}`, d);
-        for (const [tag, d] of Object.entries(repo.tags)) {
-            if (!(d in blobs))
-                continue;
-            link(`${name}/_manifests/tags/${tag}/current`, d);
-            link(`${name}/_manifests/tags/${tag}/index/sha256/${hex(d)}`, d);
+/**
+ * Writes the links that make the images serve, for the blobs present only. Every config and layer an image
+ * needs is linked under the image's repository, so the proxy serves it from storage even when this
+ * repository never asked for it (the daemon had the layer already from another image).
+ */
+async function writeLinks(root, images, present) {
+    const links = new Map();
+    for (const image of images) {
+        const [manifest] = image.manifests;
+        if (!present.has(manifest))
+            continue;
+        const repo = `${V2}/repositories/${image.repository}`;
+        if (!isDigest(image.reference)) {
+            links.set(`${repo}/_manifests/tags/${image.reference}/current`, manifest);
+            links.set(`${repo}/_manifests/tags/${image.reference}/index/sha256/${hex(manifest)}`, manifest);
         }
+        for (const d of image.manifests.filter((m) => present.has(m)))
+            links.set(`${repo}/_manifests/revisions/sha256/${hex(d)}`, d);
+        for (const d of image.blobs.filter((b) => present.has(b)))
+            links.set(`${repo}/_layers/sha256/${hex(d)}`, d);
     }
-    await Promise.all(writes);
+    await Promise.all([...links].map(async ([dir, digest]) => {
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, dir), { recursive: true });
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.writeFile)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, dir, 'link'), digest);
+    }));
 }
 /** Checks a blob's bytes against its digest; a blob that does not match is removed. */
 async function verifyBlob(root, digest) {
@@ -97346,8 +97495,11 @@ async function verifyBlob(root, digest) {
     await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.rm)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(path, '..'), { recursive: true, force: true });
     return false;
 }
-async function readBlobJson(root, digest) {
-    return JSON.parse(await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.readFile)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, blobPath(digest)), 'utf8'));
+/** Every manifest a repository in storage names, parsed. */
+async function readManifests(root, storage) {
+    const digests = new Set(Object.values(storage.repositories).flatMap((r) => r.manifests).filter((d) => d in storage.blobs));
+    const parsed = await Promise.all([...digests].map(async (d) => [d, JSON.parse(await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.readFile)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, blobPath(d)), 'utf8').catch(() => '{}'))]));
+    return Object.fromEntries(parsed);
 }
 function hex(digest) {
     return digest.slice('sha256:'.length);

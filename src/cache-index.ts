@@ -1,7 +1,9 @@
-// What the Actions cache holds, computed: the keys, which blobs go into which entry, and the index that
-// says what a run should restore. Pure, so the rules are unit-tested without a cache service.
+// What the Actions cache holds, computed: the keys, which blobs go into which entry, which images a run
+// restores within its budget, and the index the next run restores. Pure, so the rules are unit-tested
+// without a cache service.
 import { createHash } from 'node:crypto';
-import { blobPath, type RepositoryLinks, type StorageState } from './storage.js';
+import { imageContent, type Manifests } from './images.js';
+import { blobPath, isDigest, type StorageState } from './storage.js';
 
 /** One Actions cache entry and the blobs it holds. */
 export interface EntryRef {
@@ -9,13 +11,33 @@ export interface EntryRef {
   digests: string[];
 }
 
+/** An image the cache holds: a tag (or a digest pulled as such) of a repository, and all it needs. */
+export interface CachedImage {
+  repository: string;
+  /** The tag, or the manifest digest for an image pulled by digest. */
+  reference: string;
+  /** The manifest first, then for an index the child manifests that were pulled. */
+  manifests: string[];
+  /** Configs and layers. */
+  blobs: string[];
+  /** When a job last pulled it (ISO 8601). A hit-only job saves no index for it the same day. */
+  lastUsed: string;
+}
+
 export interface CacheIndex {
-  version: 1;
+  version: 2;
   created: string;
   /** digest -> size, for every blob an entry holds */
   blobs: Record<string, number>;
   entries: EntryRef[];
-  repositories: Record<string, RepositoryLinks>;
+  images: CachedImage[];
+}
+
+export interface Budget {
+  /** Bytes a run restores at most; 0 for no limit. */
+  maxBytes: number;
+  /** Days since an image was last used after which it is dropped; 0 for no limit. */
+  maxAgeDays: number;
 }
 
 export const STORAGE_DIR = 'storage';
@@ -40,6 +62,7 @@ export function indexKeyPrefix(prefix: string, arch: string): string {
   return `${prefix}-index-linux-${arch}-`;
 }
 
+/** Unique per run, attempt and save, so matrix jobs of one run never fight over an index key. */
 export function indexKey(prefix: string, arch: string, runId: string, attempt: string, now: number): string {
   return `${indexKeyPrefix(prefix, arch)}${runId}-${attempt}-${now.toString(36)}`;
 }
@@ -52,62 +75,140 @@ export function entryPaths(entry: EntryRef): string[] {
   return [...entry.digests].sort().map((d) => `${STORAGE_DIR}/${blobPath(d)}`);
 }
 
+export function imageKey(image: Pick<CachedImage, 'repository' | 'reference'>): string {
+  return `${image.repository}${isDigest(image.reference) ? '@' : ':'}${image.reference}`;
+}
+
+function contentOf(image: CachedImage): string[] {
+  return [...image.manifests, ...image.blobs];
+}
+
+export interface Dropped {
+  image: string;
+  bytes: number;
+  reason: 'age' | 'size';
+}
+
+export interface Selection {
+  images: CachedImage[];
+  /** The entries that hold anything the images need. */
+  entries: EntryRef[];
+  dropped: Dropped[];
+}
+
+/**
+ * The images a run restores: most recently used first, none unused for longer than maxAgeDays, as many as
+ * fit in maxBytes (a layer shared by two images counts once). An image is kept whole or not at all.
+ */
+export function selectImages(index: CacheIndex, budget: Budget, now: Date): Selection {
+  const order = [...index.images].sort((a, b) => b.lastUsed.localeCompare(a.lastUsed) || imageKey(a).localeCompare(imageKey(b)));
+  const taken = new Set<string>();
+  let total = 0;
+  const images: CachedImage[] = [];
+  const dropped: Dropped[] = [];
+  for (const image of order) {
+    const added = [...new Set(contentOf(image))].filter((d) => !taken.has(d));
+    const bytes = added.reduce((sum, d) => sum + (index.blobs[d] ?? 0), 0);
+    const ageDays = (now.getTime() - Date.parse(image.lastUsed)) / 86_400_000;
+    if (budget.maxAgeDays > 0 && ageDays > budget.maxAgeDays) dropped.push({ image: imageKey(image), bytes, reason: 'age' });
+    else if (budget.maxBytes > 0 && total + bytes > budget.maxBytes) dropped.push({ image: imageKey(image), bytes, reason: 'size' });
+    else {
+      images.push(image);
+      added.forEach((d) => taken.add(d));
+      total += bytes;
+    }
+  }
+  return { images, entries: index.entries.filter((e) => e.digests.some((d) => taken.has(d))), dropped };
+}
+
 export interface EntryPlan {
   entries: EntryRef[];
   /** Blobs left for a later run by the per-run cap. */
   deferred: string[];
 }
 
-/** Splits new blobs into entries: one per large blob, largest first, and one pack of all the small ones. */
-export function planEntries(prefix: string, newBlobs: Record<string, number>, maxEntries = MAX_NEW_ENTRIES): EntryPlan {
+/**
+ * Splits new blobs into entries: one per large blob, largest first, and one pack of all the small ones.
+ * A blob whose entry was found damaged goes under a fresh key: the damaged entry's key stays taken until
+ * GitHub evicts it.
+ */
+export function planEntries(prefix: string, newBlobs: Record<string, number>, damaged: Set<string> = new Set(), salt = '', maxEntries = MAX_NEW_ENTRIES): EntryPlan {
   const digests = Object.keys(newBlobs).sort((a, b) => newBlobs[b] - newBlobs[a] || a.localeCompare(b));
-  const small = digests.filter((d) => newBlobs[d] < PACK_BELOW_BYTES);
+  const small = digests.filter((d) => newBlobs[d] < PACK_BELOW_BYTES).sort();
   const large = digests.filter((d) => newBlobs[d] >= PACK_BELOW_BYTES);
+  const fresh = (key: string, ds: string[]) => (ds.some((d) => damaged.has(d)) ? `${key}-${salt}` : key);
   const all: EntryRef[] = [
-    ...(small.length ? [{ key: packKey(prefix, small), digests: [...small].sort() }] : []),
-    ...large.map((d) => ({ key: blobKey(prefix, d), digests: [d] })),
+    ...(small.length ? [{ key: fresh(packKey(prefix, small), small), digests: small }] : []),
+    ...large.map((d) => ({ key: fresh(blobKey(prefix, d), [d]), digests: [d] })),
   ];
   return { entries: all.slice(0, maxEntries), deferred: all.slice(maxEntries).flatMap((e) => e.digests) };
 }
 
-/**
- * The index the next run restores: the entries this run restored plus those it saved, and the links of
- * every repository whose content those entries hold.
- */
-export function nextIndex(kept: EntryRef[], saved: EntryRef[], previous: CacheIndex | null, after: StorageState, now: Date): CacheIndex {
-  const entries = [...new Map([...kept, ...saved].map((e) => [e.key, e])).values()];
-  const blobs: Record<string, number> = {};
-  for (const d of entries.flatMap((e) => e.digests)) blobs[d] = after.blobs[d] ?? previous?.blobs[d] ?? 0;
-  const repositories: Record<string, RepositoryLinks> = {};
-  for (const name of [...new Set([...Object.keys(previous?.repositories ?? {}), ...Object.keys(after.repositories)])].sort()) {
-    const before = previous?.repositories[name];
-    const now_ = after.repositories[name];
-    const covered = (ds: string[]) => [...new Set(ds)].filter((d) => d in blobs).sort();
-    const links: RepositoryLinks = {
-      // A tag points where the job saw it, unless that manifest was not saved: then where it pointed before.
-      tags: Object.fromEntries(
-        [...new Set([...Object.keys(before?.tags ?? {}), ...Object.keys(now_?.tags ?? {})])]
-          .sort()
-          .map((tag) => [tag, [now_?.tags[tag], before?.tags[tag]].find((d) => d !== undefined && d in blobs)])
-          .filter(([, d]) => d !== undefined),
-      ),
-      manifests: covered([...(before?.manifests ?? []), ...(now_?.manifests ?? [])]),
-      layers: covered([...(before?.layers ?? []), ...(now_?.layers ?? [])]),
+/** Every image the storage holds after the job: each tag, and each manifest no tag reaches (pulled by digest). */
+export function imagesInStorage(storage: StorageState, manifests: Manifests): Omit<CachedImage, 'lastUsed'>[] {
+  const images: Omit<CachedImage, 'lastUsed'>[] = [];
+  const present = (d: string) => d in storage.blobs;
+  for (const [repository, links] of Object.entries(storage.repositories).sort(([a], [b]) => a.localeCompare(b))) {
+    const reached = new Set<string>();
+    const add = (reference: string, manifest: string) => {
+      if (!present(manifest)) return;
+      const content = imageContent(manifest, manifests, present);
+      content.manifests.forEach((d) => reached.add(d));
+      images.push({ repository, reference, manifests: content.manifests, blobs: content.blobs.filter(present) });
     };
-    if (links.manifests.length || links.layers.length) repositories[name] = links;
+    for (const [tag, manifest] of Object.entries(links.tags).sort(([a], [b]) => a.localeCompare(b))) add(tag, manifest);
+    for (const manifest of links.manifests.filter((d) => !reached.has(d) && !isChild(d, links.manifests, manifests))) add(manifest, manifest);
   }
-  return { version: 1, created: now.toISOString(), blobs, entries, repositories };
+  return images;
 }
 
-/** Whether `next` says anything `previous` did not: only then is a new index saved. */
+function isChild(digest: string, candidates: string[], manifests: Manifests): boolean {
+  return candidates.some((d) => manifests[d]?.manifests?.some((c) => c.digest === digest));
+}
+
+export interface JobImages {
+  /** What the storage holds after the job (imagesInStorage). */
+  seen: Omit<CachedImage, 'lastUsed'>[];
+  /** imageKey of every image the job pulled. */
+  used: Set<string>;
+}
+
+/**
+ * The index the next run restores: the images the job left in storage whose manifest an entry holds, with
+ * their last use, and the entries (restored and kept, or saved now) that hold what those images need.
+ */
+export function nextIndex(kept: EntryRef[], saved: EntryRef[], previous: CachedImage[], job: JobImages, sizes: Record<string, number>, now: Date): CacheIndex {
+  const all = [...new Map([...kept, ...saved].map((e) => [e.key, e])).values()];
+  const covered = new Set(all.flatMap((e) => e.digests));
+  const before = new Map(previous.map((i) => [imageKey(i), i]));
+  const images = job.seen
+    .filter((image) => covered.has(image.manifests[0]))
+    .map((image) => ({
+      ...image,
+      lastUsed: job.used.has(imageKey(image)) ? now.toISOString() : (before.get(imageKey(image))?.lastUsed ?? now.toISOString()),
+    }));
+  const needed = new Set(images.flatMap(contentOf));
+  const entries = all.filter((e) => e.digests.some((d) => needed.has(d))).sort((a, b) => a.key.localeCompare(b.key));
+  const blobs = Object.fromEntries(entries.flatMap((e) => e.digests).sort().map((d) => [d, sizes[d] ?? 0]));
+  return { version: 2, created: now.toISOString(), blobs, entries, images };
+}
+
+/**
+ * Whether `next` says anything `previous` did not: only then is a new index saved. Last use counts by the
+ * day, so jobs that only hit the cache save nothing more than once a day.
+ */
 export function indexChanged(previous: CacheIndex | null, next: CacheIndex): boolean {
   if (previous === null) return next.entries.length > 0;
-  const essence = (i: CacheIndex) => JSON.stringify([i.entries.map((e) => e.key).sort(), i.repositories]);
+  const essence = (i: CacheIndex) =>
+    JSON.stringify([
+      i.entries.map((e) => e.key).sort(),
+      i.images.map((image) => ({ ...image, lastUsed: image.lastUsed.slice(0, 10) })).sort((a, b) => imageKey(a).localeCompare(imageKey(b))),
+    ]);
   return essence(previous) !== essence(next);
 }
 
 export function parseIndex(text: string): CacheIndex {
   const index = JSON.parse(text) as CacheIndex;
-  if (index.version !== 1 || !Array.isArray(index.entries) || typeof index.repositories !== 'object') throw new Error('the cache index has an unknown format');
+  if (index.version !== 2 || !Array.isArray(index.entries) || !Array.isArray(index.images)) throw new Error('the cache index has a format this version does not read');
   return index;
 }

@@ -9,6 +9,10 @@ export interface Inputs {
   upstream: string;
   cacheKey: string;
   save: boolean;
+  /** Bytes restored at most; 0 for no limit. */
+  maxSize: number;
+  /** Days an image may go unused before it leaves the cache; 0 for no limit. */
+  maxAgeDays: number;
   registryVersion: string;
   registrySha256: string;
   registryDownloadUrl: string;
@@ -22,6 +26,8 @@ export interface Inputs {
 export const DEFAULTS = {
   upstream: 'https://registry-1.docker.io',
   cacheKey: 'pull-cache',
+  maxSize: '2GB',
+  maxAge: '7d',
   registryVersion: '2.8.3',
   registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
   daemonConfig: '/etc/docker/daemon.json',
@@ -44,6 +50,8 @@ export function parseInputs(read: (name: string) => string): Inputs {
     upstream: httpUrl('upstream', text('upstream', DEFAULTS.upstream)),
     cacheKey: cacheKeyPrefix(text('cache-key', DEFAULTS.cacheKey)),
     save: boolean('save', read('save'), true),
+    maxSize: size('max-size', text('max-size', DEFAULTS.maxSize)),
+    maxAgeDays: days('max-age', text('max-age', DEFAULTS.maxAge)),
     registryVersion: version(text('registry-version', DEFAULTS.registryVersion)),
     registrySha256: sha256('registry-sha256', text('registry-sha256')),
     registryDownloadUrl: httpUrl('registry-download-url', text('registry-download-url', DEFAULTS.registryDownloadUrl)),
@@ -117,6 +125,20 @@ function sha256(name: string, value: string): string {
 function absolutePath(name: string, value: string): string {
   if (!value.startsWith('/')) throw new InputError(`${name} must be an absolute path, got "${value}"`);
   return value;
+}
+
+const UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+function size(name: string, value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?$/i.exec(value);
+  if (!m) throw new InputError(`${name} must be a size such as 500MB, 2GB or 1.5GiB (0 for no limit), got "${value}"`);
+  return Math.round(Number(m[1]) * UNITS[(m[2] ?? 'b').toLowerCase()]);
+}
+
+function days(name: string, value: string): number {
+  const m = /^(\d{1,4})\s*d?$/i.exec(value);
+  if (!m) throw new InputError(`${name} must be a number of days such as 7d (0 for no limit), got "${value}"`);
+  return Number(m[1]);
 }
 
 function port(value: string): number {

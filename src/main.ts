@@ -3,9 +3,9 @@
 import * as core from '@actions/core';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
 import { useMirror } from './daemon.js';
-import { restoreStorage, type Restored } from './persistence.js';
+import { NOTHING_RESTORED, restoreStorage, type Restored } from './persistence.js';
 import { installRegistry } from './registry-binary.js';
-import { freeLoopbackPort, registryConfig, startRegistry } from './registry.js';
+import { freeLoopbackPort, registryConfig, startRegistry, upstreamAnswers } from './registry.js';
 import { state } from './state.js';
 import { scanStorage } from './storage.js';
 import { createWorkDir, workDir, writeBaseline } from './work-dir.js';
@@ -21,16 +21,26 @@ export async function main(): Promise<void> {
     const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
     state.setCache({ workDir: dir.root, restoredKey: '' });
 
-    const [restored, binary] = await Promise.all([restoreOrStartEmpty(() => restoreStorage(scope)), installRegistry(inputs)]);
-    await writeBaseline(dir, { restored, storage: await scanStorage(dir.storage) });
+    const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
+    const [restored, binary, online] = await Promise.all([
+      restoreOrStartEmpty(() => restoreStorage(scope, budget, new Date())),
+      installRegistry(inputs),
+      upstreamAnswers(inputs.upstream),
+    ]);
+    const storage = await scanStorage(dir.storage);
+    await writeBaseline(dir, { restored, storage });
     state.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
     core.setOutput('restored-key', restored.restoredKey);
 
+    // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
+    if (!online && restored.images.length === 0) throw new Error(`${inputs.upstream} cannot be reached and the cache holds nothing to serve`);
+    if (!online) core.warning(`${inputs.upstream} cannot be reached: the mirror serves the ${restored.images.length} images the cache holds, offline.`);
     const port = inputs.port || (await freeLoopbackPort());
-    const config = registryConfig({ port, storageDir: dir.storage, upstream: inputs.upstream, username: inputs.dockerhubUsername, password: inputs.dockerhubToken });
+    const upstream = online ? inputs.upstream : null;
+    const config = registryConfig({ port, storageDir: dir.storage, upstream, username: inputs.dockerhubUsername, password: inputs.dockerhubToken });
     const registry = await startRegistry(binary, dir.registry, config, port);
-    state.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config });
-    core.info(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), proxying ${inputs.upstream}`);
+    state.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config, offline: !online });
+    core.info(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), ${online ? `proxying ${inputs.upstream}` : 'offline'}`);
 
     await useMirror(inputs.daemonConfig, registry.url, state.setDaemon);
     core.info(`dockerd now pulls Docker Hub images through ${registry.url}`);
@@ -49,6 +59,6 @@ async function restoreOrStartEmpty(restore: () => Promise<Restored>): Promise<Re
     return await restore();
   } catch (e) {
     core.warning(`Restoring the cache failed (${(e as Error).message}); starting with an empty cache.`);
-    return { restoredKey: '', index: null, kept: [], missingEntries: 0, corruptBlobs: 0 };
+    return NOTHING_RESTORED;
   }
 }

@@ -1,9 +1,27 @@
 // The registry's storage in the Actions cache, piece by piece: an index restored by prefix, then the
-// entries it names; in post, only the blobs this job fetched, then a new index if anything changed.
+// entries holding what the images within budget need; in post, only the blobs this job fetched, then a
+// new index if anything changed.
 import * as cache from '@actions/cache';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { entryPaths, INDEX_FILE, indexChanged, indexKey, indexKeyPrefix, nextIndex, parseIndex, planEntries, STORAGE_DIR, type CacheIndex, type EntryRef } from './cache-index.js';
+import {
+  entryPaths,
+  INDEX_FILE,
+  indexChanged,
+  indexKey,
+  indexKeyPrefix,
+  nextIndex,
+  parseIndex,
+  planEntries,
+  selectImages,
+  STORAGE_DIR,
+  type Budget,
+  type CachedImage,
+  type CacheIndex,
+  type Dropped,
+  type EntryRef,
+  type JobImages,
+} from './cache-index.js';
 import { verifyBlob, writeLinks, type StorageState } from './storage.js';
 
 const RESTORE_CONCURRENCY = 8;
@@ -18,11 +36,17 @@ export interface CacheScope {
 export interface Restored {
   restoredKey: string;
   index: CacheIndex | null;
-  /** Entries restored whole and verified: the next index keeps naming them. */
+  /** The images restored (within budget). */
+  images: CachedImage[];
+  dropped: Dropped[];
+  /** Entries restored whole and verified: the next index can keep naming them. */
   kept: EntryRef[];
   missingEntries: number;
-  corruptBlobs: number;
+  /** Blobs that failed their digest check and were removed. */
+  damaged: string[];
 }
+
+export const NOTHING_RESTORED: Restored = { restoredKey: '', index: null, images: [], dropped: [], kept: [], missingEntries: 0, damaged: [] };
 
 export interface Saved {
   entries: EntryRef[];
@@ -34,31 +58,35 @@ export interface Saved {
   stopped: string;
 }
 
-export async function restoreStorage(scope: CacheScope): Promise<Restored> {
+export async function restoreStorage(scope: CacheScope, budget: Budget, now: Date): Promise<Restored> {
   return inWorkDir(scope.workDir, async () => {
     const restoredKey = (await cache.restoreCache([INDEX_FILE], indexKeyPrefix(scope.prefix, scope.arch))) ?? '';
-    if (!restoredKey) return { restoredKey, index: null, kept: [], missingEntries: 0, corruptBlobs: 0 };
+    if (!restoredKey) return NOTHING_RESTORED;
     const index = parseIndex(await readFile(join(scope.workDir, INDEX_FILE), 'utf8'));
+    const selection = selectImages(index, budget, now);
     const storage = join(scope.workDir, STORAGE_DIR);
-    const restored = await mapBounded(index.entries, RESTORE_CONCURRENCY, async (entry) => (await cache.restoreCache(entryPaths(entry), entry.key)) === entry.key);
-    const candidates = index.entries.filter((_, i) => restored[i]);
-    const verified = await mapBounded(candidates, RESTORE_CONCURRENCY, async (entry) => Promise.all(entry.digests.map((d) => verifyBlob(storage, d))));
-    const present: Record<string, number> = {};
-    candidates.forEach((entry, i) => entry.digests.forEach((d, j) => verified[i][j] && (present[d] = index.blobs[d] ?? 0)));
-    await writeLinks(storage, index.repositories, present);
+    const restored = await mapBounded(selection.entries, RESTORE_CONCURRENCY, async (entry) => (await cache.restoreCache(entryPaths(entry), entry.key)) === entry.key);
+    const candidates = selection.entries.filter((_, i) => restored[i]);
+    // Every blob is checked against its digest before the registry can serve it.
+    const verified = await mapBounded(candidates, RESTORE_CONCURRENCY, (entry) => Promise.all(entry.digests.map((d) => verifyBlob(storage, d))));
+    const present = new Set(candidates.flatMap((entry, i) => entry.digests.filter((_, j) => verified[i][j])));
+    await writeLinks(storage, selection.images, present);
     return {
       restoredKey,
       index,
+      images: selection.images,
+      dropped: selection.dropped,
       kept: candidates.filter((_, i) => verified[i].every(Boolean)),
-      missingEntries: index.entries.length - candidates.length,
-      corruptBlobs: verified.flat().filter((ok) => !ok).length,
+      missingEntries: selection.entries.length - candidates.length,
+      damaged: candidates.flatMap((entry, i) => entry.digests.filter((_, j) => !verified[i][j])),
     };
   });
 }
 
-export async function saveStorage(scope: CacheScope, restored: Restored, before: StorageState, after: StorageState, run: { id: string; attempt: string }): Promise<Saved> {
+export async function saveStorage(scope: CacheScope, restored: Restored, before: StorageState, after: StorageState, job: JobImages, run: { id: string; attempt: string }): Promise<Saved> {
+  const now = new Date();
   const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => !(d in before.blobs)));
-  const plan = planEntries(scope.prefix, newBlobs);
+  const plan = planEntries(scope.prefix, newBlobs, new Set(restored.damaged), `${run.id}-${run.attempt}`);
   const saved: EntryRef[] = [];
   let stopped = '';
   await inWorkDir(scope.workDir, () =>
@@ -71,10 +99,10 @@ export async function saveStorage(scope: CacheScope, restored: Restored, before:
       else stopped ||= `the cache service did not take ${entry.key}`;
     }),
   );
-  const index = nextIndex(restored.kept, saved, restored.index, after, new Date());
+  const index = nextIndex(restored.kept, saved, restored.images, job, after.blobs, now);
   let key = '';
   if (indexChanged(restored.index, index)) {
-    key = indexKey(scope.prefix, scope.arch, run.id, run.attempt, Date.now());
+    key = indexKey(scope.prefix, scope.arch, run.id, run.attempt, now.getTime());
     await writeFile(join(scope.workDir, INDEX_FILE), JSON.stringify(index));
     const id = await inWorkDir(scope.workDir, () => cache.saveCache([INDEX_FILE], key).catch(() => -1));
     if (id === -1) {

@@ -3,12 +3,13 @@
 import * as core from '@actions/core';
 import { readFile, rm } from 'node:fs/promises';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
+import { imagesInStorage } from './cache-index.js';
 import { restoreDaemon } from './daemon.js';
 import { saveStorage, type Saved } from './persistence.js';
 import { stopRegistry } from './registry.js';
-import { accountUsage, manifestsServed, parseAccessLog, renderReport, writeReport, type Usage } from './report.js';
+import { accountUsage, parseAccessLog, renderReport, writeReport, type Usage } from './report.js';
 import { state } from './state.js';
-import { readBlobJson, scanStorage } from './storage.js';
+import { readManifests, scanStorage } from './storage.js';
 import { readBaseline, workDir, type Baseline, type WorkDir } from './work-dir.js';
 
 export async function post(): Promise<void> {
@@ -26,6 +27,7 @@ export async function post(): Promise<void> {
   if (mainError) problems.push(`The cache was not used in this job: ${mainError}`);
 
   const registry = state.registry();
+  if (registry?.offline) problems.push('The upstream could not be reached when the job started: the cache served what it holds, offline.');
   if (registry) await attempt('stopping the registry', () => stopRegistry(registry.pid, registry.configPath));
   const daemon = state.daemon();
   const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => restoreDaemon(daemon)) : undefined;
@@ -49,16 +51,14 @@ async function reportAndSave(
   attempt: <T>(what: string, fn: () => Promise<T>) => Promise<T | null>,
 ): Promise<void> {
   const after = await scanStorage(dir.storage);
-  const usage: Usage | null = await attempt('reading what the registry served', async () => {
-    const requests = parseAccessLog(await readFile(dir.registry.accessLog, 'utf8'));
-    const digests = manifestsServed(requests, after);
-    const manifests = Object.fromEntries(await Promise.all(digests.map(async (d) => [d, await readBlobJson(dir.storage, d).catch(() => undefined)])));
-    return accountUsage(requests, baseline.storage, after, manifests);
-  });
+  const manifests = await readManifests(dir.storage, after);
+  const usage: Usage | null = await attempt('reading what the registry served', async () =>
+    accountUsage(parseAccessLog(await readFile(dir.registry.accessLog, 'utf8')), baseline.storage, after, manifests),
+  );
+  const job = { seen: imagesInStorage(after, manifests), used: new Set(usage?.images.map((i) => i.key)) };
   const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
-  const saved: Saved | null = inputs.save
-    ? await attempt('saving the cache', () => saveStorage({ workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() }, baseline.restored, baseline.storage, after, run))
-    : null;
+  const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
+  const saved: Saved | null = inputs.save ? await attempt('saving the cache', () => saveStorage(scope, baseline.restored, baseline.storage, after, job, run)) : null;
   const markdown = renderReport({
     upstream: inputs.upstream,
     usage,
@@ -66,7 +66,9 @@ async function reportAndSave(
     restoredBlobs: Object.keys(baseline.storage.blobs).length,
     restoredBytes: Object.values(baseline.storage.blobs).reduce((a, b) => a + b, 0),
     missingEntries: baseline.restored.missingEntries,
-    corruptBlobs: baseline.restored.corruptBlobs,
+    damagedBlobs: baseline.restored.damaged.length,
+    dropped: baseline.restored.dropped,
+    budget: { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays },
     saved: saved && { entries: saved.entries.length, bytes: saved.bytes, indexKey: saved.indexKey, deferred: saved.deferred, stopped: saved.stopped },
     saveDisabled: !inputs.save,
     problems,

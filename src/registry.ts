@@ -10,13 +10,15 @@ import { stringify } from 'yaml';
 export interface RegistryConfigOptions {
   port: number;
   storageDir: string;
-  upstream: string;
+  /** The registry to proxy; null serves the storage as it is (offline: upstream unreachable). */
+  upstream: string | null;
   username: string;
   password: string;
 }
 
 /** The registry's config.yml: a pull-through proxy of `upstream` on loopback, storing under storageDir. */
 export function registryConfig(o: RegistryConfigOptions): string {
+  const credentials = o.username ? { username: o.username, password: o.password } : {};
   return stringify({
     version: 0.1,
     log: { level: 'info', formatter: 'text', accesslog: { disabled: false }, fields: { service: 'pull-cache' } },
@@ -28,7 +30,7 @@ export function registryConfig(o: RegistryConfigOptions): string {
       maintenance: { uploadpurging: { enabled: false } },
     },
     http: { addr: `127.0.0.1:${o.port}`, headers: { 'X-Content-Type-Options': ['nosniff'] } },
-    proxy: { remoteurl: o.upstream, ...(o.username ? { username: o.username, password: o.password } : {}) },
+    ...(o.upstream === null ? {} : { proxy: { remoteurl: o.upstream, ...credentials } }),
   });
 }
 
@@ -105,6 +107,20 @@ async function isOurs(pid: number, configPath: string): Promise<boolean> {
   const [stat, cmdline] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/cmdline`, 'utf8')]).catch(() => ['', '']);
   const stateLetter = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   return stateLetter !== '' && stateLetter !== 'Z' && cmdline.split('\0').includes(configPath);
+}
+
+/**
+ * Whether the upstream answers at all (any HTTP status: Docker Hub says 401 to an anonymous /v2/). A proxy
+ * registry exits at start when it cannot reach its upstream, so this decides between proxy and offline.
+ */
+export async function upstreamAnswers(upstream: string, timeoutMs = 5_000): Promise<boolean> {
+  try {
+    const res = await fetch(`${upstream}/v2/`, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.arrayBuffer();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A loopback port free at this moment; the kernel's ephemeral range never hands out 5000. */

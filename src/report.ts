@@ -2,6 +2,8 @@
 // computed: a blob served under a repository that linked it before the job is a hit; any other blob it
 // served came from upstream during the job.
 import * as core from '@actions/core';
+import { imageKey, type Budget, type Dropped } from './cache-index.js';
+import { displayName, imageContent, type Manifests } from './images.js';
 import { isDigest, type StorageState } from './storage.js';
 
 export interface RegistryRequest {
@@ -40,6 +42,9 @@ export interface Tally {
 }
 
 export interface ImageUsage {
+  /** repository:tag or repository@digest, as the cache index names images. */
+  key: string;
+  /** As docker shows it (library/ left out). */
   image: string;
   fromCache: Tally;
   fromUpstream: Tally;
@@ -51,59 +56,31 @@ export interface Usage {
   fromUpstream: Tally;
 }
 
-interface ManifestJson {
-  config?: { digest: string };
-  layers?: { digest: string }[];
-  manifests?: { digest: string }[];
-}
-
-/** The manifests the report needs to read: every manifest the job was served. */
-export function manifestsServed(requests: RegistryRequest[], after: StorageState): string[] {
-  const digests = new Set<string>();
-  for (const r of requests) {
-    if (r.kind !== 'manifests' || r.status !== 200) continue;
-    const digest = isDigest(r.reference) ? r.reference : after.repositories[r.repository]?.tags[r.reference];
-    if (digest) digests.add(digest);
-  }
-  return [...digests];
-}
-
-/** Per image (repository:tag as the job asked for it): the config and layers served, from cache or upstream. */
-export function accountUsage(requests: RegistryRequest[], before: StorageState, after: StorageState, manifests: Record<string, unknown>): Usage {
-  const served = requests.filter((r) => r.method === 'GET' && r.status === 200);
-  const blobsServed = new Set(served.filter((r) => r.kind === 'blobs').map((r) => `${r.repository}@${r.reference}`));
-  const manifestsByDigest = new Set(served.filter((r) => r.kind === 'manifests' && isDigest(r.reference)).map((r) => `${r.repository}@${r.reference}`));
-  /** Manifests reached through a tag: not listed again as pulls by digest. */
-  const childrenOfTags = new Set<string>();
-  const images = new Map<string, Set<string>>();
-
-  const blobsOf = (repository: string, digest: string): string[] => {
-    const m = manifests[digest] as ManifestJson | undefined;
-    if (!m) return [];
-    if (m.manifests) {
-      // An index: only the platforms the job asked for.
-      return m.manifests
-        .filter((child) => manifestsByDigest.has(`${repository}@${child.digest}`))
-        .flatMap((child) => (childrenOfTags.add(`${repository}@${child.digest}`), blobsOf(repository, child.digest)));
-    }
-    return [...(m.config ? [m.config.digest] : []), ...(m.layers ?? []).map((l) => l.digest)];
+/** Per image the job pulled (by tag, or by digest): the configs and layers served, from cache or from upstream. */
+export function accountUsage(requests: RegistryRequest[], before: StorageState, after: StorageState, manifests: Manifests): Usage {
+  const served = requests.filter((r) => r.status === 200);
+  const blobsServed = new Set(served.filter((r) => r.kind === 'blobs' && r.method === 'GET').map((r) => `${r.repository}@${r.reference}`));
+  const manifestsByDigest = new Set(served.filter((r) => r.kind === 'manifests' && r.method === 'GET' && isDigest(r.reference)).map((r) => `${r.repository}@${r.reference}`));
+  /** Manifests reached through a tag (or an index): not listed again as pulls by digest. */
+  const reached = new Set<string>();
+  const images = new Map<string, { repository: string; reference: string; blobs: string[] }>();
+  const addImage = (repository: string, reference: string, manifest: string) => {
+    const content = imageContent(manifest, manifests, (child) => manifestsByDigest.has(`${repository}@${child}`));
+    content.manifests.forEach((d) => reached.add(`${repository}@${d}`));
+    images.set(imageKey({ repository, reference }), { repository, reference, blobs: content.blobs });
   };
   // dockerd resolves a tag with a HEAD (or a GET), then GETs the manifest by digest.
-  const tagRequests = requests.filter((r) => r.kind === 'manifests' && r.status === 200 && !isDigest(r.reference));
-  for (const r of tagRequests) {
+  for (const r of served.filter((r) => r.kind === 'manifests' && !isDigest(r.reference))) {
     const digest = after.repositories[r.repository]?.tags[r.reference];
-    if (!digest) continue;
-    childrenOfTags.add(`${r.repository}@${digest}`);
-    images.set(`${displayName(r.repository)}:${r.reference}`, new Set(blobsOf(r.repository, digest).map((d) => `${r.repository}@${d}`)));
+    if (digest) addImage(r.repository, r.reference, digest);
   }
   for (const key of manifestsByDigest) {
-    if (childrenOfTags.has(key)) continue;
     const [repository, digest] = key.split('@');
-    images.set(`${displayName(repository)}@${digest.slice(0, 19)}`, new Set(blobsOf(repository, digest).map((d) => `${repository}@${d}`)));
+    if (!reached.has(key)) addImage(repository, digest, digest);
   }
 
   const counted = new Set<string>();
-  const tallyOf = (keys: Iterable<string>): Omit<ImageUsage, 'image'> => {
+  const tallyOf = (keys: Iterable<string>): Pick<ImageUsage, 'fromCache' | 'fromUpstream'> => {
     const usage = { fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } };
     for (const key of keys) {
       if (!blobsServed.has(key) || counted.has(key)) continue;
@@ -116,15 +93,15 @@ export function accountUsage(requests: RegistryRequest[], before: StorageState, 
     }
     return usage;
   };
-  const rows: ImageUsage[] = [...images].map(([image, keys]) => ({ image, ...tallyOf(keys) }));
+  const rows: ImageUsage[] = [...images].map(([key, i]) => ({
+    key,
+    image: `${displayName(i.repository)}${isDigest(i.reference) ? `@${i.reference.slice(0, 19)}` : `:${i.reference}`}`,
+    ...tallyOf(i.blobs.map((d) => `${i.repository}@${d}`)),
+  }));
   const rest = tallyOf(blobsServed);
-  if (rest.fromCache.blobs || rest.fromUpstream.blobs) rows.push({ image: '(blobs of no image pulled by tag)', ...rest });
+  if (rest.fromCache.blobs || rest.fromUpstream.blobs) rows.push({ key: '', image: '(blobs of no image pulled by tag)', ...rest });
   const sum = (pick: (u: ImageUsage) => Tally): Tally => ({ blobs: rows.reduce((s, u) => s + pick(u).blobs, 0), bytes: rows.reduce((s, u) => s + pick(u).bytes, 0) });
   return { images: rows, fromCache: sum((u) => u.fromCache), fromUpstream: sum((u) => u.fromUpstream) };
-}
-
-function displayName(repository: string): string {
-  return repository.startsWith('library/') ? repository.slice('library/'.length) : repository;
 }
 
 export interface ReportFacts {
@@ -134,7 +111,10 @@ export interface ReportFacts {
   restoredBlobs: number;
   restoredBytes: number;
   missingEntries: number;
-  corruptBlobs: number;
+  damagedBlobs: number;
+  /** Images the index named that this run left out, and why. */
+  dropped: Dropped[];
+  budget: Budget;
   /** What the post step saved: null when saving was off or did not run. */
   saved: { entries: number; bytes: number; indexKey: string; deferred: number; stopped: string } | null;
   saveDisabled: boolean;
@@ -170,11 +150,17 @@ export function renderReport(f: ReportFacts): string {
   }
   lines.push('');
   if (f.restoredKey) {
-    const damaged = [f.missingEntries && `${count(f.missingEntries, 'entry', 'entries')} gone from the cache`, f.corruptBlobs && `${count(f.corruptBlobs, 'blob')} failed the digest check and dropped`].filter(Boolean);
+    const damaged = [f.missingEntries && `${count(f.missingEntries, 'entry', 'entries')} gone from the cache`, f.damagedBlobs && `${count(f.damagedBlobs, 'blob')} failed the digest check and dropped`].filter(Boolean);
     lines.push(`- Restored: \`${f.restoredKey}\`, ${count(f.restoredBlobs, 'blob')}, ${formatBytes(f.restoredBytes)}${damaged.length ? ` (${damaged.join('; ')}: fetched again on demand)` : ''}.`);
   } else {
     lines.push('- Restored: nothing (no cache yet for this key prefix and platform).');
   }
+  const dropped = (reason: Dropped['reason'], why: string) => {
+    const images = f.dropped.filter((d) => d.reason === reason);
+    if (images.length) lines.push(`- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => d.image).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`);
+  };
+  dropped('age', `unused for more than ${f.budget.maxAgeDays} days (max-age)`);
+  dropped('size', `that did not fit in ${formatBytes(f.budget.maxBytes)} (max-size)`);
   if (f.saveDisabled) lines.push('- Saved: nothing (`save: false`).');
   else if (f.saved) {
     if (f.saved.entries || f.saved.indexKey) {

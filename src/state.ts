@@ -6,6 +6,8 @@ export interface RegistryState {
   pid: number;
   port: number;
   configPath: string;
+  /** Started without proxy: the upstream could not be reached. */
+  offline: boolean;
 }
 
 export interface DaemonState {

@@ -1,10 +1,11 @@
 // The registry's filesystem storage, read and laid out by digest. Blobs are content; links say which
-// repository has which blob, manifest and tag (the proxy serves a blob as a hit only under a repository
-// that links it).
+// repository has which blob, manifest and tag (the proxy serves a blob from storage only under a
+// repository that links it).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Manifests } from './images.js';
 
 const V2 = 'docker/registry/v2';
 
@@ -62,21 +63,37 @@ async function walkRepositories(dir: string, name: string, out: Record<string, R
   }
 }
 
-/** Writes the link files that make `repositories` serve, for the blobs present in `blobs` only. */
-export async function writeLinks(root: string, repositories: Record<string, RepositoryLinks>, blobs: Record<string, number>): Promise<void> {
-  const writes: Promise<void>[] = [];
-  const link = (path: string, digest: string) =>
-    writes.push(mkdir(join(root, V2, 'repositories', path), { recursive: true }).then(() => writeFile(join(root, V2, 'repositories', path, 'link'), digest)));
-  for (const [name, repo] of Object.entries(repositories)) {
-    for (const d of repo.layers) if (d in blobs) link(`${name}/_layers/sha256/${hex(d)}`, d);
-    for (const d of repo.manifests) if (d in blobs) link(`${name}/_manifests/revisions/sha256/${hex(d)}`, d);
-    for (const [tag, d] of Object.entries(repo.tags)) {
-      if (!(d in blobs)) continue;
-      link(`${name}/_manifests/tags/${tag}/current`, d);
-      link(`${name}/_manifests/tags/${tag}/index/sha256/${hex(d)}`, d);
+/** What writeLinks lays down for one image. */
+export interface ImageLinks {
+  repository: string;
+  /** A tag, or the manifest digest for an image pulled by digest. */
+  reference: string;
+  manifests: string[];
+  blobs: string[];
+}
+
+/**
+ * Writes the links that make the images serve, for the blobs present only. Every config and layer an image
+ * needs is linked under the image's repository, so the proxy serves it from storage even when this
+ * repository never asked for it (the daemon had the layer already from another image).
+ */
+export async function writeLinks(root: string, images: ImageLinks[], present: Set<string>): Promise<void> {
+  const links = new Map<string, string>();
+  for (const image of images) {
+    const [manifest] = image.manifests;
+    if (!present.has(manifest)) continue;
+    const repo = `${V2}/repositories/${image.repository}`;
+    if (!isDigest(image.reference)) {
+      links.set(`${repo}/_manifests/tags/${image.reference}/current`, manifest);
+      links.set(`${repo}/_manifests/tags/${image.reference}/index/sha256/${hex(manifest)}`, manifest);
     }
+    for (const d of image.manifests.filter((m) => present.has(m))) links.set(`${repo}/_manifests/revisions/sha256/${hex(d)}`, d);
+    for (const d of image.blobs.filter((b) => present.has(b))) links.set(`${repo}/_layers/sha256/${hex(d)}`, d);
   }
-  await Promise.all(writes);
+  await Promise.all([...links].map(async ([dir, digest]) => {
+    await mkdir(join(root, dir), { recursive: true });
+    await writeFile(join(root, dir, 'link'), digest);
+  }));
 }
 
 /** Checks a blob's bytes against its digest; a blob that does not match is removed. */
@@ -93,8 +110,11 @@ export async function verifyBlob(root: string, digest: string): Promise<boolean>
   return false;
 }
 
-export async function readBlobJson(root: string, digest: string): Promise<unknown> {
-  return JSON.parse(await readFile(join(root, blobPath(digest)), 'utf8'));
+/** Every manifest a repository in storage names, parsed. */
+export async function readManifests(root: string, storage: StorageState): Promise<Manifests> {
+  const digests = new Set(Object.values(storage.repositories).flatMap((r) => r.manifests).filter((d) => d in storage.blobs));
+  const parsed = await Promise.all([...digests].map(async (d) => [d, JSON.parse(await readFile(join(root, blobPath(d)), 'utf8').catch(() => '{}'))] as const));
+  return Object.fromEntries(parsed);
 }
 
 function hex(digest: string): string {

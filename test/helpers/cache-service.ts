@@ -46,6 +46,8 @@ export interface CacheService {
   requests: Record<string, number>;
   /** Simulates GitHub evicting every entry with this key (any version). Its blob is deleted too. */
   deleteEntry(key: string): void;
+  /** Replaces what an entry holds (a damaged entry: same key, other bytes), keeping its key and version. */
+  replaceEntryContent(key: string, archive: Buffer): Promise<void>;
   /** Stops the HTTP server and Azurite (by its pid). */
   stop(): Promise<void>;
 }
@@ -113,6 +115,7 @@ export async function startCacheService(dir: string): Promise<CacheService> {
       entries: () => state.entries.map(({ key, version, sizeBytes, createdAt, finalized, downloads }) => ({ key, version, sizeBytes, createdAt, finalized, downloads })),
       requests: state.requests,
       deleteEntry: (key) => state.deleteEntry(key),
+      replaceEntryContent: (key, archive) => state.replaceEntryContent(key, archive),
       stop: async () => {
         await closeServer(httpServer);
         await Promise.allSettled(state.pending);
@@ -217,6 +220,13 @@ class ServiceState {
     if (!hit) return { ok: false, signed_download_url: '', matched_key: '' };
     hit.downloads++;
     return { ok: true, signed_download_url: this.sasUrl(hit.blobName, 'r'), matched_key: hit.key };
+  }
+
+  async replaceEntryContent(key: string, archive: Buffer): Promise<void> {
+    const entry = this.entries.find((e) => e.key === key && e.finalized);
+    if (!entry) throw new Error(`no finalized entry ${key}`);
+    await this.container.getBlockBlobClient(entry.blobName).uploadData(archive);
+    entry.sizeBytes = archive.length;
   }
 
   deleteEntry(key: string): void {

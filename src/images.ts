@@ -1,0 +1,39 @@
+// Images as the registry stores them: a manifest (or an index of per-platform manifests) naming a config
+// and layers. Pure: the caller reads the manifests.
+
+export interface ManifestJson {
+  config?: { digest: string };
+  layers?: { digest: string }[];
+  manifests?: { digest: string }[];
+}
+
+export type Manifests = Record<string, ManifestJson | undefined>;
+
+export interface ImageContent {
+  /** The manifest and, for an index, the child manifests taken. */
+  manifests: string[];
+  /** Configs and layers. */
+  blobs: string[];
+}
+
+/** What an image needs: for an index, only the child manifests `takeChild` accepts (the platforms pulled). */
+export function imageContent(digest: string, manifests: Manifests, takeChild: (child: string) => boolean): ImageContent {
+  const m = manifests[digest];
+  const content: ImageContent = { manifests: [digest], blobs: [] };
+  if (!m) return content;
+  if (m.manifests) {
+    for (const child of m.manifests.filter((c) => takeChild(c.digest))) {
+      const part = imageContent(child.digest, manifests, () => false);
+      content.manifests.push(...part.manifests);
+      content.blobs.push(...part.blobs);
+    }
+  } else {
+    content.blobs.push(...(m.config ? [m.config.digest] : []), ...(m.layers ?? []).map((l) => l.digest));
+  }
+  return content;
+}
+
+/** The display name docker uses: library/ is implied for official images. */
+export function displayName(repository: string): string {
+  return repository.startsWith('library/') ? repository.slice('library/'.length) : repository;
+}
