@@ -38471,7 +38471,8 @@ function selectImages(index, budget, now) {
     for (const image of order) {
         const added = [...new Set(contentOf(image))].filter((d) => !taken.has(d));
         const bytes = added.reduce((sum, d) => sum + (index.blobs[d] ?? 0), 0);
-        const ageDays = (now.getTime() - Date.parse(image.lastUsed)) / 86_400_000;
+        // Whole days: a hit-only job saves no index the same day, so the stored time may be that day's first use.
+        const ageDays = (Date.parse(now.toISOString().slice(0, 10)) - Date.parse(image.lastUsed.slice(0, 10))) / 86_400_000;
         if (budget.maxAgeDays > 0 && ageDays > budget.maxAgeDays)
             dropped.push({ image: imageKey(image), bytes, reason: 'age' });
         else if (budget.maxBytes > 0 && total + bytes > budget.maxBytes)
@@ -38531,12 +38532,13 @@ function nextIndex(kept, saved, previous, job, sizes, now) {
     const all = [...new Map([...kept, ...saved].map((e) => [e.key, e])).values()];
     const covered = new Set(all.flatMap((e) => e.digests));
     const before = new Map(previous.map((i) => [imageKey(i), i]));
+    // A tagged image pulled by its digest was used too.
+    const used = (image) => job.used.has(imageKey(image)) || job.used.has(`${image.repository}@${image.manifests[0]}`);
     const images = job.seen
         .filter((image) => covered.has(image.manifests[0]))
-        .map((image) => ({
-        ...image,
-        lastUsed: job.used.has(imageKey(image)) ? now.toISOString() : (before.get(imageKey(image))?.lastUsed ?? now.toISOString()),
-    }));
+        // A manifest no tag names any more (the tag moved) is kept only while jobs pull it by digest.
+        .filter((image) => !(0,_storage_js__WEBPACK_IMPORTED_MODULE_1__/* .isDigest */ .Bc)(image.reference) || used(image) || before.has(imageKey(image)))
+        .map((image) => ({ ...image, lastUsed: used(image) ? now.toISOString() : (before.get(imageKey(image))?.lastUsed ?? now.toISOString()) }));
     const needed = new Set(images.flatMap(contentOf));
     const entries = all.filter((e) => e.digests.some((d) => needed.has(d))).sort((a, b) => a.key.localeCompare(b.key));
     const blobs = Object.fromEntries(entries.flatMap((e) => e.digests).sort().map((d) => [d, sizes[d] ?? 0]));
@@ -38571,16 +38573,22 @@ function parseIndex(text) {
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   GP: () => (/* binding */ getInputs),
 /* harmony export */   J7: () => (/* binding */ runnerArch),
-/* harmony export */   K7: () => (/* binding */ failOnErrorInput)
+/* harmony export */   K7: () => (/* binding */ failOnErrorInput),
+/* harmony export */   dz: () => (/* binding */ InputError)
 /* harmony export */ });
-/* unused harmony exports DEFAULTS, InputError, parseInputs */
+/* unused harmony exports DEFAULTS, parseInputs */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3838);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var _registry_binary_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5852);
 // The action's inputs, read once and checked, so every later stage works with typed values.
+
+
 
 const DEFAULTS = {
     upstream: 'https://registry-1.docker.io',
     cacheKey: 'pull-cache',
-    maxSize: '2GB',
+    maxSize: '2GiB',
     maxAge: '7d',
     registryVersion: '2.8.3',
     registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
@@ -38604,6 +38612,7 @@ function parseInputs(read) {
         upstream: httpUrl('upstream', text('upstream', DEFAULTS.upstream)),
         cacheKey: cacheKeyPrefix(text('cache-key', DEFAULTS.cacheKey)),
         save: boolean('save', read('save'), true),
+        cachePrivate: boolean('cache-private', read('cache-private'), false),
         maxSize: size('max-size', text('max-size', DEFAULTS.maxSize)),
         maxAgeDays: days('max-age', text('max-age', DEFAULTS.maxAge)),
         registryVersion: version(text('registry-version', DEFAULTS.registryVersion)),
@@ -38620,7 +38629,28 @@ function getInputs() {
     const token = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4('dockerhub-token');
     if (token)
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(token);
-    return parseInputs((name) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4(name));
+    const inputs = parseInputs((name) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4(name));
+    checkOnRunner(inputs);
+    return inputs;
+}
+/** What can only be checked on the runner: the paths, and a checksum for the registry to download. */
+function checkOnRunner(inputs) {
+    if ((0,node_fs__WEBPACK_IMPORTED_MODULE_1__.statSync)(inputs.daemonConfig, { throwIfNoEntry: false })?.isDirectory()) {
+        throw new InputError(`daemon-config ${inputs.daemonConfig} is a directory: give the path of the daemon's JSON config file`);
+    }
+    if (inputs.registryPath) {
+        try {
+            (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.accessSync)(inputs.registryPath, node_fs__WEBPACK_IMPORTED_MODULE_1__.constants.X_OK);
+            if (!(0,node_fs__WEBPACK_IMPORTED_MODULE_1__.statSync)(inputs.registryPath).isFile())
+                throw new Error('not a file');
+        }
+        catch {
+            throw new InputError(`registry-path ${inputs.registryPath} is not an executable file`);
+        }
+    }
+    else {
+        (0,_registry_binary_js__WEBPACK_IMPORTED_MODULE_2__/* .releaseAsset */ .oy)(inputs.registryVersion, runnerArch(), inputs.registryDownloadUrl, inputs.registrySha256);
+    }
 }
 /** fail-on-error alone, so that a mistake in another input still honours it. */
 function failOnErrorInput() {
@@ -38688,8 +38718,11 @@ const UNITS = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 
 function size(name, value) {
     const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?$/i.exec(value);
     if (!m)
-        throw new InputError(`${name} must be a size such as 500MB, 2GB or 1.5GiB (0 for no limit), got "${value}"`);
-    return Math.round(Number(m[1]) * UNITS[(m[2] ?? 'b').toLowerCase()]);
+        throw new InputError(`${name} must be a size such as 500MiB, 2GiB or 1.5GB (0 for no limit), got "${value}"`);
+    const bytes = Math.round(Number(m[1]) * UNITS[(m[2] ?? 'b').toLowerCase()]);
+    if (bytes === 0 && Number(m[1]) !== 0)
+        throw new InputError(`${name} must be at least 1 byte, or 0 for no limit; got "${value}"`);
+    return bytes;
 }
 function days(name, value) {
     const m = /^(\d{1,4})\s*d?$/i.exec(value);
@@ -38916,6 +38949,102 @@ async function sudo(args, input) {
 
 /***/ }),
 
+/***/ 2841:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   $s: () => (/* binding */ readQuota),
+/* harmony export */   kw: () => (/* binding */ anonymouslyPullable),
+/* harmony export */   m8: () => (/* binding */ probeUpstream)
+/* harmony export */ });
+/* unused harmony exports parseChallenge, parseQuota */
+const MANIFEST_TYPES = [
+    'application/vnd.oci.image.index.v1+json',
+    'application/vnd.docker.distribution.manifest.list.v2+json',
+    'application/vnd.oci.image.manifest.v1+json',
+    'application/vnd.docker.distribution.manifest.v2+json',
+].join(', ');
+/** The realm and service of a `WWW-Authenticate: Bearer ...` header; null for anything else. */
+function parseChallenge(header) {
+    if (!header || !/^bearer\s/i.test(header))
+        return null;
+    const params = Object.fromEntries([...header.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1].toLowerCase(), m[2]]));
+    return params.realm ? { realm: params.realm, service: params.service ?? '' } : null;
+}
+/** Docker Hub's `ratelimit-limit: 100;w=21600` and `ratelimit-remaining: 76;w=21600`; null when absent (no limit applies). */
+function parseQuota(limit, remaining) {
+    const l = /^(\d+)(?:;w=(\d+))?/.exec(limit ?? '');
+    const r = /^(\d+)/.exec(remaining ?? '');
+    return l && r ? { limit: Number(l[1]), remaining: Number(r[1]), window: Number(l[2] ?? 0) } : null;
+}
+/** Whether the upstream answers, and whether it takes the credentials (a token request costs no pull). */
+async function probeUpstream(upstream, credentials, timeoutMs = 5_000) {
+    let challenge;
+    try {
+        challenge = await challengeOf(upstream, timeoutMs);
+    }
+    catch {
+        return { reachable: false, credentials: 'unchecked' };
+    }
+    if (!credentials)
+        return { reachable: true, credentials: 'anonymous' };
+    if (!challenge)
+        return { reachable: true, credentials: 'unchecked' };
+    const status = (await requestToken(challenge, 'repository:ratelimitpreview/test:pull', credentials, timeoutMs).catch(() => null))?.status;
+    return { reachable: true, credentials: status === 200 ? 'accepted' : status === 401 || status === 403 ? 'refused' : 'unchecked' };
+}
+/** The pull quota left for these credentials (or anonymous), read with a HEAD, which Docker Hub does not count. */
+async function readQuota(upstream, credentials, timeoutMs = 5_000) {
+    try {
+        const res = await headManifest(upstream, 'ratelimitpreview/test', 'latest', credentials, timeoutMs);
+        if (res.status !== 200)
+            return null;
+        return parseQuota(res.headers.get('ratelimit-limit'), res.headers.get('ratelimit-remaining')) ?? 'unlimited';
+    }
+    catch {
+        return null;
+    }
+}
+/** Whether anyone may pull this image anonymously: only such content goes into a cache that forks can read. */
+async function anonymouslyPullable(upstream, repository, reference, timeoutMs = 5_000) {
+    try {
+        return (await headManifest(upstream, repository, reference, null, timeoutMs)).status === 200;
+    }
+    catch {
+        return false;
+    }
+}
+async function challengeOf(upstream, timeoutMs) {
+    const res = await fetch(`${upstream}/v2/`, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.arrayBuffer();
+    return res.status === 401 ? parseChallenge(res.headers.get('www-authenticate')) : null;
+}
+async function requestToken(challenge, scope, credentials, timeoutMs) {
+    const url = new URL(challenge.realm);
+    if (challenge.service)
+        url.searchParams.set('service', challenge.service);
+    url.searchParams.set('scope', scope);
+    const headers = credentials ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` } : {};
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.json().catch(() => ({})));
+    return { status: res.status, token: body.token ?? body.access_token ?? '' };
+}
+async function headManifest(upstream, repository, reference, credentials, timeoutMs) {
+    const challenge = await challengeOf(upstream, timeoutMs);
+    const headers = { accept: MANIFEST_TYPES };
+    if (challenge) {
+        const { token } = await requestToken(challenge, `repository:${repository}:pull`, credentials, timeoutMs);
+        if (token)
+            headers.authorization = `Bearer ${token}`;
+    }
+    const res = await fetch(`${upstream}/v2/${repository}/manifests/${reference}`, { method: 'HEAD', headers, signal: AbortSignal.timeout(timeoutMs) });
+    await res.arrayBuffer();
+    return res;
+}
+
+
+/***/ }),
+
 /***/ 4525:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
@@ -38955,7 +39084,7 @@ function displayName(repository) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6846);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1730);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7613);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2462);
 // One bundle for both steps: action.yml runs it as main and as post; the state main leaves tells them apart.
@@ -38969,919 +39098,22 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6846:
+/***/ 1730:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  i: () => (/* binding */ main)
-});
-
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
-var lib_core = __nccwpck_require__(3838);
-// EXTERNAL MODULE: ./src/context.ts
-var context = __nccwpck_require__(788);
-// EXTERNAL MODULE: ./src/daemon.ts + 1 modules
-var daemon = __nccwpck_require__(5583);
-// EXTERNAL MODULE: ./src/persistence.ts + 344 modules
-var persistence = __nccwpck_require__(8019);
-// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
-var lib_io = __nccwpck_require__(8701);
-// EXTERNAL MODULE: external "crypto"
-var external_crypto_ = __nccwpck_require__(6982);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __nccwpck_require__(9896);
-// EXTERNAL MODULE: ./node_modules/semver/index.js
-var node_modules_semver = __nccwpck_require__(2088);
-// EXTERNAL MODULE: external "os"
-var external_os_ = __nccwpck_require__(857);
-// EXTERNAL MODULE: external "child_process"
-var external_child_process_ = __nccwpck_require__(5317);
-;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/manifest.js
-var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-// Internal object for testability (allows mocking in ESM)
-const _internal = {
-    readLinuxVersionFile() {
-        const lsbReleaseFile = '/etc/lsb-release';
-        const osReleaseFile = '/etc/os-release';
-        let contents = '';
-        if (external_fs_.existsSync(lsbReleaseFile)) {
-            contents = external_fs_.readFileSync(lsbReleaseFile).toString();
-        }
-        else if (external_fs_.existsSync(osReleaseFile)) {
-            contents = external_fs_.readFileSync(osReleaseFile).toString();
-        }
-        return contents;
-    }
-};
-function _findMatch(versionSpec, stable, candidates, archFilter) {
-    return __awaiter(this, void 0, void 0, function* () {
-        const platFilter = os.platform();
-        let result;
-        let match;
-        let file;
-        for (const candidate of candidates) {
-            const version = candidate.version;
-            debug(`check ${version} satisfies ${versionSpec}`);
-            if (semver.satisfies(version, versionSpec) &&
-                (!stable || candidate.stable === stable)) {
-                file = candidate.files.find(item => {
-                    debug(`${item.arch}===${archFilter} && ${item.platform}===${platFilter}`);
-                    let chk = item.arch === archFilter && item.platform === platFilter;
-                    if (chk && item.platform_version) {
-                        const osVersion = _getOsVersion();
-                        if (osVersion === item.platform_version) {
-                            chk = true;
-                        }
-                        else {
-                            chk = semver.satisfies(osVersion, item.platform_version);
-                        }
-                    }
-                    return chk;
-                });
-                if (file) {
-                    debug(`matched ${candidate.version}`);
-                    match = candidate;
-                    break;
-                }
-            }
-        }
-        if (match && file) {
-            // clone since we're mutating the file list to be only the file that matches
-            result = Object.assign({}, match);
-            result.files = [file];
-        }
-        return result;
-    });
-}
-function _getOsVersion() {
-    // TODO: add windows and other linux, arm variants
-    // right now filtering on version is only an ubuntu and macos scenario for tools we build for hosted (python)
-    const plat = os.platform();
-    let version = '';
-    if (plat === 'darwin') {
-        version = cp.execSync('sw_vers -productVersion').toString();
-    }
-    else if (plat === 'linux') {
-        // lsb_release process not in some containers, readfile
-        // Run cat /etc/lsb-release
-        // DISTRIB_ID=Ubuntu
-        // DISTRIB_RELEASE=18.04
-        // DISTRIB_CODENAME=bionic
-        // DISTRIB_DESCRIPTION="Ubuntu 18.04.4 LTS"
-        const lsbContents = _internal.readLinuxVersionFile();
-        if (lsbContents) {
-            const lines = lsbContents.split('\n');
-            for (const line of lines) {
-                const parts = line.split('=');
-                if (parts.length === 2 &&
-                    (parts[0].trim() === 'VERSION_ID' ||
-                        parts[0].trim() === 'DISTRIB_RELEASE')) {
-                    version = parts[1].trim().replace(/^"/, '').replace(/"$/, '');
-                    break;
-                }
-            }
-        }
-    }
-    return version;
-}
-// Alias for backwards compatibility
-function _readLinuxVersionFile() {
-    return _internal.readLinuxVersionFile();
-}
-//# sourceMappingURL=manifest.js.map
-// EXTERNAL MODULE: external "path"
-var external_path_ = __nccwpck_require__(6928);
-// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
-var lib = __nccwpck_require__(4942);
-// EXTERNAL MODULE: external "stream"
-var external_stream_ = __nccwpck_require__(2203);
-// EXTERNAL MODULE: external "util"
-var external_util_ = __nccwpck_require__(9023);
-// EXTERNAL MODULE: external "assert"
-var external_assert_ = __nccwpck_require__(2613);
-// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
-var lib_exec = __nccwpck_require__(5260);
-;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/retry-helper.js
-var retry_helper_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-/**
- * Internal class for retries
- */
-class RetryHelper {
-    constructor(maxAttempts, minSeconds, maxSeconds) {
-        if (maxAttempts < 1) {
-            throw new Error('max attempts should be greater than or equal to 1');
-        }
-        this.maxAttempts = maxAttempts;
-        this.minSeconds = Math.floor(minSeconds);
-        this.maxSeconds = Math.floor(maxSeconds);
-        if (this.minSeconds > this.maxSeconds) {
-            throw new Error('min seconds should be less than or equal to max seconds');
-        }
-    }
-    execute(action, isRetryable) {
-        return retry_helper_awaiter(this, void 0, void 0, function* () {
-            let attempt = 1;
-            while (attempt < this.maxAttempts) {
-                // Try
-                try {
-                    return yield action();
-                }
-                catch (err) {
-                    if (isRetryable && !isRetryable(err)) {
-                        throw err;
-                    }
-                    lib_core/* info */.pq(err.message);
-                }
-                // Sleep
-                const seconds = this.getSleepAmount();
-                lib_core/* info */.pq(`Waiting ${seconds} seconds before trying again`);
-                yield this.sleep(seconds);
-                attempt++;
-            }
-            // Last attempt
-            return yield action();
-        });
-    }
-    getSleepAmount() {
-        return (Math.floor(Math.random() * (this.maxSeconds - this.minSeconds + 1)) +
-            this.minSeconds);
-    }
-    sleep(seconds) {
-        return retry_helper_awaiter(this, void 0, void 0, function* () {
-            return new Promise(resolve => setTimeout(resolve, seconds * 1000));
-        });
-    }
-}
-//# sourceMappingURL=retry-helper.js.map
-;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js
-var tool_cache_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
-    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
-    return new (P || (P = Promise))(function (resolve, reject) {
-        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
-        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
-        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
-        step((generator = generator.apply(thisArg, _arguments || [])).next());
-    });
-};
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-class HTTPError extends Error {
-    constructor(httpStatusCode) {
-        super(`Unexpected HTTP response: ${httpStatusCode}`);
-        this.httpStatusCode = httpStatusCode;
-        Object.setPrototypeOf(this, new.target.prototype);
-    }
-}
-const IS_WINDOWS = process.platform === 'win32';
-const IS_MAC = process.platform === 'darwin';
-const userAgent = 'actions/tool-cache';
-/**
- * Download a tool from an url and stream it into a file
- *
- * @param url       url of tool to download
- * @param dest      path to download tool
- * @param auth      authorization header
- * @param headers   other headers
- * @returns         path to downloaded tool
- */
-function downloadTool(url, dest, auth, headers) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        dest = dest || external_path_.join(_getTempDirectory(), external_crypto_.randomUUID());
-        yield lib_io/* mkdirP */.U$(external_path_.dirname(dest));
-        lib_core/* debug */.Yz(`Downloading ${url}`);
-        lib_core/* debug */.Yz(`Destination ${dest}`);
-        const maxAttempts = 3;
-        const minSeconds = _getGlobal('TEST_DOWNLOAD_TOOL_RETRY_MIN_SECONDS', 10);
-        const maxSeconds = _getGlobal('TEST_DOWNLOAD_TOOL_RETRY_MAX_SECONDS', 20);
-        const retryHelper = new RetryHelper(maxAttempts, minSeconds, maxSeconds);
-        return yield retryHelper.execute(() => tool_cache_awaiter(this, void 0, void 0, function* () {
-            return yield downloadToolAttempt(url, dest || '', auth, headers);
-        }), (err) => {
-            if (err instanceof HTTPError && err.httpStatusCode) {
-                // Don't retry anything less than 500, except 408 Request Timeout and 429 Too Many Requests
-                if (err.httpStatusCode < 500 &&
-                    err.httpStatusCode !== 408 &&
-                    err.httpStatusCode !== 429) {
-                    return false;
-                }
-            }
-            // Otherwise retry
-            return true;
-        });
-    });
-}
-function downloadToolAttempt(url, dest, auth, headers) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        if (external_fs_.existsSync(dest)) {
-            throw new Error(`Destination file path ${dest} already exists`);
-        }
-        // Get the response headers
-        const http = new lib/* HttpClient */.Qq(userAgent, [], {
-            allowRetries: false
-        });
-        if (auth) {
-            lib_core/* debug */.Yz('set auth');
-            if (headers === undefined) {
-                headers = {};
-            }
-            headers.authorization = auth;
-        }
-        const response = yield http.get(url, headers);
-        if (response.message.statusCode !== 200) {
-            const err = new HTTPError(response.message.statusCode);
-            lib_core/* debug */.Yz(`Failed to download from "${url}". Code(${response.message.statusCode}) Message(${response.message.statusMessage})`);
-            throw err;
-        }
-        // Download the response body
-        const pipeline = external_util_.promisify(external_stream_.pipeline);
-        const responseMessageFactory = _getGlobal('TEST_DOWNLOAD_TOOL_RESPONSE_MESSAGE_FACTORY', () => response.message);
-        const readStream = responseMessageFactory();
-        let succeeded = false;
-        try {
-            yield pipeline(readStream, external_fs_.createWriteStream(dest));
-            lib_core/* debug */.Yz('download complete');
-            succeeded = true;
-            return dest;
-        }
-        finally {
-            // Error, delete dest before retry
-            if (!succeeded) {
-                lib_core/* debug */.Yz('download failed');
-                try {
-                    yield lib_io/* rmRF */.Yz(dest);
-                }
-                catch (err) {
-                    lib_core/* debug */.Yz(`Failed to delete '${dest}'. ${err.message}`);
-                }
-            }
-        }
-    });
-}
-/**
- * Extract a .7z file
- *
- * @param file     path to the .7z file
- * @param dest     destination directory. Optional.
- * @param _7zPath  path to 7zr.exe. Optional, for long path support. Most .7z archives do not have this
- * problem. If your .7z archive contains very long paths, you can pass the path to 7zr.exe which will
- * gracefully handle long paths. By default 7zdec.exe is used because it is a very small program and is
- * bundled with the tool lib. However it does not support long paths. 7zr.exe is the reduced command line
- * interface, it is smaller than the full command line interface, and it does support long paths. At the
- * time of this writing, it is freely available from the LZMA SDK that is available on the 7zip website.
- * Be sure to check the current license agreement. If 7zr.exe is bundled with your action, then the path
- * to 7zr.exe can be pass to this function.
- * @returns        path to the destination directory
- */
-function extract7z(file, dest, _7zPath) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        ok(IS_WINDOWS, 'extract7z() not supported on current OS');
-        ok(file, 'parameter "file" is required');
-        dest = yield _createExtractFolder(dest);
-        const originalCwd = process.cwd();
-        process.chdir(dest);
-        if (_7zPath) {
-            try {
-                const logLevel = core.isDebug() ? '-bb1' : '-bb0';
-                const args = [
-                    'x', // eXtract files with full paths
-                    logLevel, // -bb[0-3] : set output log level
-                    '-bd', // disable progress indicator
-                    '-sccUTF-8', // set charset for for console input/output
-                    file
-                ];
-                const options = {
-                    silent: true
-                };
-                yield exec(`"${_7zPath}"`, args, options);
-            }
-            finally {
-                process.chdir(originalCwd);
-            }
-        }
-        else {
-            const escapedScript = path
-                .join(__dirname, '..', 'scripts', 'Invoke-7zdec.ps1')
-                .replace(/'/g, "''")
-                .replace(/"|\n|\r/g, ''); // double-up single quotes, remove double quotes and newlines
-            const escapedFile = file.replace(/'/g, "''").replace(/"|\n|\r/g, '');
-            const escapedTarget = dest.replace(/'/g, "''").replace(/"|\n|\r/g, '');
-            const command = `& '${escapedScript}' -Source '${escapedFile}' -Target '${escapedTarget}'`;
-            const args = [
-                '-NoLogo',
-                '-Sta',
-                '-NoProfile',
-                '-NonInteractive',
-                '-ExecutionPolicy',
-                'Unrestricted',
-                '-Command',
-                command
-            ];
-            const options = {
-                silent: true
-            };
-            try {
-                const powershellPath = yield io.which('powershell', true);
-                yield exec(`"${powershellPath}"`, args, options);
-            }
-            finally {
-                process.chdir(originalCwd);
-            }
-        }
-        return dest;
-    });
-}
-/**
- * Extract a compressed tar archive
- *
- * @param file     path to the tar
- * @param dest     destination directory. Optional.
- * @param flags    flags for the tar command to use for extraction. Defaults to 'xz' (extracting gzipped tars). Optional.
- * @returns        path to the destination directory
- */
-function extractTar(file_1, dest_1) {
-    return tool_cache_awaiter(this, arguments, void 0, function* (file, dest, flags = 'xz') {
-        if (!file) {
-            throw new Error("parameter 'file' is required");
-        }
-        // Create dest
-        dest = yield _createExtractFolder(dest);
-        // Determine whether GNU tar
-        lib_core/* debug */.Yz('Checking tar --version');
-        let versionOutput = '';
-        yield (0,lib_exec/* exec */.m)('tar --version', [], {
-            ignoreReturnCode: true,
-            silent: true,
-            listeners: {
-                stdout: (data) => (versionOutput += data.toString()),
-                stderr: (data) => (versionOutput += data.toString())
-            }
-        });
-        lib_core/* debug */.Yz(versionOutput.trim());
-        const isGnuTar = versionOutput.toUpperCase().includes('GNU TAR');
-        // Initialize args
-        let args;
-        if (flags instanceof Array) {
-            args = flags;
-        }
-        else {
-            args = [flags];
-        }
-        if (lib_core/* isDebug */._o() && !flags.includes('v')) {
-            args.push('-v');
-        }
-        let destArg = dest;
-        let fileArg = file;
-        if (IS_WINDOWS && isGnuTar) {
-            args.push('--force-local');
-            destArg = dest.replace(/\\/g, '/');
-            // Technically only the dest needs to have `/` but for aesthetic consistency
-            // convert slashes in the file arg too.
-            fileArg = file.replace(/\\/g, '/');
-        }
-        if (isGnuTar) {
-            // Suppress warnings when using GNU tar to extract archives created by BSD tar
-            args.push('--warning=no-unknown-keyword');
-            args.push('--overwrite');
-        }
-        args.push('-C', destArg, '-f', fileArg);
-        yield (0,lib_exec/* exec */.m)(`tar`, args);
-        return dest;
-    });
-}
-/**
- * Extract a xar compatible archive
- *
- * @param file     path to the archive
- * @param dest     destination directory. Optional.
- * @param flags    flags for the xar. Optional.
- * @returns        path to the destination directory
- */
-function extractXar(file_1, dest_1) {
-    return tool_cache_awaiter(this, arguments, void 0, function* (file, dest, flags = []) {
-        ok(IS_MAC, 'extractXar() not supported on current OS');
-        ok(file, 'parameter "file" is required');
-        dest = yield _createExtractFolder(dest);
-        let args;
-        if (flags instanceof Array) {
-            args = flags;
-        }
-        else {
-            args = [flags];
-        }
-        args.push('-x', '-C', dest, '-f', file);
-        if (core.isDebug()) {
-            args.push('-v');
-        }
-        const xarPath = yield io.which('xar', true);
-        yield exec(`"${xarPath}"`, _unique(args));
-        return dest;
-    });
-}
-/**
- * Extract a zip
- *
- * @param file     path to the zip
- * @param dest     destination directory. Optional.
- * @returns        path to the destination directory
- */
-function extractZip(file, dest) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        if (!file) {
-            throw new Error("parameter 'file' is required");
-        }
-        dest = yield _createExtractFolder(dest);
-        if (IS_WINDOWS) {
-            yield extractZipWin(file, dest);
-        }
-        else {
-            yield extractZipNix(file, dest);
-        }
-        return dest;
-    });
-}
-function extractZipWin(file, dest) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        // build the powershell command
-        const escapedFile = file.replace(/'/g, "''").replace(/"|\n|\r/g, ''); // double-up single quotes, remove double quotes and newlines
-        const escapedDest = dest.replace(/'/g, "''").replace(/"|\n|\r/g, '');
-        const pwshPath = yield io.which('pwsh', false);
-        //To match the file overwrite behavior on nix systems, we use the overwrite = true flag for ExtractToDirectory
-        //and the -Force flag for Expand-Archive as a fallback
-        if (pwshPath) {
-            //attempt to use pwsh with ExtractToDirectory, if this fails attempt Expand-Archive
-            const pwshCommand = [
-                `$ErrorActionPreference = 'Stop' ;`,
-                `try { Add-Type -AssemblyName System.IO.Compression.ZipFile } catch { } ;`,
-                `try { [System.IO.Compression.ZipFile]::ExtractToDirectory('${escapedFile}', '${escapedDest}', $true) }`,
-                `catch { if (($_.Exception.GetType().FullName -eq 'System.Management.Automation.MethodException') -or ($_.Exception.GetType().FullName -eq 'System.Management.Automation.RuntimeException') ){ Expand-Archive -LiteralPath '${escapedFile}' -DestinationPath '${escapedDest}' -Force } else { throw $_ } } ;`
-            ].join(' ');
-            const args = [
-                '-NoLogo',
-                '-NoProfile',
-                '-NonInteractive',
-                '-ExecutionPolicy',
-                'Unrestricted',
-                '-Command',
-                pwshCommand
-            ];
-            core.debug(`Using pwsh at path: ${pwshPath}`);
-            yield exec(`"${pwshPath}"`, args);
-        }
-        else {
-            const powershellCommand = [
-                `$ErrorActionPreference = 'Stop' ;`,
-                `try { Add-Type -AssemblyName System.IO.Compression.FileSystem } catch { } ;`,
-                `if ((Get-Command -Name Expand-Archive -Module Microsoft.PowerShell.Archive -ErrorAction Ignore)) { Expand-Archive -LiteralPath '${escapedFile}' -DestinationPath '${escapedDest}' -Force }`,
-                `else {[System.IO.Compression.ZipFile]::ExtractToDirectory('${escapedFile}', '${escapedDest}', $true) }`
-            ].join(' ');
-            const args = [
-                '-NoLogo',
-                '-Sta',
-                '-NoProfile',
-                '-NonInteractive',
-                '-ExecutionPolicy',
-                'Unrestricted',
-                '-Command',
-                powershellCommand
-            ];
-            const powershellPath = yield io.which('powershell', true);
-            core.debug(`Using powershell at path: ${powershellPath}`);
-            yield exec(`"${powershellPath}"`, args);
-        }
-    });
-}
-function extractZipNix(file, dest) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        const unzipPath = yield io.which('unzip', true);
-        const args = [file];
-        if (!core.isDebug()) {
-            args.unshift('-q');
-        }
-        args.unshift('-o'); //overwrite with -o, otherwise a prompt is shown which freezes the run
-        yield exec(`"${unzipPath}"`, args, { cwd: dest });
-    });
-}
-/**
- * Caches a directory and installs it into the tool cacheDir
- *
- * @param sourceDir    the directory to cache into tools
- * @param tool          tool name
- * @param version       version of the tool.  semver format
- * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
- */
-function cacheDir(sourceDir, tool, version, arch) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        version = node_modules_semver.clean(version) || version;
-        arch = arch || external_os_.arch();
-        lib_core/* debug */.Yz(`Caching tool ${tool} ${version} ${arch}`);
-        lib_core/* debug */.Yz(`source dir: ${sourceDir}`);
-        if (!external_fs_.statSync(sourceDir).isDirectory()) {
-            throw new Error('sourceDir is not a directory');
-        }
-        // Create the tool dir
-        const destPath = yield _createToolPath(tool, version, arch);
-        // copy each child item. do not move. move can fail on Windows
-        // due to anti-virus software having an open handle on a file.
-        for (const itemName of external_fs_.readdirSync(sourceDir)) {
-            const s = external_path_.join(sourceDir, itemName);
-            yield lib_io.cp(s, destPath, { recursive: true });
-        }
-        // write .complete
-        _completeToolPath(tool, version, arch);
-        return destPath;
-    });
-}
-/**
- * Caches a downloaded file (GUID) and installs it
- * into the tool cache with a given targetName
- *
- * @param sourceFile    the file to cache into tools.  Typically a result of downloadTool which is a guid.
- * @param targetFile    the name of the file name in the tools directory
- * @param tool          tool name
- * @param version       version of the tool.  semver format
- * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
- */
-function cacheFile(sourceFile, targetFile, tool, version, arch) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        version = semver.clean(version) || version;
-        arch = arch || os.arch();
-        core.debug(`Caching tool ${tool} ${version} ${arch}`);
-        core.debug(`source file: ${sourceFile}`);
-        if (!fs.statSync(sourceFile).isFile()) {
-            throw new Error('sourceFile is not a file');
-        }
-        // create the tool dir
-        const destFolder = yield _createToolPath(tool, version, arch);
-        // copy instead of move. move can fail on Windows due to
-        // anti-virus software having an open handle on a file.
-        const destPath = path.join(destFolder, targetFile);
-        core.debug(`destination file ${destPath}`);
-        yield io.cp(sourceFile, destPath);
-        // write .complete
-        _completeToolPath(tool, version, arch);
-        return destFolder;
-    });
-}
-/**
- * Finds the path to a tool version in the local installed tool cache
- *
- * @param toolName      name of the tool
- * @param versionSpec   version of the tool
- * @param arch          optional arch.  defaults to arch of computer
- */
-function find(toolName, versionSpec, arch) {
-    if (!toolName) {
-        throw new Error('toolName parameter is required');
-    }
-    if (!versionSpec) {
-        throw new Error('versionSpec parameter is required');
-    }
-    arch = arch || external_os_.arch();
-    // attempt to resolve an explicit version
-    if (!isExplicitVersion(versionSpec)) {
-        const localVersions = findAllVersions(toolName, arch);
-        const match = evaluateVersions(localVersions, versionSpec);
-        versionSpec = match;
-    }
-    // check for the explicit version in the cache
-    let toolPath = '';
-    if (versionSpec) {
-        versionSpec = node_modules_semver.clean(versionSpec) || '';
-        const cachePath = external_path_.join(_getCacheDirectory(), toolName, versionSpec, arch);
-        lib_core/* debug */.Yz(`checking cache: ${cachePath}`);
-        if (external_fs_.existsSync(cachePath) && external_fs_.existsSync(`${cachePath}.complete`)) {
-            lib_core/* debug */.Yz(`Found tool in cache ${toolName} ${versionSpec} ${arch}`);
-            toolPath = cachePath;
-        }
-        else {
-            lib_core/* debug */.Yz('not found');
-        }
-    }
-    return toolPath;
-}
-/**
- * Finds the paths to all versions of a tool that are installed in the local tool cache
- *
- * @param toolName  name of the tool
- * @param arch      optional arch.  defaults to arch of computer
- */
-function findAllVersions(toolName, arch) {
-    const versions = [];
-    arch = arch || external_os_.arch();
-    const toolPath = external_path_.join(_getCacheDirectory(), toolName);
-    if (external_fs_.existsSync(toolPath)) {
-        const children = external_fs_.readdirSync(toolPath);
-        for (const child of children) {
-            if (isExplicitVersion(child)) {
-                const fullPath = external_path_.join(toolPath, child, arch || '');
-                if (external_fs_.existsSync(fullPath) && external_fs_.existsSync(`${fullPath}.complete`)) {
-                    versions.push(child);
-                }
-            }
-        }
-    }
-    return versions;
-}
-function getManifestFromRepo(owner_1, repo_1, auth_1) {
-    return tool_cache_awaiter(this, arguments, void 0, function* (owner, repo, auth, branch = 'master') {
-        let releases = [];
-        const treeUrl = `https://api.github.com/repos/${owner}/${repo}/git/trees/${branch}`;
-        const http = new httpm.HttpClient('tool-cache');
-        const headers = {};
-        if (auth) {
-            core.debug('set auth');
-            headers.authorization = auth;
-        }
-        const response = yield http.getJson(treeUrl, headers);
-        if (!response.result) {
-            return releases;
-        }
-        let manifestUrl = '';
-        for (const item of response.result.tree) {
-            if (item.path === 'versions-manifest.json') {
-                manifestUrl = item.url;
-                break;
-            }
-        }
-        headers['accept'] = 'application/vnd.github.VERSION.raw';
-        let versionsRaw = yield (yield http.get(manifestUrl, headers)).readBody();
-        if (versionsRaw) {
-            // shouldn't be needed but protects against invalid json saved with BOM
-            versionsRaw = versionsRaw.replace(/^\uFEFF/, '');
-            try {
-                releases = JSON.parse(versionsRaw);
-            }
-            catch (_a) {
-                core.debug('Invalid json');
-            }
-        }
-        return releases;
-    });
-}
-function findFromManifest(versionSpec_1, stable_1, manifest_1) {
-    return tool_cache_awaiter(this, arguments, void 0, function* (versionSpec, stable, manifest, archFilter = os.arch()) {
-        // wrap the internal impl
-        const match = yield mm._findMatch(versionSpec, stable, manifest, archFilter);
-        return match;
-    });
-}
-function _createExtractFolder(dest) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        if (!dest) {
-            // create a temp dir
-            dest = external_path_.join(_getTempDirectory(), external_crypto_.randomUUID());
-        }
-        yield lib_io/* mkdirP */.U$(dest);
-        return dest;
-    });
-}
-function _createToolPath(tool, version, arch) {
-    return tool_cache_awaiter(this, void 0, void 0, function* () {
-        const folderPath = external_path_.join(_getCacheDirectory(), tool, node_modules_semver.clean(version) || version, arch || '');
-        lib_core/* debug */.Yz(`destination ${folderPath}`);
-        const markerPath = `${folderPath}.complete`;
-        yield lib_io/* rmRF */.Yz(folderPath);
-        yield lib_io/* rmRF */.Yz(markerPath);
-        yield lib_io/* mkdirP */.U$(folderPath);
-        return folderPath;
-    });
-}
-function _completeToolPath(tool, version, arch) {
-    const folderPath = external_path_.join(_getCacheDirectory(), tool, node_modules_semver.clean(version) || version, arch || '');
-    const markerPath = `${folderPath}.complete`;
-    external_fs_.writeFileSync(markerPath, '');
-    lib_core/* debug */.Yz('finished caching tool');
-}
-/**
- * Check if version string is explicit
- *
- * @param versionSpec      version string to check
- */
-function isExplicitVersion(versionSpec) {
-    const c = node_modules_semver.clean(versionSpec) || '';
-    lib_core/* debug */.Yz(`isExplicit: ${c}`);
-    const valid = node_modules_semver.valid(c) != null;
-    lib_core/* debug */.Yz(`explicit? ${valid}`);
-    return valid;
-}
-/**
- * Get the highest satisfiying semantic version in `versions` which satisfies `versionSpec`
- *
- * @param versions        array of versions to evaluate
- * @param versionSpec     semantic version spec to satisfy
- */
-function evaluateVersions(versions, versionSpec) {
-    let version = '';
-    lib_core/* debug */.Yz(`evaluating ${versions.length} versions`);
-    versions = versions.sort((a, b) => {
-        if (node_modules_semver.gt(a, b)) {
-            return 1;
-        }
-        return -1;
-    });
-    for (let i = versions.length - 1; i >= 0; i--) {
-        const potential = versions[i];
-        const satisfied = node_modules_semver.satisfies(potential, versionSpec);
-        if (satisfied) {
-            version = potential;
-            break;
-        }
-    }
-    if (version) {
-        lib_core/* debug */.Yz(`matched: ${version}`);
-    }
-    else {
-        lib_core/* debug */.Yz('match not found');
-    }
-    return version;
-}
-/**
- * Gets RUNNER_TOOL_CACHE
- */
-function _getCacheDirectory() {
-    const cacheDirectory = process.env['RUNNER_TOOL_CACHE'] || '';
-    (0,external_assert_.ok)(cacheDirectory, 'Expected RUNNER_TOOL_CACHE to be defined');
-    return cacheDirectory;
-}
-/**
- * Gets RUNNER_TEMP
- */
-function _getTempDirectory() {
-    const tempDirectory = process.env['RUNNER_TEMP'] || '';
-    (0,external_assert_.ok)(tempDirectory, 'Expected RUNNER_TEMP to be defined');
-    return tempDirectory;
-}
-/**
- * Gets a global variable
- */
-function _getGlobal(key, defaultValue) {
-    /* eslint-disable @typescript-eslint/no-explicit-any */
-    const value = global[key];
-    /* eslint-enable @typescript-eslint/no-explicit-any */
-    return value !== undefined ? value : defaultValue;
-}
-/**
- * Returns an array of unique values.
- * @param values Values to make unique.
- */
-function _unique(values) {
-    return Array.from(new Set(values));
-}
-//# sourceMappingURL=tool-cache.js.map
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
-// EXTERNAL MODULE: external "node:fs/promises"
-var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-;// CONCATENATED MODULE: ./src/registry-binary.ts
-// The registry binary: the user's own (registry-path), or the official release through the tool cache,
-// checked against a pinned SHA-256 before it is ever run.
-
-
-
-
-
-
-
-const TOOL_NAME = 'distribution-registry';
-/** SHA-256 of the official release tarballs, from the .sha256 files published beside them. */
-const PINNED_SHA256 = {
-    '2.8.3/amd64': 'b1f750ecbe09f38e2143e22c61a25e3da2afe1510d9522859230b480e642ceff',
-    '2.8.3/arm64': '7d2252eeeac97dd60fb9b36bebd15b95d7f947c4c82b8e0824cb55233ece9cd0',
-    '3.0.0/amd64': '61c9a2c0d5981a78482025b6b69728521fbc78506d68b223d4a2eb825de5ca3d',
-    '3.0.0/arm64': '6c2ee1d135626fa42e0d6fb66a0e0f42e22439e5050087d04f4c5ff53655892e',
-};
-/** Where the release tarball is and the hash it must have. */
-function releaseAsset(version, arch, baseUrl, givenSha256) {
-    const sha256 = givenSha256 || PINNED_SHA256[`${version}/${arch}`];
-    if (!sha256) {
-        const known = [...new Set(Object.keys(PINNED_SHA256).map((k) => k.split('/')[0]))].join(', ');
-        throw new Error(`registry-version ${version} has no pinned checksum (known: ${known}): set registry-sha256 to the SHA-256 of registry_${version}_linux_${arch}.tar.gz`);
-    }
-    return { url: `${baseUrl}/v${version}/registry_${version}_linux_${arch}.tar.gz`, sha256 };
-}
-/** Returns the path of a registry binary ready to run. */
-async function installRegistry(inputs) {
-    if (inputs.registryPath) {
-        await (0,promises_.access)(inputs.registryPath, promises_.constants.X_OK).catch(() => {
-            throw new Error(`registry-path ${inputs.registryPath} is not an executable file`);
-        });
-        return inputs.registryPath;
-    }
-    const arch = (0,context/* runnerArch */.J7)();
-    const cached = find(TOOL_NAME, inputs.registryVersion, arch);
-    if (cached) {
-        lib_core/* info */.pq(`Registry ${inputs.registryVersion} found in the tool cache`);
-        return (0,external_node_path_.join)(cached, 'registry');
-    }
-    const asset = releaseAsset(inputs.registryVersion, arch, inputs.registryDownloadUrl, inputs.registrySha256);
-    lib_core/* info */.pq(`Downloading ${asset.url}`);
-    const tarball = await downloadTool(asset.url);
-    const actual = await sha256File(tarball);
-    if (actual !== asset.sha256)
-        throw new Error(`checksum mismatch for ${asset.url}: expected ${asset.sha256}, got ${actual}`);
-    const extracted = await extractTar(tarball);
-    await (0,promises_.access)((0,external_node_path_.join)(extracted, 'registry'), promises_.constants.X_OK).catch(() => {
-        throw new Error(`${asset.url} holds no executable named registry at its root`);
-    });
-    const dir = await cacheDir(extracted, TOOL_NAME, inputs.registryVersion, arch);
-    return (0,external_node_path_.join)(dir, 'registry');
-}
-async function sha256File(path) {
-    const hash = (0,external_node_crypto_.createHash)('sha256');
-    for await (const chunk of (0,external_node_fs_.createReadStream)(path))
-        hash.update(chunk);
-    return hash.digest('hex');
-}
-
-// EXTERNAL MODULE: ./src/registry.ts + 1 modules
-var src_registry = __nccwpck_require__(6829);
-// EXTERNAL MODULE: ./src/state.ts
-var state = __nccwpck_require__(2462);
-// EXTERNAL MODULE: ./src/storage.ts
-var src_storage = __nccwpck_require__(1134);
-// EXTERNAL MODULE: ./src/work-dir.ts
-var work_dir = __nccwpck_require__(1292);
-;// CONCATENATED MODULE: ./src/main.ts
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   i: () => (/* binding */ main)
+/* harmony export */ });
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3838);
+/* harmony import */ var _context_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(788);
+/* harmony import */ var _daemon_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5583);
+/* harmony import */ var _docker_hub_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2841);
+/* harmony import */ var _persistence_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8019);
+/* harmony import */ var _registry_binary_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(5852);
+/* harmony import */ var _registry_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(6829);
+/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2462);
+/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(1134);
+/* harmony import */ var _work_dir_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(1292);
 // The main step: restore the cache, start the registry on it, point the daemon at it. Any failure is a
 // warning and the job pulls directly, unless fail-on-error is set.
 
@@ -39893,48 +39125,56 @@ var work_dir = __nccwpck_require__(1292);
 
 
 
+
 async function main() {
-    state/* state */.w.markMainStarted();
-    lib_core/* setOutput */.uH('mirror', '');
-    lib_core/* setOutput */.uH('restored-key', '');
+    _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.markMainStarted();
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('mirror', '');
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('restored-key', '');
     try {
-        const inputs = (0,context/* getInputs */.GP)();
-        const dir = (0,work_dir/* workDir */.Hg)();
-        await (0,work_dir/* createWorkDir */.Xk)(dir);
-        const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() };
-        state/* state */.w.setCache({ workDir: dir.root, restoredKey: '' });
+        const inputs = (0,_context_js__WEBPACK_IMPORTED_MODULE_1__/* .getInputs */ .GP)();
+        const dir = (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_9__/* .workDir */ .Hg)();
+        await (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_9__/* .createWorkDir */ .Xk)(dir);
+        const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,_context_js__WEBPACK_IMPORTED_MODULE_1__/* .runnerArch */ .J7)() };
+        _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.setCache({ workDir: dir.root, restoredKey: '' });
         const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
-        const [restored, binary, online] = await Promise.all([
-            restoreOrStartEmpty(() => (0,persistence/* restoreStorage */.Ct)(scope, budget, new Date())),
-            installRegistry(inputs),
-            (0,src_registry/* upstreamAnswers */.Vd)(inputs.upstream),
+        const credentials = inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null;
+        const [restored, binary, probe] = await Promise.all([
+            restoreOrStartEmpty(() => (0,_persistence_js__WEBPACK_IMPORTED_MODULE_4__/* .restoreStorage */ .Ct)(scope, budget, new Date())),
+            (0,_registry_binary_js__WEBPACK_IMPORTED_MODULE_5__/* .installRegistry */ .RV)(inputs),
+            (0,_docker_hub_js__WEBPACK_IMPORTED_MODULE_3__/* .probeUpstream */ .m8)(inputs.upstream, credentials),
         ]);
-        const storage = await (0,src_storage/* scanStorage */.T1)(dir.storage);
-        await (0,work_dir/* writeBaseline */.B9)(dir, { restored, storage });
-        state/* state */.w.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
-        lib_core/* setOutput */.uH('restored-key', restored.restoredKey);
+        const online = probe.reachable;
+        const storage = await (0,_storage_js__WEBPACK_IMPORTED_MODULE_8__/* .scanStorage */ .T1)(dir.storage);
+        await (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_9__/* .writeBaseline */ .B9)(dir, { restored, storage });
+        _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('restored-key', restored.restoredKey);
         // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
         if (!online && restored.images.length === 0)
             throw new Error(`${inputs.upstream} cannot be reached and the cache holds nothing to serve`);
         if (!online)
-            lib_core/* warning */.$e(`${inputs.upstream} cannot be reached: the mirror serves the ${restored.images.length} images the cache holds, offline.`);
-        const port = inputs.port || (await (0,src_registry/* freeLoopbackPort */.Tb)());
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`${inputs.upstream} cannot be reached: the mirror serves what the cache holds (${restored.images.length} image${restored.images.length === 1 ? '' : 's'}), offline.`);
+        // With credentials it refuses, a 2.8 proxy answers "manifest unknown" even for public images: go anonymous.
+        if (probe.credentials === 'refused') {
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`${inputs.upstream} refused dockerhub-username "${inputs.dockerhubUsername}" with the given dockerhub-token: check both inputs. The cache pulls anonymously in this job (public images, anonymous rate limit).`);
+        }
+        const pullsAs = probe.credentials === 'refused' ? null : credentials;
+        const port = inputs.port || (await (0,_registry_js__WEBPACK_IMPORTED_MODULE_6__/* .freeLoopbackPort */ .Tb)());
         const upstream = online ? inputs.upstream : null;
-        const config = (0,src_registry/* registryConfig */.uw)({ port, storageDir: dir.storage, upstream, username: inputs.dockerhubUsername, password: inputs.dockerhubToken });
-        const registry = await (0,src_registry/* startRegistry */.qm)(binary, dir.registry, config, port);
-        state/* state */.w.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config, offline: !online });
-        lib_core/* info */.pq(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), ${online ? `proxying ${inputs.upstream}` : 'offline'}`);
-        await (0,daemon/* useMirror */.jY)(inputs.daemonConfig, registry.url, state/* state */.w.setDaemon);
-        lib_core/* info */.pq(`dockerd now pulls Docker Hub images through ${registry.url}`);
-        lib_core/* setOutput */.uH('mirror', registry.url);
+        const config = (0,_registry_js__WEBPACK_IMPORTED_MODULE_6__/* .registryConfig */ .uw)({ port, storageDir: dir.storage, upstream, username: pullsAs?.username ?? '', password: pullsAs?.password ?? '' });
+        const registry = await (0,_registry_js__WEBPACK_IMPORTED_MODULE_6__/* .startRegistry */ .qm)(binary, dir.registry, config, port);
+        _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config, offline: !online, pullsAs: pullsAs?.username ?? '' });
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), ${online ? `proxying ${inputs.upstream}` : 'offline'}`);
+        await (0,_daemon_js__WEBPACK_IMPORTED_MODULE_2__/* .useMirror */ .jY)(inputs.daemonConfig, registry.url, _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.setDaemon);
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`dockerd now pulls Docker Hub images through ${registry.url}`);
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('mirror', registry.url);
     }
     catch (e) {
         const message = `pull-cache-action could not set up the cache: ${e.message}. The job goes on pulling directly.`;
-        state/* state */.w.setMainError(e.message);
-        if ((0,context/* failOnErrorInput */.K7)())
-            lib_core/* setFailed */.C1(message);
+        _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.setMainError(e.message);
+        if ((0,_context_js__WEBPACK_IMPORTED_MODULE_1__/* .failOnErrorInput */ .K7)())
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setFailed */ .C1(message);
         else
-            lib_core/* warning */.$e(message);
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(message);
     }
 }
 /** A cache that cannot be restored is an empty cache, not a failed step. */
@@ -39943,8 +39183,8 @@ async function restoreOrStartEmpty(restore) {
         return await restore();
     }
     catch (e) {
-        lib_core/* warning */.$e(`Restoring the cache failed (${e.message}); starting with an empty cache.`);
-        return persistence/* NOTHING_RESTORED */.LH;
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`Restoring the cache failed (${e.message}); starting with an empty cache.`);
+        return _persistence_js__WEBPACK_IMPORTED_MODULE_4__/* .NOTHING_RESTORED */ .LH;
     }
 }
 
@@ -39958,11 +39198,10 @@ async function restoreOrStartEmpty(restore) {
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
   LH: () => (/* binding */ NOTHING_RESTORED),
+  yJ: () => (/* binding */ mapBounded),
   Ct: () => (/* binding */ restoreStorage),
   D9: () => (/* binding */ saveStorage)
 });
-
-// UNUSED EXPORTS: mapBounded
 
 // NAMESPACE OBJECT: ./node_modules/@actions/cache/node_modules/@azure/storage-blob/dist/esm/generated/src/models/mappers.js
 var mappers_namespaceObject = {};
@@ -96887,9 +96126,13 @@ async function restoreStorage(scope, budget, now) {
         };
     });
 }
-async function saveStorage(scope, restored, before, after, job, run) {
+async function saveStorage(scope, restored, after, job, run) {
     const now = new Date();
-    const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => !(d in before.blobs)));
+    // What the images need that no entry restored whole holds: fetched in this job, or left over from a damaged
+    // or missing entry. Only what an image of the index needs: content the job may not share stays out.
+    const wanted = new Set(job.seen.flatMap((image) => [...image.manifests, ...image.blobs]));
+    const held = new Set(restored.kept.flatMap((e) => e.digests));
+    const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => wanted.has(d) && !held.has(d)));
     const plan = (0,cache_index/* planEntries */.W9)(scope.prefix, newBlobs, new Set(restored.damaged), `${run.id}-${run.attempt}`);
     const saved = [];
     let stopped = '';
@@ -96928,21 +96171,25 @@ async function saveStorage(scope, restored, before, after, job, run) {
 /**
  * @actions/cache archives paths relative to GITHUB_WORKSPACE and resolves them from the current directory;
  * pointing both at the work directory makes every path, and so every entry's version, the same on all runners.
+ * Its temporary files (archives, file lists) go under RUNNER_TEMP: into the work directory too, which post removes.
  */
 async function inWorkDir(workDir, fn) {
     const cwd = process.cwd();
-    const workspace = process.env.GITHUB_WORKSPACE;
+    const env = { GITHUB_WORKSPACE: process.env.GITHUB_WORKSPACE, RUNNER_TEMP: process.env.RUNNER_TEMP };
     process.chdir(workDir);
     process.env.GITHUB_WORKSPACE = workDir;
+    process.env.RUNNER_TEMP = (0,external_node_path_.join)(workDir, 'tmp');
     try {
         return await fn();
     }
     finally {
         process.chdir(cwd);
-        if (workspace === undefined)
-            delete process.env.GITHUB_WORKSPACE;
-        else
-            process.env.GITHUB_WORKSPACE = workspace;
+        for (const [name, value] of Object.entries(env)) {
+            if (value === undefined)
+                delete process.env[name];
+            else
+                process.env[name] = value;
+        }
     }
 }
 /** Runs fn over items with at most `limit` at once; results in order. */
@@ -96975,12 +96222,14 @@ __nccwpck_require__.d(__webpack_exports__, {
 var core = __nccwpck_require__(3838);
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: ./src/context.ts
-var context = __nccwpck_require__(788);
 // EXTERNAL MODULE: ./src/cache-index.ts
 var cache_index = __nccwpck_require__(8340);
+// EXTERNAL MODULE: ./src/context.ts
+var context = __nccwpck_require__(788);
 // EXTERNAL MODULE: ./src/daemon.ts + 1 modules
 var src_daemon = __nccwpck_require__(5583);
+// EXTERNAL MODULE: ./src/docker-hub.ts
+var docker_hub = __nccwpck_require__(2841);
 // EXTERNAL MODULE: ./src/persistence.ts + 344 modules
 var persistence = __nccwpck_require__(8019);
 // EXTERNAL MODULE: ./src/registry.ts + 1 modules
@@ -97068,12 +96317,13 @@ function accountUsage(requests, before, after, manifests) {
     const sum = (pick) => ({ blobs: rows.reduce((s, u) => s + pick(u).blobs, 0), bytes: rows.reduce((s, u) => s + pick(u).bytes, 0) });
     return { images: rows, fromCache: sum((u) => u.fromCache), fromUpstream: sum((u) => u.fromUpstream) };
 }
+/** Sizes in binary units, named as such: the max-size input takes both. */
 function formatBytes(bytes) {
     if (bytes < 1024 * 1024)
-        return `${(bytes / 1024).toFixed(1)} kB`;
+        return `${(bytes / 1024).toFixed(1)} KiB`;
     if (bytes < 1024 ** 3)
-        return `${(bytes / 1024 ** 2).toFixed(1)} MB`;
-    return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
+        return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+    return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
 function count(n, singular, plural = `${singular}s`) {
     return `${n} ${n === 1 ? singular : plural}`;
@@ -97107,9 +96357,9 @@ function renderReport(f) {
     const dropped = (reason, why) => {
         const images = f.dropped.filter((d) => d.reason === reason);
         if (images.length)
-            lines.push(`- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => d.image).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`);
+            lines.push(`- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => (0,src_images/* displayName */.Q)(d.image)).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`);
     };
-    dropped('age', `unused for more than ${f.budget.maxAgeDays} days (max-age)`);
+    dropped('age', `unused for more than ${count(f.budget.maxAgeDays, 'day')} (max-age)`);
     dropped('size', `that did not fit in ${formatBytes(f.budget.maxBytes)} (max-size)`);
     if (f.saveDisabled)
         lines.push('- Saved: nothing (`save: false`).');
@@ -97122,6 +96372,13 @@ function renderReport(f) {
         if (f.saved.deferred)
             lines.push(`- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${f.saved.stopped})` : ' (per-run entry cap)'}; the next run saves them.`);
     }
+    if (f.withheld.length)
+        lines.push(`- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${f.withheld.map(src_images/* displayName */.Q).join(', ')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`);
+    const who = f.pullsAs ? `for ${f.pullsAs}` : 'for anonymous pulls from this runner';
+    if (f.quota === 'unlimited')
+        lines.push(`- ${source} pull quota: no limit applies ${who}.`);
+    else if (f.quota)
+        lines.push(`- ${source} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${f.quota.window / 3600} hours)` : ''}.`);
     for (const p of f.problems)
         lines.push(`- ⚠️ ${p}`);
     return `${lines.join('\n')}\n`;
@@ -97139,6 +96396,7 @@ var work_dir = __nccwpck_require__(1292);
 ;// CONCATENATED MODULE: ./src/post.ts
 // The post step: stop the registry, give the daemon back its own config, report what the job pulled and
 // from where, and save what is new. Saving never fails the job.
+
 
 
 
@@ -97172,26 +96430,34 @@ async function post() {
         await attempt('stopping the registry', () => (0,src_registry/* stopRegistry */.ky)(registry.pid, registry.configPath));
     const daemon = state/* state */.w.daemon();
     const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => (0,src_daemon/* restoreDaemon */.HF)(daemon)) : undefined;
+    // Main records the cache stage once the inputs were good and the work directory made; before that, nothing to do.
     const cacheState = state/* state */.w.cache();
-    const inputs = await attempt('reading the inputs', async () => (0,context/* getInputs */.GP)());
     if (cacheState) {
         const dir = (0,work_dir/* workDir */.Hg)(cacheState.workDir);
+        const inputs = await attempt('reading the inputs', async () => (0,context/* getInputs */.GP)());
         const baseline = await attempt('reading what the cache held at start', () => (0,work_dir/* readBaseline */.mF)(dir));
         if (baseline && registry && inputs)
-            await reportAndSave(dir, baseline, inputs, problems, attempt);
+            await reportAndSave(dir, baseline, registry, inputs, problems, attempt);
         await (0,promises_.rm)(dir.root, { recursive: true, force: true });
     }
     if (daemonRestored === null && (0,context/* failOnErrorInput */.K7)())
         core/* setFailed */.C1(`pull-cache-action could not put ${daemon.configPath} back: see the warnings above`);
 }
-async function reportAndSave(dir, baseline, inputs, problems, attempt) {
+async function reportAndSave(dir, baseline, registry, inputs, problems, attempt) {
     const after = await (0,storage/* scanStorage */.T1)(dir.storage);
     const manifests = await (0,storage/* readManifests */.PX)(dir.storage, after);
     const usage = await attempt('reading what the registry served', async () => accountUsage(parseAccessLog(await (0,promises_.readFile)(dir.registry.accessLog, 'utf8')), baseline.storage, after, manifests));
-    const job = { seen: (0,cache_index/* imagesInStorage */.bp)(after, manifests), used: new Set(usage?.images.map((i) => i.key)) };
+    const credentials = registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null;
+    const online = !registry.offline;
+    const [cacheable, quota] = await Promise.all([
+        // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
+        credentials && !inputs.cachePrivate && online ? publicOnly(inputs.upstream, (0,cache_index/* imagesInStorage */.bp)(after, manifests)) : { images: (0,cache_index/* imagesInStorage */.bp)(after, manifests), withheld: [] },
+        online ? (0,docker_hub/* readQuota */.$s)(inputs.upstream, credentials) : null,
+    ]);
+    const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key)) };
     const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
     const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() };
-    const saved = inputs.save ? await attempt('saving the cache', () => (0,persistence/* saveStorage */.D9)(scope, baseline.restored, baseline.storage, after, job, run)) : null;
+    const saved = inputs.save ? await attempt('saving the cache', () => (0,persistence/* saveStorage */.D9)(scope, baseline.restored, after, job, run)) : null;
     const markdown = renderReport({
         upstream: inputs.upstream,
         usage,
@@ -97204,9 +96470,919 @@ async function reportAndSave(dir, baseline, inputs, problems, attempt) {
         budget: { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays },
         saved: saved && { entries: saved.entries.length, bytes: saved.bytes, indexKey: saved.indexKey, deferred: saved.deferred, stopped: saved.stopped },
         saveDisabled: !inputs.save,
+        withheld: cacheable.withheld,
+        quota,
+        pullsAs: registry.pullsAs,
         problems,
     });
     await attempt('writing the report', () => writeReport(markdown));
+}
+/** Splits images into those anyone may pull anonymously and the rest (named by imageKey). */
+async function publicOnly(upstream, images) {
+    const pullable = await (0,persistence/* mapBounded */.yJ)(images, 8, (image) => (0,docker_hub/* anonymouslyPullable */.kw)(upstream, image.repository, image.reference));
+    return { images: images.filter((_, i) => pullable[i]), withheld: images.filter((_, i) => !pullable[i]).map(cache_index/* imageKey */.p2) };
+}
+
+
+/***/ }),
+
+/***/ 5852:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  RV: () => (/* binding */ installRegistry),
+  oy: () => (/* binding */ releaseAsset)
+});
+
+// UNUSED EXPORTS: PINNED_SHA256, sha256File
+
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
+var lib_core = __nccwpck_require__(3838);
+// EXTERNAL MODULE: ./node_modules/@actions/io/lib/io.js
+var lib_io = __nccwpck_require__(8701);
+// EXTERNAL MODULE: external "crypto"
+var external_crypto_ = __nccwpck_require__(6982);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __nccwpck_require__(9896);
+// EXTERNAL MODULE: ./node_modules/semver/index.js
+var node_modules_semver = __nccwpck_require__(2088);
+// EXTERNAL MODULE: external "os"
+var external_os_ = __nccwpck_require__(857);
+// EXTERNAL MODULE: external "child_process"
+var external_child_process_ = __nccwpck_require__(5317);
+;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/manifest.js
+var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+// Internal object for testability (allows mocking in ESM)
+const _internal = {
+    readLinuxVersionFile() {
+        const lsbReleaseFile = '/etc/lsb-release';
+        const osReleaseFile = '/etc/os-release';
+        let contents = '';
+        if (external_fs_.existsSync(lsbReleaseFile)) {
+            contents = external_fs_.readFileSync(lsbReleaseFile).toString();
+        }
+        else if (external_fs_.existsSync(osReleaseFile)) {
+            contents = external_fs_.readFileSync(osReleaseFile).toString();
+        }
+        return contents;
+    }
+};
+function _findMatch(versionSpec, stable, candidates, archFilter) {
+    return __awaiter(this, void 0, void 0, function* () {
+        const platFilter = os.platform();
+        let result;
+        let match;
+        let file;
+        for (const candidate of candidates) {
+            const version = candidate.version;
+            debug(`check ${version} satisfies ${versionSpec}`);
+            if (semver.satisfies(version, versionSpec) &&
+                (!stable || candidate.stable === stable)) {
+                file = candidate.files.find(item => {
+                    debug(`${item.arch}===${archFilter} && ${item.platform}===${platFilter}`);
+                    let chk = item.arch === archFilter && item.platform === platFilter;
+                    if (chk && item.platform_version) {
+                        const osVersion = _getOsVersion();
+                        if (osVersion === item.platform_version) {
+                            chk = true;
+                        }
+                        else {
+                            chk = semver.satisfies(osVersion, item.platform_version);
+                        }
+                    }
+                    return chk;
+                });
+                if (file) {
+                    debug(`matched ${candidate.version}`);
+                    match = candidate;
+                    break;
+                }
+            }
+        }
+        if (match && file) {
+            // clone since we're mutating the file list to be only the file that matches
+            result = Object.assign({}, match);
+            result.files = [file];
+        }
+        return result;
+    });
+}
+function _getOsVersion() {
+    // TODO: add windows and other linux, arm variants
+    // right now filtering on version is only an ubuntu and macos scenario for tools we build for hosted (python)
+    const plat = os.platform();
+    let version = '';
+    if (plat === 'darwin') {
+        version = cp.execSync('sw_vers -productVersion').toString();
+    }
+    else if (plat === 'linux') {
+        // lsb_release process not in some containers, readfile
+        // Run cat /etc/lsb-release
+        // DISTRIB_ID=Ubuntu
+        // DISTRIB_RELEASE=18.04
+        // DISTRIB_CODENAME=bionic
+        // DISTRIB_DESCRIPTION="Ubuntu 18.04.4 LTS"
+        const lsbContents = _internal.readLinuxVersionFile();
+        if (lsbContents) {
+            const lines = lsbContents.split('\n');
+            for (const line of lines) {
+                const parts = line.split('=');
+                if (parts.length === 2 &&
+                    (parts[0].trim() === 'VERSION_ID' ||
+                        parts[0].trim() === 'DISTRIB_RELEASE')) {
+                    version = parts[1].trim().replace(/^"/, '').replace(/"$/, '');
+                    break;
+                }
+            }
+        }
+    }
+    return version;
+}
+// Alias for backwards compatibility
+function _readLinuxVersionFile() {
+    return _internal.readLinuxVersionFile();
+}
+//# sourceMappingURL=manifest.js.map
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
+// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
+var lib = __nccwpck_require__(4942);
+// EXTERNAL MODULE: external "stream"
+var external_stream_ = __nccwpck_require__(2203);
+// EXTERNAL MODULE: external "util"
+var external_util_ = __nccwpck_require__(9023);
+// EXTERNAL MODULE: external "assert"
+var external_assert_ = __nccwpck_require__(2613);
+// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
+var lib_exec = __nccwpck_require__(5260);
+;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/retry-helper.js
+var retry_helper_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+/**
+ * Internal class for retries
+ */
+class RetryHelper {
+    constructor(maxAttempts, minSeconds, maxSeconds) {
+        if (maxAttempts < 1) {
+            throw new Error('max attempts should be greater than or equal to 1');
+        }
+        this.maxAttempts = maxAttempts;
+        this.minSeconds = Math.floor(minSeconds);
+        this.maxSeconds = Math.floor(maxSeconds);
+        if (this.minSeconds > this.maxSeconds) {
+            throw new Error('min seconds should be less than or equal to max seconds');
+        }
+    }
+    execute(action, isRetryable) {
+        return retry_helper_awaiter(this, void 0, void 0, function* () {
+            let attempt = 1;
+            while (attempt < this.maxAttempts) {
+                // Try
+                try {
+                    return yield action();
+                }
+                catch (err) {
+                    if (isRetryable && !isRetryable(err)) {
+                        throw err;
+                    }
+                    lib_core/* info */.pq(err.message);
+                }
+                // Sleep
+                const seconds = this.getSleepAmount();
+                lib_core/* info */.pq(`Waiting ${seconds} seconds before trying again`);
+                yield this.sleep(seconds);
+                attempt++;
+            }
+            // Last attempt
+            return yield action();
+        });
+    }
+    getSleepAmount() {
+        return (Math.floor(Math.random() * (this.maxSeconds - this.minSeconds + 1)) +
+            this.minSeconds);
+    }
+    sleep(seconds) {
+        return retry_helper_awaiter(this, void 0, void 0, function* () {
+            return new Promise(resolve => setTimeout(resolve, seconds * 1000));
+        });
+    }
+}
+//# sourceMappingURL=retry-helper.js.map
+;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/tool-cache.js
+var tool_cache_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
+    function adopt(value) { return value instanceof P ? value : new P(function (resolve) { resolve(value); }); }
+    return new (P || (P = Promise))(function (resolve, reject) {
+        function fulfilled(value) { try { step(generator.next(value)); } catch (e) { reject(e); } }
+        function rejected(value) { try { step(generator["throw"](value)); } catch (e) { reject(e); } }
+        function step(result) { result.done ? resolve(result.value) : adopt(result.value).then(fulfilled, rejected); }
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
+    });
+};
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+class HTTPError extends Error {
+    constructor(httpStatusCode) {
+        super(`Unexpected HTTP response: ${httpStatusCode}`);
+        this.httpStatusCode = httpStatusCode;
+        Object.setPrototypeOf(this, new.target.prototype);
+    }
+}
+const IS_WINDOWS = process.platform === 'win32';
+const IS_MAC = process.platform === 'darwin';
+const userAgent = 'actions/tool-cache';
+/**
+ * Download a tool from an url and stream it into a file
+ *
+ * @param url       url of tool to download
+ * @param dest      path to download tool
+ * @param auth      authorization header
+ * @param headers   other headers
+ * @returns         path to downloaded tool
+ */
+function downloadTool(url, dest, auth, headers) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        dest = dest || external_path_.join(_getTempDirectory(), external_crypto_.randomUUID());
+        yield lib_io/* mkdirP */.U$(external_path_.dirname(dest));
+        lib_core/* debug */.Yz(`Downloading ${url}`);
+        lib_core/* debug */.Yz(`Destination ${dest}`);
+        const maxAttempts = 3;
+        const minSeconds = _getGlobal('TEST_DOWNLOAD_TOOL_RETRY_MIN_SECONDS', 10);
+        const maxSeconds = _getGlobal('TEST_DOWNLOAD_TOOL_RETRY_MAX_SECONDS', 20);
+        const retryHelper = new RetryHelper(maxAttempts, minSeconds, maxSeconds);
+        return yield retryHelper.execute(() => tool_cache_awaiter(this, void 0, void 0, function* () {
+            return yield downloadToolAttempt(url, dest || '', auth, headers);
+        }), (err) => {
+            if (err instanceof HTTPError && err.httpStatusCode) {
+                // Don't retry anything less than 500, except 408 Request Timeout and 429 Too Many Requests
+                if (err.httpStatusCode < 500 &&
+                    err.httpStatusCode !== 408 &&
+                    err.httpStatusCode !== 429) {
+                    return false;
+                }
+            }
+            // Otherwise retry
+            return true;
+        });
+    });
+}
+function downloadToolAttempt(url, dest, auth, headers) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        if (external_fs_.existsSync(dest)) {
+            throw new Error(`Destination file path ${dest} already exists`);
+        }
+        // Get the response headers
+        const http = new lib/* HttpClient */.Qq(userAgent, [], {
+            allowRetries: false
+        });
+        if (auth) {
+            lib_core/* debug */.Yz('set auth');
+            if (headers === undefined) {
+                headers = {};
+            }
+            headers.authorization = auth;
+        }
+        const response = yield http.get(url, headers);
+        if (response.message.statusCode !== 200) {
+            const err = new HTTPError(response.message.statusCode);
+            lib_core/* debug */.Yz(`Failed to download from "${url}". Code(${response.message.statusCode}) Message(${response.message.statusMessage})`);
+            throw err;
+        }
+        // Download the response body
+        const pipeline = external_util_.promisify(external_stream_.pipeline);
+        const responseMessageFactory = _getGlobal('TEST_DOWNLOAD_TOOL_RESPONSE_MESSAGE_FACTORY', () => response.message);
+        const readStream = responseMessageFactory();
+        let succeeded = false;
+        try {
+            yield pipeline(readStream, external_fs_.createWriteStream(dest));
+            lib_core/* debug */.Yz('download complete');
+            succeeded = true;
+            return dest;
+        }
+        finally {
+            // Error, delete dest before retry
+            if (!succeeded) {
+                lib_core/* debug */.Yz('download failed');
+                try {
+                    yield lib_io/* rmRF */.Yz(dest);
+                }
+                catch (err) {
+                    lib_core/* debug */.Yz(`Failed to delete '${dest}'. ${err.message}`);
+                }
+            }
+        }
+    });
+}
+/**
+ * Extract a .7z file
+ *
+ * @param file     path to the .7z file
+ * @param dest     destination directory. Optional.
+ * @param _7zPath  path to 7zr.exe. Optional, for long path support. Most .7z archives do not have this
+ * problem. If your .7z archive contains very long paths, you can pass the path to 7zr.exe which will
+ * gracefully handle long paths. By default 7zdec.exe is used because it is a very small program and is
+ * bundled with the tool lib. However it does not support long paths. 7zr.exe is the reduced command line
+ * interface, it is smaller than the full command line interface, and it does support long paths. At the
+ * time of this writing, it is freely available from the LZMA SDK that is available on the 7zip website.
+ * Be sure to check the current license agreement. If 7zr.exe is bundled with your action, then the path
+ * to 7zr.exe can be pass to this function.
+ * @returns        path to the destination directory
+ */
+function extract7z(file, dest, _7zPath) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        ok(IS_WINDOWS, 'extract7z() not supported on current OS');
+        ok(file, 'parameter "file" is required');
+        dest = yield _createExtractFolder(dest);
+        const originalCwd = process.cwd();
+        process.chdir(dest);
+        if (_7zPath) {
+            try {
+                const logLevel = core.isDebug() ? '-bb1' : '-bb0';
+                const args = [
+                    'x', // eXtract files with full paths
+                    logLevel, // -bb[0-3] : set output log level
+                    '-bd', // disable progress indicator
+                    '-sccUTF-8', // set charset for for console input/output
+                    file
+                ];
+                const options = {
+                    silent: true
+                };
+                yield exec(`"${_7zPath}"`, args, options);
+            }
+            finally {
+                process.chdir(originalCwd);
+            }
+        }
+        else {
+            const escapedScript = path
+                .join(__dirname, '..', 'scripts', 'Invoke-7zdec.ps1')
+                .replace(/'/g, "''")
+                .replace(/"|\n|\r/g, ''); // double-up single quotes, remove double quotes and newlines
+            const escapedFile = file.replace(/'/g, "''").replace(/"|\n|\r/g, '');
+            const escapedTarget = dest.replace(/'/g, "''").replace(/"|\n|\r/g, '');
+            const command = `& '${escapedScript}' -Source '${escapedFile}' -Target '${escapedTarget}'`;
+            const args = [
+                '-NoLogo',
+                '-Sta',
+                '-NoProfile',
+                '-NonInteractive',
+                '-ExecutionPolicy',
+                'Unrestricted',
+                '-Command',
+                command
+            ];
+            const options = {
+                silent: true
+            };
+            try {
+                const powershellPath = yield io.which('powershell', true);
+                yield exec(`"${powershellPath}"`, args, options);
+            }
+            finally {
+                process.chdir(originalCwd);
+            }
+        }
+        return dest;
+    });
+}
+/**
+ * Extract a compressed tar archive
+ *
+ * @param file     path to the tar
+ * @param dest     destination directory. Optional.
+ * @param flags    flags for the tar command to use for extraction. Defaults to 'xz' (extracting gzipped tars). Optional.
+ * @returns        path to the destination directory
+ */
+function extractTar(file_1, dest_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (file, dest, flags = 'xz') {
+        if (!file) {
+            throw new Error("parameter 'file' is required");
+        }
+        // Create dest
+        dest = yield _createExtractFolder(dest);
+        // Determine whether GNU tar
+        lib_core/* debug */.Yz('Checking tar --version');
+        let versionOutput = '';
+        yield (0,lib_exec/* exec */.m)('tar --version', [], {
+            ignoreReturnCode: true,
+            silent: true,
+            listeners: {
+                stdout: (data) => (versionOutput += data.toString()),
+                stderr: (data) => (versionOutput += data.toString())
+            }
+        });
+        lib_core/* debug */.Yz(versionOutput.trim());
+        const isGnuTar = versionOutput.toUpperCase().includes('GNU TAR');
+        // Initialize args
+        let args;
+        if (flags instanceof Array) {
+            args = flags;
+        }
+        else {
+            args = [flags];
+        }
+        if (lib_core/* isDebug */._o() && !flags.includes('v')) {
+            args.push('-v');
+        }
+        let destArg = dest;
+        let fileArg = file;
+        if (IS_WINDOWS && isGnuTar) {
+            args.push('--force-local');
+            destArg = dest.replace(/\\/g, '/');
+            // Technically only the dest needs to have `/` but for aesthetic consistency
+            // convert slashes in the file arg too.
+            fileArg = file.replace(/\\/g, '/');
+        }
+        if (isGnuTar) {
+            // Suppress warnings when using GNU tar to extract archives created by BSD tar
+            args.push('--warning=no-unknown-keyword');
+            args.push('--overwrite');
+        }
+        args.push('-C', destArg, '-f', fileArg);
+        yield (0,lib_exec/* exec */.m)(`tar`, args);
+        return dest;
+    });
+}
+/**
+ * Extract a xar compatible archive
+ *
+ * @param file     path to the archive
+ * @param dest     destination directory. Optional.
+ * @param flags    flags for the xar. Optional.
+ * @returns        path to the destination directory
+ */
+function extractXar(file_1, dest_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (file, dest, flags = []) {
+        ok(IS_MAC, 'extractXar() not supported on current OS');
+        ok(file, 'parameter "file" is required');
+        dest = yield _createExtractFolder(dest);
+        let args;
+        if (flags instanceof Array) {
+            args = flags;
+        }
+        else {
+            args = [flags];
+        }
+        args.push('-x', '-C', dest, '-f', file);
+        if (core.isDebug()) {
+            args.push('-v');
+        }
+        const xarPath = yield io.which('xar', true);
+        yield exec(`"${xarPath}"`, _unique(args));
+        return dest;
+    });
+}
+/**
+ * Extract a zip
+ *
+ * @param file     path to the zip
+ * @param dest     destination directory. Optional.
+ * @returns        path to the destination directory
+ */
+function extractZip(file, dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        if (!file) {
+            throw new Error("parameter 'file' is required");
+        }
+        dest = yield _createExtractFolder(dest);
+        if (IS_WINDOWS) {
+            yield extractZipWin(file, dest);
+        }
+        else {
+            yield extractZipNix(file, dest);
+        }
+        return dest;
+    });
+}
+function extractZipWin(file, dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        // build the powershell command
+        const escapedFile = file.replace(/'/g, "''").replace(/"|\n|\r/g, ''); // double-up single quotes, remove double quotes and newlines
+        const escapedDest = dest.replace(/'/g, "''").replace(/"|\n|\r/g, '');
+        const pwshPath = yield io.which('pwsh', false);
+        //To match the file overwrite behavior on nix systems, we use the overwrite = true flag for ExtractToDirectory
+        //and the -Force flag for Expand-Archive as a fallback
+        if (pwshPath) {
+            //attempt to use pwsh with ExtractToDirectory, if this fails attempt Expand-Archive
+            const pwshCommand = [
+                `$ErrorActionPreference = 'Stop' ;`,
+                `try { Add-Type -AssemblyName System.IO.Compression.ZipFile } catch { } ;`,
+                `try { [System.IO.Compression.ZipFile]::ExtractToDirectory('${escapedFile}', '${escapedDest}', $true) }`,
+                `catch { if (($_.Exception.GetType().FullName -eq 'System.Management.Automation.MethodException') -or ($_.Exception.GetType().FullName -eq 'System.Management.Automation.RuntimeException') ){ Expand-Archive -LiteralPath '${escapedFile}' -DestinationPath '${escapedDest}' -Force } else { throw $_ } } ;`
+            ].join(' ');
+            const args = [
+                '-NoLogo',
+                '-NoProfile',
+                '-NonInteractive',
+                '-ExecutionPolicy',
+                'Unrestricted',
+                '-Command',
+                pwshCommand
+            ];
+            core.debug(`Using pwsh at path: ${pwshPath}`);
+            yield exec(`"${pwshPath}"`, args);
+        }
+        else {
+            const powershellCommand = [
+                `$ErrorActionPreference = 'Stop' ;`,
+                `try { Add-Type -AssemblyName System.IO.Compression.FileSystem } catch { } ;`,
+                `if ((Get-Command -Name Expand-Archive -Module Microsoft.PowerShell.Archive -ErrorAction Ignore)) { Expand-Archive -LiteralPath '${escapedFile}' -DestinationPath '${escapedDest}' -Force }`,
+                `else {[System.IO.Compression.ZipFile]::ExtractToDirectory('${escapedFile}', '${escapedDest}', $true) }`
+            ].join(' ');
+            const args = [
+                '-NoLogo',
+                '-Sta',
+                '-NoProfile',
+                '-NonInteractive',
+                '-ExecutionPolicy',
+                'Unrestricted',
+                '-Command',
+                powershellCommand
+            ];
+            const powershellPath = yield io.which('powershell', true);
+            core.debug(`Using powershell at path: ${powershellPath}`);
+            yield exec(`"${powershellPath}"`, args);
+        }
+    });
+}
+function extractZipNix(file, dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        const unzipPath = yield io.which('unzip', true);
+        const args = [file];
+        if (!core.isDebug()) {
+            args.unshift('-q');
+        }
+        args.unshift('-o'); //overwrite with -o, otherwise a prompt is shown which freezes the run
+        yield exec(`"${unzipPath}"`, args, { cwd: dest });
+    });
+}
+/**
+ * Caches a directory and installs it into the tool cacheDir
+ *
+ * @param sourceDir    the directory to cache into tools
+ * @param tool          tool name
+ * @param version       version of the tool.  semver format
+ * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
+ */
+function cacheDir(sourceDir, tool, version, arch) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        version = node_modules_semver.clean(version) || version;
+        arch = arch || external_os_.arch();
+        lib_core/* debug */.Yz(`Caching tool ${tool} ${version} ${arch}`);
+        lib_core/* debug */.Yz(`source dir: ${sourceDir}`);
+        if (!external_fs_.statSync(sourceDir).isDirectory()) {
+            throw new Error('sourceDir is not a directory');
+        }
+        // Create the tool dir
+        const destPath = yield _createToolPath(tool, version, arch);
+        // copy each child item. do not move. move can fail on Windows
+        // due to anti-virus software having an open handle on a file.
+        for (const itemName of external_fs_.readdirSync(sourceDir)) {
+            const s = external_path_.join(sourceDir, itemName);
+            yield lib_io.cp(s, destPath, { recursive: true });
+        }
+        // write .complete
+        _completeToolPath(tool, version, arch);
+        return destPath;
+    });
+}
+/**
+ * Caches a downloaded file (GUID) and installs it
+ * into the tool cache with a given targetName
+ *
+ * @param sourceFile    the file to cache into tools.  Typically a result of downloadTool which is a guid.
+ * @param targetFile    the name of the file name in the tools directory
+ * @param tool          tool name
+ * @param version       version of the tool.  semver format
+ * @param arch          architecture of the tool.  Optional.  Defaults to machine architecture
+ */
+function cacheFile(sourceFile, targetFile, tool, version, arch) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        version = semver.clean(version) || version;
+        arch = arch || os.arch();
+        core.debug(`Caching tool ${tool} ${version} ${arch}`);
+        core.debug(`source file: ${sourceFile}`);
+        if (!fs.statSync(sourceFile).isFile()) {
+            throw new Error('sourceFile is not a file');
+        }
+        // create the tool dir
+        const destFolder = yield _createToolPath(tool, version, arch);
+        // copy instead of move. move can fail on Windows due to
+        // anti-virus software having an open handle on a file.
+        const destPath = path.join(destFolder, targetFile);
+        core.debug(`destination file ${destPath}`);
+        yield io.cp(sourceFile, destPath);
+        // write .complete
+        _completeToolPath(tool, version, arch);
+        return destFolder;
+    });
+}
+/**
+ * Finds the path to a tool version in the local installed tool cache
+ *
+ * @param toolName      name of the tool
+ * @param versionSpec   version of the tool
+ * @param arch          optional arch.  defaults to arch of computer
+ */
+function find(toolName, versionSpec, arch) {
+    if (!toolName) {
+        throw new Error('toolName parameter is required');
+    }
+    if (!versionSpec) {
+        throw new Error('versionSpec parameter is required');
+    }
+    arch = arch || external_os_.arch();
+    // attempt to resolve an explicit version
+    if (!isExplicitVersion(versionSpec)) {
+        const localVersions = findAllVersions(toolName, arch);
+        const match = evaluateVersions(localVersions, versionSpec);
+        versionSpec = match;
+    }
+    // check for the explicit version in the cache
+    let toolPath = '';
+    if (versionSpec) {
+        versionSpec = node_modules_semver.clean(versionSpec) || '';
+        const cachePath = external_path_.join(_getCacheDirectory(), toolName, versionSpec, arch);
+        lib_core/* debug */.Yz(`checking cache: ${cachePath}`);
+        if (external_fs_.existsSync(cachePath) && external_fs_.existsSync(`${cachePath}.complete`)) {
+            lib_core/* debug */.Yz(`Found tool in cache ${toolName} ${versionSpec} ${arch}`);
+            toolPath = cachePath;
+        }
+        else {
+            lib_core/* debug */.Yz('not found');
+        }
+    }
+    return toolPath;
+}
+/**
+ * Finds the paths to all versions of a tool that are installed in the local tool cache
+ *
+ * @param toolName  name of the tool
+ * @param arch      optional arch.  defaults to arch of computer
+ */
+function findAllVersions(toolName, arch) {
+    const versions = [];
+    arch = arch || external_os_.arch();
+    const toolPath = external_path_.join(_getCacheDirectory(), toolName);
+    if (external_fs_.existsSync(toolPath)) {
+        const children = external_fs_.readdirSync(toolPath);
+        for (const child of children) {
+            if (isExplicitVersion(child)) {
+                const fullPath = external_path_.join(toolPath, child, arch || '');
+                if (external_fs_.existsSync(fullPath) && external_fs_.existsSync(`${fullPath}.complete`)) {
+                    versions.push(child);
+                }
+            }
+        }
+    }
+    return versions;
+}
+function getManifestFromRepo(owner_1, repo_1, auth_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (owner, repo, auth, branch = 'master') {
+        let releases = [];
+        const treeUrl = `https://api.github.com/repos/${owner}/${repo}/git/trees/${branch}`;
+        const http = new httpm.HttpClient('tool-cache');
+        const headers = {};
+        if (auth) {
+            core.debug('set auth');
+            headers.authorization = auth;
+        }
+        const response = yield http.getJson(treeUrl, headers);
+        if (!response.result) {
+            return releases;
+        }
+        let manifestUrl = '';
+        for (const item of response.result.tree) {
+            if (item.path === 'versions-manifest.json') {
+                manifestUrl = item.url;
+                break;
+            }
+        }
+        headers['accept'] = 'application/vnd.github.VERSION.raw';
+        let versionsRaw = yield (yield http.get(manifestUrl, headers)).readBody();
+        if (versionsRaw) {
+            // shouldn't be needed but protects against invalid json saved with BOM
+            versionsRaw = versionsRaw.replace(/^\uFEFF/, '');
+            try {
+                releases = JSON.parse(versionsRaw);
+            }
+            catch (_a) {
+                core.debug('Invalid json');
+            }
+        }
+        return releases;
+    });
+}
+function findFromManifest(versionSpec_1, stable_1, manifest_1) {
+    return tool_cache_awaiter(this, arguments, void 0, function* (versionSpec, stable, manifest, archFilter = os.arch()) {
+        // wrap the internal impl
+        const match = yield mm._findMatch(versionSpec, stable, manifest, archFilter);
+        return match;
+    });
+}
+function _createExtractFolder(dest) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        if (!dest) {
+            // create a temp dir
+            dest = external_path_.join(_getTempDirectory(), external_crypto_.randomUUID());
+        }
+        yield lib_io/* mkdirP */.U$(dest);
+        return dest;
+    });
+}
+function _createToolPath(tool, version, arch) {
+    return tool_cache_awaiter(this, void 0, void 0, function* () {
+        const folderPath = external_path_.join(_getCacheDirectory(), tool, node_modules_semver.clean(version) || version, arch || '');
+        lib_core/* debug */.Yz(`destination ${folderPath}`);
+        const markerPath = `${folderPath}.complete`;
+        yield lib_io/* rmRF */.Yz(folderPath);
+        yield lib_io/* rmRF */.Yz(markerPath);
+        yield lib_io/* mkdirP */.U$(folderPath);
+        return folderPath;
+    });
+}
+function _completeToolPath(tool, version, arch) {
+    const folderPath = external_path_.join(_getCacheDirectory(), tool, node_modules_semver.clean(version) || version, arch || '');
+    const markerPath = `${folderPath}.complete`;
+    external_fs_.writeFileSync(markerPath, '');
+    lib_core/* debug */.Yz('finished caching tool');
+}
+/**
+ * Check if version string is explicit
+ *
+ * @param versionSpec      version string to check
+ */
+function isExplicitVersion(versionSpec) {
+    const c = node_modules_semver.clean(versionSpec) || '';
+    lib_core/* debug */.Yz(`isExplicit: ${c}`);
+    const valid = node_modules_semver.valid(c) != null;
+    lib_core/* debug */.Yz(`explicit? ${valid}`);
+    return valid;
+}
+/**
+ * Get the highest satisfiying semantic version in `versions` which satisfies `versionSpec`
+ *
+ * @param versions        array of versions to evaluate
+ * @param versionSpec     semantic version spec to satisfy
+ */
+function evaluateVersions(versions, versionSpec) {
+    let version = '';
+    lib_core/* debug */.Yz(`evaluating ${versions.length} versions`);
+    versions = versions.sort((a, b) => {
+        if (node_modules_semver.gt(a, b)) {
+            return 1;
+        }
+        return -1;
+    });
+    for (let i = versions.length - 1; i >= 0; i--) {
+        const potential = versions[i];
+        const satisfied = node_modules_semver.satisfies(potential, versionSpec);
+        if (satisfied) {
+            version = potential;
+            break;
+        }
+    }
+    if (version) {
+        lib_core/* debug */.Yz(`matched: ${version}`);
+    }
+    else {
+        lib_core/* debug */.Yz('match not found');
+    }
+    return version;
+}
+/**
+ * Gets RUNNER_TOOL_CACHE
+ */
+function _getCacheDirectory() {
+    const cacheDirectory = process.env['RUNNER_TOOL_CACHE'] || '';
+    (0,external_assert_.ok)(cacheDirectory, 'Expected RUNNER_TOOL_CACHE to be defined');
+    return cacheDirectory;
+}
+/**
+ * Gets RUNNER_TEMP
+ */
+function _getTempDirectory() {
+    const tempDirectory = process.env['RUNNER_TEMP'] || '';
+    (0,external_assert_.ok)(tempDirectory, 'Expected RUNNER_TEMP to be defined');
+    return tempDirectory;
+}
+/**
+ * Gets a global variable
+ */
+function _getGlobal(key, defaultValue) {
+    /* eslint-disable @typescript-eslint/no-explicit-any */
+    const value = global[key];
+    /* eslint-enable @typescript-eslint/no-explicit-any */
+    return value !== undefined ? value : defaultValue;
+}
+/**
+ * Returns an array of unique values.
+ * @param values Values to make unique.
+ */
+function _unique(values) {
+    return Array.from(new Set(values));
+}
+//# sourceMappingURL=tool-cache.js.map
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(1455);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+// EXTERNAL MODULE: ./src/context.ts
+var context = __nccwpck_require__(788);
+;// CONCATENATED MODULE: ./src/registry-binary.ts
+// The registry binary: the user's own (registry-path), or the official release through the tool cache,
+// checked against a pinned SHA-256 before it is ever run.
+
+
+
+
+
+
+
+const TOOL_NAME = 'distribution-registry';
+/** SHA-256 of the official release tarballs, from the .sha256 files published beside them. */
+const PINNED_SHA256 = {
+    '2.8.3/amd64': 'b1f750ecbe09f38e2143e22c61a25e3da2afe1510d9522859230b480e642ceff',
+    '2.8.3/arm64': '7d2252eeeac97dd60fb9b36bebd15b95d7f947c4c82b8e0824cb55233ece9cd0',
+    '3.0.0/amd64': '61c9a2c0d5981a78482025b6b69728521fbc78506d68b223d4a2eb825de5ca3d',
+    '3.0.0/arm64': '6c2ee1d135626fa42e0d6fb66a0e0f42e22439e5050087d04f4c5ff53655892e',
+};
+/** Where the release tarball is and the hash it must have. */
+function releaseAsset(version, arch, baseUrl, givenSha256) {
+    const sha256 = givenSha256 || PINNED_SHA256[`${version}/${arch}`];
+    if (!sha256) {
+        const known = [...new Set(Object.keys(PINNED_SHA256).map((k) => k.split('/')[0]))].join(', ');
+        throw new context/* InputError */.dz(`registry-version ${version} has no pinned checksum (known: ${known}): set registry-sha256 to the SHA-256 of registry_${version}_linux_${arch}.tar.gz`);
+    }
+    return { url: `${baseUrl}/v${version}/registry_${version}_linux_${arch}.tar.gz`, sha256 };
+}
+/** Returns the path of a registry binary ready to run. */
+async function installRegistry(inputs) {
+    if (inputs.registryPath)
+        return inputs.registryPath;
+    const arch = (0,context/* runnerArch */.J7)();
+    const cached = find(TOOL_NAME, inputs.registryVersion, arch);
+    if (cached) {
+        lib_core/* info */.pq(`Registry ${inputs.registryVersion} found in the tool cache`);
+        return (0,external_node_path_.join)(cached, 'registry');
+    }
+    const asset = releaseAsset(inputs.registryVersion, arch, inputs.registryDownloadUrl, inputs.registrySha256);
+    lib_core/* info */.pq(`Downloading ${asset.url}`);
+    const tarball = await downloadTool(asset.url);
+    const actual = await sha256File(tarball);
+    if (actual !== asset.sha256)
+        throw new Error(`checksum mismatch for ${asset.url}: expected ${asset.sha256}, got ${actual}`);
+    const extracted = await extractTar(tarball);
+    await (0,promises_.access)((0,external_node_path_.join)(extracted, 'registry'), promises_.constants.X_OK).catch(() => {
+        throw new Error(`${asset.url} holds no executable named registry at its root`);
+    });
+    const dir = await cacheDir(extracted, TOOL_NAME, inputs.registryVersion, arch);
+    return (0,external_node_path_.join)(dir, 'registry');
+}
+async function sha256File(path) {
+    const hash = (0,external_node_crypto_.createHash)('sha256');
+    for await (const chunk of (0,external_node_fs_.createReadStream)(path))
+        hash.update(chunk);
+    return hash.digest('hex');
 }
 
 
@@ -97221,8 +97397,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   Tb: () => (/* binding */ freeLoopbackPort),
   uw: () => (/* binding */ registryConfig),
   qm: () => (/* binding */ startRegistry),
-  ky: () => (/* binding */ stopRegistry),
-  Vd: () => (/* binding */ upstreamAnswers)
+  ky: () => (/* binding */ stopRegistry)
 });
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
@@ -97324,20 +97499,6 @@ async function isOurs(pid, configPath) {
     const [stat, cmdline] = await Promise.all([(0,promises_.readFile)(`/proc/${pid}/stat`, 'utf8'), (0,promises_.readFile)(`/proc/${pid}/cmdline`, 'utf8')]).catch(() => ['', '']);
     const stateLetter = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
     return stateLetter !== '' && stateLetter !== 'Z' && cmdline.split('\0').includes(configPath);
-}
-/**
- * Whether the upstream answers at all (any HTTP status: Docker Hub says 401 to an anonymous /v2/). A proxy
- * registry exits at start when it cannot reach its upstream, so this decides between proxy and offline.
- */
-async function upstreamAnswers(upstream, timeoutMs = 5_000) {
-    try {
-        const res = await fetch(`${upstream}/v2/`, { signal: AbortSignal.timeout(timeoutMs) });
-        await res.arrayBuffer();
-        return true;
-    }
-    catch {
-        return false;
-    }
 }
 /** A loopback port free at this moment; the kernel's ephemeral range never hands out 5000. */
 async function freeLoopbackPort() {

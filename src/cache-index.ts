@@ -109,7 +109,8 @@ export function selectImages(index: CacheIndex, budget: Budget, now: Date): Sele
   for (const image of order) {
     const added = [...new Set(contentOf(image))].filter((d) => !taken.has(d));
     const bytes = added.reduce((sum, d) => sum + (index.blobs[d] ?? 0), 0);
-    const ageDays = (now.getTime() - Date.parse(image.lastUsed)) / 86_400_000;
+    // Whole days: a hit-only job saves no index the same day, so the stored time may be that day's first use.
+    const ageDays = (Date.parse(now.toISOString().slice(0, 10)) - Date.parse(image.lastUsed.slice(0, 10))) / 86_400_000;
     if (budget.maxAgeDays > 0 && ageDays > budget.maxAgeDays) dropped.push({ image: imageKey(image), bytes, reason: 'age' });
     else if (budget.maxBytes > 0 && total + bytes > budget.maxBytes) dropped.push({ image: imageKey(image), bytes, reason: 'size' });
     else {
@@ -181,12 +182,13 @@ export function nextIndex(kept: EntryRef[], saved: EntryRef[], previous: CachedI
   const all = [...new Map([...kept, ...saved].map((e) => [e.key, e])).values()];
   const covered = new Set(all.flatMap((e) => e.digests));
   const before = new Map(previous.map((i) => [imageKey(i), i]));
+  // A tagged image pulled by its digest was used too.
+  const used = (image: Omit<CachedImage, 'lastUsed'>) => job.used.has(imageKey(image)) || job.used.has(`${image.repository}@${image.manifests[0]}`);
   const images = job.seen
     .filter((image) => covered.has(image.manifests[0]))
-    .map((image) => ({
-      ...image,
-      lastUsed: job.used.has(imageKey(image)) ? now.toISOString() : (before.get(imageKey(image))?.lastUsed ?? now.toISOString()),
-    }));
+    // A manifest no tag names any more (the tag moved) is kept only while jobs pull it by digest.
+    .filter((image) => !isDigest(image.reference) || used(image) || before.has(imageKey(image)))
+    .map((image) => ({ ...image, lastUsed: used(image) ? now.toISOString() : (before.get(imageKey(image))?.lastUsed ?? now.toISOString()) }));
   const needed = new Set(images.flatMap(contentOf));
   const entries = all.filter((e) => e.digests.some((d) => needed.has(d))).sort((a, b) => a.key.localeCompare(b.key));
   const blobs = Object.fromEntries(entries.flatMap((e) => e.digests).sort().map((d) => [d, sizes[d] ?? 0]));

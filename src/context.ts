@@ -1,5 +1,7 @@
 // The action's inputs, read once and checked, so every later stage works with typed values.
 import * as core from '@actions/core';
+import { accessSync, constants, statSync } from 'node:fs';
+import { releaseAsset } from './registry-binary.js';
 
 export type Arch = 'amd64' | 'arm64';
 
@@ -9,6 +11,8 @@ export interface Inputs {
   upstream: string;
   cacheKey: string;
   save: boolean;
+  /** Save content of repositories anonymous users cannot pull (readable by forks' pull requests). */
+  cachePrivate: boolean;
   /** Bytes restored at most; 0 for no limit. */
   maxSize: number;
   /** Days an image may go unused before it leaves the cache; 0 for no limit. */
@@ -26,7 +30,7 @@ export interface Inputs {
 export const DEFAULTS = {
   upstream: 'https://registry-1.docker.io',
   cacheKey: 'pull-cache',
-  maxSize: '2GB',
+  maxSize: '2GiB',
   maxAge: '7d',
   registryVersion: '2.8.3',
   registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
@@ -50,6 +54,7 @@ export function parseInputs(read: (name: string) => string): Inputs {
     upstream: httpUrl('upstream', text('upstream', DEFAULTS.upstream)),
     cacheKey: cacheKeyPrefix(text('cache-key', DEFAULTS.cacheKey)),
     save: boolean('save', read('save'), true),
+    cachePrivate: boolean('cache-private', read('cache-private'), false),
     maxSize: size('max-size', text('max-size', DEFAULTS.maxSize)),
     maxAgeDays: days('max-age', text('max-age', DEFAULTS.maxAge)),
     registryVersion: version(text('registry-version', DEFAULTS.registryVersion)),
@@ -66,7 +71,26 @@ export function parseInputs(read: (name: string) => string): Inputs {
 export function getInputs(): Inputs {
   const token = core.getInput('dockerhub-token');
   if (token) core.setSecret(token);
-  return parseInputs((name) => core.getInput(name));
+  const inputs = parseInputs((name) => core.getInput(name));
+  checkOnRunner(inputs);
+  return inputs;
+}
+
+/** What can only be checked on the runner: the paths, and a checksum for the registry to download. */
+function checkOnRunner(inputs: Inputs): void {
+  if (statSync(inputs.daemonConfig, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new InputError(`daemon-config ${inputs.daemonConfig} is a directory: give the path of the daemon's JSON config file`);
+  }
+  if (inputs.registryPath) {
+    try {
+      accessSync(inputs.registryPath, constants.X_OK);
+      if (!statSync(inputs.registryPath).isFile()) throw new Error('not a file');
+    } catch {
+      throw new InputError(`registry-path ${inputs.registryPath} is not an executable file`);
+    }
+  } else {
+    releaseAsset(inputs.registryVersion, runnerArch(), inputs.registryDownloadUrl, inputs.registrySha256);
+  }
 }
 
 /** fail-on-error alone, so that a mistake in another input still honours it. */
@@ -131,8 +155,10 @@ const UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e1
 
 function size(name: string, value: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?$/i.exec(value);
-  if (!m) throw new InputError(`${name} must be a size such as 500MB, 2GB or 1.5GiB (0 for no limit), got "${value}"`);
-  return Math.round(Number(m[1]) * UNITS[(m[2] ?? 'b').toLowerCase()]);
+  if (!m) throw new InputError(`${name} must be a size such as 500MiB, 2GiB or 1.5GB (0 for no limit), got "${value}"`);
+  const bytes = Math.round(Number(m[1]) * UNITS[(m[2] ?? 'b').toLowerCase()]);
+  if (bytes === 0 && Number(m[1]) !== 0) throw new InputError(`${name} must be at least 1 byte, or 0 for no limit; got "${value}"`);
+  return bytes;
 }
 
 function days(name: string, value: string): number {

@@ -37,3 +37,4 @@ export function imageContent(digest: string, manifests: Manifests, takeChild: (c
 export function displayName(repository: string): string {
   return repository.startsWith('library/') ? repository.slice('library/'.length) : repository;
 }
+

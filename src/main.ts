@@ -3,9 +3,10 @@
 import * as core from '@actions/core';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
 import { useMirror } from './daemon.js';
+import { probeUpstream } from './docker-hub.js';
 import { NOTHING_RESTORED, restoreStorage, type Restored } from './persistence.js';
 import { installRegistry } from './registry-binary.js';
-import { freeLoopbackPort, registryConfig, startRegistry, upstreamAnswers } from './registry.js';
+import { freeLoopbackPort, registryConfig, startRegistry } from './registry.js';
 import { state } from './state.js';
 import { scanStorage } from './storage.js';
 import { createWorkDir, workDir, writeBaseline } from './work-dir.js';
@@ -22,11 +23,13 @@ export async function main(): Promise<void> {
     state.setCache({ workDir: dir.root, restoredKey: '' });
 
     const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
-    const [restored, binary, online] = await Promise.all([
+    const credentials = inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null;
+    const [restored, binary, probe] = await Promise.all([
       restoreOrStartEmpty(() => restoreStorage(scope, budget, new Date())),
       installRegistry(inputs),
-      upstreamAnswers(inputs.upstream),
+      probeUpstream(inputs.upstream, credentials),
     ]);
+    const online = probe.reachable;
     const storage = await scanStorage(dir.storage);
     await writeBaseline(dir, { restored, storage });
     state.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
@@ -34,12 +37,17 @@ export async function main(): Promise<void> {
 
     // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
     if (!online && restored.images.length === 0) throw new Error(`${inputs.upstream} cannot be reached and the cache holds nothing to serve`);
-    if (!online) core.warning(`${inputs.upstream} cannot be reached: the mirror serves the ${restored.images.length} images the cache holds, offline.`);
+    if (!online) core.warning(`${inputs.upstream} cannot be reached: the mirror serves what the cache holds (${restored.images.length} image${restored.images.length === 1 ? '' : 's'}), offline.`);
+    // With credentials it refuses, a 2.8 proxy answers "manifest unknown" even for public images: go anonymous.
+    if (probe.credentials === 'refused') {
+      core.warning(`${inputs.upstream} refused dockerhub-username "${inputs.dockerhubUsername}" with the given dockerhub-token: check both inputs. The cache pulls anonymously in this job (public images, anonymous rate limit).`);
+    }
+    const pullsAs = probe.credentials === 'refused' ? null : credentials;
     const port = inputs.port || (await freeLoopbackPort());
     const upstream = online ? inputs.upstream : null;
-    const config = registryConfig({ port, storageDir: dir.storage, upstream, username: inputs.dockerhubUsername, password: inputs.dockerhubToken });
+    const config = registryConfig({ port, storageDir: dir.storage, upstream, username: pullsAs?.username ?? '', password: pullsAs?.password ?? '' });
     const registry = await startRegistry(binary, dir.registry, config, port);
-    state.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config, offline: !online });
+    state.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config, offline: !online, pullsAs: pullsAs?.username ?? '' });
     core.info(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), ${online ? `proxying ${inputs.upstream}` : 'offline'}`);
 
     await useMirror(inputs.daemonConfig, registry.url, state.setDaemon);

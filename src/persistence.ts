@@ -83,9 +83,13 @@ export async function restoreStorage(scope: CacheScope, budget: Budget, now: Dat
   });
 }
 
-export async function saveStorage(scope: CacheScope, restored: Restored, before: StorageState, after: StorageState, job: JobImages, run: { id: string; attempt: string }): Promise<Saved> {
+export async function saveStorage(scope: CacheScope, restored: Restored, after: StorageState, job: JobImages, run: { id: string; attempt: string }): Promise<Saved> {
   const now = new Date();
-  const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => !(d in before.blobs)));
+  // What the images need that no entry restored whole holds: fetched in this job, or left over from a damaged
+  // or missing entry. Only what an image of the index needs: content the job may not share stays out.
+  const wanted = new Set(job.seen.flatMap((image) => [...image.manifests, ...image.blobs]));
+  const held = new Set(restored.kept.flatMap((e) => e.digests));
+  const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => wanted.has(d) && !held.has(d)));
   const plan = planEntries(scope.prefix, newBlobs, new Set(restored.damaged), `${run.id}-${run.attempt}`);
   const saved: EntryRef[] = [];
   let stopped = '';
@@ -123,18 +127,22 @@ export async function saveStorage(scope: CacheScope, restored: Restored, before:
 /**
  * @actions/cache archives paths relative to GITHUB_WORKSPACE and resolves them from the current directory;
  * pointing both at the work directory makes every path, and so every entry's version, the same on all runners.
+ * Its temporary files (archives, file lists) go under RUNNER_TEMP: into the work directory too, which post removes.
  */
 async function inWorkDir<T>(workDir: string, fn: () => Promise<T>): Promise<T> {
   const cwd = process.cwd();
-  const workspace = process.env.GITHUB_WORKSPACE;
+  const env = { GITHUB_WORKSPACE: process.env.GITHUB_WORKSPACE, RUNNER_TEMP: process.env.RUNNER_TEMP };
   process.chdir(workDir);
   process.env.GITHUB_WORKSPACE = workDir;
+  process.env.RUNNER_TEMP = join(workDir, 'tmp');
   try {
     return await fn();
   } finally {
     process.chdir(cwd);
-    if (workspace === undefined) delete process.env.GITHUB_WORKSPACE;
-    else process.env.GITHUB_WORKSPACE = workspace;
+    for (const [name, value] of Object.entries(env)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
   }
 }
 

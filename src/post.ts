@@ -2,19 +2,22 @@
 // from where, and save what is new. Saving never fails the job.
 import * as core from '@actions/core';
 import { readFile, rm } from 'node:fs/promises';
+import { imageKey, imagesInStorage, type CachedImage } from './cache-index.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
-import { imagesInStorage } from './cache-index.js';
 import { restoreDaemon } from './daemon.js';
-import { saveStorage, type Saved } from './persistence.js';
+import { anonymouslyPullable, readQuota } from './docker-hub.js';
+import { mapBounded, saveStorage } from './persistence.js';
 import { stopRegistry } from './registry.js';
-import { accountUsage, parseAccessLog, renderReport, writeReport, type Usage } from './report.js';
-import { state } from './state.js';
+import { accountUsage, parseAccessLog, renderReport, writeReport } from './report.js';
+import { state, type RegistryState } from './state.js';
 import { readManifests, scanStorage } from './storage.js';
 import { readBaseline, workDir, type Baseline, type WorkDir } from './work-dir.js';
 
+type Attempt = <T>(what: string, fn: () => Promise<T>) => Promise<T | null>;
+
 export async function post(): Promise<void> {
   const problems: string[] = [];
-  const attempt = async <T>(what: string, fn: () => Promise<T>): Promise<T | null> => {
+  const attempt: Attempt = async (what, fn) => {
     try {
       return await fn();
     } catch (e) {
@@ -32,33 +35,35 @@ export async function post(): Promise<void> {
   const daemon = state.daemon();
   const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => restoreDaemon(daemon)) : undefined;
 
+  // Main records the cache stage once the inputs were good and the work directory made; before that, nothing to do.
   const cacheState = state.cache();
-  const inputs = await attempt('reading the inputs', async () => getInputs());
   if (cacheState) {
     const dir = workDir(cacheState.workDir);
+    const inputs = await attempt('reading the inputs', async () => getInputs());
     const baseline = await attempt('reading what the cache held at start', () => readBaseline(dir));
-    if (baseline && registry && inputs) await reportAndSave(dir, baseline, inputs, problems, attempt);
+    if (baseline && registry && inputs) await reportAndSave(dir, baseline, registry, inputs, problems, attempt);
     await rm(dir.root, { recursive: true, force: true });
   }
   if (daemonRestored === null && failOnErrorInput()) core.setFailed(`pull-cache-action could not put ${daemon!.configPath} back: see the warnings above`);
 }
 
-async function reportAndSave(
-  dir: WorkDir,
-  baseline: Baseline,
-  inputs: Inputs,
-  problems: string[],
-  attempt: <T>(what: string, fn: () => Promise<T>) => Promise<T | null>,
-): Promise<void> {
+async function reportAndSave(dir: WorkDir, baseline: Baseline, registry: RegistryState, inputs: Inputs, problems: string[], attempt: Attempt): Promise<void> {
   const after = await scanStorage(dir.storage);
   const manifests = await readManifests(dir.storage, after);
-  const usage: Usage | null = await attempt('reading what the registry served', async () =>
+  const usage = await attempt('reading what the registry served', async () =>
     accountUsage(parseAccessLog(await readFile(dir.registry.accessLog, 'utf8')), baseline.storage, after, manifests),
   );
-  const job = { seen: imagesInStorage(after, manifests), used: new Set(usage?.images.map((i) => i.key)) };
+  const credentials = registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null;
+  const online = !registry.offline;
+  const [cacheable, quota] = await Promise.all([
+    // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
+    credentials && !inputs.cachePrivate && online ? publicOnly(inputs.upstream, imagesInStorage(after, manifests)) : { images: imagesInStorage(after, manifests), withheld: [] },
+    online ? readQuota(inputs.upstream, credentials) : null,
+  ]);
+  const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key)) };
   const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
   const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
-  const saved: Saved | null = inputs.save ? await attempt('saving the cache', () => saveStorage(scope, baseline.restored, baseline.storage, after, job, run)) : null;
+  const saved = inputs.save ? await attempt('saving the cache', () => saveStorage(scope, baseline.restored, after, job, run)) : null;
   const markdown = renderReport({
     upstream: inputs.upstream,
     usage,
@@ -71,7 +76,16 @@ async function reportAndSave(
     budget: { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays },
     saved: saved && { entries: saved.entries.length, bytes: saved.bytes, indexKey: saved.indexKey, deferred: saved.deferred, stopped: saved.stopped },
     saveDisabled: !inputs.save,
+    withheld: cacheable.withheld,
+    quota,
+    pullsAs: registry.pullsAs,
     problems,
   });
   await attempt('writing the report', () => writeReport(markdown));
+}
+
+/** Splits images into those anyone may pull anonymously and the rest (named by imageKey). */
+async function publicOnly(upstream: string, images: Omit<CachedImage, 'lastUsed'>[]): Promise<{ images: Omit<CachedImage, 'lastUsed'>[]; withheld: string[] }> {
+  const pullable = await mapBounded(images, 8, (image) => anonymouslyPullable(upstream, image.repository, image.reference));
+  return { images: images.filter((_, i) => pullable[i]), withheld: images.filter((_, i) => !pullable[i]).map(imageKey) };
 }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runnerArch, type Arch, type Inputs } from './context.js';
+import { InputError, runnerArch, type Arch, type Inputs } from './context.js';
 
 const TOOL_NAME = 'distribution-registry';
 
@@ -28,19 +28,14 @@ export function releaseAsset(version: string, arch: Arch, baseUrl: string, given
   const sha256 = givenSha256 || PINNED_SHA256[`${version}/${arch}`];
   if (!sha256) {
     const known = [...new Set(Object.keys(PINNED_SHA256).map((k) => k.split('/')[0]))].join(', ');
-    throw new Error(`registry-version ${version} has no pinned checksum (known: ${known}): set registry-sha256 to the SHA-256 of registry_${version}_linux_${arch}.tar.gz`);
+    throw new InputError(`registry-version ${version} has no pinned checksum (known: ${known}): set registry-sha256 to the SHA-256 of registry_${version}_linux_${arch}.tar.gz`);
   }
   return { url: `${baseUrl}/v${version}/registry_${version}_linux_${arch}.tar.gz`, sha256 };
 }
 
 /** Returns the path of a registry binary ready to run. */
 export async function installRegistry(inputs: Inputs): Promise<string> {
-  if (inputs.registryPath) {
-    await access(inputs.registryPath, constants.X_OK).catch(() => {
-      throw new Error(`registry-path ${inputs.registryPath} is not an executable file`);
-    });
-    return inputs.registryPath;
-  }
+  if (inputs.registryPath) return inputs.registryPath;
   const arch = runnerArch();
   const cached = tc.find(TOOL_NAME, inputs.registryVersion, arch);
   if (cached) {

@@ -109,20 +109,6 @@ async function isOurs(pid: number, configPath: string): Promise<boolean> {
   return stateLetter !== '' && stateLetter !== 'Z' && cmdline.split('\0').includes(configPath);
 }
 
-/**
- * Whether the upstream answers at all (any HTTP status: Docker Hub says 401 to an anonymous /v2/). A proxy
- * registry exits at start when it cannot reach its upstream, so this decides between proxy and offline.
- */
-export async function upstreamAnswers(upstream: string, timeoutMs = 5_000): Promise<boolean> {
-  try {
-    const res = await fetch(`${upstream}/v2/`, { signal: AbortSignal.timeout(timeoutMs) });
-    await res.arrayBuffer();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** A loopback port free at this moment; the kernel's ephemeral range never hands out 5000. */
 export async function freeLoopbackPort(): Promise<number> {
   const server = createServer();

@@ -3,6 +3,7 @@
 // served came from upstream during the job.
 import * as core from '@actions/core';
 import { imageKey, type Budget, type Dropped } from './cache-index.js';
+import type { Quota } from './docker-hub.js';
 import { displayName, imageContent, type Manifests } from './images.js';
 import { isDigest, type StorageState } from './storage.js';
 
@@ -118,13 +119,20 @@ export interface ReportFacts {
   /** What the post step saved: null when saving was off or did not run. */
   saved: { entries: number; bytes: number; indexKey: string; deferred: number; stopped: string } | null;
   saveDisabled: boolean;
+  /** Images not saved because anonymous users cannot pull them (cache-private: false). */
+  withheld: string[];
+  /** The upstream's pull quota after the job: null when it could not be read. */
+  quota: Quota | 'unlimited' | null;
+  /** The user the cache pulled as; empty for anonymous. */
+  pullsAs: string;
   problems: string[];
 }
 
+/** Sizes in binary units, named as such: the max-size input takes both. */
 export function formatBytes(bytes: number): string {
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} kB`;
-  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MB`;
-  return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
 
 function count(n: number, singular: string, plural = `${singular}s`): string {
@@ -157,9 +165,9 @@ export function renderReport(f: ReportFacts): string {
   }
   const dropped = (reason: Dropped['reason'], why: string) => {
     const images = f.dropped.filter((d) => d.reason === reason);
-    if (images.length) lines.push(`- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => d.image).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`);
+    if (images.length) lines.push(`- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => displayName(d.image)).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`);
   };
-  dropped('age', `unused for more than ${f.budget.maxAgeDays} days (max-age)`);
+  dropped('age', `unused for more than ${count(f.budget.maxAgeDays, 'day')} (max-age)`);
   dropped('size', `that did not fit in ${formatBytes(f.budget.maxBytes)} (max-size)`);
   if (f.saveDisabled) lines.push('- Saved: nothing (`save: false`).');
   else if (f.saved) {
@@ -168,6 +176,10 @@ export function renderReport(f: ReportFacts): string {
     } else lines.push(f.saved.deferred ? '- Saved: nothing.' : '- Saved: nothing new.');
     if (f.saved.deferred) lines.push(`- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${f.saved.stopped})` : ' (per-run entry cap)'}; the next run saves them.`);
   }
+  if (f.withheld.length) lines.push(`- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${f.withheld.map(displayName).join(', ')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`);
+  const who = f.pullsAs ? `for ${f.pullsAs}` : 'for anonymous pulls from this runner';
+  if (f.quota === 'unlimited') lines.push(`- ${source} pull quota: no limit applies ${who}.`);
+  else if (f.quota) lines.push(`- ${source} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${f.quota.window / 3600} hours)` : ''}.`);
   for (const p of f.problems) lines.push(`- ⚠️ ${p}`);
   return `${lines.join('\n')}\n`;
 }

@@ -8,6 +8,8 @@ export interface RegistryState {
   configPath: string;
   /** Started without proxy: the upstream could not be reached. */
   offline: boolean;
+  /** The user the proxy pulls as; empty for anonymous. */
+  pullsAs: string;
 }
 
 export interface DaemonState {

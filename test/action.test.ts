@@ -2,9 +2,8 @@
 // job 2, on a fresh runner, is served everything from the restored cache; job 3 pulls one new image on
 // the same base and uploads only what is new. After every job the daemon's config is as it was.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeLayer, pushImage, type PushedImage } from './helpers/images.js';
 import { isRunning } from './helpers/process.js';
@@ -36,7 +35,7 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
     assert.deepEqual(post.warnings, []);
     assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), USER_DAEMON_JSON, 'daemon.json is byte-identical to the original');
     assert.ok(!isRunning(registryPid), 'the registry process is gone');
-    assert.ok(!existsSync(join(runner.runnerTemp, 'pull-cache-action')), 'nothing is left in RUNNER_TEMP');
+    assert.deepEqual(readdirSync(runner.runnerTemp), [], 'nothing is left in RUNNER_TEMP');
   };
 
   test('job 1: an empty cache pulls from upstream and saves one entry per layer, a pack and an index', async () => {
@@ -56,8 +55,8 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
     await assertCleanPost(post, runner, JSON.parse(main.state.registry).pid as number);
 
     // The base layer is fetched once, for alpha; beta then needs only its own layer and config.
-    assert.match(post.summary, /\| alpha:1 \| – \| 3 blobs, 6\.0 MB \|/);
-    assert.match(post.summary, /\| someuser\/beta:1 \| – \| 2 blobs, 3\.0 MB \|/);
+    assert.match(post.summary, /\| alpha:1 \| – \| 3 blobs, 6\.0 MiB \|/);
+    assert.match(post.summary, /\| someuser\/beta:1 \| – \| 2 blobs, 3\.0 MiB \|/);
     assert.match(post.summary, /Hit rate: 0% of bytes served \(0 of 5 blobs\)/);
     const keys = world.cache.entries().map((e) => e.key);
     const layerKeys = [alpha.layers[0], alpha.layers[1], beta.layers[1]].map((l) => `pull-cache-blob-${l.digest.replace(':', '-')}`);
@@ -88,7 +87,7 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
     assert.deepEqual(world.release.requests.length, 1, 'the registry binary came from the tool cache');
     assert.deepEqual(fetched, [], 'the upstream served no blob');
     assert.match(post.summary, /Hit rate: 100% of bytes served \(5 of 5 blobs\)/);
-    assert.match(post.summary, /\| alpha:1 \| 3 blobs, 6\.0 MB \| – \|/);
+    assert.match(post.summary, /\| alpha:1 \| 3 blobs, 6\.0 MiB \| – \|/);
     assert.match(post.summary, /Saved: nothing new/);
     assert.equal(world.cache.entries().length, entriesBefore, 'nothing uploaded');
     await assertCleanPost(post, runner, JSON.parse(main.state.registry).pid as number);
@@ -105,8 +104,8 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
     assert.deepEqual(added.filter((k) => k.includes('-blob-')), [`pull-cache-blob-${gamma.layers[1].digest.replace(':', '-')}`], 'only the new layer gets an entry of its own');
     assert.equal(added.filter((k) => k.includes('-pack-')).length, 1, "gamma's config and manifest in one pack");
     assert.equal(added.filter((k) => k.includes('-index-')).length, 1, 'and a new index');
-    assert.match(post.summary, /\| alpha:1 \| 3 blobs, 6\.0 MB \| – \|/);
-    assert.match(post.summary, /\| gamma:1 \| – \| 2 blobs, 2\.0 MB \|/);
+    assert.match(post.summary, /\| alpha:1 \| 3 blobs, 6\.0 MiB \| – \|/);
+    assert.match(post.summary, /\| gamma:1 \| – \| 2 blobs, 2\.0 MiB \|/);
     await assertCleanPost(post, runner, JSON.parse(main.state.registry).pid as number);
   });
 });

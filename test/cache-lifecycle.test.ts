@@ -45,7 +45,7 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
     await job('pair-cold', ['alpha:1', 'someuser/beta:1']);
     const { fetched, post } = await job('pair-warm', ['someuser/beta:1']);
     assert.deepEqual(fetched, []);
-    assert.match(post.summary, /\| someuser\/beta:1 \| 3 blobs, [\d.]+ MB \| – \|/);
+    assert.match(post.summary, /\| someuser\/beta:1 \| 3 blobs, [\d.]+ MiB \| – \|/);
   });
 
   test('a damaged entry costs one refetch of that blob, never a failed pull, and is replaced', async () => {
@@ -74,18 +74,18 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
     assert.ok(digests.stdout.includes(v2.manifestDigest), `the new image: ${digests.stdout}`);
     assert.ok(!digests.stdout.includes(v1.manifestDigest));
     assert.deepEqual([...new Set(fetched)].sort(), [v2.configDigest, v2.layers[1].digest].sort(), 'only what is new came from upstream');
-    assert.match(post.summary, /\| moving:latest \| 1 blob, [\d.]+ MB \| 2 blobs, [\d.]+ MB \|/);
+    assert.match(post.summary, /\| moving:latest \| 1 blob, [\d.]+ MiB \| 2 blobs, [\d.]+ MiB \|/);
 
     const again = await job('tag-v2-warm', ['moving:latest']);
     assert.deepEqual(again.fetched, [], 'the moved tag is cached as the new image');
   });
 
   test('max-size restores the images that fit, whole, and the report says what was dropped', async () => {
-    // alpha and beta are 3.5 MB each with the 2 MB base shared: 5 MB together. 4 MB fits one of them.
+    // alpha and beta are 3.5 MiB each with the 2 MiB base shared: 5 MiB together. 4 MiB fits one of them.
     const { post, fetched } = await job('budget', ['alpha:1', 'someuser/beta:1'], { 'max-size': '4MiB' });
-    assert.match(post.summary, /Dropped: \d+ images? that did not fit in 4\.0 MB \(max-size\)/);
-    const restored = Number(/Restored: `[^`]+`, \d+ blobs?, ([\d.]+) MB/.exec(post.summary)![1]);
-    assert.ok(restored <= 4 * 1.048576, `restored ${restored} MB, within the budget`);
+    assert.match(post.summary, /Dropped: \d+ images? that did not fit in 4\.0 MiB \(max-size\)/);
+    const restored = Number(/Restored: `[^`]+`, \d+ blobs?, ([\d.]+) MiB/.exec(post.summary)![1]);
+    assert.ok(restored <= 4, `restored ${restored} MiB, within the budget`);
     // Whatever was dropped is fetched again, and both images pull.
     assert.ok(fetched.length > 0);
     assert.match(post.summary, /\| alpha:1 \|/);

@@ -29,6 +29,9 @@ describe('parseInputs: defaults', () => {
       upstream: 'https://registry-1.docker.io',
       cacheKey: 'pull-cache',
       save: true,
+      cachePrivate: false,
+      maxSize: 2 * 1024 ** 3,
+      maxAgeDays: 7,
       registryVersion: '2.8.3',
       registrySha256: '',
       registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
@@ -46,22 +49,28 @@ describe('parseInputs: defaults', () => {
     assert.equal(i.registryVersion, DEFAULTS.registryVersion);
     assert.equal(i.registryDownloadUrl, DEFAULTS.registryDownloadUrl);
     assert.equal(i.daemonConfig, DEFAULTS.daemonConfig);
+    assert.equal(i.maxSize, parse({ 'max-size': DEFAULTS.maxSize }).maxSize);
+    assert.equal(i.maxAgeDays, parse({ 'max-age': DEFAULTS.maxAge }).maxAgeDays);
   });
 
   test('whitespace-only values count as unset', () => {
-    const i = parse({ upstream: '   ', 'cache-key': ' ', port: '  ', save: ' ', 'fail-on-error': '\t', 'registry-version': ' ' });
+    const i = parse({ upstream: '   ', 'cache-key': ' ', port: '  ', save: ' ', 'fail-on-error': '\t', 'registry-version': ' ', 'max-size': ' ', 'max-age': '\t' });
     assert.equal(i.upstream, DEFAULTS.upstream);
     assert.equal(i.cacheKey, 'pull-cache');
     assert.equal(i.port, 0);
     assert.equal(i.save, true);
     assert.equal(i.failOnError, false);
     assert.equal(i.registryVersion, '2.8.3');
+    assert.equal(i.maxSize, 2 * 1024 ** 3);
+    assert.equal(i.maxAgeDays, 7);
   });
 
   test('values as action.yml passes its own defaults are accepted', () => {
-    const i = parse({ save: 'true', 'fail-on-error': 'false', 'registry-version': '2.8.3', upstream: 'https://registry-1.docker.io', 'cache-key': 'pull-cache', 'daemon-config': '/etc/docker/daemon.json' });
+    const i = parse({ save: 'true', 'fail-on-error': 'false', 'registry-version': '2.8.3', upstream: 'https://registry-1.docker.io', 'cache-key': 'pull-cache', 'daemon-config': '/etc/docker/daemon.json', 'max-size': '2GiB', 'max-age': '7d' });
     assert.equal(i.save, true);
     assert.equal(i.failOnError, false);
+    assert.equal(i.maxSize, 2 * 1024 ** 3);
+    assert.equal(i.maxAgeDays, 7);
   });
 });
 
@@ -130,6 +139,72 @@ describe('parseInputs: cache-key', () => {
   for (const bad of ['pull cache', 'pull/cache', 'cache,key', 'clé', 'a:b', 'a*']) {
     test(`cache-key "${bad}" is refused, saying what is allowed`, () => {
       refuses({ 'cache-key': bad }, /^cache-key must be 1 to 100 characters of letters, digits, '\.', '_' or '-'/, /got "/);
+    });
+  }
+});
+
+describe('parseInputs: max-size', () => {
+  const sizeOf = (value: string) => parse({ 'max-size': value }).maxSize;
+
+  test('decimal units are powers of 1000, binary units (KiB, MiB, GiB, TiB) powers of 1024', () => {
+    assert.equal(sizeOf('500MB'), 500_000_000);
+    assert.equal(sizeOf('2GB'), 2_000_000_000);
+    assert.equal(sizeOf('1TB'), 1e12);
+    assert.equal(sizeOf('64kB'), 64_000);
+    assert.equal(sizeOf('1.5GiB'), 1.5 * 2 ** 30);
+    assert.equal(sizeOf('512MiB'), 512 * 2 ** 20);
+    assert.equal(sizeOf('4KiB'), 4096);
+    assert.equal(sizeOf('1TiB'), 2 ** 40);
+  });
+
+  test('a bare number, or B, is bytes; 0 means no limit', () => {
+    assert.equal(sizeOf('1048576'), 1_048_576);
+    assert.equal(sizeOf('100B'), 100);
+    assert.equal(sizeOf('0'), 0);
+    assert.equal(sizeOf('0GB'), 0);
+  });
+
+  test('units in any case, with or without a space, and surrounding whitespace', () => {
+    assert.equal(sizeOf('2gb'), 2e9);
+    assert.equal(sizeOf('2 GB'), 2e9);
+    assert.equal(sizeOf('1.5gib'), 1.5 * 2 ** 30);
+    assert.equal(sizeOf('  750 MB \n'), 750e6);
+  });
+
+  test('fractions are rounded to whole bytes', () => {
+    assert.equal(sizeOf('1.5KB'), 1500);
+    assert.equal(sizeOf('0.001KiB'), 1);
+    assert.equal(Number.isInteger(sizeOf('1.1MiB')), true);
+  });
+
+  for (const bad of ['2G', '500M', 'big', '-1GB', '1e9', '1,5GB', '.5GB', '5.GB', '2 GBs', '2PB', 'GB', '2GB 500MB', '0x10']) {
+    test(`max-size "${bad}" is refused, naming the input and the allowed forms`, () => {
+      refuses({ 'max-size': bad }, /^max-size must be a size such as 500MiB, 2GiB or 1\.5GB \(0 for no limit\)/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
+    });
+  }
+});
+
+describe('parseInputs: max-age', () => {
+  const ageOf = (value: string) => parse({ 'max-age': value }).maxAgeDays;
+
+  test('days, with or without d; 0 means no limit', () => {
+    assert.equal(ageOf('7d'), 7);
+    assert.equal(ageOf('7'), 7);
+    assert.equal(ageOf('30D'), 30);
+    assert.equal(ageOf('14 d'), 14);
+    assert.equal(ageOf('0'), 0);
+    assert.equal(ageOf('0d'), 0);
+    assert.equal(ageOf(' 3d '), 3);
+  });
+
+  test('up to 4 digits', () => {
+    assert.equal(ageOf('9999d'), 9999);
+    refuses({ 'max-age': '10000d' }, /^max-age must be a number of days/);
+  });
+
+  for (const bad of ['1w', '7days', '-1', '1.5d', '7h', 'd', 'week', '7dd', '1e3']) {
+    test(`max-age "${bad}" is refused, naming the input and the allowed form`, () => {
+      refuses({ 'max-age': bad }, /^max-age must be a number of days such as 7d \(0 for no limit\)/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
     });
   }
 });

@@ -30,14 +30,14 @@ describe('failing open', { timeout: 300_000 }, () => {
     if (registry) assert.ok(!isRunning(registry.pid), 'the registry was stopped');
   };
 
-  test('an unreachable upstream at start: a warning, no mirror, the daemon untouched', async () => {
+  test('an unreachable upstream at start and nothing cached: a warning, no mirror, the daemon untouched', async () => {
     const runner = await world.runner('no-upstream', DAEMON_JSON);
     const { main, post } = await runner.job(runner.inputs({ upstream: `http://127.0.0.1:${await freePort()}` }), async (main) => {
       assert.equal(main.exitCode, 0);
       await assertDaemonUntouched(runner);
     });
     assert.equal(main.warnings.length, 1, main.stdout);
-    assert.match(main.warnings[0], /the registry exited with \d+ at start.*The job goes on pulling directly/);
+    assert.match(main.warnings[0], /http:\/\/127\.0\.0\.1:\d+ cannot be reached and the cache holds nothing to serve\. The job goes on pulling directly/);
     assert.equal(main.outputs.mirror, '');
     assert.equal(post.exitCode, 0, post.stdout);
     await assertDaemonUntouched(runner);
@@ -48,7 +48,7 @@ describe('failing open', { timeout: 300_000 }, () => {
     const runner = await world.runner('fail-on-error', DAEMON_JSON);
     const { main } = await runner.job(runner.inputs({ upstream: `http://127.0.0.1:${await freePort()}`, 'fail-on-error': 'true' }));
     assert.equal(main.exitCode, 1);
-    assert.match(main.errors.join('\n'), /could not set up the cache: the registry exited/);
+    assert.match(main.errors.join('\n'), /could not set up the cache: http:\/\/127\.0\.0\.1:\d+ cannot be reached/);
     await assertDaemonUntouched(runner);
   });
 
@@ -91,6 +91,22 @@ describe('failing open', { timeout: 300_000 }, () => {
     assert.equal(post.exitCode, 0, post.stdout);
     assert.match(post.summary, /\| alpha:1 \| – \| 2 blobs/);
     assert.match(post.summary, /Saved: nothing\.\n- Not saved this run: 3 blobs \(the cache service did not take pull-cache-/);
+    await assertDaemonUntouched(runner);
+    assertNothingLeftRunning(main);
+  });
+
+  test('an unreachable upstream at start with a warm cache: the cached images still pull, offline', async () => {
+    const warm = await world.runner('offline-warm-up', DAEMON_JSON);
+    await warm.job(warm.inputs(), () => warm.pull('alpha:1'));
+    const runner = await world.runner('offline', DAEMON_JSON);
+    const { main, post } = await runner.job(runner.inputs({ upstream: `http://127.0.0.1:${await freePort()}` }), async (main) => {
+      assert.equal(main.exitCode, 0, main.stdout);
+      assert.match(main.outputs.mirror, /^http:\/\/127\.0\.0\.1:\d+$/);
+      await runner.pull('alpha:1');
+    });
+    assert.match(main.warnings.join('\n'), /cannot be reached: the mirror serves what the cache holds \(1 image\), offline/);
+    assert.match(post.summary, /\| alpha:1 \| 2 blobs, [\d.]+ MiB \| – \|/);
+    assert.match(post.summary, /could not be reached when the job started: the cache served what it holds, offline/);
     await assertDaemonUntouched(runner);
     assertNothingLeftRunning(main);
   });

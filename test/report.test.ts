@@ -3,7 +3,9 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { accountUsage, formatBytes, manifestsServed, parseAccessLog, renderReport, type ReportFacts, type Usage } from '../src/report.js';
+import { imageKey, imagesInStorage, type Dropped } from '../src/cache-index.js';
+import type { Manifests } from '../src/images.js';
+import { accountUsage, formatBytes, parseAccessLog, renderReport, type ReportFacts, type Usage } from '../src/report.js';
 import type { StorageState } from '../src/storage.js';
 
 const digest = (name: string) => `sha256:${createHash('sha256').update(name).digest('hex')}`;
@@ -116,7 +118,8 @@ const size: Record<string, number> = {
 };
 const sized = (...ds: string[]) => Object.fromEntries(ds.map((x) => [x, size[x]]));
 
-const manifests: Record<string, unknown> = {
+/** As the registry stores them: schema 2 JSON, with fields the report does not read. */
+const manifestJson = {
   [d.alphaManifest]: { schemaVersion: 2, config: { digest: d.alphaConfig }, layers: [{ digest: d.base }, { digest: d.alphaUnrequested }, { digest: d.alphaLayer }] },
   [d.betaManifest]: { schemaVersion: 2, config: { digest: d.betaConfig }, layers: [{ digest: d.base }, { digest: d.betaLayer }] },
   [d.gammaIndex]: {
@@ -129,6 +132,7 @@ const manifests: Record<string, unknown> = {
   [d.gammaAmd64]: { schemaVersion: 2, config: { digest: d.gammaConfig }, layers: [{ digest: d.gammaLayer }] },
   [d.gammaArm64]: { schemaVersion: 2, config: { digest: d.gammaArmConfig }, layers: [{ digest: d.gammaArmLayer }] },
 };
+const manifests: Manifests = manifestJson;
 
 const before: StorageState = {
   blobs: sized(d.alphaManifest, d.alphaConfig, d.alphaLayer, d.alphaUnrequested, d.base),
@@ -174,20 +178,6 @@ const rowOf = (usage: Usage, image: string) => {
   return row;
 };
 
-describe('manifestsServed', () => {
-  test('every manifest GET, by tag (resolved through the storage) or by digest, once', () => {
-    const requests = parseAccessLog(jobLog);
-    assert.deepEqual(new Set(manifestsServed(requests, after)), new Set([d.alphaManifest, d.betaManifest, d.gammaIndex, d.gammaAmd64]));
-  });
-
-  test('a tag resolved with a HEAD counts; failed requests and unknown tags do not', () => {
-    const requests = parseAccessLog(
-      [line('HEAD', '/v2/library/alpha/manifests/1', 200, 0), line('GET', '/v2/library/nope/manifests/1', 404), line('GET', `/v2/library/beta/manifests/${d.betaManifest}`, 404), line('GET', '/v2/library/alpha/manifests/unknown', 200)].join('\n'),
-    );
-    assert.deepEqual(manifestsServed(requests, after), [d.alphaManifest]);
-  });
-});
-
 describe('accountUsage', () => {
   const usage = accountUsage(parseAccessLog(jobLog), before, after, manifests);
 
@@ -197,6 +187,7 @@ describe('accountUsage', () => {
 
   test('an image whose blobs were all linked under its repository before the job comes from the cache', () => {
     assert.deepEqual(rowOf(usage, 'alpha:1'), {
+      key: 'library/alpha:1',
       image: 'alpha:1',
       fromCache: { blobs: 3, bytes: size[d.alphaConfig] + size[d.base] + size[d.alphaLayer] },
       fromUpstream: { blobs: 0, bytes: 0 },
@@ -205,6 +196,7 @@ describe('accountUsage', () => {
 
   test('a base layer held but linked only under another repository counts as upstream (per-repository hits)', () => {
     assert.deepEqual(rowOf(usage, 'beta:1'), {
+      key: 'library/beta:1',
       image: 'beta:1',
       fromCache: { blobs: 0, bytes: 0 },
       fromUpstream: { blobs: 3, bytes: size[d.betaConfig] + size[d.base] + size[d.betaLayer] },
@@ -213,6 +205,7 @@ describe('accountUsage', () => {
 
   test('an index counts only the platform the job pulled, and its child manifest is not a row of its own', () => {
     assert.deepEqual(rowOf(usage, 'gamma:2'), {
+      key: 'library/gamma:2',
       image: 'gamma:2',
       fromCache: { blobs: 0, bytes: 0 },
       fromUpstream: { blobs: 2, bytes: size[d.gammaConfig] + size[d.gammaLayer] },
@@ -274,7 +267,7 @@ describe('accountUsage', () => {
       line('GET', `/v2/library/gamma/blobs/${d.gammaLayer}`, 200),
     ].join('\n');
     const u = accountUsage(parseAccessLog(log), before, after, manifests);
-    assert.deepEqual(u.images, [{ image: 'gamma:2', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 2, bytes: 1_500 + 5_000_000 } }]);
+    assert.deepEqual(u.images, [{ key: 'library/gamma:2', image: 'gamma:2', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 2, bytes: 1_500 + 5_000_000 } }]);
   });
 
   test('a tag both HEADed and GET is one row, its blobs counted once', () => {
@@ -285,7 +278,7 @@ describe('accountUsage', () => {
       line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200),
     ].join('\n');
     const u = accountUsage(parseAccessLog(log), before, after, manifests);
-    assert.deepEqual(u.images, [{ image: 'beta:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 1, bytes: 4_000_000 } }]);
+    assert.deepEqual(u.images, [{ key: 'library/beta:1', image: 'beta:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 1, bytes: 4_000_000 } }]);
   });
 
   test('an index pulled by digest is one row; its child is not listed separately', () => {
@@ -303,19 +296,51 @@ describe('accountUsage', () => {
   test('blobs served with no manifest the job asked for are reported in a row of their own', () => {
     const log = line('GET', `/v2/library/alpha/blobs/${d.alphaLayer}`, 200);
     const u = accountUsage(parseAccessLog(log), before, before, manifests);
-    assert.deepEqual(u.images, [{ image: '(blobs of no image pulled by tag)', fromCache: { blobs: 1, bytes: 3_000_000 }, fromUpstream: { blobs: 0, bytes: 0 } }]);
+    assert.deepEqual(u.images, [{ key: '', image: '(blobs of no image pulled by tag)', fromCache: { blobs: 1, bytes: 3_000_000 }, fromUpstream: { blobs: 0, bytes: 0 } }]);
     assert.deepEqual(u.fromCache, { blobs: 1, bytes: 3_000_000 });
   });
 
   test('a manifest the report could not read still lists the image, with nothing counted against it', () => {
     const log = [line('GET', '/v2/library/beta/manifests/1', 200), line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200)].join('\n');
     const u = accountUsage(parseAccessLog(log), before, after, {});
-    assert.deepEqual(rowOf(u, 'beta:1'), { image: 'beta:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } });
+    assert.deepEqual(rowOf(u, 'beta:1'), { key: 'library/beta:1', image: 'beta:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } });
     assert.deepEqual(u.fromUpstream, { blobs: 1, bytes: 4_000_000 });
   });
 
   test('a job that pulled nothing', () => {
     assert.deepEqual(accountUsage([], before, before, {}), { images: [], fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } });
+  });
+
+  test('each row carries the key the cache index names the image by: repository:tag, with library/ kept', () => {
+    assert.deepEqual(usage.images.map((u) => u.key), ['library/alpha:1', 'library/beta:1', 'library/gamma:2']);
+  });
+
+  test('the keys of images pulled by tag are those imagesInStorage gives for the storage after the job', () => {
+    const inStorage = new Set(imagesInStorage(after, manifests).map(imageKey));
+    for (const u of usage.images) assert.ok(inStorage.has(u.key), `${u.key} not in ${[...inStorage].join(', ')}`);
+  });
+
+  test('an image pulled by digest has the key repository@digest, in full', () => {
+    const log = [line('GET', `/v2/library/beta/manifests/${d.betaManifest}`, 200), line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200)].join('\n');
+    const u = accountUsage(parseAccessLog(log), before, after, manifests);
+    assert.deepEqual(u.images.map((r) => [r.key, r.image]), [[`library/beta@${d.betaManifest}`, `beta@${d.betaManifest.slice(0, 19)}`]]);
+  });
+
+  test('an index pulled by digest has the key of the index, and the key matches imagesInStorage', () => {
+    const log = [line('GET', `/v2/library/gamma/manifests/${d.gammaIndex}`, 200), line('GET', `/v2/library/gamma/manifests/${d.gammaAmd64}`, 200)].join('\n');
+    const state: StorageState = { blobs: after.blobs, repositories: { 'library/gamma': { ...after.repositories['library/gamma'], tags: {} } } };
+    const u = accountUsage(parseAccessLog(log), before, state, manifests);
+    assert.deepEqual(u.images.map((r) => r.key), [`library/gamma@${d.gammaIndex}`]);
+    assert.deepEqual(imagesInStorage(state, manifests).map(imageKey), [`library/gamma@${d.gammaIndex}`]);
+  });
+
+  test('the same image pulled by two tags gives two keys; a user image keeps its namespace in the key', () => {
+    const log = [line('GET', '/v2/library/alpha/manifests/1', 200), line('GET', '/v2/library/alpha/manifests/latest', 200)].join('\n');
+    const state: StorageState = { blobs: before.blobs, repositories: { 'library/alpha': { ...before.repositories['library/alpha'], tags: { '1': d.alphaManifest, latest: d.alphaManifest } } } };
+    assert.deepEqual(accountUsage(parseAccessLog(log), before, state, manifests).images.map((r) => r.key), ['library/alpha:1', 'library/alpha:latest']);
+    const m = digest('user manifest');
+    const userState: StorageState = { blobs: { [m]: 10 }, repositories: { 'octocat/tool': { tags: { 'v1.2': m }, manifests: [m], layers: [] } } };
+    assert.deepEqual(accountUsage(parseAccessLog(line('HEAD', '/v2/octocat/tool/manifests/v1.2', 200)), before, userState, {}).images.map((r) => r.key), ['octocat/tool:v1.2']);
   });
 
   test('a user image keeps its full name', () => {
@@ -329,11 +354,11 @@ describe('accountUsage', () => {
 });
 
 describe('formatBytes', () => {
-  test('kB, MB and GB', () => {
-    assert.equal(formatBytes(0), '0.0 kB');
-    assert.equal(formatBytes(1536), '1.5 kB');
-    assert.equal(formatBytes(30 * 1024 * 1024), '30.0 MB');
-    assert.equal(formatBytes(3 * 1024 ** 3), '3.00 GB');
+  test('KiB, MiB and GiB, named as binary units', () => {
+    assert.equal(formatBytes(0), '0.0 KiB');
+    assert.equal(formatBytes(1536), '1.5 KiB');
+    assert.equal(formatBytes(30 * 1024 * 1024), '30.0 MiB');
+    assert.equal(formatBytes(3 * 1024 ** 3), '3.00 GiB');
   });
 });
 
@@ -346,9 +371,14 @@ describe('renderReport', () => {
     restoredBlobs: 5,
     restoredBytes: 40_003_000,
     missingEntries: 0,
-    corruptBlobs: 0,
+    damagedBlobs: 0,
+    dropped: [],
+    budget: { maxBytes: 2_000_000_000, maxAgeDays: 7 },
     saved: { entries: 4, bytes: 39_006_900, indexKey: 'pull-cache-index-linux-amd64-456-1-def', deferred: 0, stopped: '' },
     saveDisabled: false,
+    withheld: [],
+    quota: null,
+    pullsAs: '',
     problems: [],
     ...over,
   });
@@ -370,9 +400,9 @@ describe('renderReport', () => {
   });
 
   test('a single blob is "1 blob"', () => {
-    const one: Usage = { images: [{ image: 'x:1', fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } }], fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } };
+    const one: Usage = { images: [{ key: 'library/x:1', image: 'x:1', fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } }], fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } };
     const md = renderReport(facts({ usage: one }));
-    assert.ok(md.includes('| x:1 | 1 blob, 2.0 kB | – |'), md);
+    assert.ok(md.includes('| x:1 | 1 blob, 2.0 KiB | – |'), md);
     assert.ok(md.includes('Hit rate: 100% of bytes served (1 of 1 blobs).'), md);
   });
 
@@ -394,8 +424,48 @@ describe('renderReport', () => {
   });
 
   test('a damaged restore says what was lost and that it is fetched again', () => {
-    const md = renderReport(facts({ missingEntries: 2, corruptBlobs: 1 }));
+    const md = renderReport(facts({ missingEntries: 2, damagedBlobs: 1 }));
     assert.match(md, /- Restored: `pull-cache-index-linux-amd64-123-1-abc`, 5 blobs, [^\n]* \(2 entries gone from the cache; 1 blob failed the digest check and dropped: fetched again on demand\)\./);
+  });
+
+  test('damaged blobs alone, one and several', () => {
+    assert.ok(renderReport(facts({ damagedBlobs: 1 })).includes(' (1 blob failed the digest check and dropped: fetched again on demand).'));
+    assert.ok(renderReport(facts({ damagedBlobs: 3 })).includes(' (3 blobs failed the digest check and dropped: fetched again on demand).'));
+    assert.ok(renderReport(facts({ missingEntries: 1 })).includes(' (1 entry gone from the cache: fetched again on demand).'));
+  });
+
+  const old: Dropped[] = [
+    { image: 'library/delta:3', bytes: 3_000_000, reason: 'age' },
+    { image: `octo/tool@${digest('tool')}`, bytes: 1_500_000, reason: 'age' },
+  ];
+  const big: Dropped = { image: 'library/epsilon:1', bytes: 700_000_000, reason: 'size' };
+
+  test('images dropped for age: one line naming them, the max-age and their bytes', () => {
+    const md = renderReport(facts({ dropped: old }));
+    assert.ok(md.includes(`- Dropped: 2 images unused for more than 7 days (max-age) (${old[0].image.replace(/^library\//, '')}, ${old[1].image.replace(/^library\//, '')}; ${formatBytes(4_500_000)}).\n`), md);
+    assert.ok(!md.includes('max-size'), md);
+  });
+
+  test('images dropped for size: one line naming them, the max-size and their bytes', () => {
+    const md = renderReport(facts({ dropped: [big], budget: { maxBytes: 500 * 1024 * 1024, maxAgeDays: 7 } }));
+    assert.ok(md.includes(`- Dropped: 1 image that did not fit in ${formatBytes(500 * 1024 * 1024)} (max-size) (epsilon:1; ${formatBytes(700_000_000)}).\n`), md);
+    assert.ok(!md.includes('max-age'), md);
+  });
+
+  test('both kinds: the age line, then the size line, between what was restored and what was saved', () => {
+    const md = renderReport(facts({ dropped: [old[0], big, old[1]], budget: { maxBytes: 1e9, maxAgeDays: 14 } }));
+    const lines = md.split('\n');
+    const at = (prefix: string) => lines.findIndex((l) => l.startsWith(prefix));
+    const age = lines.findIndex((l) => l.includes('(max-age)'));
+    const size = lines.findIndex((l) => l.includes('(max-size)'));
+    assert.ok(at('- Restored:') < age && age < size && size < at('- Saved:'), md);
+    assert.match(lines[age], /^- Dropped: 2 images unused for more than 14 days \(max-age\) /);
+    assert.match(lines[size], /^- Dropped: 1 image that did not fit in /);
+    assert.equal(lines.filter((l) => l.startsWith('- Dropped:')).length, 2);
+  });
+
+  test('nothing dropped: no Dropped line', () => {
+    assert.ok(!renderReport(facts()).includes('Dropped'));
   });
 
   test('nothing new to save, save disabled, and deferred blobs', () => {

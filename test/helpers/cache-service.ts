@@ -46,6 +46,8 @@ export interface CacheService {
   requests: Record<string, number>;
   /** Simulates GitHub evicting every entry with this key (any version). Its blob is deleted too. */
   deleteEntry(key: string): void;
+  /** The archive an entry holds, as uploaded (tar, zstd- or gzip-compressed). */
+  entryContent(key: string): Promise<Buffer>;
   /** Replaces what an entry holds (a damaged entry: same key, other bytes), keeping its key and version. */
   replaceEntryContent(key: string, archive: Buffer): Promise<void>;
   /** Stops the HTTP server and Azurite (by its pid). */
@@ -116,6 +118,7 @@ export async function startCacheService(dir: string): Promise<CacheService> {
       requests: state.requests,
       deleteEntry: (key) => state.deleteEntry(key),
       replaceEntryContent: (key, archive) => state.replaceEntryContent(key, archive),
+      entryContent: (key) => state.entryContent(key),
       stop: async () => {
         await closeServer(httpServer);
         await Promise.allSettled(state.pending);
@@ -220,6 +223,12 @@ class ServiceState {
     if (!hit) return { ok: false, signed_download_url: '', matched_key: '' };
     hit.downloads++;
     return { ok: true, signed_download_url: this.sasUrl(hit.blobName, 'r'), matched_key: hit.key };
+  }
+
+  async entryContent(key: string): Promise<Buffer> {
+    const entry = this.entries.find((e) => e.key === key && e.finalized);
+    if (!entry) throw new Error(`no finalized entry ${key}`);
+    return this.container.getBlockBlobClient(entry.blobName).downloadToBuffer();
   }
 
   async replaceEntryContent(key: string, archive: Buffer): Promise<void> {

@@ -1,6 +1,7 @@
-// A real Distribution registry (Debian's docker-registry 2.8.2) as a plain open registry on loopback, standing in
-// for Docker Hub. Its stdout is the HTTP access log (gorilla/handlers, Apache combined format), its stderr the
-// application log (logrus); they go to separate files so the access log can be parsed.
+// A real Distribution registry (Debian's docker-registry 2.8.2) on loopback: by default a plain open registry standing
+// in for Docker Hub; with options a token-auth registry (see hub.ts) or a pull-through proxy. Its stdout is the HTTP
+// access log (gorilla/handlers, Apache combined format), its stderr the application log (logrus); they go to
+// separate files so the access log can be parsed.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -90,8 +91,34 @@ export function blobOf(path: string): { repository: string; digest: string } | u
   return m ? { repository: m[1], digest: m[2] } : undefined;
 }
 
-/** Starts an open registry on 127.0.0.1:<free port> with its storage, config and logs under dir. */
-export async function startUpstream(dir: string): Promise<Upstream> {
+export interface UpstreamOptions {
+  /** The registry's `auth:` block, e.g. { token: { realm, service, issuer, rootcertbundle } }. Default: none (open). */
+  auth?: Record<string, unknown>;
+  /**
+   * More configuration, deep-merged over the defaults (plain objects merge key by key, anything else replaces),
+   * e.g. { proxy: { remoteurl, username, password } } for a pull-through cache. http.addr is always ours.
+   */
+  config?: Record<string, unknown>;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    out[key] = isPlainObject(value) && isPlainObject(out[key]) ? deepMerge(out[key] as Record<string, unknown>, value) : value;
+  }
+  return out;
+}
+
+/**
+ * Starts a registry on 127.0.0.1:<free port> with its storage, config and logs under dir: open unless
+ * opts.auth is given. A registry in proxy mode (opts.config.proxy) GETs REMOTEURL/v2/ at start-up and exits when
+ * that fails; the error then carries the tail of its log.
+ */
+export async function startUpstream(dir: string, opts: UpstreamOptions = {}): Promise<Upstream> {
   await mkdir(dir, { recursive: true });
   const storageDir = join(dir, 'data');
   const configFile = join(dir, 'config.yml');
@@ -100,15 +127,18 @@ export async function startUpstream(dir: string): Promise<Upstream> {
   // The port was free a moment ago; another process can take it before the registry binds. Try a few.
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    await writeFile(
-      configFile,
-      stringify({
+    const config = deepMerge(
+      {
         version: 0.1,
         log: { level: 'info', accesslog: { disabled: false } },
         storage: { filesystem: { rootdirectory: storageDir }, delete: { enabled: true } },
-        http: { addr: `127.0.0.1:${port}`, secret: 'test-upstream-secret' },
-      }),
+        http: { secret: 'test-upstream-secret' },
+        ...(opts.auth ? { auth: opts.auth } : {}),
+      },
+      opts.config ?? {},
     );
+    config.http = { ...(config.http as Record<string, unknown>), addr: `127.0.0.1:${port}` };
+    await writeFile(configFile, stringify(config));
     const proc = startProcess(REGISTRY_BINARY, ['serve', configFile], { stdout: accessLogFile, stderr: registryLogFile });
     const url = `http://127.0.0.1:${port}`;
     try {

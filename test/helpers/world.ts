@@ -6,13 +6,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCacheService, type CacheService } from './cache-service.js';
 import { startDockerd, type Dockerd } from './dockerd.js';
+import { startHub, type Hub, type HubOptions } from './hub.js';
 import { startReleaseServer, type ReleaseServer } from './release-server.js';
 import { runJob, type StepResult } from './runner.js';
 import { startUpstream, type AccessLogLine, type Upstream } from './upstream.js';
 
 export interface World {
   dir: string;
+  /** The registry the images live in (with the hub, the registry behind its front). */
   upstream: Upstream;
+  /** The Docker Hub stand-in, when the world was started with one: the action's upstream is then hub.url. */
+  hub?: Hub;
   cache: CacheService;
   release: ReleaseServer;
   /** Shared by every job, as on a self-hosted runner: the registry binary is downloaded once. */
@@ -34,10 +38,18 @@ export interface Runner {
   stop(): Promise<void>;
 }
 
-export async function startWorld(name: string): Promise<World> {
+export interface WorldOptions {
+  /** More dockerd flags for every runner's daemon, e.g. ['--storage-driver=overlay2'] (the last one given wins). */
+  dockerdArgs?: string[];
+  /** Stand in for Docker Hub as it really behaves (token auth, private repositories, rate limits) instead of an open registry. */
+  hub?: HubOptions;
+}
+
+export async function startWorld(name: string, options: WorldOptions = {}): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), `${name}-`));
+  const hub = options.hub ? await startHub(join(dir, 'hub'), options.hub) : undefined;
   const [upstream, cache, release] = await Promise.all([
-    startUpstream(join(dir, 'upstream')),
+    hub ? hub.registry : startUpstream(join(dir, 'upstream')),
     startCacheService(join(dir, 'cache-service')),
     startReleaseServer(join(dir, 'release')),
   ]);
@@ -47,6 +59,7 @@ export async function startWorld(name: string): Promise<World> {
   return {
     dir,
     upstream,
+    hub,
     cache,
     release,
     toolCache,
@@ -55,12 +68,12 @@ export async function startWorld(name: string): Promise<World> {
       const runnerTemp = join(base, 'temp');
       await mkdir(runnerTemp, { recursive: true });
       await writeFile(join(base, 'daemon.json'), daemonJson);
-      const dockerd = await startDockerd(join(base, 'dockerd'), { configFile: join(base, 'daemon.json') });
+      const dockerd = await startDockerd(join(base, 'dockerd'), { configFile: join(base, 'daemon.json'), extraArgs: options.dockerdArgs });
       const runner: Runner = {
         dockerd,
         runnerTemp,
         inputs: (extra = {}) => ({
-          upstream: upstream.url,
+          upstream: hub?.url ?? upstream.url,
           'daemon-config': dockerd.configFile,
           'registry-download-url': release.baseUrl,
           'registry-sha256': release.sha256,
@@ -95,7 +108,7 @@ export async function startWorld(name: string): Promise<World> {
     },
     async stop() {
       await Promise.allSettled(runners.map((r) => r.stop()));
-      await Promise.allSettled([upstream.stop(), cache.stop(), release.stop()]);
+      await Promise.allSettled([hub ? hub.stop() : upstream.stop(), cache.stop(), release.stop()]);
       if (!process.env.KEEP_TEST_DIRS) await rm(dir, { recursive: true, force: true });
     },
   };
