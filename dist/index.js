@@ -39105,15 +39105,17 @@ __webpack_async_result__();
 /* harmony export */   i: () => (/* binding */ main)
 /* harmony export */ });
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3838);
-/* harmony import */ var _context_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(788);
-/* harmony import */ var _daemon_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5583);
-/* harmony import */ var _docker_hub_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2841);
-/* harmony import */ var _persistence_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8019);
-/* harmony import */ var _registry_binary_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(5852);
-/* harmony import */ var _registry_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(6829);
-/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2462);
-/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(1134);
-/* harmony import */ var _work_dir_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(1292);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var _context_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(788);
+/* harmony import */ var _daemon_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(5583);
+/* harmony import */ var _docker_hub_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2841);
+/* harmony import */ var _persistence_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(8019);
+/* harmony import */ var _registry_binary_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(5852);
+/* harmony import */ var _registry_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(6829);
+/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(2462);
+/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(1134);
+/* harmony import */ var _work_dir_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(1292);
 // The main step: restore the cache, start the registry on it, point the daemon at it. Any failure is a
 // warning and the job pulls directly, unless fail-on-error is set.
 
@@ -39126,27 +39128,28 @@ __webpack_async_result__();
 
 
 
+
 async function main() {
-    _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.markMainStarted();
+    _state_js__WEBPACK_IMPORTED_MODULE_8__/* .state */ .w.markMainStarted();
     _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('mirror', '');
     _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('restored-key', '');
     try {
-        const inputs = (0,_context_js__WEBPACK_IMPORTED_MODULE_1__/* .getInputs */ .GP)();
-        const dir = (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_9__/* .workDir */ .Hg)();
-        await (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_9__/* .createWorkDir */ .Xk)(dir);
-        const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,_context_js__WEBPACK_IMPORTED_MODULE_1__/* .runnerArch */ .J7)() };
-        _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.setCache({ workDir: dir.root, restoredKey: '' });
+        const inputs = (0,_context_js__WEBPACK_IMPORTED_MODULE_2__/* .getInputs */ .GP)();
+        const dir = (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_10__/* .workDir */ .Hg)();
+        await (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_10__/* .createWorkDir */ .Xk)(dir);
+        const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,_context_js__WEBPACK_IMPORTED_MODULE_2__/* .runnerArch */ .J7)() };
+        _state_js__WEBPACK_IMPORTED_MODULE_8__/* .state */ .w.setCache({ workDir: dir.root, restoredKey: '' });
         const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
         const credentials = inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null;
         const [restored, binary, probe] = await Promise.all([
-            restoreOrStartEmpty(() => (0,_persistence_js__WEBPACK_IMPORTED_MODULE_4__/* .restoreStorage */ .Ct)(scope, budget, new Date())),
-            (0,_registry_binary_js__WEBPACK_IMPORTED_MODULE_5__/* .installRegistry */ .RV)(inputs),
-            (0,_docker_hub_js__WEBPACK_IMPORTED_MODULE_3__/* .probeUpstream */ .m8)(inputs.upstream, credentials),
+            restoreOrStartEmpty(() => (0,_persistence_js__WEBPACK_IMPORTED_MODULE_5__/* .restoreStorage */ .Ct)(scope, budget, new Date())),
+            (0,_registry_binary_js__WEBPACK_IMPORTED_MODULE_6__/* .installRegistry */ .RV)(inputs, (0,node_path__WEBPACK_IMPORTED_MODULE_1__.join)(dir.root, 'download')),
+            (0,_docker_hub_js__WEBPACK_IMPORTED_MODULE_4__/* .probeUpstream */ .m8)(inputs.upstream, credentials),
         ]);
         const online = probe.reachable;
-        const storage = await (0,_storage_js__WEBPACK_IMPORTED_MODULE_8__/* .scanStorage */ .T1)(dir.storage);
-        await (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_9__/* .writeBaseline */ .B9)(dir, { restored, storage });
-        _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
+        const storage = await (0,_storage_js__WEBPACK_IMPORTED_MODULE_9__/* .scanStorage */ .T1)(dir.storage);
+        await (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_10__/* .writeBaseline */ .B9)(dir, { restored, storage });
+        _state_js__WEBPACK_IMPORTED_MODULE_8__/* .state */ .w.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('restored-key', restored.restoredKey);
         // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
         if (!online && restored.images.length === 0)
@@ -39158,20 +39161,20 @@ async function main() {
             _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`${inputs.upstream} refused dockerhub-username "${inputs.dockerhubUsername}" with the given dockerhub-token: check both inputs. The cache pulls anonymously in this job (public images, anonymous rate limit).`);
         }
         const pullsAs = probe.credentials === 'refused' ? null : credentials;
-        const port = inputs.port || (await (0,_registry_js__WEBPACK_IMPORTED_MODULE_6__/* .freeLoopbackPort */ .Tb)());
+        const port = inputs.port || (await (0,_registry_js__WEBPACK_IMPORTED_MODULE_7__/* .freeLoopbackPort */ .Tb)());
         const upstream = online ? inputs.upstream : null;
-        const config = (0,_registry_js__WEBPACK_IMPORTED_MODULE_6__/* .registryConfig */ .uw)({ port, storageDir: dir.storage, upstream, username: pullsAs?.username ?? '', password: pullsAs?.password ?? '' });
-        const registry = await (0,_registry_js__WEBPACK_IMPORTED_MODULE_6__/* .startRegistry */ .qm)(binary, dir.registry, config, port);
-        _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config, offline: !online, pullsAs: pullsAs?.username ?? '' });
+        const config = (0,_registry_js__WEBPACK_IMPORTED_MODULE_7__/* .registryConfig */ .uw)({ port, storageDir: dir.storage, upstream, username: pullsAs?.username ?? '', password: pullsAs?.password ?? '' });
+        const registry = await (0,_registry_js__WEBPACK_IMPORTED_MODULE_7__/* .startRegistry */ .qm)(binary, dir.registry, config, port);
+        _state_js__WEBPACK_IMPORTED_MODULE_8__/* .state */ .w.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config, offline: !online, pullsAs: pullsAs?.username ?? '' });
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), ${online ? `proxying ${inputs.upstream}` : 'offline'}`);
-        await (0,_daemon_js__WEBPACK_IMPORTED_MODULE_2__/* .useMirror */ .jY)(inputs.daemonConfig, registry.url, _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.setDaemon);
+        await (0,_daemon_js__WEBPACK_IMPORTED_MODULE_3__/* .useMirror */ .jY)(inputs.daemonConfig, registry.url, _state_js__WEBPACK_IMPORTED_MODULE_8__/* .state */ .w.setDaemon);
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`dockerd now pulls Docker Hub images through ${registry.url}`);
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('mirror', registry.url);
     }
     catch (e) {
         const message = `pull-cache-action could not set up the cache: ${e.message}. The job goes on pulling directly.`;
-        _state_js__WEBPACK_IMPORTED_MODULE_7__/* .state */ .w.setMainError(e.message);
-        if ((0,_context_js__WEBPACK_IMPORTED_MODULE_1__/* .failOnErrorInput */ .K7)())
+        _state_js__WEBPACK_IMPORTED_MODULE_8__/* .state */ .w.setMainError(e.message);
+        if ((0,_context_js__WEBPACK_IMPORTED_MODULE_2__/* .failOnErrorInput */ .K7)())
             _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setFailed */ .C1(message);
         else
             _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(message);
@@ -39184,7 +39187,7 @@ async function restoreOrStartEmpty(restore) {
     }
     catch (e) {
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`Restoring the cache failed (${e.message}); starting with an empty cache.`);
-        return _persistence_js__WEBPACK_IMPORTED_MODULE_4__/* .NOTHING_RESTORED */ .LH;
+        return _persistence_js__WEBPACK_IMPORTED_MODULE_5__/* .NOTHING_RESTORED */ .LH;
     }
 }
 
@@ -97355,8 +97358,8 @@ function releaseAsset(version, arch, baseUrl, givenSha256) {
     }
     return { url: `${baseUrl}/v${version}/registry_${version}_linux_${arch}.tar.gz`, sha256 };
 }
-/** Returns the path of a registry binary ready to run. */
-async function installRegistry(inputs) {
+/** Returns the path of a registry binary ready to run; the download and its unpacking happen in scratchDir. */
+async function installRegistry(inputs, scratchDir) {
     if (inputs.registryPath)
         return inputs.registryPath;
     const arch = (0,context/* runnerArch */.J7)();
@@ -97367,11 +97370,11 @@ async function installRegistry(inputs) {
     }
     const asset = releaseAsset(inputs.registryVersion, arch, inputs.registryDownloadUrl, inputs.registrySha256);
     lib_core/* info */.pq(`Downloading ${asset.url}`);
-    const tarball = await downloadTool(asset.url);
+    const tarball = await downloadTool(asset.url, (0,external_node_path_.join)(scratchDir, 'registry.tar.gz'));
     const actual = await sha256File(tarball);
     if (actual !== asset.sha256)
         throw new Error(`checksum mismatch for ${asset.url}: expected ${asset.sha256}, got ${actual}`);
-    const extracted = await extractTar(tarball);
+    const extracted = await extractTar(tarball, (0,external_node_path_.join)(scratchDir, 'registry'));
     await (0,promises_.access)((0,external_node_path_.join)(extracted, 'registry'), promises_.constants.X_OK).catch(() => {
         throw new Error(`${asset.url} holds no executable named registry at its root`);
     });

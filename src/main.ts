@@ -1,6 +1,7 @@
 // The main step: restore the cache, start the registry on it, point the daemon at it. Any failure is a
 // warning and the job pulls directly, unless fail-on-error is set.
 import * as core from '@actions/core';
+import { join } from 'node:path';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
 import { useMirror } from './daemon.js';
 import { probeUpstream } from './docker-hub.js';
@@ -26,7 +27,7 @@ export async function main(): Promise<void> {
     const credentials = inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null;
     const [restored, binary, probe] = await Promise.all([
       restoreOrStartEmpty(() => restoreStorage(scope, budget, new Date())),
-      installRegistry(inputs),
+      installRegistry(inputs, join(dir.root, 'download')),
       probeUpstream(inputs.upstream, credentials),
     ]);
     const online = probe.reachable;

@@ -33,8 +33,8 @@ export function releaseAsset(version: string, arch: Arch, baseUrl: string, given
   return { url: `${baseUrl}/v${version}/registry_${version}_linux_${arch}.tar.gz`, sha256 };
 }
 
-/** Returns the path of a registry binary ready to run. */
-export async function installRegistry(inputs: Inputs): Promise<string> {
+/** Returns the path of a registry binary ready to run; the download and its unpacking happen in scratchDir. */
+export async function installRegistry(inputs: Inputs, scratchDir: string): Promise<string> {
   if (inputs.registryPath) return inputs.registryPath;
   const arch = runnerArch();
   const cached = tc.find(TOOL_NAME, inputs.registryVersion, arch);
@@ -44,10 +44,10 @@ export async function installRegistry(inputs: Inputs): Promise<string> {
   }
   const asset = releaseAsset(inputs.registryVersion, arch, inputs.registryDownloadUrl, inputs.registrySha256);
   core.info(`Downloading ${asset.url}`);
-  const tarball = await tc.downloadTool(asset.url);
+  const tarball = await tc.downloadTool(asset.url, join(scratchDir, 'registry.tar.gz'));
   const actual = await sha256File(tarball);
   if (actual !== asset.sha256) throw new Error(`checksum mismatch for ${asset.url}: expected ${asset.sha256}, got ${actual}`);
-  const extracted = await tc.extractTar(tarball);
+  const extracted = await tc.extractTar(tarball, join(scratchDir, 'registry'));
   await access(join(extracted, 'registry'), constants.X_OK).catch(() => {
     throw new Error(`${asset.url} holds no executable named registry at its root`);
   });
