@@ -38590,6 +38590,7 @@ const DEFAULTS = {
     cacheKey: 'pull-cache',
     maxSize: '2GiB',
     maxAge: '7d',
+    cacheTimeout: '300',
     registryVersion: '2.8.3',
     registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
     daemonConfig: '/etc/docker/daemon.json',
@@ -38615,6 +38616,7 @@ function parseInputs(read) {
         cachePrivate: boolean('cache-private', read('cache-private'), false),
         maxSize: size('max-size', text('max-size', DEFAULTS.maxSize)),
         maxAgeDays: days('max-age', text('max-age', DEFAULTS.maxAge)),
+        cacheTimeoutSeconds: seconds('cache-timeout', text('cache-timeout', DEFAULTS.cacheTimeout)),
         registryVersion: version(text('registry-version', DEFAULTS.registryVersion)),
         registrySha256: sha256('registry-sha256', text('registry-sha256')),
         registryDownloadUrl: httpUrl('registry-download-url', text('registry-download-url', DEFAULTS.registryDownloadUrl)),
@@ -38730,6 +38732,12 @@ function days(name, value) {
         throw new InputError(`${name} must be a number of days such as 7d (0 for no limit), got "${value}"`);
     return Number(m[1]);
 }
+function seconds(name, value) {
+    const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+    if (!(n >= 1 && n <= 3600))
+        throw new InputError(`${name} must be a whole number of seconds from 1 to 3600, got "${value}"`);
+    return n;
+}
 function port(value) {
     if (value === '')
         return 0;
@@ -38758,6 +38766,8 @@ __nccwpck_require__.d(__webpack_exports__, {
 var core = __nccwpck_require__(3838);
 // EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 2 modules
 var exec = __nccwpck_require__(5260);
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
@@ -38806,6 +38816,7 @@ function mirrorIsLive(liveMirrors, mirror) {
 
 ;// CONCATENATED MODULE: ./src/daemon.ts
 // The Docker daemon: point it at the mirror by a live reload (never a restart), and put it back as it was.
+
 
 
 
@@ -38891,11 +38902,10 @@ async function reload(pid) {
         await sudo(['kill', '-s', 'HUP', String(pid)]);
     }
 }
-async function liveMirrors() {
-    const out = await exec/* getExecOutput */.H('docker', ['info', '--format', '{{json .RegistryConfig.Mirrors}}'], { silent: true, ignoreReturnCode: true });
-    if (out.exitCode !== 0)
-        throw new Error(`docker info failed: ${out.stderr.trim()}`);
-    return JSON.parse(out.stdout.trim() || 'null') ?? [];
+/** The daemon's live mirrors; a CLI that hangs is cut off, so the wait around it stays bounded. */
+async function liveMirrors(timeoutMs = 5_000) {
+    const stdout = await new Promise((resolve, reject) => (0,external_node_child_process_.execFile)('docker', ['info', '--format', '{{json .RegistryConfig.Mirrors}}'], { timeout: timeoutMs, killSignal: 'SIGKILL' }, (error, out, err) => error ? reject(new Error(`docker info failed: ${String(err).trim() || error.message}`)) : resolve(out)));
+    return JSON.parse(stdout.trim() || 'null') ?? [];
 }
 async function waitForMirrors(what, ok, timeoutMs = 15_000) {
     const deadline = Date.now() + timeoutMs;
@@ -39092,6 +39102,8 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 
 
 await (_state_js__WEBPACK_IMPORTED_MODULE_2__/* .state */ .w.isPost ? (0,_post_js__WEBPACK_IMPORTED_MODULE_1__/* .post */ .b)() : (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .main */ .i)());
+// A cache operation cut off by cache-timeout may still hold a socket open: the step is done, so end it.
+process.exit();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
@@ -39112,7 +39124,7 @@ __webpack_async_result__();
 /* harmony import */ var _docker_hub_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2841);
 /* harmony import */ var _persistence_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(8019);
 /* harmony import */ var _registry_binary_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(5852);
-/* harmony import */ var _registry_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(6829);
+/* harmony import */ var _registry_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2976);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(2462);
 /* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(1134);
 /* harmony import */ var _work_dir_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(1292);
@@ -39142,7 +39154,7 @@ async function main() {
         const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
         const credentials = inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null;
         const [restored, binary, probe] = await Promise.all([
-            restoreOrStartEmpty(() => (0,_persistence_js__WEBPACK_IMPORTED_MODULE_5__/* .restoreStorage */ .Ct)(scope, budget, new Date())),
+            restoreOrStartEmpty(() => (0,_persistence_js__WEBPACK_IMPORTED_MODULE_5__/* .withDeadline */ .NE)('restoring the cache', inputs.cacheTimeoutSeconds * 1000, (0,_persistence_js__WEBPACK_IMPORTED_MODULE_5__/* .restoreStorage */ .Ct)(scope, budget, new Date()))),
             (0,_registry_binary_js__WEBPACK_IMPORTED_MODULE_6__/* .installRegistry */ .RV)(inputs, (0,node_path__WEBPACK_IMPORTED_MODULE_1__.join)(dir.root, 'download')),
             (0,_docker_hub_js__WEBPACK_IMPORTED_MODULE_4__/* .probeUpstream */ .m8)(inputs.upstream, credentials),
         ]);
@@ -39161,7 +39173,7 @@ async function main() {
             _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`${inputs.upstream} refused dockerhub-username "${inputs.dockerhubUsername}" with the given dockerhub-token: check both inputs. The cache pulls anonymously in this job (public images, anonymous rate limit).`);
         }
         const pullsAs = probe.credentials === 'refused' ? null : credentials;
-        const port = inputs.port || (await (0,_registry_js__WEBPACK_IMPORTED_MODULE_7__/* .freeLoopbackPort */ .Tb)());
+        const port = inputs.port ? (await (0,_registry_js__WEBPACK_IMPORTED_MODULE_7__/* .assertPortFree */ .E)(inputs.port), inputs.port) : await (0,_registry_js__WEBPACK_IMPORTED_MODULE_7__/* .freeLoopbackPort */ .Tb)();
         const upstream = online ? inputs.upstream : null;
         const config = (0,_registry_js__WEBPACK_IMPORTED_MODULE_7__/* .registryConfig */ .uw)({ port, storageDir: dir.storage, upstream, username: pullsAs?.username ?? '', password: pullsAs?.password ?? '' });
         const registry = await (0,_registry_js__WEBPACK_IMPORTED_MODULE_7__/* .startRegistry */ .qm)(binary, dir.registry, config, port);
@@ -39203,7 +39215,8 @@ __nccwpck_require__.d(__webpack_exports__, {
   LH: () => (/* binding */ NOTHING_RESTORED),
   yJ: () => (/* binding */ mapBounded),
   Ct: () => (/* binding */ restoreStorage),
-  D9: () => (/* binding */ saveStorage)
+  D9: () => (/* binding */ saveStorage),
+  NE: () => (/* binding */ withDeadline)
 });
 
 // NAMESPACE OBJECT: ./node_modules/@actions/cache/node_modules/@azure/storage-blob/dist/esm/generated/src/models/mappers.js
@@ -96153,7 +96166,8 @@ async function saveStorage(scope, restored, after, job, run) {
     }));
     const index = (0,cache_index/* nextIndex */.Yp)(restored.kept, saved, restored.images, job, after.blobs, now);
     let key = '';
-    if ((0,cache_index/* indexChanged */.fv)(restored.index, index)) {
+    // After a refusal the service is failing or limiting this repository: the next run saves the index.
+    if (!stopped && (0,cache_index/* indexChanged */.fv)(restored.index, index)) {
         key = (0,cache_index/* indexKey */.mh)(scope.prefix, scope.arch, run.id, run.attempt, now.getTime());
         await (0,promises_.writeFile)((0,external_node_path_.join)(scope.workDir, cache_index/* INDEX_FILE */.K$), JSON.stringify(index));
         const id = await inWorkDir(scope.workDir, () => cache_saveCache([cache_index/* INDEX_FILE */.K$], key).catch(() => -1));
@@ -96193,6 +96207,20 @@ async function inWorkDir(workDir, fn) {
             else
                 process.env[name] = value;
         }
+    }
+}
+/**
+ * The operation's result, or an error once timeoutMs have passed. The operation itself goes on in the
+ * background: the step exits without waiting for it (index.ts).
+ */
+async function withDeadline(what, timeoutMs, operation) {
+    let timer;
+    const deadline = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took longer than ${timeoutMs / 1000} s (cache-timeout)`)), timeoutMs)));
+    try {
+        return await Promise.race([operation, deadline]);
+    }
+    finally {
+        clearTimeout(timer);
     }
 }
 /** Runs fn over items with at most `limit` at once; results in order. */
@@ -96235,8 +96263,8 @@ var src_daemon = __nccwpck_require__(5583);
 var docker_hub = __nccwpck_require__(2841);
 // EXTERNAL MODULE: ./src/persistence.ts + 344 modules
 var persistence = __nccwpck_require__(8019);
-// EXTERNAL MODULE: ./src/registry.ts + 1 modules
-var src_registry = __nccwpck_require__(6829);
+// EXTERNAL MODULE: ./src/registry.ts
+var src_registry = __nccwpck_require__(2976);
 // EXTERNAL MODULE: ./src/images.ts
 var src_images = __nccwpck_require__(4525);
 // EXTERNAL MODULE: ./src/storage.ts
@@ -96460,7 +96488,9 @@ async function reportAndSave(dir, baseline, registry, inputs, problems, attempt)
     const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key)) };
     const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
     const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() };
-    const saved = inputs.save ? await attempt('saving the cache', () => (0,persistence/* saveStorage */.D9)(scope, baseline.restored, after, job, run)) : null;
+    const saved = inputs.save
+        ? await attempt('saving the cache', () => (0,persistence/* withDeadline */.NE)('saving the cache', inputs.cacheTimeoutSeconds * 1000, (0,persistence/* saveStorage */.D9)(scope, baseline.restored, after, job, run)))
+        : null;
     const markdown = renderReport({
         upstream: inputs.upstream,
         usage,
@@ -97391,31 +97421,26 @@ async function sha256File(path) {
 
 /***/ }),
 
-/***/ 6829:
+/***/ 2976:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  Tb: () => (/* binding */ freeLoopbackPort),
-  uw: () => (/* binding */ registryConfig),
-  qm: () => (/* binding */ startRegistry),
-  ky: () => (/* binding */ stopRegistry)
-});
-
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
-var core = __nccwpck_require__(3838);
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
-// EXTERNAL MODULE: external "node:fs/promises"
-var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
-;// CONCATENATED MODULE: ./src/registry.ts
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   E: () => (/* binding */ assertPortFree),
+/* harmony export */   Tb: () => (/* binding */ freeLoopbackPort),
+/* harmony export */   ky: () => (/* binding */ stopRegistry),
+/* harmony export */   qm: () => (/* binding */ startRegistry),
+/* harmony export */   uw: () => (/* binding */ registryConfig)
+/* harmony export */ });
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3838);
+/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1421);
+/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3024);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_2__);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1455);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_3___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_3__);
+/* harmony import */ var node_net__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(7030);
+/* harmony import */ var node_net__WEBPACK_IMPORTED_MODULE_4___default = /*#__PURE__*/__nccwpck_require__.n(node_net__WEBPACK_IMPORTED_MODULE_4__);
+/* harmony import */ var yaml__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(8815);
 // The local Distribution registry: its config, and the detached process that serves the mirror for the
 // rest of the job.
 
@@ -97427,7 +97452,7 @@ var dist = __nccwpck_require__(8815);
 /** The registry's config.yml: a pull-through proxy of `upstream` on loopback, storing under storageDir. */
 function registryConfig(o) {
     const credentials = o.username ? { username: o.username, password: o.password } : {};
-    return (0,dist/* stringify */.As)({
+    return (0,yaml__WEBPACK_IMPORTED_MODULE_5__/* .stringify */ .As)({
         version: 0.1,
         log: { level: 'info', formatter: 'text', accesslog: { disabled: false }, fields: { service: 'pull-cache' } },
         storage: {
@@ -97443,16 +97468,16 @@ function registryConfig(o) {
 }
 /** Writes the config (mode 0600: it holds the token) and starts the registry detached from this step. */
 async function startRegistry(binary, files, config, port, timeoutMs = 30_000) {
-    await (0,promises_.writeFile)(files.config, config, { mode: 0o600 });
-    const out = (0,external_node_fs_.openSync)(files.accessLog, 'a');
-    const err = (0,external_node_fs_.openSync)(files.log, 'a');
-    const child = (0,external_node_child_process_namespaceObject.spawn)(binary, ['serve', files.config], {
+    await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_3__.writeFile)(files.config, config, { mode: 0o600 });
+    const out = (0,node_fs__WEBPACK_IMPORTED_MODULE_2__.openSync)(files.accessLog, 'a');
+    const err = (0,node_fs__WEBPACK_IMPORTED_MODULE_2__.openSync)(files.log, 'a');
+    const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_1__.spawn)(binary, ['serve', files.config], {
         detached: true,
         stdio: ['ignore', out, err],
         env: { ...process.env, OTEL_TRACES_EXPORTER: 'none' },
     });
-    (0,external_node_fs_.closeSync)(out);
-    (0,external_node_fs_.closeSync)(err);
+    (0,node_fs__WEBPACK_IMPORTED_MODULE_2__.closeSync)(out);
+    (0,node_fs__WEBPACK_IMPORTED_MODULE_2__.closeSync)(err);
     let exit;
     child.once('exit', (code, signal) => (exit = `exited with ${code ?? signal}`));
     child.once('error', (e) => (exit = `could not be started: ${e.message}`));
@@ -97494,25 +97519,31 @@ async function stopRegistry(pid, configPath, graceMs = 10_000) {
             return;
         await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    core/* warning */.$e(`the registry (pid ${pid}) did not stop within ${graceMs / 1000} s of SIGTERM; killing it`);
+    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`the registry (pid ${pid}) did not stop within ${graceMs / 1000} s of SIGTERM; killing it`);
     process.kill(pid, 'SIGKILL');
 }
 /** Running (not a zombie) and started with our config file. */
 async function isOurs(pid, configPath) {
-    const [stat, cmdline] = await Promise.all([(0,promises_.readFile)(`/proc/${pid}/stat`, 'utf8'), (0,promises_.readFile)(`/proc/${pid}/cmdline`, 'utf8')]).catch(() => ['', '']);
+    const [stat, cmdline] = await Promise.all([(0,node_fs_promises__WEBPACK_IMPORTED_MODULE_3__.readFile)(`/proc/${pid}/stat`, 'utf8'), (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_3__.readFile)(`/proc/${pid}/cmdline`, 'utf8')]).catch(() => ['', '']);
     const stateLetter = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
     return stateLetter !== '' && stateLetter !== 'Z' && cmdline.split('\0').includes(configPath);
 }
+/** Fails when something already listens on the port: the registry would exit, or another server would answer for it. */
+async function assertPortFree(port) {
+    const server = (0,node_net__WEBPACK_IMPORTED_MODULE_4__.createServer)();
+    await new Promise((resolve, reject) => server.once('error', (e) => reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} is already in use on 127.0.0.1: leave port empty for a free one` : `port ${port}: ${e.message}`))).listen(port, '127.0.0.1', resolve));
+    await new Promise((resolve) => server.close(resolve));
+}
 /** A loopback port free at this moment; the kernel's ephemeral range never hands out 5000. */
 async function freeLoopbackPort() {
-    const server = (0,external_node_net_.createServer)();
+    const server = (0,node_net__WEBPACK_IMPORTED_MODULE_4__.createServer)();
     await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
     const { port } = server.address();
     await new Promise((resolve) => server.close(resolve));
     return port;
 }
 async function lastLines(file, n = 5) {
-    const text = await (0,promises_.readFile)(file, 'utf8').catch(() => '');
+    const text = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_3__.readFile)(file, 'utf8').catch(() => '');
     return text.trim().split('\n').slice(-n).join(' | ') || '(no log)';
 }
 
@@ -97802,6 +97833,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:async_h
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:buffer");
+
+/***/ }),
+
+/***/ 1421:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 
 /***/ }),
 
@@ -99825,7 +99863,7 @@ var identity = __nccwpck_require__(1127);
 var Pair = __nccwpck_require__(7165);
 var toJS = __nccwpck_require__(6424);
 var Schema = __nccwpck_require__(5840);
-var stringifyDocument = __nccwpck_require__(9210);
+var stringifyDocument = __nccwpck_require__(6829);
 var anchors = __nccwpck_require__(1596);
 var applyReviver = __nccwpck_require__(3661);
 var createNode = __nccwpck_require__(2404);
@@ -105747,7 +105785,7 @@ exports.stringifyComment = stringifyComment;
 
 /***/ }),
 
-/***/ 9210:
+/***/ 6829:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 

@@ -17,6 +17,8 @@ export interface Inputs {
   maxSize: number;
   /** Days an image may go unused before it leaves the cache; 0 for no limit. */
   maxAgeDays: number;
+  /** Seconds the restore, and the save, may take before the action moves on without them. */
+  cacheTimeoutSeconds: number;
   registryVersion: string;
   registrySha256: string;
   registryDownloadUrl: string;
@@ -32,6 +34,7 @@ export const DEFAULTS = {
   cacheKey: 'pull-cache',
   maxSize: '2GiB',
   maxAge: '7d',
+  cacheTimeout: '300',
   registryVersion: '2.8.3',
   registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
   daemonConfig: '/etc/docker/daemon.json',
@@ -57,6 +60,7 @@ export function parseInputs(read: (name: string) => string): Inputs {
     cachePrivate: boolean('cache-private', read('cache-private'), false),
     maxSize: size('max-size', text('max-size', DEFAULTS.maxSize)),
     maxAgeDays: days('max-age', text('max-age', DEFAULTS.maxAge)),
+    cacheTimeoutSeconds: seconds('cache-timeout', text('cache-timeout', DEFAULTS.cacheTimeout)),
     registryVersion: version(text('registry-version', DEFAULTS.registryVersion)),
     registrySha256: sha256('registry-sha256', text('registry-sha256')),
     registryDownloadUrl: httpUrl('registry-download-url', text('registry-download-url', DEFAULTS.registryDownloadUrl)),
@@ -165,6 +169,12 @@ function days(name: string, value: string): number {
   const m = /^(\d{1,4})\s*d?$/i.exec(value);
   if (!m) throw new InputError(`${name} must be a number of days such as 7d (0 for no limit), got "${value}"`);
   return Number(m[1]);
+}
+
+function seconds(name: string, value: string): number {
+  const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= 3600)) throw new InputError(`${name} must be a whole number of seconds from 1 to 3600, got "${value}"`);
+  return n;
 }
 
 function port(value: string): number {

@@ -1,6 +1,7 @@
 // The Docker daemon: point it at the mirror by a live reload (never a restart), and put it back as it was.
 import * as core from '@actions/core';
 import * as exec from '@actions/exec';
+import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { clearingMirrors, mirrorIsLive, withMirror } from './daemon-config.js';
@@ -81,10 +82,14 @@ async function reload(pid: number): Promise<void> {
   }
 }
 
-async function liveMirrors(): Promise<string[]> {
-  const out = await exec.getExecOutput('docker', ['info', '--format', '{{json .RegistryConfig.Mirrors}}'], { silent: true, ignoreReturnCode: true });
-  if (out.exitCode !== 0) throw new Error(`docker info failed: ${out.stderr.trim()}`);
-  return (JSON.parse(out.stdout.trim() || 'null') as string[] | null) ?? [];
+/** The daemon's live mirrors; a CLI that hangs is cut off, so the wait around it stays bounded. */
+async function liveMirrors(timeoutMs = 5_000): Promise<string[]> {
+  const stdout = await new Promise<string>((resolve, reject) =>
+    execFile('docker', ['info', '--format', '{{json .RegistryConfig.Mirrors}}'], { timeout: timeoutMs, killSignal: 'SIGKILL' }, (error, out, err) =>
+      error ? reject(new Error(`docker info failed: ${String(err).trim() || error.message}`)) : resolve(out),
+    ),
+  );
+  return (JSON.parse(stdout.trim() || 'null') as string[] | null) ?? [];
 }
 
 async function waitForMirrors(what: string, ok: (live: string[]) => boolean, timeoutMs = 15_000): Promise<void> {

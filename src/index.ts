@@ -4,3 +4,5 @@ import { post } from './post.js';
 import { state } from './state.js';
 
 await (state.isPost ? post() : main());
+// A cache operation cut off by cache-timeout may still hold a socket open: the step is done, so end it.
+process.exit();

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
 import { useMirror } from './daemon.js';
 import { probeUpstream } from './docker-hub.js';
-import { NOTHING_RESTORED, restoreStorage, type Restored } from './persistence.js';
+import { NOTHING_RESTORED, restoreStorage, withDeadline, type Restored } from './persistence.js';
 import { installRegistry } from './registry-binary.js';
-import { freeLoopbackPort, registryConfig, startRegistry } from './registry.js';
+import { assertPortFree, freeLoopbackPort, registryConfig, startRegistry } from './registry.js';
 import { state } from './state.js';
 import { scanStorage } from './storage.js';
 import { createWorkDir, workDir, writeBaseline } from './work-dir.js';
@@ -26,7 +26,7 @@ export async function main(): Promise<void> {
     const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
     const credentials = inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null;
     const [restored, binary, probe] = await Promise.all([
-      restoreOrStartEmpty(() => restoreStorage(scope, budget, new Date())),
+      restoreOrStartEmpty(() => withDeadline('restoring the cache', inputs.cacheTimeoutSeconds * 1000, restoreStorage(scope, budget, new Date()))),
       installRegistry(inputs, join(dir.root, 'download')),
       probeUpstream(inputs.upstream, credentials),
     ]);
@@ -44,7 +44,7 @@ export async function main(): Promise<void> {
       core.warning(`${inputs.upstream} refused dockerhub-username "${inputs.dockerhubUsername}" with the given dockerhub-token: check both inputs. The cache pulls anonymously in this job (public images, anonymous rate limit).`);
     }
     const pullsAs = probe.credentials === 'refused' ? null : credentials;
-    const port = inputs.port || (await freeLoopbackPort());
+    const port = inputs.port ? (await assertPortFree(inputs.port), inputs.port) : await freeLoopbackPort();
     const upstream = online ? inputs.upstream : null;
     const config = registryConfig({ port, storageDir: dir.storage, upstream, username: pullsAs?.username ?? '', password: pullsAs?.password ?? '' });
     const registry = await startRegistry(binary, dir.registry, config, port);

@@ -105,7 +105,8 @@ export async function saveStorage(scope: CacheScope, restored: Restored, after: 
   );
   const index = nextIndex(restored.kept, saved, restored.images, job, after.blobs, now);
   let key = '';
-  if (indexChanged(restored.index, index)) {
+  // After a refusal the service is failing or limiting this repository: the next run saves the index.
+  if (!stopped && indexChanged(restored.index, index)) {
     key = indexKey(scope.prefix, scope.arch, run.id, run.attempt, now.getTime());
     await writeFile(join(scope.workDir, INDEX_FILE), JSON.stringify(index));
     const id = await inWorkDir(scope.workDir, () => cache.saveCache([INDEX_FILE], key).catch(() => -1));
@@ -143,6 +144,20 @@ async function inWorkDir<T>(workDir: string, fn: () => Promise<T>): Promise<T> {
       if (value === undefined) delete process.env[name];
       else process.env[name] = value;
     }
+  }
+}
+
+/**
+ * The operation's result, or an error once timeoutMs have passed. The operation itself goes on in the
+ * background: the step exits without waiting for it (index.ts).
+ */
+export async function withDeadline<T>(what: string, timeoutMs: number, operation: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took longer than ${timeoutMs / 1000} s (cache-timeout)`)), timeoutMs)));
+  try {
+    return await Promise.race([operation, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

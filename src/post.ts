@@ -6,7 +6,7 @@ import { imageKey, imagesInStorage, type CachedImage } from './cache-index.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
 import { restoreDaemon } from './daemon.js';
 import { anonymouslyPullable, readQuota } from './docker-hub.js';
-import { mapBounded, saveStorage } from './persistence.js';
+import { mapBounded, saveStorage, withDeadline } from './persistence.js';
 import { stopRegistry } from './registry.js';
 import { accountUsage, parseAccessLog, renderReport, writeReport } from './report.js';
 import { state, type RegistryState } from './state.js';
@@ -63,7 +63,9 @@ async function reportAndSave(dir: WorkDir, baseline: Baseline, registry: Registr
   const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key)) };
   const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
   const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
-  const saved = inputs.save ? await attempt('saving the cache', () => saveStorage(scope, baseline.restored, after, job, run)) : null;
+  const saved = inputs.save
+    ? await attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, saveStorage(scope, baseline.restored, after, job, run)))
+    : null;
   const markdown = renderReport({
     upstream: inputs.upstream,
     usage,

@@ -109,6 +109,15 @@ async function isOurs(pid: number, configPath: string): Promise<boolean> {
   return stateLetter !== '' && stateLetter !== 'Z' && cmdline.split('\0').includes(configPath);
 }
 
+/** Fails when something already listens on the port: the registry would exit, or another server would answer for it. */
+export async function assertPortFree(port: number): Promise<void> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) =>
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} is already in use on 127.0.0.1: leave port empty for a free one` : `port ${port}: ${e.message}`))).listen(port, '127.0.0.1', resolve),
+  );
+  await new Promise((resolve) => server.close(resolve));
+}
+
 /** A loopback port free at this moment; the kernel's ephemeral range never hands out 5000. */
 export async function freeLoopbackPort(): Promise<number> {
   const server = createServer();

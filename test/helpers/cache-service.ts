@@ -34,6 +34,12 @@ export interface CacheEntry {
   downloads: number;
 }
 
+export interface CacheFault {
+  methods?: string[];
+  status?: number;
+  hangMs?: number;
+}
+
 export interface CacheService {
   /** ACTIONS_CACHE_SERVICE_V2, ACTIONS_RESULTS_URL (trailing slash), ACTIONS_RUNTIME_TOKEN. */
   env: Record<string, string>;
@@ -46,6 +52,11 @@ export interface CacheService {
   requests: Record<string, number>;
   /** Simulates GitHub evicting every entry with this key (any version). Its blob is deleted too. */
   deleteEntry(key: string): void;
+  /**
+   * Makes the service misbehave for the named Twirp methods (all when none are named) until cleared with
+   * null: answer with an HTTP status (500, 429 with Retry-After, ...) or hang for hangMs before answering.
+   */
+  setFault(fault: CacheFault | null): void;
   /** The archive an entry holds, as uploaded (tar, zstd- or gzip-compressed). */
   entryContent(key: string): Promise<Buffer>;
   /** Replaces what an entry holds (a damaged entry: same key, other bytes), keeping its key and version. */
@@ -119,6 +130,7 @@ export async function startCacheService(dir: string): Promise<CacheService> {
       deleteEntry: (key) => state.deleteEntry(key),
       replaceEntryContent: (key, archive) => state.replaceEntryContent(key, archive),
       entryContent: (key) => state.entryContent(key),
+      setFault: (fault) => (state.fault = fault),
       stop: async () => {
         await closeServer(httpServer);
         await Promise.allSettled(state.pending);
@@ -142,6 +154,7 @@ class ServiceState {
   readonly entries: StoredEntry[] = [];
   readonly requests: Record<string, number> = {};
   readonly pending = new Set<Promise<unknown>>();
+  fault: CacheFault | null = null;
   private nextId = 1;
 
   constructor(
@@ -157,6 +170,13 @@ class ServiceState {
       if (req.method !== 'POST' || !method) throw new TwirpError(404, 'bad_route', `no handler for ${req.method} ${url.pathname}`);
       this.requests[method] = (this.requests[method] ?? 0) + 1;
       if (req.headers.authorization !== `Bearer ${token}`) throw new TwirpError(401, 'unauthenticated', 'invalid or missing bearer token');
+      const fault = this.fault && (!this.fault.methods || this.fault.methods.includes(method)) ? this.fault : null;
+      if (fault?.hangMs) await new Promise((resolve) => setTimeout(resolve, fault.hangMs).unref());
+      if (fault?.status === 429) {
+        res.setHeader('retry-after', '60');
+        throw new TwirpError(429, 'resource_exhausted', 'too many cache entries created, retry later');
+      }
+      if (fault?.status) throw new TwirpError(fault.status, 'unavailable', `injected fault: HTTP ${fault.status}`);
       if (!String(req.headers['content-type'] ?? '').startsWith('application/json')) {
         throw new TwirpError(415, 'bad_route', 'only application/json is supported');
       }

@@ -5,6 +5,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import type { Wrap } from './process.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -27,11 +28,15 @@ export interface StepOptions {
   env: Record<string, string>;
   /** A directory of this step's own for its file commands. */
   dir: string;
+  /** Kill the main step (SIGKILL) this many ms after it started: a step cut off half-way. */
+  killMainAfterMs?: number;
+  /** Runs the step's node process through this (e.g. HubNamespace.wrap: inside a network namespace); same pid. */
+  wrap?: Wrap;
 }
 
 /** Runs main, then `between` (the job's own steps), then post; post gets the state main saved. */
 export async function runJob(options: StepOptions, between: (main: StepResult) => Promise<void> = async () => {}): Promise<{ main: StepResult; post: StepResult }> {
-  const main = await runStep('main', options, {});
+  const main = await runStep('main', options, {}, options.killMainAfterMs);
   // The runner runs the post step whatever happened in between (post-if: always()).
   const failure = await between(main).then(() => undefined, (e: unknown) => e ?? new Error('the job failed'));
   const post = await runStep('post', options, main.state);
@@ -39,7 +44,7 @@ export async function runJob(options: StepOptions, between: (main: StepResult) =
   return { main, post };
 }
 
-export async function runStep(phase: 'main' | 'post', options: StepOptions, state: Record<string, string>): Promise<StepResult> {
+export async function runStep(phase: 'main' | 'post', options: StepOptions, state: Record<string, string>, killAfterMs = 300_000): Promise<StepResult> {
   const dir = join(options.dir, phase);
   await mkdir(dir, { recursive: true });
   const files = { GITHUB_OUTPUT: join(dir, 'output'), GITHUB_STATE: join(dir, 'state'), GITHUB_STEP_SUMMARY: join(dir, 'summary.md') };
@@ -49,7 +54,9 @@ export async function runStep(phase: 'main' | 'post', options: StepOptions, stat
   for (const [name, value] of Object.entries(state)) env[`STATE_${name}`] = value;
   const started = Date.now();
   const { exitCode, stdout, stderr } = await new Promise<{ exitCode: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'dist/index.js')], { env, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 }, (error, stdout, stderr) =>
+    const plain = { command: process.execPath, args: [join(ROOT, 'dist/index.js')] };
+    const { command, args } = options.wrap ? options.wrap(plain.command, plain.args) : plain;
+    execFile(command, args, { env, maxBuffer: 64 * 1024 * 1024, timeout: killAfterMs, killSignal: 'SIGKILL' }, (error, stdout, stderr) =>
       resolve({ exitCode: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });

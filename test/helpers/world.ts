@@ -1,12 +1,13 @@
 // The world a job of the action lives in, made of real parts: an upstream registry standing in for Docker
 // Hub, the Actions cache service, the release downloads, and per job a fresh runner (its own dockerd,
 // RUNNER_TEMP and daemon.json). Every end-to-end test builds its scenario from these.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCacheService, type CacheService } from './cache-service.js';
 import { startDockerd, type Dockerd } from './dockerd.js';
 import { startHub, type Hub, type HubOptions } from './hub.js';
+import { startHubNamespace, type HubNamespace, type HubNamespaceOptions } from './hub-namespace.js';
 import { startReleaseServer, type ReleaseServer } from './release-server.js';
 import { runJob, type StepResult } from './runner.js';
 import { startUpstream, type AccessLogLine, type Upstream } from './upstream.js';
@@ -17,6 +18,12 @@ export interface World {
   upstream: Upstream;
   /** The Docker Hub stand-in, when the world was started with one: the action's upstream is then hub.url. */
   hub?: Hub;
+  /**
+   * With `hubNamespace`: the network namespace where the hub answers as registry-1.docker.io and auth.docker.io
+   * (hub-namespace.ts). Every runner's dockerd and every step run inside it; the cache service, Azurite and the
+   * release server are exposed inside at their own addresses; the action's upstream is left at its default.
+   */
+  hubNamespace?: HubNamespace;
   cache: CacheService;
   release: ReleaseServer;
   /** Shared by every job, as on a self-hosted runner: the registry binary is downloaded once. */
@@ -32,7 +39,12 @@ export interface Runner {
   /** The step's `with:` that points the action at this world; `extra` adds or overrides inputs. */
   inputs(extra?: Record<string, string>): Record<string, string>;
   /** Runs main, then the job's steps, then post, as the Actions runner does. */
-  job(inputs: Record<string, string>, steps?: (main: StepResult) => Promise<void>, env?: Record<string, string>): Promise<{ main: StepResult; post: StepResult }>;
+  job(
+    inputs: Record<string, string>,
+    steps?: (main: StepResult) => Promise<void>,
+    env?: Record<string, string>,
+    options?: { killMainAfterMs?: number },
+  ): Promise<{ main: StepResult; post: StepResult }>;
   /** `docker pull` on this runner's daemon; throws with the daemon's words when it fails. */
   pull(image: string): Promise<void>;
   stop(): Promise<void>;
@@ -43,16 +55,44 @@ export interface WorldOptions {
   dockerdArgs?: string[];
   /** Stand in for Docker Hub as it really behaves (token auth, private repositories, rate limits) instead of an open registry. */
   hub?: HubOptions;
+  /**
+   * Put the Docker Hub stand-in (with `hub`'s options) under Docker Hub's real names in a network namespace and run
+   * every runner's dockerd and every step inside it; inputs() then leaves `upstream` at its default
+   * (https://registry-1.docker.io).
+   */
+  hubNamespace?: boolean | Pick<HubNamespaceOptions, 'name'>;
+}
+
+/** The port Azurite listens on, from the log startCacheService keeps in its dir. */
+async function azuritePort(cacheServiceDir: string): Promise<number> {
+  const log = await readFile(join(cacheServiceDir, 'azurite.log'), 'utf8');
+  const m = /(?:listening at|listens on) https?:\/\/127\.0\.0\.1:(\d+)/.exec(log);
+  if (!m) throw new Error(`cannot find Azurite's port in ${join(cacheServiceDir, 'azurite.log')}:\n${log.slice(-1000)}`);
+  return Number(m[1]);
 }
 
 export async function startWorld(name: string, options: WorldOptions = {}): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), `${name}-`));
-  const hub = options.hub ? await startHub(join(dir, 'hub'), options.hub) : undefined;
-  const [upstream, cache, release] = await Promise.all([
+  const nsOptions = options.hubNamespace ? (options.hubNamespace === true ? {} : options.hubNamespace) : undefined;
+  const hubNamespace = nsOptions ? await startHubNamespace(join(dir, 'hub-namespace'), { ...nsOptions, hub: options.hub ?? {} }) : undefined;
+  const hub = hubNamespace ? hubNamespace.hub : options.hub ? await startHub(join(dir, 'hub'), options.hub) : undefined;
+  const parts = Promise.all([
     hub ? hub.registry : startUpstream(join(dir, 'upstream')),
     startCacheService(join(dir, 'cache-service')),
     startReleaseServer(join(dir, 'release')),
   ]);
+  // A namespace left behind outlives this process; delete it if the rest of the world does not come up.
+  if (hubNamespace) void parts.catch(() => hubNamespace.stop().catch(() => {}));
+  const [upstream, cache, release] = await parts;
+  if (hubNamespace) {
+    try {
+      const ports = [new URL(cache.env.ACTIONS_RESULTS_URL).port, await azuritePort(join(dir, 'cache-service')), new URL(release.baseUrl).port];
+      await hubNamespace.expose(...ports.map(Number));
+    } catch (error) {
+      await Promise.allSettled([hubNamespace.stop(), cache.stop(), release.stop()]);
+      throw error;
+    }
+  }
   const toolCache = join(dir, 'tool-cache');
   const runners: Runner[] = [];
   let jobs = 0;
@@ -60,6 +100,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
     dir,
     upstream,
     hub,
+    hubNamespace,
     cache,
     release,
     toolCache,
@@ -68,23 +109,30 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
       const runnerTemp = join(base, 'temp');
       await mkdir(runnerTemp, { recursive: true });
       await writeFile(join(base, 'daemon.json'), daemonJson);
-      const dockerd = await startDockerd(join(base, 'dockerd'), { configFile: join(base, 'daemon.json'), extraArgs: options.dockerdArgs });
+      const dockerd = await startDockerd(join(base, 'dockerd'), {
+        configFile: join(base, 'daemon.json'),
+        extraArgs: options.dockerdArgs,
+        wrap: hubNamespace?.wrap,
+      });
       const runner: Runner = {
         dockerd,
         runnerTemp,
         inputs: (extra = {}) => ({
-          upstream: hub?.url ?? upstream.url,
+          ...(hubNamespace ? {} : { upstream: hub?.url ?? upstream.url }),
           'daemon-config': dockerd.configFile,
           'registry-download-url': release.baseUrl,
           'registry-sha256': release.sha256,
           ...extra,
         }),
-        job: (inputs, steps, env = {}) =>
+        job: (inputs, steps, env = {}, options = {}) =>
           runJob(
             {
+              ...options,
               inputs,
               dir: join(base, `job-${++jobs}`),
+              wrap: hubNamespace?.wrap,
               env: {
+                ...hubNamespace?.env,
                 ...cache.env,
                 DOCKER_HOST: dockerd.host,
                 RUNNER_TEMP: runnerTemp,
@@ -108,7 +156,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
     },
     async stop() {
       await Promise.allSettled(runners.map((r) => r.stop()));
-      await Promise.allSettled([hub ? hub.stop() : upstream.stop(), cache.stop(), release.stop()]);
+      await Promise.allSettled([hubNamespace ? hubNamespace.stop() : hub ? hub.stop() : upstream.stop(), cache.stop(), release.stop()]);
       if (!process.env.KEEP_TEST_DIRS) await rm(dir, { recursive: true, force: true });
     },
   };
