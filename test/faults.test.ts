@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeLayer, pushImage, type PushedImage } from './helpers/images.js';
+import { assertLeftAsItWas } from './helpers/assertions.js';
 import { freePort, isRunning, waitFor } from './helpers/process.js';
 import type { StepResult } from './helpers/runner.js';
 import { startWorld, upstreamBlobFetches, type Runner, type World } from './helpers/world.js';
@@ -28,16 +29,6 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     await world?.stop();
   });
 
-  /** What must hold after every post step, whatever went wrong. */
-  const assertLeftAsItWas = async (runner: Runner, main: StepResult, post: StepResult) => {
-    assert.equal(post.exitCode, 0, post.stdout);
-    assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), DAEMON_JSON, 'daemon.json byte for byte');
-    assert.deepEqual((await runner.dockerd.info()).RegistryConfig.Mirrors ?? [], [], 'no mirror left live');
-    const registry = main.state.registry ? (JSON.parse(main.state.registry) as { pid: number }) : undefined;
-    if (registry) assert.ok(!isRunning(registry.pid), 'the registry is stopped');
-    assert.deepEqual(await readdir(runner.runnerTemp), [], 'nothing left in RUNNER_TEMP');
-  };
-
   test('the registry download fails: a warning, and the job goes on', async () => {
     const runner = await world.runner('download-fails', DAEMON_JSON);
     const { main, post } = await runner.job(
@@ -47,7 +38,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     );
     assert.equal(main.exitCode, 0);
     assert.match(main.warnings.join('\n'), /could not set up the cache: .*ECONNREFUSED|could not set up the cache: .*connect/);
-    await assertLeftAsItWas(runner, main, post);
+    await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
   });
 
   test('the cache service answers 500 to everything: the job pulls through an empty cache, each step bounded by cache-timeout', async () => {
@@ -62,7 +53,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
       assert.match(main.warnings.join('\n'), /Restoring the cache failed \(restoring the cache took longer than 5 s \(cache-timeout\)\); starting with an empty cache/);
       assert.match(post.summary, /\| alpha:1 \| – \| 3 blobs/);
       assert.match(post.summary, /saving the cache: saving the cache took longer than 5 s/);
-      await assertLeftAsItWas(runner, main, post);
+      await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
     } finally {
       world.cache.setFault(null);
     }
@@ -75,7 +66,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
       const { main, post } = await runner.job(runner.inputs({ 'cache-key': 'cache-hangs', 'cache-timeout': '3', save: 'false' }), () => runner.pull('alpha:1'));
       assert.ok(main.ms < 15_000, `main took ${main.ms} ms`);
       assert.match(main.warnings.join('\n'), /restoring the cache took longer than 3 s/);
-      await assertLeftAsItWas(runner, main, post);
+      await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
     } finally {
       world.cache.setFault(null);
     }
@@ -89,7 +80,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
       assert.ok(post.ms < 20_000, `post took ${post.ms} ms`);
       assert.match(post.summary, /Not saved this run: \d+ blobs \(the cache service did not take cache-429-/);
       assert.ok(!world.cache.entries().some((e) => e.key.startsWith('cache-429-')), 'nothing saved, no index');
-      await assertLeftAsItWas(runner, main, post);
+      await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
     } finally {
       world.cache.setFault(null);
     }
@@ -112,7 +103,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     assert.deepEqual([...new Set(fetched.map((l) => l.path.split('/blobs/')[1]))], [alpha.layers[1].digest]);
     assert.match(result.post.summary, /1 entry gone from the cache/);
     assert.ok(world.cache.entries().some((e) => e.key === evicted), 'saved again');
-    await assertLeftAsItWas(runner, result.main, result.post);
+    await assertLeftAsItWas(runner, DAEMON_JSON, result.main, result.post);
   });
 
   test('the port asked for is taken: a clear warning, the daemon untouched', async () => {
@@ -123,7 +114,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     try {
       const { main, post } = await runner.job(runner.inputs({ port: String(port) }));
       assert.match(main.warnings.join('\n'), new RegExp(`port ${port} is already in use on 127\\.0\\.0\\.1`));
-      await assertLeftAsItWas(runner, main, post);
+      await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
     } finally {
       squatter.close();
     }
@@ -137,7 +128,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     });
     assert.match(post.summary, /\| alpha:1 \| – \| 3 blobs/);
     assert.ok(world.cache.entries().some((e) => e.key.startsWith('registry-killed-index-')));
-    await assertLeftAsItWas(runner, main, post);
+    await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
   });
 
   test('the job is cancelled in the middle of a pull: post puts everything back', async () => {
@@ -146,7 +137,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
       // The runner cancels a step by signalling it; the docker CLI goes, the daemon's pull may go on.
       await runner.dockerd.docker(['pull', 'beta:1'], { timeoutMs: 150 });
     });
-    await assertLeftAsItWas(runner, main, post);
+    await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
   });
 
   test('main is killed half-way (after the daemon config was written): post undoes exactly what was done', async () => {
@@ -159,7 +150,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     const { main, post } = await runner.job(runner.inputs(), undefined, { PATH: `${bin}:${process.env.PATH}` }, { killMainAfterMs: 4_000 });
     assert.notEqual(main.exitCode, 0, 'main was killed');
     assert.ok(main.state.daemon && main.state.registry, 'main got as far as the daemon');
-    await assertLeftAsItWas(runner, main, post);
+    await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
   });
 
   test('dockerd refuses the reload (the mirror is also set by a flag): the config is put back and the job goes on', async () => {

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, readlink, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run, startProcess, waitFor, type RunResult, type Started } from './process.js';
+import { run, startProcess, waitFor, type RunResult, type Started, type Wrap } from './process.js';
 
 /** The docker CLI the helpers run: Debian's 20.10 CLI, the daemon's own version (override: TEST_DOCKER_CLI). */
 export const DOCKER_CLI = process.env.TEST_DOCKER_CLI ?? '/usr/bin/docker';
@@ -53,7 +53,13 @@ function shellQuote(s: string): string {
 
 export async function startDockerd(
   dir: string,
-  opts: { configFile?: string; cli?: string; extraArgs?: string[] } = {},
+  opts: {
+    configFile?: string;
+    cli?: string;
+    extraArgs?: string[];
+    /** Runs the daemon's command line through this (e.g. HubNamespace.wrap: inside a network namespace). */
+    wrap?: Wrap;
+  } = {},
 ): Promise<Dockerd> {
   if (!existsSync('/etc/docker')) {
     // Without it there is nothing to cover, and dockerd 20.10 would create /etc/docker/key.json.
@@ -101,12 +107,9 @@ export async function startDockerd(
   for (const key of ['DOCKER_HOST', 'DOCKER_CONTEXT', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH']) delete env[key];
 
   const started = Date.now();
-  const proc = startProcess(
-    'unshare',
-    ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, DOCKERD_BINARY, ...args],
-    logFile,
-    { env, graceMs: 20_000 },
-  );
+  const unshare = { command: 'unshare', args: ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, DOCKERD_BINARY, ...args] };
+  const launch = opts.wrap ? opts.wrap(unshare.command, unshare.args) : unshare;
+  const proc = startProcess(launch.command, launch.args, logFile, { env, graceMs: 20_000 });
   const cliEnv = { ...env, DOCKER_HOST: host, DOCKER_CONFIG: cliConfig };
   const docker = (cliArgs: string[], o: { timeoutMs?: number; input?: string | Buffer } = {}) =>
     run(cli, cliArgs, { env: cliEnv, timeoutMs: o.timeoutMs ?? 120_000, input: o.input });

@@ -14,6 +14,12 @@ export interface Started {
   stop(): Promise<void>;
 }
 
+/**
+ * Turns a command line into one that runs it somewhere else (e.g. inside a network namespace, see
+ * hub-namespace.ts); the wrapper must exec, so the pid spawned is the command's.
+ */
+export type Wrap = (command: string, args: string[]) => { command: string; args: string[] };
+
 /** Where a started process's output goes: one file for both streams, or one file each. */
 export type LogFiles = string | { stdout: string; stderr: string };
 
