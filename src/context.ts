@@ -1,6 +1,7 @@
 // The action's inputs, read once and checked, so every later stage works with typed values.
 import * as core from '@actions/core';
 import { accessSync, constants, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { releaseAsset } from './registry-binary.js';
 
 export type Arch = 'amd64' | 'arm64';
@@ -19,6 +20,9 @@ export interface Inputs {
   maxAgeDays: number;
   /** Seconds the restore, and the save, may take before the action moves on without them. */
   cacheTimeoutSeconds: number;
+  /** Pull what the last run pulled in the background, right after the mirror is up. */
+  prefetch: boolean;
+  prefetchConcurrency: number;
   registryVersion: string;
   registrySha256: string;
   registryDownloadUrl: string;
@@ -61,6 +65,8 @@ export function parseInputs(read: (name: string) => string): Inputs {
     maxSize: size('max-size', text('max-size', DEFAULTS.maxSize)),
     maxAgeDays: days('max-age', text('max-age', DEFAULTS.maxAge)),
     cacheTimeoutSeconds: seconds('cache-timeout', text('cache-timeout', DEFAULTS.cacheTimeout)),
+    prefetch: boolean('prefetch', read('prefetch'), true),
+    prefetchConcurrency: concurrency('prefetch-concurrency', text('prefetch-concurrency')),
     registryVersion: version(text('registry-version', DEFAULTS.registryVersion)),
     registrySha256: sha256('registry-sha256', text('registry-sha256')),
     registryDownloadUrl: httpUrl('registry-download-url', text('registry-download-url', DEFAULTS.registryDownloadUrl)),
@@ -174,6 +180,14 @@ function days(name: string, value: string): number {
 function seconds(name: string, value: string): number {
   const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
   if (!(n >= 1 && n <= 3600)) throw new InputError(`${name} must be a whole number of seconds from 1 to 3600, got "${value}"`);
+  return n;
+}
+
+/** Empty means: as many as the runner has cores, at least 2 (pulls wait on the network as much as on the CPU). */
+function concurrency(name: string, value: string): number {
+  if (value === '') return Math.max(2, availableParallelism());
+  const n = /^\d{1,2}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= 32)) throw new InputError(`${name} must be a whole number from 1 to 32, or empty for the runner's core count; got "${value}"`);
   return n;
 }
 

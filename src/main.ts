@@ -6,6 +6,7 @@ import { failOnErrorInput, getInputs, runnerArch } from './context.js';
 import { useMirror } from './daemon.js';
 import { probeUpstream } from './docker-hub.js';
 import { NOTHING_RESTORED, restoreStorage, withDeadline, type Restored } from './persistence.js';
+import { prefetchRefs, startPrefetch } from './prefetch.js';
 import { installRegistry } from './registry-binary.js';
 import { assertPortFree, freeLoopbackPort, registryConfig, startRegistry } from './registry.js';
 import { state } from './state.js';
@@ -13,6 +14,7 @@ import { scanStorage } from './storage.js';
 import { createWorkDir, workDir, writeBaseline } from './work-dir.js';
 
 export async function main(): Promise<void> {
+  const jobStarted = Date.now();
   state.markMainStarted();
   core.setOutput('mirror', '');
   core.setOutput('restored-key', '');
@@ -54,6 +56,13 @@ export async function main(): Promise<void> {
     await useMirror(inputs.daemonConfig, registry.url, state.setDaemon);
     core.info(`dockerd now pulls Docker Hub images through ${registry.url}`);
     core.setOutput('mirror', registry.url);
+
+    const refs = inputs.prefetch ? prefetchRefs(restored.index, restored.images) : [];
+    if (refs.length) {
+      const log = join(dir.root, 'prefetch.log');
+      state.setPrefetch({ pid: startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });
+      core.info(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
+    }
   } catch (e) {
     const message = `pull-cache-action could not set up the cache: ${(e as Error).message}. The job goes on pulling directly.`;
     state.setMainError((e as Error).message);

@@ -6,6 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { stringify } from 'yaml';
+import { isRunning } from './processes.js';
 
 export interface RegistryConfigOptions {
   port: number;
@@ -91,22 +92,15 @@ async function answersV2(url: string): Promise<boolean> {
  * now belongs to another process (its command line no longer names our config) is left alone.
  */
 export async function stopRegistry(pid: number, configPath: string, graceMs = 10_000): Promise<void> {
-  if (!(await isOurs(pid, configPath))) return;
+  if (!(await isRunning(pid, configPath))) return;
   process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + graceMs;
   while (Date.now() < deadline) {
-    if (!(await isOurs(pid, configPath))) return;
+    if (!(await isRunning(pid, configPath))) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   core.warning(`the registry (pid ${pid}) did not stop within ${graceMs / 1000} s of SIGTERM; killing it`);
   process.kill(pid, 'SIGKILL');
-}
-
-/** Running (not a zombie) and started with our config file. */
-async function isOurs(pid: number, configPath: string): Promise<boolean> {
-  const [stat, cmdline] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/cmdline`, 'utf8')]).catch(() => ['', '']);
-  const stateLetter = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return stateLetter !== '' && stateLetter !== 'Z' && cmdline.split('\0').includes(configPath);
 }
 
 /** Fails when something already listens on the port: the registry would exit, or another server would answer for it. */

@@ -4,10 +4,13 @@
 import * as core from '@actions/core';
 import { imageKey, type Budget, type Dropped } from './cache-index.js';
 import type { Quota } from './docker-hub.js';
+import type { PrefetchUsage } from './prefetch.js';
 import { displayName, imageContent, type Manifests } from './images.js';
 import { isDigest, type StorageState } from './storage.js';
 
 export interface RegistryRequest {
+  /** Epoch milliseconds, to the second. */
+  at: number;
   method: string;
   repository: string;
   kind: 'manifests' | 'blobs';
@@ -15,15 +18,24 @@ export interface RegistryRequest {
   status: number;
 }
 
-const REQUEST_LINE = /"(GET|HEAD) \/v2\/(.+)\/(manifests|blobs)\/([^ ?"]+)[^"]*" (\d{3}) /;
+const REQUEST_LINE = /\[([^\]]+)\] "(GET|HEAD) \/v2\/(.+)\/(manifests|blobs)\/([^ ?"]+)[^"]*" (\d{3}) /;
+const MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec';
+
+/** `29/Nov/2026:19:14:15 +0000`, the access log's time, in epoch milliseconds. */
+function logTime(text: string): number {
+  const m = /^(\d\d)\/(\w{3})\/(\d{4}):(\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)$/.exec(text);
+  if (!m) return NaN;
+  const month = String(MONTHS.indexOf(m[2]) / 3 + 1).padStart(2, '0');
+  return Date.parse(`${m[3]}-${month}-${m[1]}T${m[4]}${m[5]}:${m[6]}`);
+}
 
 /** Parses the registry's access log (Apache combined format) into the requests for manifests and blobs. */
 export function parseAccessLog(text: string): RegistryRequest[] {
   const requests: RegistryRequest[] = [];
   for (const line of text.split('\n')) {
     const m = REQUEST_LINE.exec(line);
-    const reference = m && decodeSafely(m[4]);
-    if (m && reference) requests.push({ method: m[1], repository: m[2], kind: m[3] as RegistryRequest['kind'], reference, status: Number(m[5]) });
+    const reference = m && decodeSafely(m[5]);
+    if (m && reference) requests.push({ at: logTime(m[1]), method: m[2], repository: m[3], kind: m[4] as RegistryRequest['kind'], reference, status: Number(m[6]) });
   }
   return requests;
 }
@@ -125,6 +137,10 @@ export interface ReportFacts {
   quota: Quota | 'unlimited' | null;
   /** The user the cache pulled as; empty for anonymous. */
   pullsAs: string;
+  /** What the prefetch did and what of it the job used; null when nothing was prefetched. */
+  prefetch: PrefetchUsage | null;
+  /** Whether dockerd can decompress layers with unpigz. */
+  unpigz: boolean;
   problems: string[];
 }
 
@@ -180,6 +196,13 @@ export function renderReport(f: ReportFacts): string {
   const who = f.pullsAs ? `for ${f.pullsAs}` : 'for anonymous pulls from this runner';
   if (f.quota === 'unlimited') lines.push(`- ${source} pull quota: no limit applies ${who}.`);
   else if (f.quota) lines.push(`- ${source} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${f.quota.window / 3600} hours)` : ''}.`);
+  if (f.prefetch) {
+    const { used, unused, failed } = f.prefetch;
+    lines.push(`- Prefetched in the background: ${count(used.length + unused.length, 'image')}; used by the job: ${used.join(', ') || 'none'}.`);
+    if (unused.length) lines.push(`- Prefetched and not used: ${unused.map((u) => `${u.ref} (${(u.ms / 1000).toFixed(1)} s of pulling)`).join(', ')}.`);
+    for (const x of failed) lines.push(`- ⚠️ Prefetching ${x.ref} failed: ${x.error}`);
+  }
+  if (!f.unpigz) lines.push('- dockerd decompresses layers without unpigz: installing `pigz` makes pulls about 20% faster.');
   for (const p of f.problems) lines.push(`- ⚠️ ${p}`);
   return `${lines.join('\n')}\n`;
 }

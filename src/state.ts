@@ -21,6 +21,13 @@ export interface DaemonState {
   mirror: string;
 }
 
+export interface PrefetchState {
+  pid: number;
+  log: string;
+  /** When main started (epoch ms): containers created since then are the job's. */
+  jobStarted: number;
+}
+
 export interface CacheState {
   workDir: string;
   restoredKey: string;
@@ -46,6 +53,8 @@ export const state = {
   setRegistry: (value: RegistryState) => write('registry', value),
   daemon: () => read<DaemonState>('daemon'),
   setDaemon: (value: DaemonState) => write('daemon', value),
+  prefetch: () => read<PrefetchState>('prefetch'),
+  setPrefetch: (value: PrefetchState) => write('prefetch', value),
   mainError: () => core.getState('mainError'),
   setMainError: (message: string) => core.saveState('mainError', message),
 };

@@ -1,0 +1,101 @@
+// Prefetch: right after the mirror is up, pull in the background what the last run pulled, so the daemon's
+// download and extraction overlap the job's own first steps. A detached worker (this bundle, started again
+// with PULL_CACHE_PREFETCH set) pulls a few images at a time and writes one JSON line per image.
+import { execFile, spawn } from 'node:child_process';
+import { appendFile, readFile } from 'node:fs/promises';
+import type { CacheIndex } from './cache-index.js';
+import { displayName } from './images.js';
+import { mapBounded } from './persistence.js';
+import { isRunning } from './processes.js';
+
+export const PREFETCH_ENV = 'PULL_CACHE_PREFETCH';
+
+export interface PrefetchPlan {
+  refs: string[];
+  concurrency: number;
+  log: string;
+}
+
+export interface PrefetchResult {
+  ref: string;
+  ok: boolean;
+  /** Epoch milliseconds. */
+  started: number;
+  ended: number;
+  error?: string;
+}
+
+/** What the run that saved the index pulled (its images were used at the moment it was saved), as docker references. */
+export function prefetchRefs(index: CacheIndex | null, restored: { repository: string; reference: string }[]): string[] {
+  if (!index) return [];
+  const pulledLast = new Set(index.images.filter((i) => i.lastUsed === index.created).map((i) => `${i.repository}|${i.reference}`));
+  return restored.filter((i) => pulledLast.has(`${i.repository}|${i.reference}`)).map((i) => `${displayName(i.repository)}${i.reference.startsWith('sha256:') ? '@' : ':'}${i.reference}`);
+}
+
+/** Starts the worker detached (it outlives the main step) and returns its pid. */
+export function startPrefetch(plan: PrefetchPlan): number {
+  const child = spawn(process.execPath, [process.argv[1]], { detached: true, stdio: 'ignore', env: { ...process.env, [PREFETCH_ENV]: JSON.stringify(plan) } });
+  child.unref();
+  return child.pid!;
+}
+
+/** The worker: pulls each image through the daemon (and so the mirror), a few at a time. */
+export async function runPrefetch(plan: PrefetchPlan): Promise<void> {
+  await mapBounded(plan.refs, plan.concurrency, async (ref) => {
+    const started = Date.now();
+    const error = await new Promise<string | undefined>((resolve) =>
+      execFile('docker', ['pull', '--quiet', ref], { timeout: 15 * 60_000, killSignal: 'SIGKILL' }, (e, _out, err) => resolve(e ? String(err).trim() || e.message : undefined)),
+    );
+    const result: PrefetchResult = { ref, ok: !error, started, ended: Date.now(), ...(error ? { error } : {}) };
+    await appendFile(plan.log, `${JSON.stringify(result)}\n`);
+  });
+}
+
+/** Waits (bounded) for the worker, then stops it and the pulls it started; returns what it did. */
+export async function finishPrefetch(pid: number, log: string, waitMs: number): Promise<PrefetchResult[]> {
+  const deadline = Date.now() + waitMs;
+  while ((await isRunning(pid, process.argv[1])) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  if (await isRunning(pid, process.argv[1])) process.kill(-pid, 'SIGKILL'); // its process group: the worker and its docker CLIs
+  const text = await readFile(log, 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as PrefetchResult);
+}
+
+export interface PrefetchUsage {
+  used: string[];
+  unused: { ref: string; ms: number }[];
+  failed: { ref: string; error: string }[];
+}
+
+/**
+ * Which prefetched images the job went on to use: it asked the mirror for them after their prefetch ended
+ * (a `docker pull` of a present image still checks its tag), or ran a container of them.
+ */
+export function prefetchUsage(results: PrefetchResult[], laterRequests: { image: string; at: number }[], containerImages: string[]): PrefetchUsage {
+  const used: string[] = [];
+  const unused: PrefetchUsage['unused'] = [];
+  for (const r of results.filter((r) => r.ok)) {
+    // The log has whole seconds: only a request in a later second than the prefetch's end is surely the job's.
+    const asked = laterRequests.some((q) => q.image === r.ref && q.at >= Math.ceil(r.ended / 1000) * 1000);
+    if (asked || containerImages.includes(r.ref)) used.push(r.ref);
+    else unused.push({ ref: r.ref, ms: r.ended - r.started });
+  }
+  return { used, unused, failed: results.filter((r) => !r.ok).map((r) => ({ ref: r.ref, error: r.error ?? '' })) };
+}
+
+/** Images of the containers the job created (what `docker run` and compose used without pulling). */
+export async function containerImages(sinceMs: number): Promise<string[]> {
+  const out = await new Promise<string>((resolve) =>
+    execFile('docker', ['ps', '--all', '--no-trunc', '--format', '{{.Image}}\t{{.CreatedAt}}'], { timeout: 10_000 }, (e, stdout) => resolve(e ? '' : stdout)),
+  );
+  return out
+    .split('\n')
+    .map((line) => line.split('\t'))
+    .filter(([, created]) => dockerTime(created ?? '') >= sinceMs - 1000)
+    .map(([image]) => image);
+}
+
+/** `2026-11-29 19:14:15 +0000 UTC`, as docker ps prints CreatedAt, in epoch milliseconds (NaN otherwise). */
+export function dockerTime(text: string): number {
+  const m = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)/.exec(text);
+  return m ? Date.parse(`${m[1]}T${m[2]}${m[3]}:${m[4]}`) : NaN;
+}

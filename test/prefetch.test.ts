@@ -1,0 +1,79 @@
+// Prefetch: on a warm runner, what the last run pulled is pulled in the background right after main, so the
+// job finds it present. The report tells prefetched-and-used from prefetched-for-nothing, and a prefetch
+// killed half-way breaks nothing.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { assertLeftAsItWas } from './helpers/assertions.js';
+import { makeLayer, pushImage } from './helpers/images.js';
+import { waitFor } from './helpers/process.js';
+import { startWorld, type World } from './helpers/world.js';
+
+const MiB = 1024 * 1024;
+const DAEMON_JSON = '{}\n';
+
+describe('prefetch', { timeout: 300_000 }, () => {
+  let world: World;
+
+  before(async () => {
+    world = await startWorld('pull-cache-prefetch');
+    const base = makeLayer('pf-base', [{ path: 'usr/base.bin', bytes: 4 * MiB }]);
+    await pushImage(world.upstream.url, 'library/alpha', '1', [base, makeLayer('pf-alpha', [{ path: 'opt/alpha.bin', bytes: 3 * MiB }])]);
+    await pushImage(world.upstream.url, 'library/beta', '1', [base, makeLayer('pf-beta', [{ path: 'opt/beta.bin', bytes: 3 * MiB }])]);
+    const cold = await world.runner('cold', DAEMON_JSON);
+    await cold.job(cold.inputs(), async () => {
+      await cold.pull('alpha:1');
+      await cold.pull('beta:1');
+    });
+  });
+  after(() => world?.stop());
+
+  const present = async (runner: Awaited<ReturnType<World['runner']>>, image: string) => (await runner.dockerd.docker(['image', 'inspect', image])).code === 0;
+
+  test('a warm job finds what the last run pulled already present; the report tells used from unused', async () => {
+    const runner = await world.runner('warm', DAEMON_JSON);
+    const { main, post } = await runner.job(runner.inputs(), async (main) => {
+      assert.match(main.stdout, /Prefetching in the background what the last run pulled: alpha:1, beta:1/);
+      // The job's own first steps (checkout, npm ci, ...) run meanwhile.
+      await waitFor('the prefetch to bring alpha:1 and beta:1', async () => (await present(runner, 'alpha:1')) && (await present(runner, 'beta:1')), 60_000, 200);
+      await new Promise((resolve) => setTimeout(resolve, 1_100)); // the access log counts whole seconds
+      await runner.pull('alpha:1');
+    });
+    assert.deepEqual([...main.warnings, ...post.warnings], []);
+    assert.match(post.summary, /Prefetched in the background: 2 images; used by the job: alpha:1\./);
+    assert.match(post.summary, /Prefetched and not used: beta:1 \([\d.]+ s of pulling\)/);
+    assert.match(post.summary, /Hit rate: 100%/);
+    await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
+  });
+
+  test('a container the job runs counts as using the prefetched image', async () => {
+    const runner = await world.runner('warm-run', DAEMON_JSON);
+    const { main, post } = await runner.job(runner.inputs(), async () => {
+      await waitFor('the prefetch', async () => (await present(runner, 'alpha:1')) && (await present(runner, 'beta:1')), 60_000, 200);
+      const created = await runner.dockerd.docker(['create', 'beta:1', 'true']);
+      assert.equal(created.code, 0, created.stderr);
+    });
+    assert.match(post.summary, /used by the job: beta:1\./);
+    await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
+  });
+
+  test('a prefetch killed half-way breaks nothing', async () => {
+    const runner = await world.runner('killed', DAEMON_JSON);
+    const { main, post } = await runner.job(runner.inputs(), async (main) => {
+      process.kill(-(JSON.parse(main.state.prefetch) as { pid: number }).pid, 'SIGKILL');
+      await runner.pull('alpha:1');
+    });
+    assert.deepEqual(post.warnings, []);
+    assert.match(post.summary, /\| alpha:1 \| \d+ blobs?, [\d.]+ MiB \| – \|/);
+    await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
+  });
+
+  test('prefetch: false prefetches nothing', async () => {
+    const runner = await world.runner('off', DAEMON_JSON);
+    const { main, post } = await runner.job(runner.inputs({ prefetch: 'false' }), async () => {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      assert.equal(await present(runner, 'alpha:1'), false);
+    });
+    assert.equal(main.state.prefetch, undefined);
+    assert.doesNotMatch(post.summary, /Prefetched/);
+  });
+});
