@@ -96448,8 +96448,10 @@ function renderReport(f) {
     const who = f.pullsAs ? `for ${f.pullsAs}` : 'for anonymous pulls from this runner';
     if (f.quota === 'unlimited')
         lines.push(`- ${source} pull quota: no limit applies ${who}.`);
-    else if (f.quota)
-        lines.push(`- ${source} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${f.quota.window / 3600} hours)` : ''}.`);
+    else if (f.quota) {
+        const window = f.quota.window % 3600 === 0 ? count(f.quota.window / 3600, 'hour') : count(f.quota.window, 'second');
+        lines.push(`- ${source} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${window})` : ''}.`);
+    }
     if (f.prefetch) {
         const { used, unused, failed } = f.prefetch;
         lines.push(`- Prefetched in the background: ${count(used.length + unused.length, 'image')}; used by the job: ${used.join(', ') || 'none'}.`);
@@ -96603,7 +96605,7 @@ async function publicOnly(upstream, images) {
 /* harmony export */   ZA: () => (/* binding */ prefetchUsage),
 /* harmony export */   _Z: () => (/* binding */ containerImages)
 /* harmony export */ });
-/* unused harmony export dockerTime */
+/* unused harmony exports normalRef, dockerTime */
 /* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
 /* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_0__);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
@@ -96662,12 +96664,17 @@ function prefetchUsage(results, laterRequests, containerImages) {
     for (const r of results.filter((r) => r.ok)) {
         // The log has whole seconds: only a request in a later second than the prefetch's end is surely the job's.
         const asked = laterRequests.some((q) => q.image === r.ref && q.at >= Math.ceil(r.ended / 1000) * 1000);
-        if (asked || containerImages.includes(r.ref))
+        if (asked || containerImages.some((image) => normalRef(image) === r.ref))
             used.push(r.ref);
         else
             unused.push({ ref: r.ref, ms: r.ended - r.started });
     }
     return { used, unused, failed: results.filter((r) => !r.ok).map((r) => ({ ref: r.ref, error: r.error ?? '' })) };
+}
+/** A reference as the user typed it (`alpha`, `docker.io/library/alpha:1`) in the form prefetch uses (`alpha:latest`, `alpha:1`). */
+function normalRef(image) {
+    const name = (0,_images_js__WEBPACK_IMPORTED_MODULE_4__/* .displayName */ .Q)(image.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, ''));
+    return /@|:[^/]*$/.test(name) ? name : `${name}:latest`;
 }
 /** Images of the containers the job created (what `docker run` and compose used without pulling). */
 async function containerImages(sinceMs) {

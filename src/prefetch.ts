@@ -76,10 +76,16 @@ export function prefetchUsage(results: PrefetchResult[], laterRequests: { image:
   for (const r of results.filter((r) => r.ok)) {
     // The log has whole seconds: only a request in a later second than the prefetch's end is surely the job's.
     const asked = laterRequests.some((q) => q.image === r.ref && q.at >= Math.ceil(r.ended / 1000) * 1000);
-    if (asked || containerImages.includes(r.ref)) used.push(r.ref);
+    if (asked || containerImages.some((image) => normalRef(image) === r.ref)) used.push(r.ref);
     else unused.push({ ref: r.ref, ms: r.ended - r.started });
   }
   return { used, unused, failed: results.filter((r) => !r.ok).map((r) => ({ ref: r.ref, error: r.error ?? '' })) };
+}
+
+/** A reference as the user typed it (`alpha`, `docker.io/library/alpha:1`) in the form prefetch uses (`alpha:latest`, `alpha:1`). */
+export function normalRef(image: string): string {
+  const name = displayName(image.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, ''));
+  return /@|:[^/]*$/.test(name) ? name : `${name}:latest`;
 }
 
 /** Images of the containers the job created (what `docker run` and compose used without pulling). */

@@ -195,7 +195,10 @@ export function renderReport(f: ReportFacts): string {
   if (f.withheld.length) lines.push(`- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${f.withheld.map(displayName).join(', ')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`);
   const who = f.pullsAs ? `for ${f.pullsAs}` : 'for anonymous pulls from this runner';
   if (f.quota === 'unlimited') lines.push(`- ${source} pull quota: no limit applies ${who}.`);
-  else if (f.quota) lines.push(`- ${source} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${f.quota.window / 3600} hours)` : ''}.`);
+  else if (f.quota) {
+    const window = f.quota.window % 3600 === 0 ? count(f.quota.window / 3600, 'hour') : count(f.quota.window, 'second');
+    lines.push(`- ${source} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${window})` : ''}.`);
+  }
   if (f.prefetch) {
     const { used, unused, failed } = f.prefetch;
     lines.push(`- Prefetched in the background: ${count(used.length + unused.length, 'image')}; used by the job: ${used.join(', ') || 'none'}.`);

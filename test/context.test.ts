@@ -1,6 +1,7 @@
 // parseInputs: what a workflow author writes under `with:`, and what the action makes of it or refuses.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { DEFAULTS, InputError, parseInputs, runnerArch } from '../src/context.js';
 
 /** parseInputs over a `with:` block; unset inputs read as empty, as @actions/core gives them. */
@@ -32,6 +33,9 @@ describe('parseInputs: defaults', () => {
       cachePrivate: false,
       maxSize: 2 * 1024 ** 3,
       maxAgeDays: 7,
+      cacheTimeoutSeconds: 300,
+      prefetch: true,
+      prefetchConcurrency: Math.max(2, availableParallelism()),
       registryVersion: '2.8.3',
       registrySha256: '',
       registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
@@ -51,6 +55,7 @@ describe('parseInputs: defaults', () => {
     assert.equal(i.daemonConfig, DEFAULTS.daemonConfig);
     assert.equal(i.maxSize, parse({ 'max-size': DEFAULTS.maxSize }).maxSize);
     assert.equal(i.maxAgeDays, parse({ 'max-age': DEFAULTS.maxAge }).maxAgeDays);
+    assert.equal(i.cacheTimeoutSeconds, parse({ 'cache-timeout': DEFAULTS.cacheTimeout }).cacheTimeoutSeconds);
   });
 
   test('whitespace-only values count as unset', () => {
@@ -222,6 +227,77 @@ describe('parseInputs: booleans', () => {
   for (const bad of ['yes', 'no', '1', '0', 'on']) {
     test(`save "${bad}" is refused`, () => refuses({ save: bad }, /^save must be true or false/, new RegExp(`got "${bad}"`)));
     test(`fail-on-error "${bad}" is refused`, () => refuses({ 'fail-on-error': bad }, /^fail-on-error must be true or false/, new RegExp(`got "${bad}"`)));
+  }
+});
+
+describe('parseInputs: cache-timeout', () => {
+  const timeoutOf = (value: string) => parse({ 'cache-timeout': value }).cacheTimeoutSeconds;
+
+  test('whole seconds from 1 to 3600', () => {
+    assert.equal(timeoutOf('1'), 1);
+    assert.equal(timeoutOf('60'), 60);
+    assert.equal(timeoutOf('300'), 300);
+    assert.equal(timeoutOf('3600'), 3600);
+    assert.equal(timeoutOf(' 90 '), 90);
+  });
+
+  test('empty or whitespace means the default, 300', () => {
+    assert.equal(timeoutOf(''), 300);
+    assert.equal(timeoutOf('  '), 300);
+  });
+
+  for (const bad of ['0', '3601', '10000', '99999', '-1', '1.5', '60s', '5m', 'abc', '1e3', '+60', '0x10', '123456']) {
+    test(`cache-timeout "${bad}" is refused, naming the input and the range`, () => {
+      refuses({ 'cache-timeout': bad }, /^cache-timeout must be a whole number of seconds from 1 to 3600/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
+    });
+  }
+});
+
+describe('parseInputs: prefetch and prefetch-concurrency', () => {
+  test('prefetch takes true or false in any case; on by default', () => {
+    assert.equal(parse({ prefetch: 'false' }).prefetch, false);
+    assert.equal(parse({ prefetch: 'FALSE' }).prefetch, false);
+    assert.equal(parse({ prefetch: 'true' }).prefetch, true);
+    assert.equal(parse({ prefetch: ' True ' }).prefetch, true);
+    assert.equal(parse({ prefetch: '' }).prefetch, true);
+  });
+
+  for (const bad of ['yes', 'no', '1', '0', 'off']) {
+    test(`prefetch "${bad}" is refused`, () => refuses({ prefetch: bad }, /^prefetch must be true or false/, new RegExp(`got "${bad}"`)));
+  }
+
+  test('prefetch-concurrency from 1 to 32', () => {
+    assert.equal(parse({ 'prefetch-concurrency': '1' }).prefetchConcurrency, 1);
+    assert.equal(parse({ 'prefetch-concurrency': '4' }).prefetchConcurrency, 4);
+    assert.equal(parse({ 'prefetch-concurrency': '32' }).prefetchConcurrency, 32);
+    assert.equal(parse({ 'prefetch-concurrency': ' 8 ' }).prefetchConcurrency, 8);
+  });
+
+  test('empty prefetch-concurrency means the runner\'s core count, at least 2', () => {
+    const expected = Math.max(2, availableParallelism());
+    assert.equal(parse({ 'prefetch-concurrency': '' }).prefetchConcurrency, expected);
+    assert.equal(parse({ 'prefetch-concurrency': '  ' }).prefetchConcurrency, expected);
+    assert.ok(expected >= 2);
+  });
+
+  for (const bad of ['0', '33', '64', '100', '-1', '2.5', 'four', 'auto', '+4', '1e1']) {
+    test(`prefetch-concurrency "${bad}" is refused, saying the range`, () => {
+      refuses({ 'prefetch-concurrency': bad }, /^prefetch-concurrency must be a whole number from 1 to 32, or empty for the runner's core count/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
+    });
+  }
+});
+
+describe('parseInputs: cache-private', () => {
+  test('cache-private takes true or false in any case; off by default', () => {
+    assert.equal(parse({ 'cache-private': 'true' }).cachePrivate, true);
+    assert.equal(parse({ 'cache-private': 'TRUE' }).cachePrivate, true);
+    assert.equal(parse({ 'cache-private': 'false' }).cachePrivate, false);
+    assert.equal(parse({ 'cache-private': ' False ' }).cachePrivate, false);
+    assert.equal(parse({ 'cache-private': '' }).cachePrivate, false);
+  });
+
+  for (const bad of ['yes', 'no', '1', '0', 'on']) {
+    test(`cache-private "${bad}" is refused`, () => refuses({ 'cache-private': bad }, /^cache-private must be true or false/, new RegExp(`got "${bad}"`)));
   }
 });
 

@@ -12,20 +12,23 @@ const digest = (name: string) => `sha256:${createHash('sha256').update(name).dig
 const UA = String.raw`docker/20.10.24 go/go1.19.8 git-commit/5d6db84 kernel/6.1 os/linux arch/amd64 UpstreamClient(Docker-Client/20.10.24 \(linux\))`;
 
 /** One access-log line as Distribution 2.8 writes it (gorilla's combined format). */
-function line(method: string, path: string, status: number, size = 1234, ua = UA): string {
-  return `127.0.0.1 - - [29/Nov/2026:19:10:00 +0000] "${method} ${path} HTTP/1.1" ${status} ${size} "" "${ua}"`;
+function line(method: string, path: string, status: number, size = 1234, ua = UA, time = '29/Nov/2026:19:10:00 +0000'): string {
+  return `127.0.0.1 - - [${time}] "${method} ${path} HTTP/1.1" ${status} ${size} "" "${ua}"`;
 }
+
+/** The time of line(): 29/Nov/2026:19:10:00 +0000, in epoch milliseconds. */
+const AT = Date.UTC(2026, 10, 29, 19, 10, 0);
 
 describe('parseAccessLog', () => {
   test('a manifest GET by tag', () => {
     assert.deepEqual(parseAccessLog(line('GET', '/v2/library/alpha/manifests/1', 200)), [
-      { method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
+      { at: AT, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
     ]);
   });
 
   test('the example line from the brief, verbatim', () => {
     const text = String.raw`127.0.0.1 - - [29/Nov/2026:19:10:00 +0000] "GET /v2/library/alpha/manifests/1 HTTP/1.1" 200 1234 "" "docker/20.10.24 go/go1.19.8 git-commit/5d6db84 kernel/6.1 os/linux arch/amd64 UpstreamClient(Docker-Client/20.10.24 \(linux\))"`;
-    assert.deepEqual(parseAccessLog(text), [{ method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 }]);
+    assert.deepEqual(parseAccessLog(text), [{ at: AT, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 }]);
   });
 
   test('blob GETs and HEADs, manifests by digest, nested repository names', () => {
@@ -40,12 +43,12 @@ describe('parseAccessLog', () => {
       line('GET', `/v2/library/missing/manifests/latest`, 404, 96),
     ].join('\n');
     assert.deepEqual(parseAccessLog(text), [
-      { method: 'HEAD', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
-      { method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: m, status: 200 },
-      { method: 'HEAD', repository: 'library/alpha', kind: 'blobs', reference: b, status: 200 },
-      { method: 'GET', repository: 'library/alpha', kind: 'blobs', reference: b, status: 200 },
-      { method: 'GET', repository: 'myorg/team/tool', kind: 'blobs', reference: b, status: 200 },
-      { method: 'GET', repository: 'library/missing', kind: 'manifests', reference: 'latest', status: 404 },
+      { at: AT, method: 'HEAD', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
+      { at: AT, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: m, status: 200 },
+      { at: AT, method: 'HEAD', repository: 'library/alpha', kind: 'blobs', reference: b, status: 200 },
+      { at: AT, method: 'GET', repository: 'library/alpha', kind: 'blobs', reference: b, status: 200 },
+      { at: AT, method: 'GET', repository: 'myorg/team/tool', kind: 'blobs', reference: b, status: 200 },
+      { at: AT, method: 'GET', repository: 'library/missing', kind: 'manifests', reference: 'latest', status: 404 },
     ]);
   });
 
@@ -77,6 +80,46 @@ describe('parseAccessLog', () => {
   test('an empty log gives no requests', () => {
     assert.deepEqual(parseAccessLog(''), []);
     assert.deepEqual(parseAccessLog('\n\n'), []);
+  });
+
+  describe('the time of a request', () => {
+    const at = (time: string) => parseAccessLog(line('GET', '/v2/library/alpha/manifests/1', 200, 1234, UA, time))[0].at;
+
+    test('the log time in UTC is epoch milliseconds, whole seconds', () => {
+      assert.equal(AT, Date.parse('2026-11-29T19:10:00.000Z'));
+      assert.equal(at('29/Nov/2026:19:10:00 +0000'), Date.parse('2026-11-29T19:10:00Z'));
+      assert.equal(at('29/Nov/2026:19:14:15 +0000'), Date.parse('2026-11-29T19:14:15Z'));
+      assert.equal(at('29/Nov/2026:19:14:15 +0000') % 1000, 0);
+    });
+
+    test('the timezone offset is honoured: -0500 is five hours behind UTC, +0530 five and a half ahead', () => {
+      assert.equal(at('29/Nov/2026:14:10:00 -0500'), AT);
+      assert.equal(at('30/Nov/2026:00:40:00 +0530'), AT);
+      assert.equal(at('29/Nov/2026:19:10:00 -0500') - at('29/Nov/2026:19:10:00 +0000'), 5 * 3600_000);
+    });
+
+    test('an offset can move the time into the next day and year', () => {
+      assert.equal(at('31/Dec/2026:23:59:59 -0100'), Date.parse('2027-01-01T00:59:59Z'));
+      assert.equal(at('01/Jan/2027:00:30:00 +0100'), Date.parse('2026-12-31T23:30:00Z'));
+    });
+
+    test('every month by its English abbreviation', () => {
+      const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+      months.forEach((month, i) => assert.equal(at(`05/${month}/2026:08:09:10 +0000`), Date.UTC(2026, i, 5, 8, 9, 10), month));
+    });
+
+    test('a time it cannot read gives NaN, and the request is still listed', () => {
+      for (const time of ['29/Foo/2026:19:10:00 +0000', '29/nov/2026:19:10:00 +0000', '2026-11-29T19:10:00Z', '29/Nov/2026:19:10:00']) {
+        const requests = parseAccessLog(line('GET', '/v2/library/alpha/manifests/1', 200, 1234, UA, time));
+        assert.equal(requests.length, 1, time);
+        assert.ok(Number.isNaN(requests[0].at), `${time}: ${requests[0].at}`);
+      }
+    });
+
+    test('each line keeps its own time', () => {
+      const text = [line('HEAD', '/v2/library/alpha/manifests/1', 200, 0, UA, '29/Nov/2026:19:10:00 +0000'), line('HEAD', '/v2/library/alpha/manifests/1', 200, 0, UA, '29/Nov/2026:19:10:07 +0000')].join('\n');
+      assert.deepEqual(parseAccessLog(text).map((r) => r.at - AT), [0, 7_000]);
+    });
   });
 });
 
@@ -379,6 +422,8 @@ describe('renderReport', () => {
     withheld: [],
     quota: null,
     pullsAs: '',
+    prefetch: null,
+    unpigz: true,
     problems: [],
     ...over,
   });
@@ -495,6 +540,106 @@ describe('renderReport', () => {
     const none = renderReport(facts({ usage: null }));
     assert.ok(!none.includes('| Image |') && !none.includes('No image was pulled'));
     assert.ok(none.includes('- Restored:'));
+  });
+
+  test('images withheld from the cache: one line naming them, library/ left out, and how to save them', () => {
+    const md = renderReport(facts({ withheld: ['ci-bot/secret:1', 'library/alpha:1', `ci-bot/tool@${digest('tool')}`] }));
+    assert.ok(
+      md.includes(`- Not saved: 3 images anonymous users cannot pull (ci-bot/secret:1, alpha:1, ci-bot/tool@${digest('tool')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.\n`),
+      md,
+    );
+    assert.ok(!md.includes('library/alpha'), md);
+    const one = renderReport(facts({ withheld: ['ci-bot/secret:1'] }));
+    assert.ok(one.includes('- Not saved: 1 image anonymous users cannot pull (ci-bot/secret:1), '), one);
+  });
+
+  test('nothing withheld: no Not saved line', () => {
+    assert.ok(!renderReport(facts()).includes('- Not saved:'));
+  });
+
+  test('the withheld line follows the saved line', () => {
+    const lines = renderReport(facts({ withheld: ['ci-bot/secret:1'] })).split('\n');
+    const saved = lines.findIndex((l) => l.startsWith('- Saved:'));
+    const withheld = lines.findIndex((l) => l.startsWith('- Not saved:'));
+    assert.ok(saved >= 0 && withheld === saved + 1, lines.join('\n'));
+  });
+
+  test('the pull quota left for the user the cache pulled as, per 6 hours', () => {
+    const md = renderReport(facts({ quota: { limit: 200, remaining: 187, window: 21600 }, pullsAs: 'ci-bot' }));
+    assert.ok(md.includes('- Docker Hub pull quota: 187 of 200 pulls left for ci-bot (per 6 hours).\n'), md);
+  });
+
+  test('the pull quota for anonymous pulls, when the cache pulled without credentials', () => {
+    const md = renderReport(facts({ quota: { limit: 100, remaining: 76, window: 21600 }, pullsAs: '' }));
+    assert.ok(md.includes('- Docker Hub pull quota: 76 of 100 pulls left for anonymous pulls from this runner (per 6 hours).\n'), md);
+  });
+
+  test('a quota without a window says no period', () => {
+    const md = renderReport(facts({ quota: { limit: 100, remaining: 0, window: 0 }, pullsAs: 'ci-bot' }));
+    assert.ok(md.includes('- Docker Hub pull quota: 0 of 100 pulls left for ci-bot.\n'), md);
+    assert.ok(!md.includes('per '), md);
+  });
+
+  test('no limit: says so, for the user or for anonymous pulls', () => {
+    assert.ok(renderReport(facts({ quota: 'unlimited', pullsAs: 'ci-bot' })).includes('- Docker Hub pull quota: no limit applies for ci-bot.\n'));
+    assert.ok(renderReport(facts({ quota: 'unlimited', pullsAs: '' })).includes('- Docker Hub pull quota: no limit applies for anonymous pulls from this runner.\n'));
+  });
+
+  test('another upstream names its host in the quota line', () => {
+    const md = renderReport(facts({ upstream: 'https://hub.example', quota: { limit: 10, remaining: 9, window: 21600 } }));
+    assert.ok(md.includes('- hub.example pull quota: 9 of 10 pulls left for anonymous pulls from this runner (per 6 hours).'), md);
+  });
+
+  test('a quota that could not be read: no quota line', () => {
+    assert.ok(!renderReport(facts({ quota: null, pullsAs: 'ci-bot' })).includes('quota'));
+  });
+
+  test('prefetch: how many were prefetched, which the job used, and the time spent on the others', () => {
+    const md = renderReport(facts({ prefetch: { used: ['alpha:1', 'octo/tool:2'], unused: [{ ref: 'beta:1', ms: 2_345 }, { ref: 'gamma:2', ms: 800 }], failed: [] } }));
+    assert.ok(md.includes('- Prefetched in the background: 4 images; used by the job: alpha:1, octo/tool:2.\n'), md);
+    assert.ok(md.includes('- Prefetched and not used: beta:1 (2.3 s of pulling), gamma:2 (0.8 s of pulling).\n'), md);
+    assert.ok(!md.includes('Prefetching'), md);
+  });
+
+  test('prefetch: all used gives no not-used line; none used says none', () => {
+    const all = renderReport(facts({ prefetch: { used: ['alpha:1'], unused: [], failed: [] } }));
+    assert.ok(all.includes('- Prefetched in the background: 1 image; used by the job: alpha:1.\n'), all);
+    assert.ok(!all.includes('not used'), all);
+    const none = renderReport(facts({ prefetch: { used: [], unused: [{ ref: 'beta:1', ms: 12_000 }], failed: [] } }));
+    assert.ok(none.includes('- Prefetched in the background: 1 image; used by the job: none.\n'), none);
+    assert.ok(none.includes('- Prefetched and not used: beta:1 (12.0 s of pulling).\n'), none);
+  });
+
+  test('prefetch: a failed pull is a warning of its own, not counted among the prefetched', () => {
+    const md = renderReport(facts({ prefetch: { used: ['alpha:1'], unused: [], failed: [{ ref: 'beta:1', error: 'Error response from daemon: manifest unknown' }] } }));
+    assert.ok(md.includes('- Prefetched in the background: 1 image; used by the job: alpha:1.\n'), md);
+    assert.ok(md.includes('- ⚠️ Prefetching beta:1 failed: Error response from daemon: manifest unknown\n'), md);
+  });
+
+  test('nothing prefetched: no prefetch lines', () => {
+    assert.ok(!renderReport(facts({ prefetch: null })).includes('refetch'));
+  });
+
+  test('dockerd without unpigz: a hint to install pigz; with it, none', () => {
+    const md = renderReport(facts({ unpigz: false }));
+    assert.ok(md.includes('- dockerd decompresses layers without unpigz: installing `pigz` makes pulls about 20% faster.\n'), md);
+    assert.ok(!renderReport(facts({ unpigz: true })).includes('pigz'));
+  });
+
+  test('the new lines come before the problems', () => {
+    const md = renderReport(
+      facts({
+        withheld: ['ci-bot/secret:1'],
+        quota: { limit: 100, remaining: 76, window: 21600 },
+        prefetch: { used: [], unused: [{ ref: 'beta:1', ms: 1000 }], failed: [] },
+        unpigz: false,
+        problems: ['boom'],
+      }),
+    );
+    const lines = md.split('\n');
+    const at = (prefix: string) => lines.findIndex((l) => l.startsWith(prefix));
+    const order = [at('- Saved:'), at('- Not saved:'), at('- Docker Hub pull quota:'), at('- Prefetched in the background:'), at('- Prefetched and not used:'), at('- dockerd decompresses'), at('- ⚠️ boom')];
+    assert.ok(order.every((n, i) => n >= 0 && (i === 0 || n > order[i - 1])), md);
   });
 
   test('ends with a newline', () => {
