@@ -96308,7 +96308,7 @@ var storage = __nccwpck_require__(1134);
 
 
 
-const REQUEST_LINE = /\[([^\]]+)\] "(GET|HEAD) \/v2\/(.+)\/(manifests|blobs)\/([^ ?"]+)[^"]*" (\d{3}) /;
+const REQUEST_LINE = /\[([^\]]+)\] "(GET|HEAD) \/v2\/(.+)\/(manifests|blobs)\/([^ ?"]+)[^"]*" (\d{3}) \S+(?: "(?:[^"\\]|\\.)*" "((?:[^"\\]|\\.)*)")?/;
 const MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec';
 /** `29/Nov/2026:19:14:15 +0000`, the access log's time, in epoch milliseconds. */
 function logTime(text) {
@@ -96325,7 +96325,7 @@ function parseAccessLog(text) {
         const m = REQUEST_LINE.exec(line);
         const reference = m && decodeSafely(m[5]);
         if (m && reference)
-            requests.push({ at: logTime(m[1]), method: m[2], repository: m[3], kind: m[4], reference, status: Number(m[6]) });
+            requests.push({ at: logTime(m[1]), agent: m[7] ?? '', method: m[2], repository: m[3], kind: m[4], reference, status: Number(m[6]) });
     }
     return requests;
 }
@@ -96538,8 +96538,8 @@ async function reportAndSave(dir, baseline, registry, inputs, prefetch, problems
     const manifests = await (0,storage/* readManifests */.PX)(dir.storage, after);
     const requests = await attempt('reading what the registry served', async () => parseAccessLog(await (0,promises_.readFile)(dir.registry.accessLog, 'utf8')));
     const usage = requests && accountUsage(requests, baseline.storage, after, manifests);
-    const tagChecks = (requests ?? []).filter((r) => r.kind === 'manifests' && !(0,storage/* isDigest */.Bc)(r.reference)).map((r) => ({ image: `${(0,src_images/* displayName */.Q)(r.repository)}:${r.reference}`, at: r.at }));
-    const prefetchUsed = prefetch && (0,src_prefetch/* prefetchUsage */.ZA)(prefetch.results, tagChecks, await (0,src_prefetch/* containerImages */._Z)(prefetch.jobStarted));
+    const jobAsked = (requests ?? []).filter((r) => r.kind === 'manifests' && !r.agent.includes(src_prefetch/* PREFETCH_AGENT */.Mr)).map((r) => `${(0,src_images/* displayName */.Q)(r.repository)}${(0,storage/* isDigest */.Bc)(r.reference) ? '@' : ':'}${r.reference}`);
+    const prefetchUsed = prefetch && (0,src_prefetch/* prefetchUsage */.ZA)(prefetch.results, jobAsked, await (0,src_prefetch/* containerImages */._Z)(prefetch.jobStarted));
     for (const failed of prefetchUsed?.failed ?? [])
         core/* warning */.$e(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
     const credentials = registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null;
@@ -96549,7 +96549,9 @@ async function reportAndSave(dir, baseline, registry, inputs, prefetch, problems
         credentials && !inputs.cachePrivate && online ? publicOnly(inputs.upstream, (0,cache_index/* imagesInStorage */.bp)(after, manifests)) : { images: (0,cache_index/* imagesInStorage */.bp)(after, manifests), withheld: [] },
         online ? (0,docker_hub/* readQuota */.$s)(inputs.upstream, credentials) : null,
     ]);
-    const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key)) };
+    // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
+    const prefetchOnly = new Set(prefetchUsed?.unused.map((u) => u.ref));
+    const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has((0,src_images/* displayName */.Q)(key)))) };
     const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
     const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() };
     const saved = inputs.save
@@ -96602,20 +96604,24 @@ async function publicOnly(upstream, images) {
 /* harmony export */   JM: () => (/* binding */ runPrefetch),
 /* harmony export */   Ks: () => (/* binding */ prefetchRefs),
 /* harmony export */   Lp: () => (/* binding */ finishPrefetch),
+/* harmony export */   Mr: () => (/* binding */ PREFETCH_AGENT),
 /* harmony export */   ZA: () => (/* binding */ prefetchUsage),
 /* harmony export */   _Z: () => (/* binding */ containerImages)
 /* harmony export */ });
 /* unused harmony exports normalRef, dockerTime */
 /* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
 /* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1455);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var _images_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4525);
-/* harmony import */ var _persistence_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8019);
-/* harmony import */ var _processes_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(7454);
+/* harmony import */ var node_http__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7067);
+/* harmony import */ var node_http__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_http__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1455);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_2__);
+/* harmony import */ var _images_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(4525);
+/* harmony import */ var _persistence_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8019);
+/* harmony import */ var _processes_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(7454);
 // Prefetch: right after the mirror is up, pull in the background what the last run pulled, so the daemon's
 // download and extraction overlap the job's own first steps. A detached worker (this bundle, started again
 // with PULL_CACHE_PREFETCH set) pulls a few images at a time and writes one JSON line per image.
+
 
 
 
@@ -96627,7 +96633,7 @@ function prefetchRefs(index, restored) {
     if (!index)
         return [];
     const pulledLast = new Set(index.images.filter((i) => i.lastUsed === index.created).map((i) => `${i.repository}|${i.reference}`));
-    return restored.filter((i) => pulledLast.has(`${i.repository}|${i.reference}`)).map((i) => `${(0,_images_js__WEBPACK_IMPORTED_MODULE_4__/* .displayName */ .Q)(i.repository)}${i.reference.startsWith('sha256:') ? '@' : ':'}${i.reference}`);
+    return restored.filter((i) => pulledLast.has(`${i.repository}|${i.reference}`)).map((i) => `${(0,_images_js__WEBPACK_IMPORTED_MODULE_5__/* .displayName */ .Q)(i.repository)}${i.reference.startsWith('sha256:') ? '@' : ':'}${i.reference}`);
 }
 /** Starts the worker detached (it outlives the main step) and returns its pid. */
 function startPrefetch(plan) {
@@ -96635,36 +96641,62 @@ function startPrefetch(plan) {
     child.unref();
     return child.pid;
 }
+/**
+ * What the daemon puts in its requests to the mirror for the prefetch's pulls (`UpstreamClient(...)` carries the
+ * API client's User-Agent): the report tells the job's own requests from the prefetch's by it.
+ */
+const PREFETCH_AGENT = 'pull-cache-action-prefetch';
 /** The worker: pulls each image through the daemon (and so the mirror), a few at a time. */
 async function runPrefetch(plan) {
-    await (0,_persistence_js__WEBPACK_IMPORTED_MODULE_2__/* .mapBounded */ .yJ)(plan.refs, plan.concurrency, async (ref) => {
+    await (0,_persistence_js__WEBPACK_IMPORTED_MODULE_3__/* .mapBounded */ .yJ)(plan.refs, plan.concurrency, async (ref) => {
         const started = Date.now();
-        const error = await new Promise((resolve) => (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.execFile)('docker', ['pull', '--quiet', ref], { timeout: 15 * 60_000, killSignal: 'SIGKILL' }, (e, _out, err) => resolve(e ? String(err).trim() || e.message : undefined)));
+        const error = await pull(ref).then(() => undefined, (e) => e.message);
         const result = { ref, ok: !error, started, ended: Date.now(), ...(error ? { error } : {}) };
-        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.appendFile)(plan.log, `${JSON.stringify(result)}\n`);
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.appendFile)(plan.log, `${JSON.stringify(result)}\n`);
+    });
+}
+/** `docker pull` by the Engine API (POST /images/create), so the pull carries our User-Agent. */
+async function pull(ref, timeoutMs = 15 * 60_000) {
+    const host = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
+    const target = host.startsWith('unix://') ? { socketPath: host.slice('unix://'.length) } : host.startsWith('tcp://') && !process.env.DOCKER_TLS_VERIFY ? { host: new URL(host).hostname, port: Number(new URL(host).port) } : null;
+    if (!target)
+        throw new Error(`DOCKER_HOST ${host} is not a unix socket or plain tcp address`);
+    await new Promise((resolve, reject) => {
+        const req = (0,node_http__WEBPACK_IMPORTED_MODULE_1__.request)({ ...target, method: 'POST', path: `/images/create?fromImage=${encodeURIComponent(ref)}`, headers: { 'user-agent': PREFETCH_AGENT }, timeout: timeoutMs }, (res) => {
+            let body = '';
+            res.setEncoding('utf8').on('data', (chunk) => (body = (body + chunk).slice(-4096)));
+            res.on('end', () => {
+                const error = res.statusCode !== 200 ? body.trim() : /"error":\s*"((?:[^"\\]|\\.)*)"/.exec(body)?.[1];
+                if (error)
+                    reject(new Error(error));
+                else
+                    resolve();
+            });
+        });
+        req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
+        req.on('error', reject);
+        req.end();
     });
 }
 /** Waits (bounded) for the worker, then stops it and the pulls it started; returns what it did. */
 async function finishPrefetch(pid, log, waitMs) {
     const deadline = Date.now() + waitMs;
-    while ((await (0,_processes_js__WEBPACK_IMPORTED_MODULE_3__/* .isRunning */ .W)(pid, process.argv[1])) && Date.now() < deadline)
+    while ((await (0,_processes_js__WEBPACK_IMPORTED_MODULE_4__/* .isRunning */ .W)(pid, process.argv[1])) && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 100));
-    if (await (0,_processes_js__WEBPACK_IMPORTED_MODULE_3__/* .isRunning */ .W)(pid, process.argv[1]))
+    if (await (0,_processes_js__WEBPACK_IMPORTED_MODULE_4__/* .isRunning */ .W)(pid, process.argv[1]))
         process.kill(-pid, 'SIGKILL'); // its process group: the worker and its docker CLIs
-    const text = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_1__.readFile)(log, 'utf8').catch(() => '');
+    const text = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.readFile)(log, 'utf8').catch(() => '');
     return text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
 }
 /**
- * Which prefetched images the job went on to use: it asked the mirror for them after their prefetch ended
- * (a `docker pull` of a present image still checks its tag), or ran a container of them.
+ * Which prefetched images the job went on to use: it asked the mirror for them itself (a `docker pull` of a
+ * present image still checks its tag; one during the prefetch joins it), or ran a container of them.
  */
-function prefetchUsage(results, laterRequests, containerImages) {
+function prefetchUsage(results, jobAsked, containerImages) {
     const used = [];
     const unused = [];
     for (const r of results.filter((r) => r.ok)) {
-        // The log has whole seconds: only a request in a later second than the prefetch's end is surely the job's.
-        const asked = laterRequests.some((q) => q.image === r.ref && q.at >= Math.ceil(r.ended / 1000) * 1000);
-        if (asked || containerImages.some((image) => normalRef(image) === r.ref))
+        if (jobAsked.includes(r.ref) || containerImages.some((image) => normalRef(image) === r.ref))
             used.push(r.ref);
         else
             unused.push({ ref: r.ref, ms: r.ended - r.started });
@@ -96673,7 +96705,7 @@ function prefetchUsage(results, laterRequests, containerImages) {
 }
 /** A reference as the user typed it (`alpha`, `docker.io/library/alpha:1`) in the form prefetch uses (`alpha:latest`, `alpha:1`). */
 function normalRef(image) {
-    const name = (0,_images_js__WEBPACK_IMPORTED_MODULE_4__/* .displayName */ .Q)(image.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, ''));
+    const name = (0,_images_js__WEBPACK_IMPORTED_MODULE_5__/* .displayName */ .Q)(image.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, ''));
     return /@|:[^/]*$/.test(name) ? name : `${name}:latest`;
 }
 /** Images of the containers the job created (what `docker run` and compose used without pulling). */

@@ -8,7 +8,7 @@ import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.
 import { restoreDaemon } from './daemon.js';
 import { anonymouslyPullable, readQuota } from './docker-hub.js';
 import { mapBounded, saveStorage, withDeadline } from './persistence.js';
-import { containerImages, finishPrefetch, prefetchUsage, type PrefetchResult } from './prefetch.js';
+import { containerImages, finishPrefetch, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { stopRegistry } from './registry.js';
 import { accountUsage, parseAccessLog, renderReport, writeReport } from './report.js';
 import { state, type RegistryState } from './state.js';
@@ -67,8 +67,8 @@ async function reportAndSave(
   const manifests = await readManifests(dir.storage, after);
   const requests = await attempt('reading what the registry served', async () => parseAccessLog(await readFile(dir.registry.accessLog, 'utf8')));
   const usage = requests && accountUsage(requests, baseline.storage, after, manifests);
-  const tagChecks = (requests ?? []).filter((r) => r.kind === 'manifests' && !isDigest(r.reference)).map((r) => ({ image: `${displayName(r.repository)}:${r.reference}`, at: r.at }));
-  const prefetchUsed = prefetch && prefetchUsage(prefetch.results, tagChecks, await containerImages(prefetch.jobStarted));
+  const jobAsked = (requests ?? []).filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => `${displayName(r.repository)}${isDigest(r.reference) ? '@' : ':'}${r.reference}`);
+  const prefetchUsed = prefetch && prefetchUsage(prefetch.results, jobAsked, await containerImages(prefetch.jobStarted));
   for (const failed of prefetchUsed?.failed ?? []) core.warning(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
   const credentials = registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null;
   const online = !registry.offline;
@@ -77,7 +77,9 @@ async function reportAndSave(
     credentials && !inputs.cachePrivate && online ? publicOnly(inputs.upstream, imagesInStorage(after, manifests)) : { images: imagesInStorage(after, manifests), withheld: [] },
     online ? readQuota(inputs.upstream, credentials) : null,
   ]);
-  const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key)) };
+  // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
+  const prefetchOnly = new Set(prefetchUsed?.unused.map((u) => u.ref));
+  const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has(displayName(key)))) };
   const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
   const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
   const saved = inputs.save

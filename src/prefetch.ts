@@ -2,6 +2,7 @@
 // download and extraction overlap the job's own first steps. A detached worker (this bundle, started again
 // with PULL_CACHE_PREFETCH set) pulls a few images at a time and writes one JSON line per image.
 import { execFile, spawn } from 'node:child_process';
+import { request } from 'node:http';
 import { appendFile, readFile } from 'node:fs/promises';
 import type { CacheIndex } from './cache-index.js';
 import { displayName } from './images.js';
@@ -39,15 +40,43 @@ export function startPrefetch(plan: PrefetchPlan): number {
   return child.pid!;
 }
 
+/**
+ * What the daemon puts in its requests to the mirror for the prefetch's pulls (`UpstreamClient(...)` carries the
+ * API client's User-Agent): the report tells the job's own requests from the prefetch's by it.
+ */
+export const PREFETCH_AGENT = 'pull-cache-action-prefetch';
+
 /** The worker: pulls each image through the daemon (and so the mirror), a few at a time. */
 export async function runPrefetch(plan: PrefetchPlan): Promise<void> {
   await mapBounded(plan.refs, plan.concurrency, async (ref) => {
     const started = Date.now();
-    const error = await new Promise<string | undefined>((resolve) =>
-      execFile('docker', ['pull', '--quiet', ref], { timeout: 15 * 60_000, killSignal: 'SIGKILL' }, (e, _out, err) => resolve(e ? String(err).trim() || e.message : undefined)),
+    const error = await pull(ref).then(
+      () => undefined,
+      (e: Error) => e.message,
     );
     const result: PrefetchResult = { ref, ok: !error, started, ended: Date.now(), ...(error ? { error } : {}) };
     await appendFile(plan.log, `${JSON.stringify(result)}\n`);
+  });
+}
+
+/** `docker pull` by the Engine API (POST /images/create), so the pull carries our User-Agent. */
+async function pull(ref: string, timeoutMs = 15 * 60_000): Promise<void> {
+  const host = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
+  const target = host.startsWith('unix://') ? { socketPath: host.slice('unix://'.length) } : host.startsWith('tcp://') && !process.env.DOCKER_TLS_VERIFY ? { host: new URL(host).hostname, port: Number(new URL(host).port) } : null;
+  if (!target) throw new Error(`DOCKER_HOST ${host} is not a unix socket or plain tcp address`);
+  await new Promise<void>((resolve, reject) => {
+    const req = request({ ...target, method: 'POST', path: `/images/create?fromImage=${encodeURIComponent(ref)}`, headers: { 'user-agent': PREFETCH_AGENT }, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body = (body + chunk).slice(-4096)));
+      res.on('end', () => {
+        const error = res.statusCode !== 200 ? body.trim() : /"error":\s*"((?:[^"\\]|\\.)*)"/.exec(body)?.[1];
+        if (error) reject(new Error(error));
+        else resolve();
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
+    req.on('error', reject);
+    req.end();
   });
 }
 
@@ -67,16 +96,14 @@ export interface PrefetchUsage {
 }
 
 /**
- * Which prefetched images the job went on to use: it asked the mirror for them after their prefetch ended
- * (a `docker pull` of a present image still checks its tag), or ran a container of them.
+ * Which prefetched images the job went on to use: it asked the mirror for them itself (a `docker pull` of a
+ * present image still checks its tag; one during the prefetch joins it), or ran a container of them.
  */
-export function prefetchUsage(results: PrefetchResult[], laterRequests: { image: string; at: number }[], containerImages: string[]): PrefetchUsage {
+export function prefetchUsage(results: PrefetchResult[], jobAsked: string[], containerImages: string[]): PrefetchUsage {
   const used: string[] = [];
   const unused: PrefetchUsage['unused'] = [];
   for (const r of results.filter((r) => r.ok)) {
-    // The log has whole seconds: only a request in a later second than the prefetch's end is surely the job's.
-    const asked = laterRequests.some((q) => q.image === r.ref && q.at >= Math.ceil(r.ended / 1000) * 1000);
-    if (asked || containerImages.some((image) => normalRef(image) === r.ref)) used.push(r.ref);
+    if (jobAsked.includes(r.ref) || containerImages.some((image) => normalRef(image) === r.ref)) used.push(r.ref);
     else unused.push({ ref: r.ref, ms: r.ended - r.started });
   }
   return { used, unused, failed: results.filter((r) => !r.ok).map((r) => ({ ref: r.ref, error: r.error ?? '' })) };

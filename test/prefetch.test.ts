@@ -35,7 +35,6 @@ describe('prefetch', { timeout: 300_000 }, () => {
       assert.match(main.stdout, /Prefetching in the background what the last run pulled: alpha:1, beta:1/);
       // The job's own first steps (checkout, npm ci, ...) run meanwhile.
       await waitFor('the prefetch to bring alpha:1 and beta:1', async () => (await present(runner, 'alpha:1')) && (await present(runner, 'beta:1')), 60_000, 200);
-      await new Promise((resolve) => setTimeout(resolve, 1_100)); // the access log counts whole seconds
       await runner.pull('alpha:1');
     });
     assert.deepEqual([...main.warnings, ...post.warnings], []);
@@ -54,6 +53,14 @@ describe('prefetch', { timeout: 300_000 }, () => {
     });
     assert.match(post.summary, /used by the job: beta:1\./);
     await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
+  });
+
+  test('a pull the job starts while the prefetch is still at it joins it, and counts as used', async () => {
+    const runner = await world.runner('joins', DAEMON_JSON);
+    const { post } = await runner.job(runner.inputs(), async () => {
+      await runner.pull('beta:1');
+    });
+    assert.match(post.summary, /used by the job: beta:1\./);
   });
 
   test('a prefetch killed half-way breaks nothing', async () => {

@@ -22,13 +22,13 @@ const AT = Date.UTC(2026, 10, 29, 19, 10, 0);
 describe('parseAccessLog', () => {
   test('a manifest GET by tag', () => {
     assert.deepEqual(parseAccessLog(line('GET', '/v2/library/alpha/manifests/1', 200)), [
-      { at: AT, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
+      { at: AT, agent: UA, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
     ]);
   });
 
   test('the example line from the brief, verbatim', () => {
     const text = String.raw`127.0.0.1 - - [29/Nov/2026:19:10:00 +0000] "GET /v2/library/alpha/manifests/1 HTTP/1.1" 200 1234 "" "docker/20.10.24 go/go1.19.8 git-commit/5d6db84 kernel/6.1 os/linux arch/amd64 UpstreamClient(Docker-Client/20.10.24 \(linux\))"`;
-    assert.deepEqual(parseAccessLog(text), [{ at: AT, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 }]);
+    assert.deepEqual(parseAccessLog(text), [{ at: AT, agent: UA, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 }]);
   });
 
   test('blob GETs and HEADs, manifests by digest, nested repository names', () => {
@@ -43,12 +43,12 @@ describe('parseAccessLog', () => {
       line('GET', `/v2/library/missing/manifests/latest`, 404, 96),
     ].join('\n');
     assert.deepEqual(parseAccessLog(text), [
-      { at: AT, method: 'HEAD', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
-      { at: AT, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: m, status: 200 },
-      { at: AT, method: 'HEAD', repository: 'library/alpha', kind: 'blobs', reference: b, status: 200 },
-      { at: AT, method: 'GET', repository: 'library/alpha', kind: 'blobs', reference: b, status: 200 },
-      { at: AT, method: 'GET', repository: 'myorg/team/tool', kind: 'blobs', reference: b, status: 200 },
-      { at: AT, method: 'GET', repository: 'library/missing', kind: 'manifests', reference: 'latest', status: 404 },
+      { at: AT, agent: UA, method: 'HEAD', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
+      { at: AT, agent: UA, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: m, status: 200 },
+      { at: AT, agent: UA, method: 'HEAD', repository: 'library/alpha', kind: 'blobs', reference: b, status: 200 },
+      { at: AT, agent: UA, method: 'GET', repository: 'library/alpha', kind: 'blobs', reference: b, status: 200 },
+      { at: AT, agent: UA, method: 'GET', repository: 'myorg/team/tool', kind: 'blobs', reference: b, status: 200 },
+      { at: AT, agent: UA, method: 'GET', repository: 'library/missing', kind: 'manifests', reference: 'latest', status: 404 },
     ]);
   });
 
