@@ -147,7 +147,12 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
           ),
         async pull(image) {
           const pulled = await dockerd.docker(['pull', image], { timeoutMs: 120_000 });
-          if (pulled.code !== 0) throw new Error(`docker pull ${image} failed: ${pulled.stderr || pulled.stdout}`);
+          if (pulled.code !== 0) {
+            // The mirror's side of it, while the action's work directory is still there.
+            const log = await readFile(join(runnerTemp, 'pull-cache-action', 'registry.log'), 'utf8').catch(() => '');
+            const errors = log.split('\n').filter((l) => /level=(error|warning|panic)/.test(l)).slice(-8).join('\n');
+            throw new Error(`docker pull ${image} failed: ${pulled.stderr || pulled.stdout}${errors ? `\nthe mirror's log:\n${errors}` : ''}`);
+          }
         },
         stop: () => dockerd.stop(),
       };
