@@ -34,7 +34,7 @@ try {
   };
   await job('Job 1: cold cache', await world.runner('cold'));
   await job('Job 2: warm cache, fresh runner', await world.runner('warm'));
-  console.log(`Cache entries stored: ${world.cache.entries().length}, ${(world.cache.entries().reduce((s, e) => s + e.sizeBytes, 0) / MiB).toFixed(1)} MB`);
+  console.log(`Cache entries stored: ${world.cache.entries().length}, ${(world.cache.entries().reduce((s, e) => s + e.sizeBytes, 0) / MiB).toFixed(1)} MiB`);
 } finally {
   await world.stop();
 }
