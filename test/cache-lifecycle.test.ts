@@ -91,6 +91,22 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
     assert.match(post.summary, /\| alpha:1 \|/);
     assert.match(post.summary, /\| someuser\/beta:1 \|/);
   });
+
+  test('two jobs saving the same layers at once: one entry each, both jobs fine', async () => {
+    const [a, b] = await Promise.all([world.runner('race-a'), world.runner('race-b')]);
+    const [ra, rb] = await Promise.all(
+      [a, b].map((runner) => runner.job(runner.inputs({ 'cache-key': 'race' }), () => runner.pull('alpha:1'))),
+    );
+    for (const { main, post } of [ra, rb]) {
+      assert.deepEqual([...main.warnings, ...post.warnings], []);
+      assert.match(post.summary, /Saved: \d+ new entr/);
+    }
+    const keys = world.cache.entries().map((e) => e.key).filter((k) => k.startsWith('race-'));
+    assert.equal(keys.filter((k) => k.includes('-blob-')).length, new Set(keys.filter((k) => k.includes('-blob-'))).size, 'each layer once');
+    assert.equal(keys.filter((k) => k.includes('-index-')).length, 2, 'each job its own index key');
+    const next = await job('race-next', ['alpha:1'], { 'cache-key': 'race' });
+    assert.deepEqual(next.fetched, [], 'the next run is served from what either saved');
+  });
 });
 
 /** An archive as @actions/cache makes one (tar of paths relative to the work dir, zstd), holding `bytes` as the blob. */
