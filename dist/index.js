@@ -96152,20 +96152,20 @@ async function restoreStorage(scope, budget, now) {
         const index = (0,cache_index/* parseIndex */.A1)(await (0,promises_.readFile)((0,external_node_path_.join)(scope.workDir, cache_index/* INDEX_FILE */.K$), 'utf8'));
         const selection = (0,cache_index/* selectImages */.$g)(index, budget, now);
         const storage = (0,external_node_path_.join)(scope.workDir, cache_index/* STORAGE_DIR */.up);
-        const restored = await mapBounded(selection.entries, RESTORE_CONCURRENCY, async (entry) => (await restoreCache((0,cache_index/* entryPaths */.zH)(entry), entry.key)) === entry.key);
-        const candidates = selection.entries.filter((_, i) => restored[i]);
-        // Every blob is checked against its digest before the registry can serve it.
-        const verified = await mapBounded(candidates, RESTORE_CONCURRENCY, (entry) => Promise.all(entry.digests.map((d) => (0,src_storage/* verifyBlob */.tB)(storage, d))));
-        const present = new Set(candidates.flatMap((entry, i) => entry.digests.filter((_, j) => verified[i][j])));
+        // Every blob is checked against its digest before the registry can serve it, each entry as soon as it is
+        // down, so the hashing overlaps the other downloads. null: the entry could not be restored.
+        const verified = await mapBounded(selection.entries, RESTORE_CONCURRENCY, async (entry) => (await restoreCache((0,cache_index/* entryPaths */.zH)(entry), entry.key)) === entry.key ? Promise.all(entry.digests.map((d) => (0,src_storage/* verifyBlob */.tB)(storage, d))) : null);
+        const restored = selection.entries.flatMap((entry, i) => (verified[i] ? [{ entry, ok: verified[i] }] : []));
+        const present = new Set(restored.flatMap(({ entry, ok }) => entry.digests.filter((_, j) => ok[j])));
         await (0,src_storage/* writeLinks */.fJ)(storage, selection.images, present);
         return {
             restoredKey,
             index,
             images: selection.images,
             dropped: selection.dropped,
-            kept: candidates.filter((_, i) => verified[i].every(Boolean)),
-            missingEntries: selection.entries.length - candidates.length,
-            damaged: candidates.flatMap((entry, i) => entry.digests.filter((_, j) => !verified[i][j])),
+            kept: restored.filter(({ ok }) => ok.every(Boolean)).map(({ entry }) => entry),
+            missingEntries: selection.entries.length - restored.length,
+            damaged: restored.flatMap(({ entry, ok }) => entry.digests.filter((_, j) => !ok[j])),
         };
     });
 }
@@ -96509,10 +96509,14 @@ async function post() {
     const mainError = state/* state */.w.mainError();
     if (mainError)
         problems.push(`The cache was not used in this job: ${mainError}`);
+    const cacheState = state/* state */.w.cache();
+    const inputs = cacheState ? await attempt('reading the inputs', async () => (0,context/* getInputs */.GP)()) : null;
+    const registry = state/* state */.w.registry();
+    // The quota costs two round trips to Docker Hub: ask while the rest of post runs.
+    const quota = inputs && registry && !registry.offline ? (0,docker_hub/* readQuota */.$s)(inputs.upstream, registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null) : Promise.resolve(null);
     // The prefetch pulls through the registry: stop it first.
     const prefetch = state/* state */.w.prefetch();
     const prefetched = prefetch ? await attempt('finishing the prefetch', () => (0,src_prefetch/* finishPrefetch */.Lp)(prefetch.pid, prefetch.log, 2_000)) : null;
-    const registry = state/* state */.w.registry();
     if (registry?.offline)
         problems.push('The upstream could not be reached when the job started: the cache served what it holds, offline.');
     if (registry)
@@ -96520,20 +96524,18 @@ async function post() {
     const daemon = state/* state */.w.daemon();
     const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => (0,src_daemon/* restoreDaemon */.HF)(daemon)) : undefined;
     // Main records the cache stage once the inputs were good and the work directory made; before that, nothing to do.
-    const cacheState = state/* state */.w.cache();
     if (cacheState) {
         const dir = (0,work_dir/* workDir */.Hg)(cacheState.workDir);
-        const inputs = await attempt('reading the inputs', async () => (0,context/* getInputs */.GP)());
         const baseline = await attempt('reading what the cache held at start', () => (0,work_dir/* readBaseline */.mF)(dir));
         const prefetchRun = prefetch && prefetched ? { results: prefetched, jobStarted: prefetch.jobStarted } : null;
         if (baseline && registry && inputs)
-            await reportAndSave(dir, baseline, registry, inputs, prefetchRun, problems, attempt);
+            await reportAndSave(dir, baseline, registry, inputs, prefetchRun, quota, problems, attempt);
         await (0,promises_.rm)(dir.root, { recursive: true, force: true });
     }
     if (daemonRestored === null && (0,context/* failOnErrorInput */.K7)())
         core/* setFailed */.C1(`pull-cache-action could not put ${daemon.configPath} back: see the warnings above`);
 }
-async function reportAndSave(dir, baseline, registry, inputs, prefetch, problems, attempt) {
+async function reportAndSave(dir, baseline, registry, inputs, prefetch, quota, problems, attempt) {
     const after = await (0,storage/* scanStorage */.T1)(dir.storage);
     const manifests = await (0,storage/* readManifests */.PX)(dir.storage, after);
     const requests = await attempt('reading what the registry served', async () => parseAccessLog(await (0,promises_.readFile)(dir.registry.accessLog, 'utf8')));
@@ -96544,11 +96546,8 @@ async function reportAndSave(dir, baseline, registry, inputs, prefetch, problems
         core/* warning */.$e(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
     const credentials = registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null;
     const online = !registry.offline;
-    const [cacheable, quota] = await Promise.all([
-        // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
-        credentials && !inputs.cachePrivate && online ? publicOnly(inputs.upstream, (0,cache_index/* imagesInStorage */.bp)(after, manifests)) : { images: (0,cache_index/* imagesInStorage */.bp)(after, manifests), withheld: [] },
-        online ? (0,docker_hub/* readQuota */.$s)(inputs.upstream, credentials) : null,
-    ]);
+    // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
+    const cacheable = credentials && !inputs.cachePrivate && online ? await publicOnly(inputs.upstream, (0,cache_index/* imagesInStorage */.bp)(after, manifests)) : { images: (0,cache_index/* imagesInStorage */.bp)(after, manifests), withheld: [] };
     // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
     const prefetchOnly = new Set(prefetchUsed?.unused.map((u) => u.ref));
     const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has((0,src_images/* displayName */.Q)(key)))) };
@@ -96570,7 +96569,7 @@ async function reportAndSave(dir, baseline, registry, inputs, prefetch, problems
         saved: saved && { entries: saved.entries.length, bytes: saved.bytes, indexKey: saved.indexKey, deferred: saved.deferred, stopped: saved.stopped },
         saveDisabled: !inputs.save,
         withheld: cacheable.withheld,
-        quota,
+        quota: await quota,
         pullsAs: registry.pullsAs,
         prefetch: prefetchUsed ?? null,
         unpigz: await onPath('unpigz'),

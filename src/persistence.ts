@@ -65,20 +65,22 @@ export async function restoreStorage(scope: CacheScope, budget: Budget, now: Dat
     const index = parseIndex(await readFile(join(scope.workDir, INDEX_FILE), 'utf8'));
     const selection = selectImages(index, budget, now);
     const storage = join(scope.workDir, STORAGE_DIR);
-    const restored = await mapBounded(selection.entries, RESTORE_CONCURRENCY, async (entry) => (await cache.restoreCache(entryPaths(entry), entry.key)) === entry.key);
-    const candidates = selection.entries.filter((_, i) => restored[i]);
-    // Every blob is checked against its digest before the registry can serve it.
-    const verified = await mapBounded(candidates, RESTORE_CONCURRENCY, (entry) => Promise.all(entry.digests.map((d) => verifyBlob(storage, d))));
-    const present = new Set(candidates.flatMap((entry, i) => entry.digests.filter((_, j) => verified[i][j])));
+    // Every blob is checked against its digest before the registry can serve it, each entry as soon as it is
+    // down, so the hashing overlaps the other downloads. null: the entry could not be restored.
+    const verified = await mapBounded(selection.entries, RESTORE_CONCURRENCY, async (entry) =>
+      (await cache.restoreCache(entryPaths(entry), entry.key)) === entry.key ? Promise.all(entry.digests.map((d) => verifyBlob(storage, d))) : null,
+    );
+    const restored = selection.entries.flatMap((entry, i) => (verified[i] ? [{ entry, ok: verified[i] }] : []));
+    const present = new Set(restored.flatMap(({ entry, ok }) => entry.digests.filter((_, j) => ok[j])));
     await writeLinks(storage, selection.images, present);
     return {
       restoredKey,
       index,
       images: selection.images,
       dropped: selection.dropped,
-      kept: candidates.filter((_, i) => verified[i].every(Boolean)),
-      missingEntries: selection.entries.length - candidates.length,
-      damaged: candidates.flatMap((entry, i) => entry.digests.filter((_, j) => !verified[i][j])),
+      kept: restored.filter(({ ok }) => ok.every(Boolean)).map(({ entry }) => entry),
+      missingEntries: selection.entries.length - restored.length,
+      damaged: restored.flatMap(({ entry, ok }) => entry.digests.filter((_, j) => !ok[j])),
     };
   });
 }

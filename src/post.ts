@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { imageKey, imagesInStorage, type CachedImage } from './cache-index.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
 import { restoreDaemon } from './daemon.js';
-import { anonymouslyPullable, readQuota } from './docker-hub.js';
+import { anonymouslyPullable, readQuota, type Quota } from './docker-hub.js';
 import { mapBounded, saveStorage, withDeadline } from './persistence.js';
 import { containerImages, finishPrefetch, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { stopRegistry } from './registry.js';
@@ -32,23 +32,26 @@ export async function post(): Promise<void> {
   const mainError = state.mainError();
   if (mainError) problems.push(`The cache was not used in this job: ${mainError}`);
 
+  const cacheState = state.cache();
+  const inputs = cacheState ? await attempt('reading the inputs', async () => getInputs()) : null;
+  const registry = state.registry();
+  // The quota costs two round trips to Docker Hub: ask while the rest of post runs.
+  const quota = inputs && registry && !registry.offline ? readQuota(inputs.upstream, registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null) : Promise.resolve(null);
+
   // The prefetch pulls through the registry: stop it first.
   const prefetch = state.prefetch();
   const prefetched = prefetch ? await attempt('finishing the prefetch', () => finishPrefetch(prefetch.pid, prefetch.log, 2_000)) : null;
-  const registry = state.registry();
   if (registry?.offline) problems.push('The upstream could not be reached when the job started: the cache served what it holds, offline.');
   if (registry) await attempt('stopping the registry', () => stopRegistry(registry.pid, registry.configPath));
   const daemon = state.daemon();
   const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => restoreDaemon(daemon)) : undefined;
 
   // Main records the cache stage once the inputs were good and the work directory made; before that, nothing to do.
-  const cacheState = state.cache();
   if (cacheState) {
     const dir = workDir(cacheState.workDir);
-    const inputs = await attempt('reading the inputs', async () => getInputs());
     const baseline = await attempt('reading what the cache held at start', () => readBaseline(dir));
     const prefetchRun = prefetch && prefetched ? { results: prefetched, jobStarted: prefetch.jobStarted } : null;
-    if (baseline && registry && inputs) await reportAndSave(dir, baseline, registry, inputs, prefetchRun, problems, attempt);
+    if (baseline && registry && inputs) await reportAndSave(dir, baseline, registry, inputs, prefetchRun, quota, problems, attempt);
     await rm(dir.root, { recursive: true, force: true });
   }
   if (daemonRestored === null && failOnErrorInput()) core.setFailed(`pull-cache-action could not put ${daemon!.configPath} back: see the warnings above`);
@@ -60,6 +63,7 @@ async function reportAndSave(
   registry: RegistryState,
   inputs: Inputs,
   prefetch: { results: PrefetchResult[]; jobStarted: number } | null,
+  quota: Promise<Quota | 'unlimited' | null>,
   problems: string[],
   attempt: Attempt,
 ): Promise<void> {
@@ -72,11 +76,9 @@ async function reportAndSave(
   for (const failed of prefetchUsed?.failed ?? []) core.warning(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
   const credentials = registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null;
   const online = !registry.offline;
-  const [cacheable, quota] = await Promise.all([
-    // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
-    credentials && !inputs.cachePrivate && online ? publicOnly(inputs.upstream, imagesInStorage(after, manifests)) : { images: imagesInStorage(after, manifests), withheld: [] },
-    online ? readQuota(inputs.upstream, credentials) : null,
-  ]);
+  // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
+  const cacheable =
+    credentials && !inputs.cachePrivate && online ? await publicOnly(inputs.upstream, imagesInStorage(after, manifests)) : { images: imagesInStorage(after, manifests), withheld: [] };
   // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
   const prefetchOnly = new Set(prefetchUsed?.unused.map((u) => u.ref));
   const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has(displayName(key)))) };
@@ -98,7 +100,7 @@ async function reportAndSave(
     saved: saved && { entries: saved.entries.length, bytes: saved.bytes, indexKey: saved.indexKey, deferred: saved.deferred, stopped: saved.stopped },
     saveDisabled: !inputs.save,
     withheld: cacheable.withheld,
-    quota,
+    quota: await quota,
     pullsAs: registry.pullsAs,
     prefetch: prefetchUsed ?? null,
     unpigz: await onPath('unpigz'),
