@@ -4,7 +4,9 @@
 //   save/load   restore a `docker save` tarball from the Actions cache, then docker load (what
 //               ScribeMD/docker-cache and satackey/action-docker-layer-caching do);
 //   this action cold (empty cache), warm (cache restored; also with prefetch off), and changed (one image gained a
-//               new top layer since the run that saved the cache), each a real job: main step, pulls, post step.
+//               new top layer since the run that saved the cache), each a real job: main step, pulls, post step;
+// and, on a warm cache, a job whose first docker command comes after N seconds of other work (a child process
+// spinning one core, standing in for `npm ci`): how long that command blocks, with prefetch, without, and save/load.
 // Real parts throughout (the tests' helpers): a dockerd per variant and repetition (fresh data-root), a Distribution
 // registry as the upstream, the local Twirp cache service on Azurite used by the real @actions/cache, and the
 // bundled action (dist/index.js) run as the Actions runner runs it. Prints medians and ratios as tables.
@@ -34,7 +36,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // ---------------------------------------------------------------- flags
 
 const USAGE = `usage: npm run bench -- [--reps N] [--bandwidth MBps] [--latency ms] [--quick] [--storage-driver overlay2|vfs]
-                        [--json FILE] [--time-limit s] [--cpu-prof DIR]
+                        [--json FILE] [--time-limit s] [--cpu-prof DIR] [--work s,s]
   --reps N            repetitions, medians reported (default 3; --quick: 1)
   --bandwidth MBps    the throttled upstream's bandwidth, MB (10^6 bytes) a second, each direction (default 50)
   --latency ms        the throttled upstream's added round-trip time (default 20)
@@ -42,7 +44,9 @@ const USAGE = `usage: npm run bench -- [--reps N] [--bandwidth MBps] [--latency 
   --storage-driver D  the daemons' storage driver (default overlay2, vfs when overlay2 cannot start)
   --json FILE         also write every sample, the workload and the machine as JSON
   --time-limit s      stop starting repetitions after this many seconds (default 600); the run reports what it has
-  --cpu-prof DIR      write a V8 CPU profile of every step of the action (main, post, prefetch worker) into DIR`;
+  --cpu-prof DIR      write a V8 CPU profile of every step of the action (main, post, prefetch worker) into DIR
+  --work s,s          seconds of other work (one core busy) before the job's first docker command, one scenario
+                      each (default 5,20; --quick: 2); its repetitions: the lesser of --reps and 2`;
 
 const OPTIONS = {
   reps: { type: 'string' },
@@ -53,6 +57,7 @@ const OPTIONS = {
   json: { type: 'string' },
   'time-limit': { type: 'string', default: '600' },
   'cpu-prof': { type: 'string' },
+  work: { type: 'string' },
   help: { type: 'boolean', default: false },
 } as const;
 
@@ -81,6 +86,10 @@ const BANDWIDTH = positive('bandwidth', flags.bandwidth!, 0.1, 10_000) * MB;
 const LATENCY = positive('latency', flags.latency!, 0, 1000);
 const TIME_LIMIT_MS = positive('time-limit', flags['time-limit']!, 30, 7200) * 1000;
 const SPEC = flags.quick ? QUICK : FULL;
+/** Seconds of other work before the job's first docker command, one scenario each. */
+const WORK = [...new Set((flags.work ?? (flags.quick ? '2' : '5,20')).split(',').map((w) => positive('work', w.trim(), 0, 600)))];
+/** Repetitions of the other-work scenario (it is long: a job per variant and N). */
+const WORK_REPS = Math.min(REPS, 2);
 if (!['overlay2', 'vfs'].includes(flags['storage-driver']!)) {
   console.error(`bench: --storage-driver must be overlay2 or vfs\n${USAGE}`);
   process.exit(2);
@@ -134,6 +143,21 @@ interface Sample {
 }
 
 const samples: Record<Variant, Sample[]> = Object.fromEntries(VARIANTS.map((v) => [v, []])) as unknown as Record<Variant, Sample[]>;
+
+/** The other-work scenario: variants, for each N seconds of other work. */
+type WorkVariant = 'prefetch' | 'noprefetch' | 'saveload';
+const WORK_VARIANTS: WorkVariant[] = ['prefetch', 'noprefetch', 'saveload'];
+interface WorkSample {
+  /** How long the job's docker command blocked: its pulls after the work (save/load: restore + docker load, before it), ms. */
+  blocking: number;
+  /** The job from its start (main step, or restoreCache) to images ready, other work included, ms. */
+  ready: number;
+  /** The other work as run, ms. */
+  work: number;
+}
+const workSamples = new Map<number, Record<WorkVariant, WorkSample[]>>(
+  WORK.map((n) => [n, Object.fromEntries(WORK_VARIANTS.map((v) => [v, []])) as unknown as Record<WorkVariant, WorkSample[]>]),
+);
 
 function median(values: number[]): number {
   const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
@@ -251,6 +275,38 @@ async function quietly<T>(log: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The job's other work before its first docker command (a stand-in for `npm ci`): one core busy for `seconds`. */
+async function busyWork(seconds: number): Promise<number> {
+  const t = performance.now();
+  const r = await run(process.execPath, ['-e', `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);`], { timeoutMs: seconds * 1000 + 60_000 });
+  if (r.code !== 0) throw new Error(`the busy work failed: ${r.stderr}`);
+  return performance.now() - t;
+}
+
+/**
+ * Runs `attempt` (told whether it is the second try), and once more from scratch when it failed because dockerd
+ * 20.10 lost a layer extraction ("Error processing tar file(signal: killed)": its untar child gets its parent-death
+ * signal when the Go thread that started it ends, golang/go#27505, fixed in moby 23.0 by moby/moby#44215), more often
+ * on a busy machine. That is the daemon's fault, not the variant's.
+ */
+async function againIfExtractionKilled(what: string, attempt: (again: boolean) => Promise<void>): Promise<void> {
+  for (let n = 1; ; n++) {
+    try {
+      await attempt(n > 1);
+      return;
+    } catch (error) {
+      // A pull that failed that way falls back to Docker Hub and reports that instead: the daemon's log tells.
+      const logs = await Promise.all([...liveRunners].map((r) => readFile(r.dockerd.logFile, 'utf8').catch(() => '')));
+      for (const runner of [...liveRunners]) await discard(runner).catch(() => {});
+      if (n < 2 && [(error as Error).message, ...logs].some((text) => /Error processing tar file\(signal: killed\)/.test(text))) {
+        progress(`${what}: dockerd's layer extraction was killed (${(error as Error).message.split('\n')[0].slice(0, 160)}); running it again`);
+        continue;
+      }
+      throw error;
+    }
+  }
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
@@ -318,6 +374,60 @@ async function main(): Promise<void> {
     progress(`save/load cache: docker save ${(seed.tarBytes / MB).toFixed(1)} MB tar in ${(seed.dockerSave / 1000).toFixed(1)} s, saved as ${(seed.entryBytes / MB).toFixed(1)} MB in ${(seed.saveCache / 1000).toFixed(1)} s`);
   }
 
+  /** save/load's restore: the tarball from the Actions cache (restoreCache), then docker load. */
+  const restoreAndLoad = async (runner: Runner) => {
+    await rm(tarball, { force: true });
+    const t0 = performance.now();
+    const w0 = Date.now();
+    const hit = await quietly(cacheLog, () => cache.restoreCache([tarball], 'docker-cache-base'));
+    const restore = performance.now() - t0;
+    const w1 = Date.now();
+    if (hit !== 'docker-cache-base') throw new Error(`save/load: the tarball was not restored (${hit})`);
+    const load = await docker(runner, ['load', '-i', tarball]);
+    return { restore, load, w0, w1 };
+  };
+
+  /**
+   * A job of this action on a fresh runner, as the Actions runner runs it: main step, the job's own steps (`steps`,
+   * which returns how long its docker commands took), post step. `extra` adds inputs.
+   */
+  const actionJob = async (name: string, key: string, extra: Record<string, string>, steps: (runner: Runner) => Promise<number>): Promise<Sample> => {
+    const runner = await fresh(w, name);
+    const trace = join(w.dir, `trace-${name}.log`);
+    const before = cacheSnapshot(w);
+    const up = await upstreamCounters(w, th);
+    let pull = 0;
+    const { main, post } = await runner.job(
+      runner.inputs({ upstream: th.url, 'cache-key': key, ...extra }),
+      async (m: StepResult) => {
+        if (m.exitCode !== 0 || m.warnings.length || !m.outputs.mirror) throw new Error(`main step failed (exit ${m.exitCode}): ${m.warnings.join('; ')}\n${m.stdout}\n${m.stderr}`);
+        pull = await steps(runner);
+      },
+      traceEnv(trace),
+    );
+    if (post.exitCode !== 0 || post.warnings.length) throw new Error(`post step failed (exit ${post.exitCode}): ${post.warnings.join('; ')}\n${post.stdout}\n${post.stderr}`);
+    const up2 = await upstreamCounters(w, th);
+    const d = cacheDelta(before, cacheSnapshot(w));
+    const { main: mainEvents, post: postEvents } = stepProcesses(await readTrace(trace));
+    await discard(runner);
+    return {
+      ready: main.ms + pull,
+      restore: main.ms,
+      pull,
+      post: post.ms,
+      cacheDown: d.down,
+      cacheUp: d.up,
+      entriesUp: d.entries,
+      stored: storedUnder(w, `${key}-`),
+      upstream: up2.bytes - up.bytes,
+      upstreamBlobGets: up2.blobGets - up.blobGets,
+      main: mainEvents ? mainPhases(mainEvents, main.ms, apiHost) : undefined,
+      postPhases: postEvents ? postPhases(postEvents, post.ms, apiHost) : undefined,
+    };
+  };
+
+  /** The cache key of the last repetition's jobs: the warm cache the other-work scenario restores. */
+  let warmKey = '';
   let repsDone = 0;
   for (let rep = 1; rep <= REPS; rep++) {
     if (Date.now() - began > TIME_LIMIT_MS) {
@@ -345,20 +455,13 @@ async function main(): Promise<void> {
       // save/load, warm: the tarball restored, then loaded. Its post saves nothing (the key was an exact hit).
       {
         const runner = await fresh(w, `saveload-warm-${tag}`);
-        await rm(tarball, { force: true });
         const before = cacheSnapshot(w);
-        const t0 = performance.now();
-        const w0 = Date.now();
-        const hit = await quietly(cacheLog, () => cache.restoreCache([tarball], 'docker-cache-base'));
-        const t1 = performance.now();
-        const w1 = Date.now();
-        if (hit !== 'docker-cache-base') throw new Error(`save/load: the tarball was not restored (${hit})`);
-        const load = await docker(runner, ['load', '-i', tarball]);
+        const { restore, load, w0, w1 } = await restoreAndLoad(runner);
         const a = activity(await readTrace(benchTrace), apiHost, w0, w1);
         const d = cacheDelta(before, cacheSnapshot(w));
         note('saveload-warm', {
-          ready: t1 - t0 + load,
-          restore: t1 - t0,
+          ready: restore + load,
+          restore,
           pull: load,
           post: null,
           cacheDown: d.down,
@@ -375,42 +478,9 @@ async function main(): Promise<void> {
 
       // This action: a cold job on an empty cache, then a warm one restoring what it saved.
       const key = `bench-${tag}-${process.pid}`;
-      const job = async (variant: 'cold' | 'warm' | 'warm-noprefetch' | 'changed') => {
-        const runner = await fresh(w, `${variant}-${tag}`);
+      const job = async (variant: 'cold' | 'warm' | 'warm-noprefetch' | 'changed') =>
         // Releases before prefetch do not declare the input: set it only to turn it off.
-        const extra: Record<string, string> = variant === 'warm-noprefetch' ? { prefetch: 'false' } : {};
-        const trace = join(w.dir, `trace-${variant}-${tag}.log`);
-        const before = cacheSnapshot(w);
-        const up = await upstreamCounters(w, th);
-        let pull = 0;
-        const { main, post } = await runner.job(
-          runner.inputs({ upstream: th.url, 'cache-key': key, ...extra }),
-          async (m: StepResult) => {
-            if (m.exitCode !== 0 || m.warnings.length || !m.outputs.mirror) throw new Error(`main step failed (exit ${m.exitCode}): ${m.warnings.join('; ')}\n${m.stdout}\n${m.stderr}`);
-            pull = await pullAll(runner, jobRefs);
-          },
-          traceEnv(trace),
-        );
-        if (post.exitCode !== 0 || post.warnings.length) throw new Error(`post step failed (exit ${post.exitCode}): ${post.warnings.join('; ')}\n${post.stdout}\n${post.stderr}`);
-        const up2 = await upstreamCounters(w, th);
-        const d = cacheDelta(before, cacheSnapshot(w));
-        const { main: mainEvents, post: postEvents } = stepProcesses(await readTrace(trace));
-        note(variant, {
-          ready: main.ms + pull,
-          restore: main.ms,
-          pull,
-          post: post.ms,
-          cacheDown: d.down,
-          cacheUp: d.up,
-          entriesUp: d.entries,
-          stored: storedUnder(w, `${key}-`),
-          upstream: up2.bytes - up.bytes,
-          upstreamBlobGets: up2.blobGets - up.blobGets,
-          main: mainEvents ? mainPhases(mainEvents, main.ms, apiHost) : undefined,
-          postPhases: postEvents ? postPhases(postEvents, post.ms, apiHost) : undefined,
-        });
-        await discard(runner);
-      };
+        note(variant, await actionJob(`${variant}-${tag}`, key, variant === 'warm-noprefetch' ? { prefetch: 'false' } : {}, (runner) => pullAll(runner, jobRefs)));
       await job('cold');
       await job('warm');
       await job('warm-noprefetch');
@@ -423,14 +493,9 @@ async function main(): Promise<void> {
       // step saves a new tarball of everything under a new key.
       {
         const runner = await fresh(w, `saveload-changed-${tag}`);
-        await rm(tarball, { force: true });
         const before = cacheSnapshot(w);
         const up = await upstreamCounters(w, th);
-        const t0 = performance.now();
-        const hit = await quietly(cacheLog, () => cache.restoreCache([tarball], 'docker-cache-base'));
-        const t1 = performance.now();
-        if (hit !== 'docker-cache-base') throw new Error(`save/load: the tarball was not restored (${hit})`);
-        const load = await docker(runner, ['load', '-i', tarball]);
+        const { restore, load } = await restoreAndLoad(runner);
         const pull = await pullAll(runner, [changedDirectRef]);
         const up2 = await upstreamCounters(w, th);
         await rm(tarball, { force: true });
@@ -444,8 +509,8 @@ async function main(): Promise<void> {
         const a = activity(await readTrace(benchTrace), apiHost, w0, Date.now());
         const d = cacheDelta(before, cacheSnapshot(w));
         note('saveload-changed', {
-          ready: t1 - t0 + load + pull,
-          restore: t1 - t0,
+          ready: restore + load + pull,
+          restore,
           pull: load + pull,
           post: dockerSave + saveCache,
           cacheDown: d.down,
@@ -459,31 +524,54 @@ async function main(): Promise<void> {
         await rm(tarball, { force: true });
         await discard(runner);
       }
+      warmKey = key;
     };
-    // dockerd 20.10 now and then loses a layer extraction ("Error processing tar file(signal: killed)": its untar
-    // child gets its parent-death signal when the Go thread that started it ends, golang/go#27505, fixed in moby
-    // 23.0 by moby/moby#44215), more often on a busy machine. That is the daemon's fault, not the variant's: the
-    // repetition runs again once, from scratch.
-    for (let attempt = 1; ; attempt++) {
+    await againIfExtractionKilled(`rep ${rep}`, async (again) => {
       got = {};
-      try {
-        await runRep(attempt === 1 ? `r${rep}` : `r${rep}-again`);
-        for (const [v, sample] of Object.entries(got)) samples[v as Variant].push(sample);
-        break;
-      } catch (error) {
-        // A pull that failed that way falls back to Docker Hub and reports that instead: the daemon's log tells.
-        const logs = await Promise.all([...liveRunners].map((r) => readFile(r.dockerd.logFile, 'utf8').catch(() => '')));
-        for (const runner of [...liveRunners]) await discard(runner).catch(() => {});
-        if (attempt < 2 && [(error as Error).message, ...logs].some((text) => /Error processing tar file\(signal: killed\)/.test(text))) {
-          progress(`rep ${rep}: dockerd's layer extraction was killed (${(error as Error).message.split('\n')[0].slice(0, 160)}); running the repetition again`);
-          continue;
-        }
-        throw error;
-      }
-    }
+      await runRep(again ? `r${rep}-again` : `r${rep}`);
+      for (const [v, sample] of Object.entries(got)) samples[v as Variant].push(sample);
+    });
     repsDone++;
   }
   if (!repsDone) throw new Error('no repetition finished within the time limit');
+
+  // A job whose first docker command comes after N seconds of other work, on a warm cache (the last repetition's
+  // changed job saved it: it holds every image as the upstream has it now): how long that command blocks. The
+  // action's jobs pull the workload after the work (prefetch, on by default, has been pulling since the main step);
+  // save/load's restore and docker load block in their own step before the work, and the images are there after it.
+  let workRepsDone = 0;
+  for (let rep = 1; rep <= WORK_REPS; rep++) {
+    // Its first repetition always runs; more only within a quarter more than the time limit.
+    if (rep > 1 && Date.now() - began > TIME_LIMIT_MS * 1.25) {
+      progress(`time limit reached: the other-work scenario stops after ${workRepsDone} repetition(s)`);
+      break;
+    }
+    for (const n of WORK) {
+      await againIfExtractionKilled(`other work ${n} s, rep ${rep}`, async (again) => {
+        const tag = `work${n}-r${rep}${again ? '-again' : ''}`;
+        const got: Partial<Record<WorkVariant, WorkSample>> = {};
+        for (const variant of ['prefetch', 'noprefetch'] as const) {
+          let work = 0;
+          const job = await actionJob(`${variant}-${tag}`, warmKey, variant === 'noprefetch' ? { prefetch: 'false' } : {}, async (runner) => {
+            work = await busyWork(n);
+            return pullAll(runner, jobRefs);
+          });
+          got[variant] = { blocking: job.pull, ready: job.restore + work + job.pull, work };
+        }
+        {
+          const runner = await fresh(w, `saveload-${tag}`);
+          const { restore, load } = await restoreAndLoad(runner);
+          const work = await busyWork(n);
+          await rm(tarball, { force: true });
+          await discard(runner);
+          got.saveload = { blocking: restore + load, ready: restore + load + work, work };
+        }
+        for (const v of WORK_VARIANTS) workSamples.get(n)![v].push(got[v]!);
+        progress(`other work ${n} s, rep ${rep}/${WORK_REPS}: docker blocks ${WORK_VARIANTS.map((v) => `${v} ${(got[v]!.blocking / 1000).toFixed(2)} s`).join(', ')}`);
+      });
+    }
+    workRepsDone++;
+  }
 
   // What decompressing the layers costs alone (one core, zlib), to tell it from extraction in the floor's pulls.
   const g0 = performance.now();
@@ -492,10 +580,10 @@ async function main(): Promise<void> {
   const gunzipMs = performance.now() - g0;
 
   const machine = await describeMachine(driver);
-  const report = render(workload, { driver, seed, gunzipMs, repsDone, machine });
+  const report = render(workload, { driver, seed, gunzipMs, repsDone, workRepsDone, machine });
   process.stdout.write(report);
   if (flags.json) {
-    await writeFile(flags.json, JSON.stringify({ flags, machine, driver, seed, gunzipMs, repsDone, workload: describeWorkload(workload), samples }, null, 2));
+    await writeFile(flags.json, JSON.stringify({ flags, machine, driver, seed, gunzipMs, repsDone, workload: describeWorkload(workload), samples, work: Object.fromEntries(workSamples) }, null, 2));
   }
 }
 
@@ -539,7 +627,10 @@ async function describeMachine(driver: string): Promise<Record<string, string>> 
   };
 }
 
-function render(workload: Workload, o: { driver: string; seed: Record<string, number>; gunzipMs: number; repsDone: number; machine: Record<string, string> }): string {
+function render(
+  workload: Workload,
+  o: { driver: string; seed: Record<string, number>; gunzipMs: number; repsDone: number; workRepsDone: number; machine: Record<string, string> },
+): string {
   const m = (v: Variant, f: (x: Sample) => number | null | undefined) => median(samples[v].map((x) => f(x) ?? NaN));
   const post = (v: Variant) => (samples[v].some((x) => x.post !== null) ? m(v, (x) => x.post) : null);
   const change = workload.layers.get(workload.spec.change.layer.id)!;
@@ -665,6 +756,31 @@ function render(workload: Workload, o: { driver: string; seed: Record<string, nu
       ['  of which tar + zstd running', s(part('saveload-changed', 'tarZstd'))],
       ['  of which upload', s(part('saveload-changed', 'upload'))],
     ],
+  );
+
+  const floorReady = m('floor', (x) => x.ready);
+  const wm = (n: number, v: WorkVariant, f: (x: WorkSample) => number) => median(workSamples.get(n)![v].map(f));
+  out += `\n## Docker after other work (warm cache)\n\n`;
+  out += `A warm job whose first docker command (\`docker pull\` of the five images) comes after N s of other work (a child process `;
+  out += `spinning one core, standing in for \`npm ci\`). Blocks = from that command to all images ready. The action's main step runs `;
+  out += `before the work; save/load's restore + \`docker load\` block in their own step before the work, so its blocking time is `;
+  out += `restore + load. Floor: the plain local-registry pull above, no overlap. Medians of ${o.workRepsDone} repetition(s).\n\n`;
+  out += table(
+    ['Other work (s)', 'Floor (s)', 'Blocks, prefetch on (s)', 'Blocks, prefetch: false (s)', 'Blocks, save/load: restore + load (s)', 'prefetch / floor', 'prefetch / prefetch: false', 'Job to images ready: prefetch on / off / save/load (s)'],
+    WORK.filter((n) => workSamples.get(n)!.prefetch.length).map((n) => {
+      const on = wm(n, 'prefetch', (x) => x.blocking);
+      const off = wm(n, 'noprefetch', (x) => x.blocking);
+      return [
+        n,
+        s(floorReady),
+        s(on),
+        s(off),
+        s(wm(n, 'saveload', (x) => x.blocking)),
+        x(on, floorReady),
+        x(on, off),
+        (['prefetch', 'noprefetch', 'saveload'] as const).map((v) => s(wm(n, v, (x) => x.ready))).join(' / '),
+      ];
+    }),
   );
   return out;
 }

@@ -1,5 +1,5 @@
 // The benchmark keeps working: `npm run bench -- --quick` (small images, one repetition) runs every variant
-// against the real parts and prints its tables.
+// against the real parts, and the other-work scenario (2 s of other work), and prints its tables.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +7,7 @@ import { test } from 'node:test';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-test('the quick benchmark runs every variant and prints the results and ratios', { timeout: 240_000 }, async () => {
+test('the quick benchmark runs every variant and prints the results, ratios and the other-work scenario', { timeout: 240_000 }, async () => {
   const { code, stdout, stderr } = await new Promise<{ code: number | string | null; stdout: string; stderr: string }>((resolve) => {
     execFile(process.execPath, ['--import', 'tsx', 'bench/bench.ts', '--quick'], { cwd: ROOT, timeout: 200_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
       resolve({ code: error ? ((error as { code?: number | string }).code ?? 1) : 0, stdout, stderr }),
@@ -28,4 +28,12 @@ test('the quick benchmark runs every variant and prints the results and ratios',
   }
   assert.match(stdout, /\| warm \/ floor \(images ready\) \| \d+\.\d\d× \|/);
   assert.match(stdout, /\| changed job upload bytes, ours \/ save-load \| \d+\.\d\d× /);
+  // The other-work scenario (--quick: 2 s of other work, 1 repetition): its table, with both ratios.
+  assert.ok(stdout.includes('## Docker after other work (warm cache)'), `prints the other-work scenario:\n${stdout}`);
+  const work = stdout.split('\n').find((l) => l.startsWith('| 2 |'));
+  assert.ok(work, `a row for 2 s of other work:\n${stdout}`);
+  const cells = work.split('|').map((c) => c.trim());
+  for (const blocks of cells.slice(3, 6)) assert.ok(Number(blocks) >= 0 && Number(blocks) < 120, `blocking times: ${work}`);
+  assert.match(cells[6], /^\d+\.\d\d×$/, `prefetch / floor: ${work}`);
+  assert.match(cells[7], /^\d+\.\d\d×$/, `prefetch / prefetch: false: ${work}`);
 });
