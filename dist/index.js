@@ -96540,14 +96540,13 @@ async function reportAndSave(dir, baseline, registry, inputs, prefetch, quota, p
     const manifests = await (0,storage/* readManifests */.PX)(dir.storage, after);
     const requests = await attempt('reading what the registry served', async () => parseAccessLog(await (0,promises_.readFile)(dir.registry.accessLog, 'utf8')));
     const usage = requests && accountUsage(requests, baseline.storage, after, manifests);
-    const jobAsked = (requests ?? []).filter((r) => r.kind === 'manifests' && !r.agent.includes(src_prefetch/* PREFETCH_AGENT */.Mr)).map((r) => `${(0,src_images/* displayName */.Q)(r.repository)}${(0,storage/* isDigest */.Bc)(r.reference) ? '@' : ':'}${r.reference}`);
+    const jobAsked = (requests ?? []).filter((r) => r.kind === 'manifests' && !r.agent.includes(src_prefetch/* PREFETCH_AGENT */.Mr)).map((r) => (0,src_images/* displayName */.Q)((0,cache_index/* imageKey */.p2)(r)));
     const prefetchUsed = prefetch && (0,src_prefetch/* prefetchUsage */.ZA)(prefetch.results, jobAsked, await (0,src_prefetch/* containerImages */._Z)(prefetch.jobStarted));
     for (const failed of prefetchUsed?.failed ?? [])
         core/* warning */.$e(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
-    const credentials = registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null;
-    const online = !registry.offline;
     // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
-    const cacheable = credentials && !inputs.cachePrivate && online ? await publicOnly(inputs.upstream, (0,cache_index/* imagesInStorage */.bp)(after, manifests)) : { images: (0,cache_index/* imagesInStorage */.bp)(after, manifests), withheld: [] };
+    const seen = (0,cache_index/* imagesInStorage */.bp)(after, manifests);
+    const cacheable = registry.pullsAs && !inputs.cachePrivate && !registry.offline ? await publicOnly(inputs.upstream, seen) : { images: seen, withheld: [] };
     // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
     const prefetchOnly = new Set(prefetchUsed?.unused.map((u) => u.ref));
     const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has((0,src_images/* displayName */.Q)(key)))) };
@@ -96614,12 +96613,14 @@ async function publicOnly(upstream, images) {
 /* harmony import */ var node_http__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_http__WEBPACK_IMPORTED_MODULE_1__);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1455);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_2__);
-/* harmony import */ var _images_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(4525);
-/* harmony import */ var _persistence_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8019);
-/* harmony import */ var _processes_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(7454);
+/* harmony import */ var _cache_index_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8340);
+/* harmony import */ var _images_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(4525);
+/* harmony import */ var _persistence_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(8019);
+/* harmony import */ var _processes_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(7454);
 // Prefetch: right after the mirror is up, pull in the background what the last run pulled, so the daemon's
 // download and extraction overlap the job's own first steps. A detached worker (this bundle, started again
 // with PULL_CACHE_PREFETCH set) pulls a few images at a time and writes one JSON line per image.
+
 
 
 
@@ -96631,8 +96632,8 @@ const PREFETCH_ENV = 'PULL_CACHE_PREFETCH';
 function prefetchRefs(index, restored) {
     if (!index)
         return [];
-    const pulledLast = new Set(index.images.filter((i) => i.lastUsed === index.created).map((i) => `${i.repository}|${i.reference}`));
-    return restored.filter((i) => pulledLast.has(`${i.repository}|${i.reference}`)).map((i) => `${(0,_images_js__WEBPACK_IMPORTED_MODULE_5__/* .displayName */ .Q)(i.repository)}${i.reference.startsWith('sha256:') ? '@' : ':'}${i.reference}`);
+    const pulledLast = new Set(index.images.filter((i) => i.lastUsed === index.created).map(_cache_index_js__WEBPACK_IMPORTED_MODULE_3__/* .imageKey */ .p2));
+    return restored.map(_cache_index_js__WEBPACK_IMPORTED_MODULE_3__/* .imageKey */ .p2).filter((key) => pulledLast.has(key)).map(_images_js__WEBPACK_IMPORTED_MODULE_6__/* .displayName */ .Q);
 }
 /** Starts the worker detached (it outlives the main step) and returns its pid. */
 function startPrefetch(plan) {
@@ -96647,7 +96648,7 @@ function startPrefetch(plan) {
 const PREFETCH_AGENT = 'pull-cache-action-prefetch';
 /** The worker: pulls each image through the daemon (and so the mirror), a few at a time. */
 async function runPrefetch(plan) {
-    await (0,_persistence_js__WEBPACK_IMPORTED_MODULE_3__/* .mapBounded */ .yJ)(plan.refs, plan.concurrency, async (ref) => {
+    await (0,_persistence_js__WEBPACK_IMPORTED_MODULE_4__/* .mapBounded */ .yJ)(plan.refs, plan.concurrency, async (ref) => {
         const started = Date.now();
         const error = await pull(ref).then(() => undefined, (e) => e.message);
         const result = { ref, ok: !error, started, ended: Date.now(), ...(error ? { error } : {}) };
@@ -96680,9 +96681,9 @@ async function pull(ref, timeoutMs = 15 * 60_000) {
 /** Waits (bounded) for the worker, then stops it and the pulls it started; returns what it did. */
 async function finishPrefetch(pid, log, waitMs) {
     const deadline = Date.now() + waitMs;
-    while ((await (0,_processes_js__WEBPACK_IMPORTED_MODULE_4__/* .isRunning */ .W)(pid, process.argv[1])) && Date.now() < deadline)
+    while ((await (0,_processes_js__WEBPACK_IMPORTED_MODULE_5__/* .isRunning */ .W)(pid, process.argv[1])) && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 100));
-    if (await (0,_processes_js__WEBPACK_IMPORTED_MODULE_4__/* .isRunning */ .W)(pid, process.argv[1]))
+    if (await (0,_processes_js__WEBPACK_IMPORTED_MODULE_5__/* .isRunning */ .W)(pid, process.argv[1]))
         process.kill(-pid, 'SIGKILL'); // its process group: the worker and its docker CLIs
     const text = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.readFile)(log, 'utf8').catch(() => '');
     return text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
@@ -96704,7 +96705,7 @@ function prefetchUsage(results, jobAsked, containerImages) {
 }
 /** A reference as the user typed it (`alpha`, `docker.io/library/alpha:1`) in the form prefetch uses (`alpha:latest`, `alpha:1`). */
 function normalRef(image) {
-    const name = (0,_images_js__WEBPACK_IMPORTED_MODULE_5__/* .displayName */ .Q)(image.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, ''));
+    const name = (0,_images_js__WEBPACK_IMPORTED_MODULE_6__/* .displayName */ .Q)(image.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, ''));
     return /@|:[^/]*$/.test(name) ? name : `${name}:latest`;
 }
 /** Images of the containers the job created (what `docker run` and compose used without pulling). */

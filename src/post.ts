@@ -13,7 +13,7 @@ import { stopRegistry } from './registry.js';
 import { accountUsage, parseAccessLog, renderReport, writeReport } from './report.js';
 import { state, type RegistryState } from './state.js';
 import { displayName } from './images.js';
-import { isDigest, readManifests, scanStorage } from './storage.js';
+import { readManifests, scanStorage } from './storage.js';
 import { readBaseline, workDir, type Baseline, type WorkDir } from './work-dir.js';
 
 type Attempt = <T>(what: string, fn: () => Promise<T>) => Promise<T | null>;
@@ -71,14 +71,12 @@ async function reportAndSave(
   const manifests = await readManifests(dir.storage, after);
   const requests = await attempt('reading what the registry served', async () => parseAccessLog(await readFile(dir.registry.accessLog, 'utf8')));
   const usage = requests && accountUsage(requests, baseline.storage, after, manifests);
-  const jobAsked = (requests ?? []).filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => `${displayName(r.repository)}${isDigest(r.reference) ? '@' : ':'}${r.reference}`);
+  const jobAsked = (requests ?? []).filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => displayName(imageKey(r)));
   const prefetchUsed = prefetch && prefetchUsage(prefetch.results, jobAsked, await containerImages(prefetch.jobStarted));
   for (const failed of prefetchUsed?.failed ?? []) core.warning(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
-  const credentials = registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null;
-  const online = !registry.offline;
   // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
-  const cacheable =
-    credentials && !inputs.cachePrivate && online ? await publicOnly(inputs.upstream, imagesInStorage(after, manifests)) : { images: imagesInStorage(after, manifests), withheld: [] };
+  const seen = imagesInStorage(after, manifests);
+  const cacheable = registry.pullsAs && !inputs.cachePrivate && !registry.offline ? await publicOnly(inputs.upstream, seen) : { images: seen, withheld: [] };
   // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
   const prefetchOnly = new Set(prefetchUsed?.unused.map((u) => u.ref));
   const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has(displayName(key)))) };

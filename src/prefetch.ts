@@ -4,7 +4,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { appendFile, readFile } from 'node:fs/promises';
-import type { CacheIndex } from './cache-index.js';
+import { imageKey, type CacheIndex } from './cache-index.js';
 import { displayName } from './images.js';
 import { mapBounded } from './persistence.js';
 import { isRunning } from './processes.js';
@@ -29,8 +29,8 @@ export interface PrefetchResult {
 /** What the run that saved the index pulled (its images were used at the moment it was saved), as docker references. */
 export function prefetchRefs(index: CacheIndex | null, restored: { repository: string; reference: string }[]): string[] {
   if (!index) return [];
-  const pulledLast = new Set(index.images.filter((i) => i.lastUsed === index.created).map((i) => `${i.repository}|${i.reference}`));
-  return restored.filter((i) => pulledLast.has(`${i.repository}|${i.reference}`)).map((i) => `${displayName(i.repository)}${i.reference.startsWith('sha256:') ? '@' : ':'}${i.reference}`);
+  const pulledLast = new Set(index.images.filter((i) => i.lastUsed === index.created).map(imageKey));
+  return restored.map(imageKey).filter((key) => pulledLast.has(key)).map(displayName);
 }
 
 /** Starts the worker detached (it outlives the main step) and returns its pid. */
