@@ -38441,9 +38441,12 @@ function packKey(prefix, digests) {
 function indexKeyPrefix(prefix, arch) {
     return `${prefix}-index-linux-${arch}-`;
 }
-/** Unique per run, attempt and save, so matrix jobs of one run never fight over an index key. */
-function indexKey(prefix, arch, runId, attempt, now) {
-    return `${indexKeyPrefix(prefix, arch)}${runId}-${attempt}-${now.toString(36)}`;
+/**
+ * Unique per run, attempt and save; matrix jobs of one run share the run id and may save in the same
+ * millisecond, so `nonce` (a few random hex digits) keeps them from fighting over an index key.
+ */
+function indexKey(prefix, arch, runId, attempt, now, nonce) {
+    return `${indexKeyPrefix(prefix, arch)}${runId}-${attempt}-${now.toString(36)}-${nonce}`;
 }
 /**
  * The paths an entry is saved and restored with, relative to the work directory: the entry's version
@@ -96141,6 +96144,7 @@ var src_storage = __nccwpck_require__(1134);
 
 
 
+
 const RESTORE_CONCURRENCY = 8;
 const SAVE_CONCURRENCY = 4;
 const NOTHING_RESTORED = { restoredKey: '', index: null, images: [], dropped: [], kept: [], missingEntries: 0, damaged: [] };
@@ -96195,7 +96199,7 @@ async function saveStorage(scope, restored, after, job, run) {
     let key = '';
     // After a refusal the service is failing or limiting this repository: the next run saves the index.
     if (!stopped && (0,cache_index/* indexChanged */.fv)(restored.index, index)) {
-        key = (0,cache_index/* indexKey */.mh)(scope.prefix, scope.arch, run.id, run.attempt, now.getTime());
+        key = (0,cache_index/* indexKey */.mh)(scope.prefix, scope.arch, run.id, run.attempt, now.getTime(), (0,external_node_crypto_.randomBytes)(3).toString('hex'));
         await (0,promises_.writeFile)((0,external_node_path_.join)(scope.workDir, cache_index/* INDEX_FILE */.K$), JSON.stringify(index));
         const id = await inWorkDir(scope.workDir, () => cache_saveCache([cache_index/* INDEX_FILE */.K$], key).catch(() => -1));
         if (id === -1) {

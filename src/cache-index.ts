@@ -62,9 +62,12 @@ export function indexKeyPrefix(prefix: string, arch: string): string {
   return `${prefix}-index-linux-${arch}-`;
 }
 
-/** Unique per run, attempt and save, so matrix jobs of one run never fight over an index key. */
-export function indexKey(prefix: string, arch: string, runId: string, attempt: string, now: number): string {
-  return `${indexKeyPrefix(prefix, arch)}${runId}-${attempt}-${now.toString(36)}`;
+/**
+ * Unique per run, attempt and save; matrix jobs of one run share the run id and may save in the same
+ * millisecond, so `nonce` (a few random hex digits) keeps them from fighting over an index key.
+ */
+export function indexKey(prefix: string, arch: string, runId: string, attempt: string, now: number, nonce: string): string {
+  return `${indexKeyPrefix(prefix, arch)}${runId}-${attempt}-${now.toString(36)}-${nonce}`;
 }
 
 /**

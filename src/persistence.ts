@@ -2,6 +2,7 @@
 // entries holding what the images within budget need; in post, only the blobs this job fetched, then a
 // new index if anything changed.
 import * as cache from '@actions/cache';
+import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -109,7 +110,7 @@ export async function saveStorage(scope: CacheScope, restored: Restored, after: 
   let key = '';
   // After a refusal the service is failing or limiting this repository: the next run saves the index.
   if (!stopped && indexChanged(restored.index, index)) {
-    key = indexKey(scope.prefix, scope.arch, run.id, run.attempt, now.getTime());
+    key = indexKey(scope.prefix, scope.arch, run.id, run.attempt, now.getTime(), randomBytes(3).toString('hex'));
     await writeFile(join(scope.workDir, INDEX_FILE), JSON.stringify(index));
     const id = await inWorkDir(scope.workDir, () => cache.saveCache([INDEX_FILE], key).catch(() => -1));
     if (id === -1) {

@@ -67,21 +67,25 @@ describe('cache keys', () => {
   test('an index key starts with its prefix, which names the platform', () => {
     assert.equal(indexKeyPrefix('pull-cache', 'amd64'), 'pull-cache-index-linux-amd64-');
     assert.equal(indexKeyPrefix('pull-cache', 'arm64'), 'pull-cache-index-linux-arm64-');
-    const key = indexKey('pull-cache', 'arm64', '123456', '2', NOW.getTime());
+    const key = indexKey('pull-cache', 'arm64', '123456', '2', NOW.getTime(), 'a1b2c3');
     assert.ok(key.startsWith(indexKeyPrefix('pull-cache', 'arm64')));
     assert.ok(key.includes('123456-2-'));
     assert.ok(!key.startsWith(indexKeyPrefix('pull-cache', 'amd64')));
   });
 
   test('index keys of later saves in the same run attempt differ', () => {
-    assert.notEqual(indexKey('p', 'amd64', '1', '1', 1000), indexKey('p', 'amd64', '1', '1', 1001));
+    assert.notEqual(indexKey('p', 'amd64', '1', '1', 1000, 'aaaaaa'), indexKey('p', 'amd64', '1', '1', 1001, 'aaaaaa'));
+  });
+
+  test('matrix jobs of one run saving in the same millisecond get different keys', () => {
+    assert.notEqual(indexKey('p', 'amd64', '1', '1', 1000, 'aaaaaa'), indexKey('p', 'amd64', '1', '1', 1000, 'bbbbbb'));
   });
 
   test('no key of one prefix is restored by prefix lookup for another arch or another key kind', () => {
     const idx = indexKeyPrefix('p', 'amd64');
     assert.ok(!blobKey('p', digest('a')).startsWith(idx));
     assert.ok(!packKey('p', [digest('a')]).startsWith(idx));
-    assert.ok(!indexKey('p', 'arm64', '1', '1', 1).startsWith(idx));
+    assert.ok(!indexKey('p', 'arm64', '1', '1', 1, 'aaaaaa').startsWith(idx));
   });
 });
 

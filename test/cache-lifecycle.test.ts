@@ -94,8 +94,21 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
 
   test('two jobs saving the same layers at once: one entry each, both jobs fine', async () => {
     const [a, b] = await Promise.all([world.runner('race-a'), world.runner('race-b')]);
+    // Neither post starts before both jobs have pulled: both found the cache empty and both save.
+    let pulled = 0;
+    let bothPulled!: () => void;
+    const barrier = new Promise<void>((resolve) => (bothPulled = resolve));
     const [ra, rb] = await Promise.all(
-      [a, b].map((runner) => runner.job(runner.inputs({ 'cache-key': 'race' }), () => runner.pull('alpha:1'))),
+      [a, b].map((runner) =>
+        runner.job(runner.inputs({ 'cache-key': 'race' }), async () => {
+          try {
+            await runner.pull('alpha:1');
+          } finally {
+            if (++pulled === 2) bothPulled();
+          }
+          await barrier;
+        }),
+      ),
     );
     for (const { main, post } of [ra, rb]) {
       assert.deepEqual([...main.warnings, ...post.warnings], []);
