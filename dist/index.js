@@ -38513,7 +38513,7 @@ function imagesInStorage(storage, manifests) {
         const add = (reference, manifest) => {
             if (!present(manifest))
                 return;
-            const content = (0,_images_js__WEBPACK_IMPORTED_MODULE_2__/* .imageContent */ .f)(manifest, manifests, present);
+            const content = (0,_images_js__WEBPACK_IMPORTED_MODULE_2__/* .imageContent */ .fo)(manifest, manifests, present);
             content.manifests.forEach((d) => reached.add(d));
             images.push({ repository, reference, manifests: content.manifests, blobs: content.blobs.filter(present) });
         };
@@ -38579,14 +38579,16 @@ function parseIndex(text) {
 /* harmony export */   K7: () => (/* binding */ failOnErrorInput),
 /* harmony export */   dz: () => (/* binding */ InputError)
 /* harmony export */ });
-/* unused harmony exports DEFAULTS, parseInputs */
+/* unused harmony exports DEFAULTS, parseInputs, credentialSecrets */
 /* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3838);
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8161);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_2__);
+/* harmony import */ var _images_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4525);
 /* harmony import */ var _registry_binary_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(5852);
 // The action's inputs, read once and checked, so every later stage works with typed values.
+
 
 
 
@@ -38613,10 +38615,13 @@ function parseInputs(read) {
         throw new InputError('dockerhub-token is set but dockerhub-username is empty: give both, or neither for anonymous pulls');
     if (username && !token)
         throw new InputError('dockerhub-username is set but dockerhub-token is empty: give both, or neither for anonymous pulls');
-    return {
+    const parsed = {
         dockerhubUsername: username,
         dockerhubToken: token,
         upstream: httpUrl('upstream', text('upstream', DEFAULTS.upstream)),
+        registries: registries(text('registries', _images_js__WEBPACK_IMPORTED_MODULE_4__/* .DOCKER_HUB */ .Xb)),
+        registryCredentials: {},
+        listen: listen(text('listen', 'loopback')),
         cacheKey: cacheKeyPrefix(text('cache-key', DEFAULTS.cacheKey)),
         save: boolean('save', read('save'), true),
         cachePrivate: boolean('cache-private', read('cache-private'), false),
@@ -38633,12 +38638,15 @@ function parseInputs(read) {
         port: port(text('port')),
         failOnError: boolean('fail-on-error', read('fail-on-error'), false),
     };
+    return { ...parsed, registryCredentials: registryCredentials(read('registry-credentials'), parsed.registries) };
 }
 /** Reads the inputs from the runner's INPUT_* variables and masks the token before anything can log it. */
 function getInputs() {
     const token = _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4('dockerhub-token');
     if (token)
         _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(token);
+    for (const secret of credentialSecrets(_actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4('registry-credentials')))
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setSecret */ .Pq(secret);
     const inputs = parseInputs((name) => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getInput */ .V4(name));
     checkOnRunner(inputs);
     return inputs;
@@ -38701,6 +38709,62 @@ function httpUrl(name, value) {
     if (url.username || url.password)
         throw new InputError(`${name} must not carry credentials in the URL, where logs would show them`);
     return value.replace(/\/+$/, '');
+}
+const DOCKER_HUB_ALIASES = new Set([_images_js__WEBPACK_IMPORTED_MODULE_4__/* .DOCKER_HUB */ .Xb, 'index.docker.io', 'registry-1.docker.io']);
+const HOST = /^(?:localhost|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)(?::\d{1,5})?$/;
+const MAX_REGISTRIES = 10;
+/** Hosts separated by commas, spaces or new lines; Docker Hub by any of its names is docker.io. */
+function registries(value) {
+    const hosts = value.split(/[\s,]+/).filter(Boolean).map((h) => h.toLowerCase());
+    const out = [];
+    for (const host of hosts) {
+        const name = DOCKER_HUB_ALIASES.has(host) ? _images_js__WEBPACK_IMPORTED_MODULE_4__/* .DOCKER_HUB */ .Xb : host;
+        if (!HOST.test(name))
+            throw new InputError(`registries: "${host}" is not a registry host; give hosts as image names spell them, such as docker.io, ghcr.io, quay.io, registry.k8s.io`);
+        if (out.includes(name))
+            throw new InputError(`registries: ${name} is listed twice`);
+        out.push(name);
+    }
+    if (!out.length)
+        throw new InputError('registries must name at least one registry host, such as docker.io');
+    if (out.length > MAX_REGISTRIES)
+        throw new InputError(`registries: at most ${MAX_REGISTRIES} registries, got ${out.length}`);
+    return out;
+}
+/** The tokens of registry-credentials (HOST=USERNAME:TOKEN lines), to mask before anything is parsed or logged. */
+function credentialSecrets(value) {
+    return value
+        .split('\n')
+        .map((line) => line.trim())
+        .filter(Boolean)
+        // A line of another shape is masked whole after the host: it may be a token alone.
+        .map((line) => /^[^=\s]+\s*=\s*[^:\s]+:(.+)$/.exec(line)?.[1].trim() ?? line.replace(/^[^=]*=/, '').trim())
+        .filter(Boolean);
+}
+/** One HOST=USERNAME:TOKEN per line, each host one of `listed` other than docker.io. Messages never quote a token. */
+function registryCredentials(value, listed) {
+    const out = {};
+    value.split('\n').map((line) => line.trim()).forEach((line, i) => {
+        if (!line)
+            return;
+        const m = /^([^=\s]+)\s*=\s*([^:\s]+):(.+)$/.exec(line);
+        if (!m)
+            throw new InputError(`registry-credentials line ${i + 1} must be HOST=USERNAME:TOKEN, such as ghcr.io=\${{ github.actor }}:\${{ secrets.GITHUB_TOKEN }}`);
+        const host = m[1].toLowerCase();
+        if (DOCKER_HUB_ALIASES.has(host))
+            throw new InputError(`registry-credentials line ${i + 1}: give Docker Hub's credentials as dockerhub-username and dockerhub-token`);
+        if (!listed.includes(host))
+            throw new InputError(`registry-credentials line ${i + 1} names ${host}, which registries does not list (${listed.join(', ')})`);
+        if (out[host])
+            throw new InputError(`registry-credentials: ${host} is given twice`);
+        out[host] = { username: m[2], password: m[3].trim() };
+    });
+    return out;
+}
+function listen(value) {
+    if (value === 'loopback' || value === 'docker-bridge')
+        return value;
+    throw new InputError(`listen must be loopback (127.0.0.1: this runner's processes only) or docker-bridge (the Docker bridge's gateway: containers too), got "${value}"`);
 }
 function cacheKeyPrefix(value) {
     if (!/^[A-Za-z0-9._-]{1,100}$/.test(value)) {
@@ -39005,7 +39069,7 @@ function parseQuota(limit, remaining) {
     return l && r ? { limit: Number(l[1]), remaining: Number(r[1]), window: Number(l[2] ?? 0) } : null;
 }
 /** Whether the upstream answers, and whether it takes the credentials (a token request costs no pull). */
-async function probeUpstream(upstream, credentials, timeoutMs = 5_000) {
+async function probeUpstream(upstream, credentials, scope = 'repository:ratelimitpreview/test:pull', timeoutMs = 5_000) {
     let challenge;
     try {
         challenge = await challengeOf(upstream, timeoutMs);
@@ -39017,7 +39081,7 @@ async function probeUpstream(upstream, credentials, timeoutMs = 5_000) {
         return { reachable: true, credentials: 'anonymous' };
     if (!challenge)
         return { reachable: true, credentials: 'unchecked' };
-    const status = (await requestToken(challenge, 'repository:ratelimitpreview/test:pull', credentials, timeoutMs).catch(() => null))?.status;
+    const status = (await requestToken(challenge, scope, credentials, timeoutMs).catch(() => null))?.status;
     return { reachable: true, credentials: status === 200 ? 'accepted' : status === 401 || status === 403 ? 'refused' : 'unchecked' };
 }
 /** The pull quota left for these credentials (or anonymous), read with a HEAD, which Docker Hub does not count. */
@@ -39050,7 +39114,8 @@ async function requestToken(challenge, scope, credentials, timeoutMs) {
     const url = new URL(challenge.realm);
     if (challenge.service)
         url.searchParams.set('service', challenge.service);
-    url.searchParams.set('scope', scope);
+    if (scope)
+        url.searchParams.set('scope', scope);
     const headers = credentials ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` } : {};
     const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
     const body = (await res.json().catch(() => ({})));
@@ -39076,8 +39141,11 @@ async function headManifest(upstream, repository, reference, credentials, timeou
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   Q: () => (/* binding */ displayName),
-/* harmony export */   f: () => (/* binding */ imageContent)
+/* harmony export */   QC: () => (/* binding */ displayName),
+/* harmony export */   T8: () => (/* binding */ splitRepository),
+/* harmony export */   Xb: () => (/* binding */ DOCKER_HUB),
+/* harmony export */   dK: () => (/* binding */ qualifiedRepository),
+/* harmony export */   fo: () => (/* binding */ imageContent)
 /* harmony export */ });
 // Images as the registry stores them: a manifest (or an index of per-platform manifests) naming a config
 // and layers. Pure: the caller reads the manifests.
@@ -39103,6 +39171,24 @@ function imageContent(digest, manifests, takeChild) {
 function displayName(repository) {
     return repository.startsWith('library/') ? repository.slice('library/'.length) : repository;
 }
+/** Docker Hub, as image names and containerd's hosts directory call it. */
+const DOCKER_HUB = 'docker.io';
+/**
+ * The name the cache gives a repository of a registry: as docker names its images, with Docker Hub's left
+ * bare (library/alpine) and every other registry's host in front (ghcr.io/org/app).
+ */
+function qualifiedRepository(registry, repository) {
+    return registry === DOCKER_HUB ? repository : `${registry}/${repository}`;
+}
+/** The registry host of a qualified repository name, and the repository's name on that registry. */
+function splitRepository(qualified) {
+    const slash = qualified.indexOf('/');
+    const first = slash < 0 ? '' : qualified.slice(0, slash);
+    // As docker reads a name: a first part with a dot or a port, or localhost, is a registry host.
+    if (first && (first.includes('.') || first.includes(':') || first === 'localhost'))
+        return { registry: first, repository: qualified.slice(slash + 1) };
+    return { registry: DOCKER_HUB, repository: qualified };
+}
 
 
 /***/ }),
@@ -39111,7 +39197,7 @@ function displayName(repository) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1730);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6856);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7613);
 /* harmony import */ var _prefetch_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3084);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2462);
@@ -39131,27 +39217,89 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 1730:
+/***/ 6856:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   i: () => (/* binding */ main)
-/* harmony export */ });
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3838);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var _context_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(788);
-/* harmony import */ var _daemon_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(5583);
-/* harmony import */ var _docker_hub_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(2841);
-/* harmony import */ var _persistence_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(8019);
-/* harmony import */ var _prefetch_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(3084);
-/* harmony import */ var _registry_binary_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(5852);
-/* harmony import */ var _registry_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(2976);
-/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(2462);
-/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(1134);
-/* harmony import */ var _work_dir_js__WEBPACK_IMPORTED_MODULE_11__ = __nccwpck_require__(1292);
-// The main step: restore the cache, start the registry on it, point the daemon at it. Any failure is a
-// warning and the job pulls directly, unless fail-on-error is set.
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  i: () => (/* binding */ main)
+});
+
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
+var core = __nccwpck_require__(3838);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(1455);
+// EXTERNAL MODULE: ./src/images.ts
+var src_images = __nccwpck_require__(4525);
+;// CONCATENATED MODULE: ./src/client-config.ts
+// What clients other than dockerd read to pull through the mirrors: containerd's hosts directory (kind,
+// k3s, nerdctl, ctr, Docker's containerd image store) and a buildkitd.toml for buildx builders. The text is
+// computed here; writeClientConfigs puts it on disk.
+
+
+
+/** Where a client goes when the mirror fails: the registry's own API endpoint. */
+function registryServer(registry) {
+    return registry === src_images/* DOCKER_HUB */.Xb ? 'https://registry-1.docker.io' : `https://${registry}`;
+}
+/** A TOML basic string. */
+function toml(text) {
+    return JSON.stringify(text);
+}
+/** containerd's HOSTS_DIR/REGISTRY/hosts.toml: pull and resolve through the mirror, then the registry itself. */
+function hostsToml(mirror) {
+    return [
+        `# pull-cache-action: ${mirror.registry} images come through the cache on this runner.`,
+        `server = ${toml(registryServer(mirror.registry))}`,
+        '',
+        `[host.${toml(mirror.url)}]`,
+        '  capabilities = ["pull", "resolve"]',
+        '',
+    ].join('\n');
+}
+/** buildkitd.toml for docker/setup-buildx-action's buildkitd-config: each registry's mirror, spoken to over plain HTTP. */
+function buildkitdToml(mirrors) {
+    const lines = ['# pull-cache-action: buildx builders pull through the cache on this runner.'];
+    for (const mirror of mirrors)
+        lines.push('', `[registry.${toml(mirror.registry)}]`, `  mirrors = [${toml(new URL(mirror.url).host)}]`);
+    for (const mirror of mirrors)
+        lines.push('', `[registry.${toml(new URL(mirror.url).host)}]`, '  http = true');
+    return `${lines.join('\n')}\n`;
+}
+/** Writes HOSTS_DIR/REGISTRY/hosts.toml for each mirror, and the buildkitd.toml. */
+async function writeClientConfigs(hostsDir, buildkitdConfig, mirrors) {
+    for (const mirror of mirrors) {
+        await (0,promises_.mkdir)((0,external_node_path_.join)(hostsDir, mirror.registry), { recursive: true });
+        await (0,promises_.writeFile)((0,external_node_path_.join)(hostsDir, mirror.registry, 'hosts.toml'), hostsToml(mirror));
+    }
+    await (0,promises_.writeFile)(buildkitdConfig, buildkitdToml(mirrors));
+}
+
+// EXTERNAL MODULE: ./src/context.ts
+var context = __nccwpck_require__(788);
+// EXTERNAL MODULE: ./src/daemon.ts + 1 modules
+var daemon = __nccwpck_require__(5583);
+// EXTERNAL MODULE: ./src/mirrors.ts + 1 modules
+var src_mirrors = __nccwpck_require__(194);
+// EXTERNAL MODULE: ./src/persistence.ts + 344 modules
+var persistence = __nccwpck_require__(8019);
+// EXTERNAL MODULE: ./src/prefetch.ts
+var prefetch = __nccwpck_require__(3084);
+// EXTERNAL MODULE: ./src/registry-binary.ts + 3 modules
+var registry_binary = __nccwpck_require__(5852);
+// EXTERNAL MODULE: ./src/state.ts
+var state = __nccwpck_require__(2462);
+// EXTERNAL MODULE: ./src/storage.ts
+var src_storage = __nccwpck_require__(1134);
+// EXTERNAL MODULE: ./src/work-dir.ts
+var work_dir = __nccwpck_require__(1292);
+;// CONCATENATED MODULE: ./src/main.ts
+// The main step: restore the cache, start a mirror per registry on it, point the daemon and the other
+// clients at them. Any failure is a warning and the job pulls directly, unless fail-on-error is set.
+
 
 
 
@@ -39166,60 +39314,55 @@ __webpack_async_result__();
 
 async function main() {
     const jobStarted = Date.now();
-    _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.markMainStarted();
-    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('mirror', '');
-    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('restored-key', '');
+    state/* state */.w.markMainStarted();
+    for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'restored-key'])
+        core/* setOutput */.uH(output, '');
     try {
-        const inputs = (0,_context_js__WEBPACK_IMPORTED_MODULE_2__/* .getInputs */ .GP)();
-        const dir = (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_11__/* .workDir */ .Hg)();
-        await (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_11__/* .createWorkDir */ .Xk)(dir);
-        const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,_context_js__WEBPACK_IMPORTED_MODULE_2__/* .runnerArch */ .J7)() };
-        _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setCache({ workDir: dir.root, restoredKey: '' });
+        const inputs = (0,context/* getInputs */.GP)();
+        const address = (0,src_mirrors/* listenAddress */.Y8)(inputs.listen);
+        const dir = (0,work_dir/* workDir */.Hg)();
+        await (0,work_dir/* createWorkDir */.Xk)(dir);
+        const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() };
+        state/* state */.w.setCache({ workDir: dir.root, restoredKey: '' });
         const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
-        const credentials = inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null;
-        const [restored, binary, probe] = await Promise.all([
-            restoreOrStartEmpty(() => (0,_persistence_js__WEBPACK_IMPORTED_MODULE_5__/* .withDeadline */ .NE)('restoring the cache', inputs.cacheTimeoutSeconds * 1000, (0,_persistence_js__WEBPACK_IMPORTED_MODULE_5__/* .restoreStorage */ .Ct)(scope, budget, new Date()))),
-            (0,_registry_binary_js__WEBPACK_IMPORTED_MODULE_7__/* .installRegistry */ .RV)(inputs, (0,node_path__WEBPACK_IMPORTED_MODULE_1__.join)(dir.root, 'download')),
-            (0,_docker_hub_js__WEBPACK_IMPORTED_MODULE_4__/* .probeUpstream */ .m8)(inputs.upstream, credentials),
+        const plans = (0,src_mirrors/* mirrorPlans */.sC)(inputs);
+        const [restored, binary, probes] = await Promise.all([
+            restoreOrStartEmpty(() => (0,persistence/* withDeadline */.NE)('restoring the cache', inputs.cacheTimeoutSeconds * 1000, (0,persistence/* restoreStorage */.Ct)(scope, budget, inputs.registries, new Date()))),
+            (0,registry_binary/* installRegistry */.RV)(inputs, (0,external_node_path_.join)(dir.root, 'download')),
+            (0,src_mirrors/* probeUpstreams */.vR)(plans),
         ]);
-        const online = probe.reachable;
-        const storage = await (0,_storage_js__WEBPACK_IMPORTED_MODULE_10__/* .scanStorage */ .T1)(dir.storage);
-        await (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_11__/* .writeBaseline */ .B9)(dir, { restored, storage });
-        _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
-        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('restored-key', restored.restoredKey);
-        // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
-        if (!online && restored.images.length === 0)
-            throw new Error(`${inputs.upstream} cannot be reached and the cache holds nothing to serve`);
-        if (!online)
-            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`${inputs.upstream} cannot be reached: the mirror serves what the cache holds (${restored.images.length} image${restored.images.length === 1 ? '' : 's'}), offline.`);
-        // With credentials it refuses, a 2.8 proxy answers "manifest unknown" even for public images: go anonymous.
-        if (probe.credentials === 'refused') {
-            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`${inputs.upstream} refused dockerhub-username "${inputs.dockerhubUsername}" with the given dockerhub-token: check both inputs. The cache pulls anonymously in this job (public images, anonymous rate limit).`);
+        const storage = await (0,src_storage/* scanStorage */.T1)(dir.storage);
+        await (0,work_dir/* writeBaseline */.B9)(dir, { restored, storage });
+        state/* state */.w.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
+        core/* setOutput */.uH('restored-key', restored.restoredKey);
+        const options = { binary, dir, address, port: inputs.port, restoredImages: restored.images.map((i) => i.repository) };
+        const mirrors = await (0,src_mirrors/* startMirrors */.Z2)(plans, probes, options, state/* state */.w.setMirrors);
+        await writeClientConfigs(dir.hostsDir, dir.buildkitdConfig, mirrors);
+        core/* setOutput */.uH('mirrors', JSON.stringify(Object.fromEntries(mirrors.map((m) => [m.registry, m.url]))));
+        core/* setOutput */.uH('hosts-dir', dir.hostsDir);
+        core/* setOutput */.uH('buildkitd-config', dir.buildkitdConfig);
+        const hub = mirrors.find((m) => m.registry === src_images/* DOCKER_HUB */.Xb);
+        if (hub) {
+            await (0,daemon/* useMirror */.jY)(inputs.daemonConfig, hub.url, state/* state */.w.setDaemon);
+            core/* info */.pq(`dockerd now pulls Docker Hub images through ${hub.url}`);
+            core/* setOutput */.uH('mirror', hub.url);
         }
-        const pullsAs = probe.credentials === 'refused' ? null : credentials;
-        const port = inputs.port ? (await (0,_registry_js__WEBPACK_IMPORTED_MODULE_8__/* .assertPortFree */ .E)(inputs.port), inputs.port) : await (0,_registry_js__WEBPACK_IMPORTED_MODULE_8__/* .freeLoopbackPort */ .Tb)();
-        const upstream = online ? inputs.upstream : null;
-        const config = (0,_registry_js__WEBPACK_IMPORTED_MODULE_8__/* .registryConfig */ .uw)({ port, storageDir: dir.storage, upstream, username: pullsAs?.username ?? '', password: pullsAs?.password ?? '' });
-        const registry = await (0,_registry_js__WEBPACK_IMPORTED_MODULE_8__/* .startRegistry */ .qm)(binary, dir.registry, config, port);
-        _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config, offline: !online, pullsAs: pullsAs?.username ?? '' });
-        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), ${online ? `proxying ${inputs.upstream}` : 'offline'}`);
-        await (0,_daemon_js__WEBPACK_IMPORTED_MODULE_3__/* .useMirror */ .jY)(inputs.daemonConfig, registry.url, _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setDaemon);
-        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`dockerd now pulls Docker Hub images through ${registry.url}`);
-        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('mirror', registry.url);
-        const refs = inputs.prefetch ? (0,_prefetch_js__WEBPACK_IMPORTED_MODULE_6__/* .prefetchRefs */ .Ks)(restored.index, restored.images) : [];
+        // dockerd mirrors Docker Hub only: what it pulls from elsewhere would not come through the cache.
+        const hubImages = restored.images.filter((image) => (0,src_images/* splitRepository */.T8)(image.repository).registry === src_images/* DOCKER_HUB */.Xb);
+        const refs = inputs.prefetch && hub ? (0,prefetch/* prefetchRefs */.Ks)(restored.index, hubImages) : [];
         if (refs.length) {
-            const log = (0,node_path__WEBPACK_IMPORTED_MODULE_1__.join)(dir.root, 'prefetch.log');
-            _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setPrefetch({ pid: (0,_prefetch_js__WEBPACK_IMPORTED_MODULE_6__/* .startPrefetch */ .Cw)({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });
-            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
+            const log = (0,external_node_path_.join)(dir.root, 'prefetch.log');
+            state/* state */.w.setPrefetch({ pid: (0,prefetch/* startPrefetch */.Cw)({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });
+            core/* info */.pq(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
         }
     }
     catch (e) {
         const message = `pull-cache-action could not set up the cache: ${e.message}. The job goes on pulling directly.`;
-        _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setMainError(e.message);
-        if ((0,_context_js__WEBPACK_IMPORTED_MODULE_2__/* .failOnErrorInput */ .K7)())
-            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setFailed */ .C1(message);
+        state/* state */.w.setMainError(e.message);
+        if ((0,context/* failOnErrorInput */.K7)())
+            core/* setFailed */.C1(message);
         else
-            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(message);
+            core/* warning */.$e(message);
     }
 }
 /** A cache that cannot be restored is an empty cache, not a failed step. */
@@ -39228,9 +39371,234 @@ async function restoreOrStartEmpty(restore) {
         return await restore();
     }
     catch (e) {
-        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`Restoring the cache failed (${e.message}); starting with an empty cache.`);
-        return _persistence_js__WEBPACK_IMPORTED_MODULE_5__/* .NOTHING_RESTORED */ .LH;
+        core/* warning */.$e(`Restoring the cache failed (${e.message}); starting with an empty cache.`);
+        return persistence/* NOTHING_RESTORED */.LH;
     }
+}
+
+
+/***/ }),
+
+/***/ 194:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  Y8: () => (/* binding */ listenAddress),
+  sC: () => (/* binding */ mirrorPlans),
+  vR: () => (/* binding */ probeUpstreams),
+  Z2: () => (/* binding */ startMirrors),
+  HS: () => (/* binding */ stopMirrors)
+});
+
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
+var core = __nccwpck_require__(3838);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
+// EXTERNAL MODULE: ./src/docker-hub.ts
+var docker_hub = __nccwpck_require__(2841);
+// EXTERNAL MODULE: ./src/images.ts
+var src_images = __nccwpck_require__(4525);
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(1455);
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+// EXTERNAL MODULE: ./src/processes.ts
+var processes = __nccwpck_require__(7454);
+;// CONCATENATED MODULE: ./src/registry.ts
+// The local Distribution registry: its config, and the detached process that serves the mirror for the
+// rest of the job.
+
+
+
+
+
+
+
+/** The registry's config.yml: a pull-through proxy of `upstream` on address:port, storing under storageDir. */
+function registryConfig(o) {
+    const credentials = o.username ? { username: o.username, password: o.password } : {};
+    return (0,dist/* stringify */.As)({
+        version: 0.1,
+        log: { level: 'info', formatter: 'text', accesslog: { disabled: false }, fields: { service: 'pull-cache' } },
+        storage: {
+            filesystem: { rootdirectory: o.storageDir },
+            cache: { blobdescriptor: 'inmemory' },
+            // The cache is saved by digest; nothing may vanish behind the index's back.
+            delete: { enabled: false },
+            maintenance: { uploadpurging: { enabled: false } },
+        },
+        http: { addr: `${o.address}:${o.port}`, headers: { 'X-Content-Type-Options': ['nosniff'] } },
+        ...(o.upstream === null ? {} : { proxy: { remoteurl: o.upstream, ...credentials } }),
+    });
+}
+/** Writes the config (mode 0600: it holds the token) and starts the registry detached from this step. */
+async function startRegistry(binary, files, config, url, timeoutMs = 30_000) {
+    await (0,promises_.writeFile)(files.config, config, { mode: 0o600 });
+    const out = (0,external_node_fs_.openSync)(files.accessLog, 'a');
+    const err = (0,external_node_fs_.openSync)(files.log, 'a');
+    const child = (0,external_node_child_process_.spawn)(binary, ['serve', files.config], {
+        detached: true,
+        stdio: ['ignore', out, err],
+        env: { ...process.env, OTEL_TRACES_EXPORTER: 'none' },
+    });
+    (0,external_node_fs_.closeSync)(out);
+    (0,external_node_fs_.closeSync)(err);
+    let exit;
+    child.once('exit', (code, signal) => (exit = `exited with ${code ?? signal}`));
+    child.once('error', (e) => (exit = `could not be started: ${e.message}`));
+    child.unref();
+    const deadline = Date.now() + timeoutMs;
+    while (!(await answersV2(url))) {
+        if (exit !== undefined)
+            throw new Error(`the registry ${exit} at start: ${await lastLines(files.log)}`);
+        if (Date.now() > deadline) {
+            await stopRegistry(child.pid, files.config);
+            throw new Error(`the registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await lastLines(files.log)}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return { pid: child.pid, url };
+}
+async function answersV2(url) {
+    try {
+        const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1_000) });
+        await res.arrayBuffer();
+        return res.status === 200 || res.status === 401;
+    }
+    catch {
+        return false;
+    }
+}
+/**
+ * Stops the registry by pid: SIGTERM, then SIGKILL after graceMs. Quiet when it is already gone; a pid that
+ * now belongs to another process (its command line no longer names our config) is left alone.
+ */
+async function stopRegistry(pid, configPath, graceMs = 10_000) {
+    if (!(await (0,processes/* isRunning */.W)(pid, configPath)))
+        return;
+    process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline) {
+        if (!(await (0,processes/* isRunning */.W)(pid, configPath)))
+            return;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    core/* warning */.$e(`the registry (pid ${pid}) did not stop within ${graceMs / 1000} s of SIGTERM; killing it`);
+    process.kill(pid, 'SIGKILL');
+}
+/** Fails when something already listens on the port: the registry would exit, or another server would answer for it. */
+async function assertPortFree(port, address) {
+    const server = (0,external_node_net_.createServer)();
+    await new Promise((resolve, reject) => server.once('error', (e) => reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} is already in use on ${address}: leave port empty for a free one` : `port ${port}: ${e.message}`))).listen(port, address, resolve));
+    await new Promise((resolve) => server.close(resolve));
+}
+/** A port free on address at this moment; the kernel's ephemeral range never hands out 5000. */
+async function freePort(address) {
+    const server = (0,external_node_net_.createServer)();
+    await new Promise((resolve, reject) => server.once('error', reject).listen(0, address, resolve));
+    const { port } = server.address();
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+}
+async function lastLines(file, n = 5) {
+    const text = await (0,promises_.readFile)(file, 'utf8').catch(() => '');
+    return text.trim().split('\n').slice(-n).join(' | ') || '(no log)';
+}
+
+// EXTERNAL MODULE: ./src/storage.ts
+var storage = __nccwpck_require__(1134);
+;// CONCATENATED MODULE: ./src/mirrors.ts
+// One Distribution proxy per registry host (a proxy serves one upstream), each on its own port, with its
+// own root in the shared storage: the mirrors the job's clients pull through.
+
+
+
+
+
+
+/** What each listed registry's proxy pulls from, and as whom. */
+function mirrorPlans(inputs) {
+    return inputs.registries.map((registry) => registry === src_images/* DOCKER_HUB */.Xb
+        ? { registry, upstream: inputs.upstream, credentials: inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null }
+        : { registry, upstream: `https://${registry}`, credentials: inputs.registryCredentials[registry] ?? null });
+}
+/** Whether each upstream answers and takes its credentials; Docker Hub's are checked against a repository scope it knows. */
+function probeUpstreams(plans) {
+    return Promise.all(plans.map((p) => (0,docker_hub/* probeUpstream */.m8)(p.upstream, p.credentials, p.registry === src_images/* DOCKER_HUB */.Xb ? undefined : '')));
+}
+/** The address the mirrors listen on: loopback, or the Docker bridge's gateway (docker0), which containers reach. */
+function listenAddress(listen, interfaces = (0,external_node_os_.networkInterfaces)()) {
+    if (listen === 'loopback')
+        return '127.0.0.1';
+    const gateway = interfaces.docker0?.find((a) => a.family === 'IPv4');
+    if (!gateway)
+        throw new Error('listen is docker-bridge, but this runner has no docker0 interface with an IPv4 address (the Docker bridge): use listen: loopback');
+    return gateway.address;
+}
+/**
+ * Starts each registry's proxy, all at once. A registry whose upstream cannot be reached serves what the
+ * cache holds for it, offline; with nothing to serve it gets no mirror. `running` gets the mirrors started
+ * so far (in the order of the plans) as soon as each runs, so post stops them whatever happens next.
+ * Throws only when no mirror starts.
+ */
+async function startMirrors(plans, probes, o, running) {
+    const slots = plans.map(() => undefined);
+    const outcomes = await Promise.allSettled(plans.map(async (plan, i) => {
+        slots[i] = await startMirror(plan, probes[i], o);
+        running(slots.filter((m) => m !== undefined));
+        return slots[i];
+    }));
+    const mirrors = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    const failures = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ registry: plans[i].registry, error: o.reason }] : []));
+    if (!mirrors.length)
+        throw failures[0].error;
+    for (const { registry, error } of failures)
+        core/* warning */.$e(`pull-cache-action: no mirror for ${registry}: ${error.message}. Pulls from ${registry} go to it directly.`);
+    return mirrors;
+}
+async function startMirror(plan, probe, o) {
+    const { registry, upstream } = plan;
+    const cached = o.restoredImages.filter((r) => (0,src_images/* splitRepository */.T8)(r).registry === registry).length;
+    // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
+    if (!probe.reachable && cached === 0)
+        throw new Error(`${upstream} cannot be reached and the cache holds nothing to serve`);
+    if (!probe.reachable)
+        core/* warning */.$e(`${upstream} cannot be reached: the mirror serves what the cache holds (${cached} image${cached === 1 ? '' : 's'}), offline.`);
+    // With credentials it refuses, a 2.8 proxy answers "manifest unknown" even for public images: go anonymous.
+    if (probe.credentials === 'refused') {
+        core/* warning */.$e(registry === src_images/* DOCKER_HUB */.Xb
+            ? `${upstream} refused dockerhub-username "${plan.credentials.username}" with the given dockerhub-token: check both inputs. The cache pulls anonymously in this job (public images, anonymous rate limit).`
+            : `${upstream} refused the registry-credentials of ${registry} (user "${plan.credentials.username}"): check them. The cache pulls from ${registry} anonymously in this job (public images only).`);
+    }
+    const pullsAs = probe.credentials === 'refused' ? null : plan.credentials;
+    const port = registry === src_images/* DOCKER_HUB */.Xb && o.port ? (await assertPortFree(o.port, o.address), o.port) : await freePort(o.address);
+    const files = o.dir.registry(registry);
+    const config = registryConfig({
+        address: o.address,
+        port,
+        storageDir: await (0,storage/* prepareRegistryRoot */.ZJ)(o.dir.storage, registry),
+        upstream: probe.reachable ? upstream : null,
+        username: pullsAs?.username ?? '',
+        password: pullsAs?.password ?? '',
+    });
+    const { pid, url } = await startRegistry(o.binary, files, config, `http://${o.address}:${port}`);
+    core/* info */.pq(`Registry mirror of ${registry} listening on ${url} (pid ${pid}), ${probe.reachable ? `proxying ${upstream}` : 'offline'}`);
+    return { registry, upstream, pid, url, configPath: files.config, accessLog: files.accessLog, offline: !probe.reachable, pullsAs: pullsAs?.username ?? '' };
+}
+/** Stops every mirror; a mirror that cannot be stopped does not keep the others running. */
+async function stopMirrors(mirrors) {
+    const outcomes = await Promise.allSettled(mirrors.map((m) => stopRegistry(m.pid, m.configPath)));
+    const failed = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [`${mirrors[i].registry}: ${o.reason.message}`] : []));
+    if (failed.length)
+        throw new Error(failed.join('; '));
 }
 
 
@@ -96133,6 +96501,8 @@ function saveCacheV2(paths_1, key_1, options_1) {
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: ./src/cache-index.ts
 var cache_index = __nccwpck_require__(8340);
+// EXTERNAL MODULE: ./src/images.ts
+var src_images = __nccwpck_require__(4525);
 // EXTERNAL MODULE: ./src/storage.ts
 var src_storage = __nccwpck_require__(1134);
 ;// CONCATENATED MODULE: ./src/persistence.ts
@@ -96145,16 +96515,19 @@ var src_storage = __nccwpck_require__(1134);
 
 
 
+
 const RESTORE_CONCURRENCY = 8;
 const SAVE_CONCURRENCY = 4;
 const NOTHING_RESTORED = { restoredKey: '', index: null, images: [], dropped: [], kept: [], missingEntries: 0, damaged: [] };
-async function restoreStorage(scope, budget, now) {
+/** Restores the index and, within budget, the images of the listed registries that it names. */
+async function restoreStorage(scope, budget, registries, now) {
     return inWorkDir(scope.workDir, async () => {
         const restoredKey = (await restoreCache([cache_index/* INDEX_FILE */.K$], (0,cache_index/* indexKeyPrefix */.Au)(scope.prefix, scope.arch))) ?? '';
         if (!restoredKey)
             return NOTHING_RESTORED;
         const index = (0,cache_index/* parseIndex */.A1)(await (0,promises_.readFile)((0,external_node_path_.join)(scope.workDir, cache_index/* INDEX_FILE */.K$), 'utf8'));
-        const selection = (0,cache_index/* selectImages */.$g)(index, budget, now);
+        const listed = index.images.filter((image) => registries.includes((0,src_images/* splitRepository */.T8)(image.repository).registry));
+        const selection = (0,cache_index/* selectImages */.$g)({ ...index, images: listed }, budget, now);
         const storage = (0,external_node_path_.join)(scope.workDir, cache_index/* STORAGE_DIR */.up);
         // Every blob is checked against its digest before the registry can serve it, each entry as soon as it is
         // down, so the hashing overlaps the other downloads. null: the entry could not be restored.
@@ -96298,8 +96671,8 @@ var docker_hub = __nccwpck_require__(2841);
 var persistence = __nccwpck_require__(8019);
 // EXTERNAL MODULE: ./src/prefetch.ts
 var src_prefetch = __nccwpck_require__(3084);
-// EXTERNAL MODULE: ./src/registry.ts
-var src_registry = __nccwpck_require__(2976);
+// EXTERNAL MODULE: ./src/mirrors.ts + 1 modules
+var src_mirrors = __nccwpck_require__(194);
 // EXTERNAL MODULE: ./src/images.ts
 var src_images = __nccwpck_require__(4525);
 // EXTERNAL MODULE: ./src/storage.ts
@@ -96351,7 +96724,7 @@ function accountUsage(requests, before, after, manifests) {
     const reached = new Set();
     const images = new Map();
     const addImage = (repository, reference, manifest) => {
-        const content = (0,src_images/* imageContent */.f)(manifest, manifests, (child) => manifestsByDigest.has(`${repository}@${child}`));
+        const content = (0,src_images/* imageContent */.fo)(manifest, manifests, (child) => manifestsByDigest.has(`${repository}@${child}`));
         content.manifests.forEach((d) => reached.add(`${repository}@${d}`));
         images.set((0,cache_index/* imageKey */.p2)({ repository, reference }), { repository, reference, blobs: content.blobs });
     };
@@ -96383,7 +96756,7 @@ function accountUsage(requests, before, after, manifests) {
     };
     const rows = [...images].map(([key, i]) => ({
         key,
-        image: `${(0,src_images/* displayName */.Q)(i.repository)}${(0,storage/* isDigest */.Bc)(i.reference) ? `@${i.reference.slice(0, 19)}` : `:${i.reference}`}`,
+        image: `${(0,src_images/* displayName */.QC)(i.repository)}${(0,storage/* isDigest */.Bc)(i.reference) ? `@${i.reference.slice(0, 19)}` : `:${i.reference}`}`,
         ...tallyOf(i.blobs.map((d) => `${i.repository}@${d}`)),
     }));
     const rest = tallyOf(blobsServed);
@@ -96391,6 +96764,16 @@ function accountUsage(requests, before, after, manifests) {
         rows.push({ key: '', image: '(blobs of no image pulled by tag)', ...rest });
     const sum = (pick) => ({ blobs: rows.reduce((s, u) => s + pick(u).blobs, 0), bytes: rows.reduce((s, u) => s + pick(u).bytes, 0) });
     return { images: rows, fromCache: sum((u) => u.fromCache), fromUpstream: sum((u) => u.fromUpstream) };
+}
+/** Adds up the usage of each registry's mirror. */
+function mergeUsage(usages) {
+    const add = (a, b) => ({ blobs: a.blobs + b.blobs, bytes: a.bytes + b.bytes });
+    const none = { blobs: 0, bytes: 0 };
+    return {
+        images: usages.flatMap((u) => u.images),
+        fromCache: usages.reduce((t, u) => add(t, u.fromCache), none),
+        fromUpstream: usages.reduce((t, u) => add(t, u.fromUpstream), none),
+    };
 }
 /** Sizes in binary units, named as such: the max-size input takes both. */
 function formatBytes(bytes) {
@@ -96408,8 +96791,15 @@ function tallyText(t) {
 }
 /** The report as Markdown: for the job summary, and readable as it is in the log. */
 function renderReport(f) {
-    const source = f.upstream === 'https://registry-1.docker.io' ? 'Docker Hub' : f.upstream.replace(/^https?:\/\//, '');
+    const hub = f.upstream === 'https://registry-1.docker.io' ? 'Docker Hub' : f.upstream.replace(/^https?:\/\//, '');
+    const source = f.registries.length > 1 ? 'upstream' : f.registries[0] && f.registries[0].registry !== src_images/* DOCKER_HUB */.Xb ? f.registries[0].registry : hub;
     const lines = ['## Pull cache', ''];
+    if (f.registries.length > 1) {
+        lines.push('| Registry | Mirror | Images | From cache | From upstream |', '| --- | --- | --- | --- | --- |');
+        for (const r of f.registries)
+            lines.push(`| ${r.registry} | ${r.mirror}${r.offline ? ' (offline)' : ''} | ${r.images} | ${tallyText(r.fromCache)} | ${tallyText(r.fromUpstream)} |`);
+        lines.push('');
+    }
     if (f.usage && f.usage.images.length) {
         const total = f.usage.fromCache.bytes + f.usage.fromUpstream.bytes;
         lines.push(`| Image | From cache | From ${source} |`, '| --- | --- | --- |');
@@ -96432,7 +96822,7 @@ function renderReport(f) {
     const dropped = (reason, why) => {
         const images = f.dropped.filter((d) => d.reason === reason);
         if (images.length)
-            lines.push(`- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => (0,src_images/* displayName */.Q)(d.image)).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`);
+            lines.push(`- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => (0,src_images/* displayName */.QC)(d.image)).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`);
     };
     dropped('age', `unused for more than ${count(f.budget.maxAgeDays, 'day')} (max-age)`);
     dropped('size', `that did not fit in ${formatBytes(f.budget.maxBytes)} (max-size)`);
@@ -96448,13 +96838,13 @@ function renderReport(f) {
             lines.push(`- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${f.saved.stopped})` : ' (per-run entry cap)'}; the next run saves them.`);
     }
     if (f.withheld.length)
-        lines.push(`- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${f.withheld.map(src_images/* displayName */.Q).join(', ')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`);
+        lines.push(`- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${f.withheld.map(src_images/* displayName */.QC).join(', ')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`);
     const who = f.pullsAs ? `for ${f.pullsAs}` : 'for anonymous pulls from this runner';
     if (f.quota === 'unlimited')
-        lines.push(`- ${source} pull quota: no limit applies ${who}.`);
+        lines.push(`- ${hub} pull quota: no limit applies ${who}.`);
     else if (f.quota) {
         const window = f.quota.window % 3600 === 0 ? count(f.quota.window / 3600, 'hour') : count(f.quota.window, 'second');
-        lines.push(`- ${source} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${window})` : ''}.`);
+        lines.push(`- ${hub} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${window})` : ''}.`);
     }
     if (f.prefetch) {
         const { used, unused, failed } = f.prefetch;
@@ -96481,7 +96871,7 @@ var state = __nccwpck_require__(2462);
 // EXTERNAL MODULE: ./src/work-dir.ts
 var work_dir = __nccwpck_require__(1292);
 ;// CONCATENATED MODULE: ./src/post.ts
-// The post step: stop the registry, give the daemon back its own config, report what the job pulled and
+// The post step: stop the mirrors, give the daemon back its own config, report what the job pulled and
 // from where, and save what is new. Saving never fails the job.
 
 
@@ -96515,16 +96905,17 @@ async function post() {
         problems.push(`The cache was not used in this job: ${mainError}`);
     const cacheState = state/* state */.w.cache();
     const inputs = cacheState ? await attempt('reading the inputs', async () => (0,context/* getInputs */.GP)()) : null;
-    const registry = state/* state */.w.registry();
+    const mirrors = state/* state */.w.mirrors();
+    const hub = mirrors.find((m) => m.registry === src_images/* DOCKER_HUB */.Xb && !m.offline);
     // The quota costs two round trips to Docker Hub: ask while the rest of post runs.
-    const quota = inputs && registry && !registry.offline ? (0,docker_hub/* readQuota */.$s)(inputs.upstream, registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null) : Promise.resolve(null);
+    const quota = inputs && hub ? (0,docker_hub/* readQuota */.$s)(hub.upstream, hub.pullsAs ? { username: hub.pullsAs, password: inputs.dockerhubToken } : null) : Promise.resolve(null);
     // The prefetch pulls through the registry: stop it first.
     const prefetch = state/* state */.w.prefetch();
     const prefetched = prefetch ? await attempt('finishing the prefetch', () => (0,src_prefetch/* finishPrefetch */.Lp)(prefetch.pid, prefetch.log, 2_000)) : null;
-    if (registry?.offline)
-        problems.push('The upstream could not be reached when the job started: the cache served what it holds, offline.');
-    if (registry)
-        await attempt('stopping the registry', () => (0,src_registry/* stopRegistry */.ky)(registry.pid, registry.configPath));
+    for (const m of mirrors.filter((m) => m.offline))
+        problems.push(`The upstream of ${m.registry} (${m.upstream}) could not be reached when the job started: the cache served what it holds, offline.`);
+    if (mirrors.length)
+        await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => (0,src_mirrors/* stopMirrors */.HS)(mirrors));
     const daemon = state/* state */.w.daemon();
     const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => (0,src_daemon/* restoreDaemon */.HF)(daemon)) : undefined;
     // Main records the cache stage once the inputs were good and the work directory made; before that, nothing to do.
@@ -96532,28 +96923,30 @@ async function post() {
         const dir = (0,work_dir/* workDir */.Hg)(cacheState.workDir);
         const baseline = await attempt('reading what the cache held at start', () => (0,work_dir/* readBaseline */.mF)(dir));
         const prefetchRun = prefetch && prefetched ? { results: prefetched, jobStarted: prefetch.jobStarted } : null;
-        if (baseline && registry && inputs)
-            await reportAndSave(dir, baseline, registry, inputs, prefetchRun, quota, problems, attempt);
+        if (baseline && mirrors.length && inputs)
+            await reportAndSave(dir, baseline, mirrors, inputs, prefetchRun, quota, problems, attempt);
         await (0,promises_.rm)(dir.root, { recursive: true, force: true });
     }
     if (daemonRestored === null && (0,context/* failOnErrorInput */.K7)())
         core/* setFailed */.C1(`pull-cache-action could not put ${daemon.configPath} back: see the warnings above`);
 }
-async function reportAndSave(dir, baseline, registry, inputs, prefetch, quota, problems, attempt) {
+async function reportAndSave(dir, baseline, mirrors, inputs, prefetch, quota, problems, attempt) {
     const after = await (0,storage/* scanStorage */.T1)(dir.storage);
     const manifests = await (0,storage/* readManifests */.PX)(dir.storage, after);
-    const requests = await attempt('reading what the registry served', async () => parseAccessLog(await (0,promises_.readFile)(dir.registry.accessLog, 'utf8')));
-    const usage = requests && accountUsage(requests, baseline.storage, after, manifests);
-    const jobAsked = (requests ?? []).filter((r) => r.kind === 'manifests' && !r.agent.includes(src_prefetch/* PREFETCH_AGENT */.Mr)).map((r) => (0,src_images/* displayName */.Q)((0,cache_index/* imageKey */.p2)(r)));
+    // Each mirror's log names repositories as its registry does; the cache names them as docker does.
+    const served = await attempt('reading what the registries served', () => Promise.all(mirrors.map(async (m) => parseAccessLog(await (0,promises_.readFile)(m.accessLog, 'utf8')).map((r) => ({ ...r, repository: (0,src_images/* qualifiedRepository */.dK)(m.registry, r.repository) })))));
+    const usages = served?.map((requests) => accountUsage(requests, baseline.storage, after, manifests));
+    const usage = usages ? mergeUsage(usages) : null;
+    const requests = served?.flat() ?? [];
+    const jobAsked = requests.filter((r) => r.kind === 'manifests' && !r.agent.includes(src_prefetch/* PREFETCH_AGENT */.Mr)).map((r) => (0,src_images/* displayName */.QC)((0,cache_index/* imageKey */.p2)(r)));
     const prefetchUsed = prefetch && (0,src_prefetch/* prefetchUsage */.ZA)(prefetch.results, jobAsked, await (0,src_prefetch/* containerImages */._Z)(prefetch.jobStarted));
     for (const failed of prefetchUsed?.failed ?? [])
         core/* warning */.$e(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
     // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
-    const seen = (0,cache_index/* imagesInStorage */.bp)(after, manifests);
-    const cacheable = registry.pullsAs && !inputs.cachePrivate && !registry.offline ? await publicOnly(inputs.upstream, seen) : { images: seen, withheld: [] };
+    const cacheable = await publicOnly(mirrors, (0,cache_index/* imagesInStorage */.bp)(after, manifests), inputs.cachePrivate);
     // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
     const prefetchOnly = new Set(prefetchUsed?.unused.map((u) => u.ref));
-    const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has((0,src_images/* displayName */.Q)(key)))) };
+    const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has((0,src_images/* displayName */.QC)(key)))) };
     const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
     const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() };
     const saved = inputs.save
@@ -96561,6 +96954,7 @@ async function reportAndSave(dir, baseline, registry, inputs, prefetch, quota, p
         : null;
     const markdown = renderReport({
         upstream: inputs.upstream,
+        registries: registryRows(mirrors, usages ?? null),
         usage,
         restoredKey: baseline.restored.restoredKey,
         restoredBlobs: Object.keys(baseline.storage.blobs).length,
@@ -96573,7 +96967,7 @@ async function reportAndSave(dir, baseline, registry, inputs, prefetch, quota, p
         saveDisabled: !inputs.save,
         withheld: cacheable.withheld,
         quota: await quota,
-        pullsAs: registry.pullsAs,
+        pullsAs: mirrors.find((m) => m.registry === src_images/* DOCKER_HUB */.Xb)?.pullsAs ?? '',
         prefetch: prefetchUsed ?? null,
         unpigz: await onPath('unpigz'),
         problems,
@@ -96588,9 +96982,31 @@ async function onPath(command) {
             return true;
     return false;
 }
-/** Splits images into those anyone may pull anonymously and the rest (named by imageKey). */
-async function publicOnly(upstream, images) {
-    const pullable = await (0,persistence/* mapBounded */.yJ)(images, 8, (image) => (0,docker_hub/* anonymouslyPullable */.kw)(upstream, image.repository, image.reference));
+/** Each mirror and what the job pulled through it. */
+function registryRows(mirrors, usages) {
+    const none = { blobs: 0, bytes: 0 };
+    return mirrors.map((m, i) => ({
+        registry: m.registry,
+        mirror: m.url,
+        offline: m.offline,
+        images: usages?.[i].images.filter((u) => u.key).length ?? 0,
+        fromCache: usages?.[i].fromCache ?? none,
+        fromUpstream: usages?.[i].fromUpstream ?? none,
+    }));
+}
+/**
+ * Splits images into those the cache may hold and the rest (named by imageKey): what a mirror pulled with
+ * credentials goes in only if anyone may pull it anonymously, unless cache-private is set.
+ */
+async function publicOnly(mirrors, images, cachePrivate) {
+    const mirrorOf = new Map(mirrors.map((m) => [m.registry, m]));
+    const pullable = await (0,persistence/* mapBounded */.yJ)(images, 8, async (image) => {
+        const { registry, repository } = (0,src_images/* splitRepository */.T8)(image.repository);
+        const mirror = mirrorOf.get(registry);
+        if (!mirror?.pullsAs || cachePrivate || mirror.offline)
+            return true;
+        return (0,docker_hub/* anonymouslyPullable */.kw)(mirror.upstream, repository, image.reference);
+    });
     return { images: images.filter((_, i) => pullable[i]), withheld: images.filter((_, i) => !pullable[i]).map(cache_index/* imageKey */.p2) };
 }
 
@@ -96637,7 +97053,7 @@ function prefetchRefs(index, restored) {
     if (!index)
         return [];
     const pulledLast = new Set(index.images.filter((i) => i.lastUsed === index.created).map(_cache_index_js__WEBPACK_IMPORTED_MODULE_3__/* .imageKey */ .p2));
-    return restored.map(_cache_index_js__WEBPACK_IMPORTED_MODULE_3__/* .imageKey */ .p2).filter((key) => pulledLast.has(key)).map(_images_js__WEBPACK_IMPORTED_MODULE_6__/* .displayName */ .Q);
+    return restored.map(_cache_index_js__WEBPACK_IMPORTED_MODULE_3__/* .imageKey */ .p2).filter((key) => pulledLast.has(key)).map(_images_js__WEBPACK_IMPORTED_MODULE_6__/* .displayName */ .QC);
 }
 /** Starts the worker detached (it outlives the main step) and returns its pid. */
 function startPrefetch(plan) {
@@ -96709,7 +97125,7 @@ function prefetchUsage(results, jobAsked, containerImages) {
 }
 /** A reference as the user typed it (`alpha`, `docker.io/library/alpha:1`) in the form prefetch uses (`alpha:latest`, `alpha:1`). */
 function normalRef(image) {
-    const name = (0,_images_js__WEBPACK_IMPORTED_MODULE_6__/* .displayName */ .Q)(image.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, ''));
+    const name = (0,_images_js__WEBPACK_IMPORTED_MODULE_6__/* .displayName */ .QC)(image.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, ''));
     return /@|:[^/]*$/.test(name) ? name : `${name}:latest`;
 }
 /** Images of the containers the job created (what `docker run` and compose used without pulling). */
@@ -97652,131 +98068,6 @@ async function sha256File(path) {
 
 /***/ }),
 
-/***/ 2976:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   E: () => (/* binding */ assertPortFree),
-/* harmony export */   Tb: () => (/* binding */ freeLoopbackPort),
-/* harmony export */   ky: () => (/* binding */ stopRegistry),
-/* harmony export */   qm: () => (/* binding */ startRegistry),
-/* harmony export */   uw: () => (/* binding */ registryConfig)
-/* harmony export */ });
-/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3838);
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1421);
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3024);
-/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_2__);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1455);
-/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_3___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_3__);
-/* harmony import */ var node_net__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(7030);
-/* harmony import */ var node_net__WEBPACK_IMPORTED_MODULE_4___default = /*#__PURE__*/__nccwpck_require__.n(node_net__WEBPACK_IMPORTED_MODULE_4__);
-/* harmony import */ var yaml__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(8815);
-/* harmony import */ var _processes_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(7454);
-// The local Distribution registry: its config, and the detached process that serves the mirror for the
-// rest of the job.
-
-
-
-
-
-
-
-/** The registry's config.yml: a pull-through proxy of `upstream` on loopback, storing under storageDir. */
-function registryConfig(o) {
-    const credentials = o.username ? { username: o.username, password: o.password } : {};
-    return (0,yaml__WEBPACK_IMPORTED_MODULE_5__/* .stringify */ .As)({
-        version: 0.1,
-        log: { level: 'info', formatter: 'text', accesslog: { disabled: false }, fields: { service: 'pull-cache' } },
-        storage: {
-            filesystem: { rootdirectory: o.storageDir },
-            cache: { blobdescriptor: 'inmemory' },
-            // The cache is saved by digest; nothing may vanish behind the index's back.
-            delete: { enabled: false },
-            maintenance: { uploadpurging: { enabled: false } },
-        },
-        http: { addr: `127.0.0.1:${o.port}`, headers: { 'X-Content-Type-Options': ['nosniff'] } },
-        ...(o.upstream === null ? {} : { proxy: { remoteurl: o.upstream, ...credentials } }),
-    });
-}
-/** Writes the config (mode 0600: it holds the token) and starts the registry detached from this step. */
-async function startRegistry(binary, files, config, port, timeoutMs = 30_000) {
-    await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_3__.writeFile)(files.config, config, { mode: 0o600 });
-    const out = (0,node_fs__WEBPACK_IMPORTED_MODULE_2__.openSync)(files.accessLog, 'a');
-    const err = (0,node_fs__WEBPACK_IMPORTED_MODULE_2__.openSync)(files.log, 'a');
-    const child = (0,node_child_process__WEBPACK_IMPORTED_MODULE_1__.spawn)(binary, ['serve', files.config], {
-        detached: true,
-        stdio: ['ignore', out, err],
-        env: { ...process.env, OTEL_TRACES_EXPORTER: 'none' },
-    });
-    (0,node_fs__WEBPACK_IMPORTED_MODULE_2__.closeSync)(out);
-    (0,node_fs__WEBPACK_IMPORTED_MODULE_2__.closeSync)(err);
-    let exit;
-    child.once('exit', (code, signal) => (exit = `exited with ${code ?? signal}`));
-    child.once('error', (e) => (exit = `could not be started: ${e.message}`));
-    child.unref();
-    const url = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + timeoutMs;
-    while (!(await answersV2(url))) {
-        if (exit !== undefined)
-            throw new Error(`the registry ${exit} at start: ${await lastLines(files.log)}`);
-        if (Date.now() > deadline) {
-            await stopRegistry(child.pid, files.config);
-            throw new Error(`the registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await lastLines(files.log)}`);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    return { pid: child.pid, url };
-}
-async function answersV2(url) {
-    try {
-        const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1_000) });
-        await res.arrayBuffer();
-        return res.status === 200 || res.status === 401;
-    }
-    catch {
-        return false;
-    }
-}
-/**
- * Stops the registry by pid: SIGTERM, then SIGKILL after graceMs. Quiet when it is already gone; a pid that
- * now belongs to another process (its command line no longer names our config) is left alone.
- */
-async function stopRegistry(pid, configPath, graceMs = 10_000) {
-    if (!(await (0,_processes_js__WEBPACK_IMPORTED_MODULE_6__/* .isRunning */ .W)(pid, configPath)))
-        return;
-    process.kill(pid, 'SIGTERM');
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline) {
-        if (!(await (0,_processes_js__WEBPACK_IMPORTED_MODULE_6__/* .isRunning */ .W)(pid, configPath)))
-            return;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`the registry (pid ${pid}) did not stop within ${graceMs / 1000} s of SIGTERM; killing it`);
-    process.kill(pid, 'SIGKILL');
-}
-/** Fails when something already listens on the port: the registry would exit, or another server would answer for it. */
-async function assertPortFree(port) {
-    const server = (0,node_net__WEBPACK_IMPORTED_MODULE_4__.createServer)();
-    await new Promise((resolve, reject) => server.once('error', (e) => reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} is already in use on 127.0.0.1: leave port empty for a free one` : `port ${port}: ${e.message}`))).listen(port, '127.0.0.1', resolve));
-    await new Promise((resolve) => server.close(resolve));
-}
-/** A loopback port free at this moment; the kernel's ephemeral range never hands out 5000. */
-async function freeLoopbackPort() {
-    const server = (0,node_net__WEBPACK_IMPORTED_MODULE_4__.createServer)();
-    await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-    const { port } = server.address();
-    await new Promise((resolve) => server.close(resolve));
-    return port;
-}
-async function lastLines(file, n = 5) {
-    const text = await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_3__.readFile)(file, 'utf8').catch(() => '');
-    return text.trim().split('\n').slice(-n).join(' | ') || '(no log)';
-}
-
-
-/***/ }),
-
 /***/ 2462:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
@@ -97801,8 +98092,8 @@ const state = {
     markMainStarted: () => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .saveState */ .LZ('isPost', 'true'),
     cache: () => read('cache'),
     setCache: (value) => write('cache', value),
-    registry: () => read('registry'),
-    setRegistry: (value) => write('registry', value),
+    mirrors: () => read('mirrors') ?? [],
+    setMirrors: (value) => write('mirrors', value),
     daemon: () => read('daemon'),
     setDaemon: (value) => write('daemon', value),
     prefetch: () => read('prefetch'),
@@ -97821,6 +98112,7 @@ const state = {
 /* harmony export */   Bc: () => (/* binding */ isDigest),
 /* harmony export */   PX: () => (/* binding */ readManifests),
 /* harmony export */   T1: () => (/* binding */ scanStorage),
+/* harmony export */   ZJ: () => (/* binding */ prepareRegistryRoot),
 /* harmony export */   fJ: () => (/* binding */ writeLinks),
 /* harmony export */   nD: () => (/* binding */ blobPath),
 /* harmony export */   tB: () => (/* binding */ verifyBlob)
@@ -97833,14 +98125,19 @@ const state = {
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_2__);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(6760);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_3___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_3__);
-// The registry's filesystem storage, read and laid out by digest. Blobs are content; links say which
+/* harmony import */ var _images_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4525);
+// The registries' filesystem storage, read and laid out by digest. Blobs are content; links say which
 // repository has which blob, manifest and tag (the proxy serves a blob from storage only under a
-// repository that links it).
+// repository that links it). Docker Hub's proxy has the storage root; every other registry's proxy has a
+// root of its own under registries/HOST, whose blobs directory is a link to the shared one, so a layer
+// two registries serve is stored, and cached, once.
+
 
 
 
 
 const V2 = 'docker/registry/v2';
+const REGISTRIES = 'registries';
 /** Where a blob's bytes live, relative to the storage root. */
 function blobPath(digest) {
     const hex = digest.slice('sha256:'.length);
@@ -97849,7 +98146,25 @@ function blobPath(digest) {
 function isDigest(value) {
     return /^sha256:[0-9a-f]{64}$/.test(value);
 }
-/** Everything the storage holds: its blobs with their sizes and each repository's links. */
+/** The storage root of one registry's proxy, relative to the shared storage root. */
+function registryRoot(registry) {
+    return registry === _images_js__WEBPACK_IMPORTED_MODULE_4__/* .DOCKER_HUB */ .Xb ? '' : `${REGISTRIES}/${registry}/`;
+}
+/** Makes a registry's root, its blobs a link to the shared blobs; returns its path. Idempotent. */
+async function prepareRegistryRoot(storage, registry) {
+    await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(storage, V2, 'blobs'), { recursive: true });
+    const root = (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(storage, registryRoot(registry));
+    if (registry === _images_js__WEBPACK_IMPORTED_MODULE_4__/* .DOCKER_HUB */ .Xb)
+        return root;
+    await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, V2), { recursive: true });
+    // From registries/HOST/docker/registry/v2 up to the storage root.
+    await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.symlink)(`../../../../../${V2}/blobs`, (0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, V2, 'blobs')).catch((e) => {
+        if (e.code !== 'EEXIST')
+            throw e;
+    });
+    return root;
+}
+/** Everything the storage holds: its blobs with their sizes and each repository's links, named as docker names them. */
 async function scanStorage(root) {
     const blobs = {};
     for (const prefix of await list((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, V2, 'blobs/sha256'))) {
@@ -97861,6 +98176,9 @@ async function scanStorage(root) {
     }
     const repositories = {};
     await walkRepositories((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, V2, 'repositories'), '', repositories);
+    for (const registry of await list((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, REGISTRIES))) {
+        await walkRepositories((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, REGISTRIES, registry, V2, 'repositories'), registry, repositories);
+    }
     return { blobs, repositories };
 }
 async function walkRepositories(dir, name, out) {
@@ -97884,11 +98202,14 @@ async function walkRepositories(dir, name, out) {
  */
 async function writeLinks(root, images, present) {
     const links = new Map();
+    const registries = new Set();
     for (const image of images) {
         const [manifest] = image.manifests;
         if (!present.has(manifest))
             continue;
-        const repo = `${V2}/repositories/${image.repository}`;
+        const { registry, repository } = (0,_images_js__WEBPACK_IMPORTED_MODULE_4__/* .splitRepository */ .T8)(image.repository);
+        registries.add(registry);
+        const repo = `${registryRoot(registry)}${V2}/repositories/${repository}`;
         if (!isDigest(image.reference)) {
             links.set(`${repo}/_manifests/tags/${image.reference}/current`, manifest);
             links.set(`${repo}/_manifests/tags/${image.reference}/index/sha256/${hex(manifest)}`, manifest);
@@ -97898,6 +98219,8 @@ async function writeLinks(root, images, present) {
         for (const d of image.blobs.filter((b) => present.has(b)))
             links.set(`${repo}/_layers/sha256/${hex(d)}`, d);
     }
+    for (const registry of registries)
+        await prepareRegistryRoot(root, registry);
     await Promise.all([...links].map(async ([dir, digest]) => {
         await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, dir), { recursive: true });
         await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_2__.writeFile)((0,node_path__WEBPACK_IMPORTED_MODULE_3__.join)(root, dir, 'link'), digest);
@@ -97955,7 +98278,9 @@ async function readLink(path) {
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6760);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_2__);
 /* harmony import */ var _cache_index_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8340);
+/* harmony import */ var _images_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(4525);
 // The action's files on the runner, all under one directory in RUNNER_TEMP that the post step removes.
+
 
 
 
@@ -97964,7 +98289,12 @@ function workDir(root = (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(process.
     return {
         root,
         storage: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, _cache_index_js__WEBPACK_IMPORTED_MODULE_3__/* .STORAGE_DIR */ .up),
-        registry: { config: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'registry.yml'), accessLog: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'access.log'), log: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'registry.log') },
+        registry: (host) => {
+            const suffix = host === _images_js__WEBPACK_IMPORTED_MODULE_4__/* .DOCKER_HUB */ .Xb ? '' : `-${host.replace(/:/g, '_')}`;
+            return { config: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, `registry${suffix}.yml`), accessLog: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, `access${suffix}.log`), log: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, `registry${suffix}.log`) };
+        },
+        hostsDir: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'hosts.d'),
+        buildkitdConfig: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'buildkitd.toml'),
         before: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'before.json'),
     };
 }

@@ -2,14 +2,24 @@
 import * as core from '@actions/core';
 import { accessSync, constants, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import type { Credentials } from './docker-hub.js';
+import { DOCKER_HUB } from './images.js';
 import { releaseAsset } from './registry-binary.js';
 
 export type Arch = 'amd64' | 'arm64';
+export type Listen = 'loopback' | 'docker-bridge';
 
 export interface Inputs {
   dockerhubUsername: string;
   dockerhubToken: string;
+  /** Docker Hub's registry API (a stand-in's, in tests). */
   upstream: string;
+  /** The registries to cache, by host as image names spell them (docker.io, ghcr.io, ...). */
+  registries: string[];
+  /** Credentials for registries other than Docker Hub, by host. */
+  registryCredentials: Record<string, Credentials>;
+  /** Where the mirrors listen: loopback, or the Docker bridge's gateway, which containers reach too. */
+  listen: Listen;
   cacheKey: string;
   save: boolean;
   /** Save content of repositories anonymous users cannot pull (readable by forks' pull requests). */
@@ -55,10 +65,13 @@ export function parseInputs(read: (name: string) => string): Inputs {
   const token = text('dockerhub-token');
   if (token && !username) throw new InputError('dockerhub-token is set but dockerhub-username is empty: give both, or neither for anonymous pulls');
   if (username && !token) throw new InputError('dockerhub-username is set but dockerhub-token is empty: give both, or neither for anonymous pulls');
-  return {
+  const parsed = {
     dockerhubUsername: username,
     dockerhubToken: token,
     upstream: httpUrl('upstream', text('upstream', DEFAULTS.upstream)),
+    registries: registries(text('registries', DOCKER_HUB)),
+    registryCredentials: {},
+    listen: listen(text('listen', 'loopback')),
     cacheKey: cacheKeyPrefix(text('cache-key', DEFAULTS.cacheKey)),
     save: boolean('save', read('save'), true),
     cachePrivate: boolean('cache-private', read('cache-private'), false),
@@ -75,12 +88,14 @@ export function parseInputs(read: (name: string) => string): Inputs {
     port: port(text('port')),
     failOnError: boolean('fail-on-error', read('fail-on-error'), false),
   };
+  return { ...parsed, registryCredentials: registryCredentials(read('registry-credentials'), parsed.registries) };
 }
 
 /** Reads the inputs from the runner's INPUT_* variables and masks the token before anything can log it. */
 export function getInputs(): Inputs {
   const token = core.getInput('dockerhub-token');
   if (token) core.setSecret(token);
+  for (const secret of credentialSecrets(core.getInput('registry-credentials'))) core.setSecret(secret);
   const inputs = parseInputs((name) => core.getInput(name));
   checkOnRunner(inputs);
   return inputs;
@@ -136,6 +151,57 @@ function httpUrl(name: string, value: string): string {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InputError(`${name} must be an http:// or https:// URL, got "${value}"`);
   if (url.username || url.password) throw new InputError(`${name} must not carry credentials in the URL, where logs would show them`);
   return value.replace(/\/+$/, '');
+}
+
+const DOCKER_HUB_ALIASES = new Set([DOCKER_HUB, 'index.docker.io', 'registry-1.docker.io']);
+const HOST = /^(?:localhost|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)(?::\d{1,5})?$/;
+const MAX_REGISTRIES = 10;
+
+/** Hosts separated by commas, spaces or new lines; Docker Hub by any of its names is docker.io. */
+function registries(value: string): string[] {
+  const hosts = value.split(/[\s,]+/).filter(Boolean).map((h) => h.toLowerCase());
+  const out: string[] = [];
+  for (const host of hosts) {
+    const name = DOCKER_HUB_ALIASES.has(host) ? DOCKER_HUB : host;
+    if (!HOST.test(name)) throw new InputError(`registries: "${host}" is not a registry host; give hosts as image names spell them, such as docker.io, ghcr.io, quay.io, registry.k8s.io`);
+    if (out.includes(name)) throw new InputError(`registries: ${name} is listed twice`);
+    out.push(name);
+  }
+  if (!out.length) throw new InputError('registries must name at least one registry host, such as docker.io');
+  if (out.length > MAX_REGISTRIES) throw new InputError(`registries: at most ${MAX_REGISTRIES} registries, got ${out.length}`);
+  return out;
+}
+
+/** The tokens of registry-credentials (HOST=USERNAME:TOKEN lines), to mask before anything is parsed or logged. */
+export function credentialSecrets(value: string): string[] {
+  return value
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean)
+    // A line of another shape is masked whole after the host: it may be a token alone.
+    .map((line) => /^[^=\s]+\s*=\s*[^:\s]+:(.+)$/.exec(line)?.[1].trim() ?? line.replace(/^[^=]*=/, '').trim())
+    .filter(Boolean);
+}
+
+/** One HOST=USERNAME:TOKEN per line, each host one of `listed` other than docker.io. Messages never quote a token. */
+function registryCredentials(value: string, listed: string[]): Record<string, Credentials> {
+  const out: Record<string, Credentials> = {};
+  value.split('\n').map((line) => line.trim()).forEach((line, i) => {
+    if (!line) return;
+    const m = /^([^=\s]+)\s*=\s*([^:\s]+):(.+)$/.exec(line);
+    if (!m) throw new InputError(`registry-credentials line ${i + 1} must be HOST=USERNAME:TOKEN, such as ghcr.io=\${{ github.actor }}:\${{ secrets.GITHUB_TOKEN }}`);
+    const host = m[1].toLowerCase();
+    if (DOCKER_HUB_ALIASES.has(host)) throw new InputError(`registry-credentials line ${i + 1}: give Docker Hub's credentials as dockerhub-username and dockerhub-token`);
+    if (!listed.includes(host)) throw new InputError(`registry-credentials line ${i + 1} names ${host}, which registries does not list (${listed.join(', ')})`);
+    if (out[host]) throw new InputError(`registry-credentials: ${host} is given twice`);
+    out[host] = { username: m[2], password: m[3].trim() };
+  });
+  return out;
+}
+
+function listen(value: string): Listen {
+  if (value === 'loopback' || value === 'docker-bridge') return value;
+  throw new InputError(`listen must be loopback (127.0.0.1: this runner's processes only) or docker-bridge (the Docker bridge's gateway: containers too), got "${value}"`);
 }
 
 function cacheKeyPrefix(value: string): string {

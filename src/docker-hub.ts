@@ -46,7 +46,7 @@ export interface UpstreamProbe {
 }
 
 /** Whether the upstream answers, and whether it takes the credentials (a token request costs no pull). */
-export async function probeUpstream(upstream: string, credentials: Credentials | null, timeoutMs = 5_000): Promise<UpstreamProbe> {
+export async function probeUpstream(upstream: string, credentials: Credentials | null, scope = 'repository:ratelimitpreview/test:pull', timeoutMs = 5_000): Promise<UpstreamProbe> {
   let challenge: Challenge | null;
   try {
     challenge = await challengeOf(upstream, timeoutMs);
@@ -55,7 +55,7 @@ export async function probeUpstream(upstream: string, credentials: Credentials |
   }
   if (!credentials) return { reachable: true, credentials: 'anonymous' };
   if (!challenge) return { reachable: true, credentials: 'unchecked' };
-  const status = (await requestToken(challenge, 'repository:ratelimitpreview/test:pull', credentials, timeoutMs).catch(() => null))?.status;
+  const status = (await requestToken(challenge, scope, credentials, timeoutMs).catch(() => null))?.status;
   return { reachable: true, credentials: status === 200 ? 'accepted' : status === 401 || status === 403 ? 'refused' : 'unchecked' };
 }
 
@@ -88,7 +88,7 @@ async function challengeOf(upstream: string, timeoutMs: number): Promise<Challen
 async function requestToken(challenge: Challenge, scope: string, credentials: Credentials | null, timeoutMs: number): Promise<{ status: number; token: string }> {
   const url = new URL(challenge.realm);
   if (challenge.service) url.searchParams.set('service', challenge.service);
-  url.searchParams.set('scope', scope);
+  if (scope) url.searchParams.set('scope', scope);
   const headers: Record<string, string> = credentials ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` } : {};
   const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
   const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string };

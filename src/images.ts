@@ -38,3 +38,23 @@ export function displayName(repository: string): string {
   return repository.startsWith('library/') ? repository.slice('library/'.length) : repository;
 }
 
+
+/** Docker Hub, as image names and containerd's hosts directory call it. */
+export const DOCKER_HUB = 'docker.io';
+
+/**
+ * The name the cache gives a repository of a registry: as docker names its images, with Docker Hub's left
+ * bare (library/alpine) and every other registry's host in front (ghcr.io/org/app).
+ */
+export function qualifiedRepository(registry: string, repository: string): string {
+  return registry === DOCKER_HUB ? repository : `${registry}/${repository}`;
+}
+
+/** The registry host of a qualified repository name, and the repository's name on that registry. */
+export function splitRepository(qualified: string): { registry: string; repository: string } {
+  const slash = qualified.indexOf('/');
+  const first = slash < 0 ? '' : qualified.slice(0, slash);
+  // As docker reads a name: a first part with a dot or a port, or localhost, is a registry host.
+  if (first && (first.includes('.') || first.includes(':') || first === 'localhost')) return { registry: first, repository: qualified.slice(slash + 1) };
+  return { registry: DOCKER_HUB, repository: qualified };
+}

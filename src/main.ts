@@ -1,14 +1,15 @@
-// The main step: restore the cache, start the registry on it, point the daemon at it. Any failure is a
-// warning and the job pulls directly, unless fail-on-error is set.
+// The main step: restore the cache, start a mirror per registry on it, point the daemon and the other
+// clients at them. Any failure is a warning and the job pulls directly, unless fail-on-error is set.
 import * as core from '@actions/core';
 import { join } from 'node:path';
+import { writeClientConfigs } from './client-config.js';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
 import { useMirror } from './daemon.js';
-import { probeUpstream } from './docker-hub.js';
+import { DOCKER_HUB, splitRepository } from './images.js';
+import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
 import { NOTHING_RESTORED, restoreStorage, withDeadline, type Restored } from './persistence.js';
 import { prefetchRefs, startPrefetch } from './prefetch.js';
 import { installRegistry } from './registry-binary.js';
-import { assertPortFree, freeLoopbackPort, registryConfig, startRegistry } from './registry.js';
 import { state } from './state.js';
 import { scanStorage } from './storage.js';
 import { createWorkDir, workDir, writeBaseline } from './work-dir.js';
@@ -16,48 +17,44 @@ import { createWorkDir, workDir, writeBaseline } from './work-dir.js';
 export async function main(): Promise<void> {
   const jobStarted = Date.now();
   state.markMainStarted();
-  core.setOutput('mirror', '');
-  core.setOutput('restored-key', '');
+  for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'restored-key']) core.setOutput(output, '');
   try {
     const inputs = getInputs();
+    const address = listenAddress(inputs.listen);
     const dir = workDir();
     await createWorkDir(dir);
     const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
     state.setCache({ workDir: dir.root, restoredKey: '' });
 
     const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
-    const credentials = inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null;
-    const [restored, binary, probe] = await Promise.all([
-      restoreOrStartEmpty(() => withDeadline('restoring the cache', inputs.cacheTimeoutSeconds * 1000, restoreStorage(scope, budget, new Date()))),
+    const plans = mirrorPlans(inputs);
+    const [restored, binary, probes] = await Promise.all([
+      restoreOrStartEmpty(() => withDeadline('restoring the cache', inputs.cacheTimeoutSeconds * 1000, restoreStorage(scope, budget, inputs.registries, new Date()))),
       installRegistry(inputs, join(dir.root, 'download')),
-      probeUpstream(inputs.upstream, credentials),
+      probeUpstreams(plans),
     ]);
-    const online = probe.reachable;
     const storage = await scanStorage(dir.storage);
     await writeBaseline(dir, { restored, storage });
     state.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
     core.setOutput('restored-key', restored.restoredKey);
 
-    // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
-    if (!online && restored.images.length === 0) throw new Error(`${inputs.upstream} cannot be reached and the cache holds nothing to serve`);
-    if (!online) core.warning(`${inputs.upstream} cannot be reached: the mirror serves what the cache holds (${restored.images.length} image${restored.images.length === 1 ? '' : 's'}), offline.`);
-    // With credentials it refuses, a 2.8 proxy answers "manifest unknown" even for public images: go anonymous.
-    if (probe.credentials === 'refused') {
-      core.warning(`${inputs.upstream} refused dockerhub-username "${inputs.dockerhubUsername}" with the given dockerhub-token: check both inputs. The cache pulls anonymously in this job (public images, anonymous rate limit).`);
+    const options = { binary, dir, address, port: inputs.port, restoredImages: restored.images.map((i) => i.repository) };
+    const mirrors = await startMirrors(plans, probes, options, state.setMirrors);
+    await writeClientConfigs(dir.hostsDir, dir.buildkitdConfig, mirrors);
+    core.setOutput('mirrors', JSON.stringify(Object.fromEntries(mirrors.map((m) => [m.registry, m.url]))));
+    core.setOutput('hosts-dir', dir.hostsDir);
+    core.setOutput('buildkitd-config', dir.buildkitdConfig);
+
+    const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
+    if (hub) {
+      await useMirror(inputs.daemonConfig, hub.url, state.setDaemon);
+      core.info(`dockerd now pulls Docker Hub images through ${hub.url}`);
+      core.setOutput('mirror', hub.url);
     }
-    const pullsAs = probe.credentials === 'refused' ? null : credentials;
-    const port = inputs.port ? (await assertPortFree(inputs.port), inputs.port) : await freeLoopbackPort();
-    const upstream = online ? inputs.upstream : null;
-    const config = registryConfig({ port, storageDir: dir.storage, upstream, username: pullsAs?.username ?? '', password: pullsAs?.password ?? '' });
-    const registry = await startRegistry(binary, dir.registry, config, port);
-    state.setRegistry({ pid: registry.pid, port, configPath: dir.registry.config, offline: !online, pullsAs: pullsAs?.username ?? '' });
-    core.info(`Registry mirror listening on ${registry.url} (pid ${registry.pid}), ${online ? `proxying ${inputs.upstream}` : 'offline'}`);
 
-    await useMirror(inputs.daemonConfig, registry.url, state.setDaemon);
-    core.info(`dockerd now pulls Docker Hub images through ${registry.url}`);
-    core.setOutput('mirror', registry.url);
-
-    const refs = inputs.prefetch ? prefetchRefs(restored.index, restored.images) : [];
+    // dockerd mirrors Docker Hub only: what it pulls from elsewhere would not come through the cache.
+    const hubImages = restored.images.filter((image) => splitRepository(image.repository).registry === DOCKER_HUB);
+    const refs = inputs.prefetch && hub ? prefetchRefs(restored.index, hubImages) : [];
     if (refs.length) {
       const log = join(dir.root, 'prefetch.log');
       state.setPrefetch({ pid: startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });

@@ -23,6 +23,7 @@ import {
   type EntryRef,
   type JobImages,
 } from './cache-index.js';
+import { splitRepository } from './images.js';
 import { verifyBlob, writeLinks, type StorageState } from './storage.js';
 
 const RESTORE_CONCURRENCY = 8;
@@ -59,12 +60,14 @@ export interface Saved {
   stopped: string;
 }
 
-export async function restoreStorage(scope: CacheScope, budget: Budget, now: Date): Promise<Restored> {
+/** Restores the index and, within budget, the images of the listed registries that it names. */
+export async function restoreStorage(scope: CacheScope, budget: Budget, registries: string[], now: Date): Promise<Restored> {
   return inWorkDir(scope.workDir, async () => {
     const restoredKey = (await cache.restoreCache([INDEX_FILE], indexKeyPrefix(scope.prefix, scope.arch))) ?? '';
     if (!restoredKey) return NOTHING_RESTORED;
     const index = parseIndex(await readFile(join(scope.workDir, INDEX_FILE), 'utf8'));
-    const selection = selectImages(index, budget, now);
+    const listed = index.images.filter((image) => registries.includes(splitRepository(image.repository).registry));
+    const selection = selectImages({ ...index, images: listed }, budget, now);
     const storage = join(scope.workDir, STORAGE_DIR);
     // Every blob is checked against its digest before the registry can serve it, each entry as soon as it is
     // down, so the hashing overlaps the other downloads. null: the entry could not be restored.

@@ -1,4 +1,4 @@
-// The post step: stop the registry, give the daemon back its own config, report what the job pulled and
+// The post step: stop the mirrors, give the daemon back its own config, report what the job pulled and
 // from where, and save what is new. Saving never fails the job.
 import * as core from '@actions/core';
 import { access, constants, readFile, rm } from 'node:fs/promises';
@@ -9,10 +9,10 @@ import { restoreDaemon } from './daemon.js';
 import { anonymouslyPullable, readQuota, type Quota } from './docker-hub.js';
 import { mapBounded, saveStorage, withDeadline } from './persistence.js';
 import { containerImages, finishPrefetch, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
-import { stopRegistry } from './registry.js';
-import { accountUsage, parseAccessLog, renderReport, writeReport } from './report.js';
-import { state, type RegistryState } from './state.js';
-import { displayName } from './images.js';
+import { stopMirrors } from './mirrors.js';
+import { accountUsage, mergeUsage, parseAccessLog, renderReport, writeReport, type RegistryRow, type Usage } from './report.js';
+import { state, type MirrorState } from './state.js';
+import { displayName, DOCKER_HUB, qualifiedRepository, splitRepository } from './images.js';
 import { readManifests, scanStorage } from './storage.js';
 import { readBaseline, workDir, type Baseline, type WorkDir } from './work-dir.js';
 
@@ -34,15 +34,16 @@ export async function post(): Promise<void> {
 
   const cacheState = state.cache();
   const inputs = cacheState ? await attempt('reading the inputs', async () => getInputs()) : null;
-  const registry = state.registry();
+  const mirrors = state.mirrors();
+  const hub = mirrors.find((m) => m.registry === DOCKER_HUB && !m.offline);
   // The quota costs two round trips to Docker Hub: ask while the rest of post runs.
-  const quota = inputs && registry && !registry.offline ? readQuota(inputs.upstream, registry.pullsAs ? { username: registry.pullsAs, password: inputs.dockerhubToken } : null) : Promise.resolve(null);
+  const quota = inputs && hub ? readQuota(hub.upstream, hub.pullsAs ? { username: hub.pullsAs, password: inputs.dockerhubToken } : null) : Promise.resolve(null);
 
   // The prefetch pulls through the registry: stop it first.
   const prefetch = state.prefetch();
   const prefetched = prefetch ? await attempt('finishing the prefetch', () => finishPrefetch(prefetch.pid, prefetch.log, 2_000)) : null;
-  if (registry?.offline) problems.push('The upstream could not be reached when the job started: the cache served what it holds, offline.');
-  if (registry) await attempt('stopping the registry', () => stopRegistry(registry.pid, registry.configPath));
+  for (const m of mirrors.filter((m) => m.offline)) problems.push(`The upstream of ${m.registry} (${m.upstream}) could not be reached when the job started: the cache served what it holds, offline.`);
+  if (mirrors.length) await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => stopMirrors(mirrors));
   const daemon = state.daemon();
   const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => restoreDaemon(daemon)) : undefined;
 
@@ -51,7 +52,7 @@ export async function post(): Promise<void> {
     const dir = workDir(cacheState.workDir);
     const baseline = await attempt('reading what the cache held at start', () => readBaseline(dir));
     const prefetchRun = prefetch && prefetched ? { results: prefetched, jobStarted: prefetch.jobStarted } : null;
-    if (baseline && registry && inputs) await reportAndSave(dir, baseline, registry, inputs, prefetchRun, quota, problems, attempt);
+    if (baseline && mirrors.length && inputs) await reportAndSave(dir, baseline, mirrors, inputs, prefetchRun, quota, problems, attempt);
     await rm(dir.root, { recursive: true, force: true });
   }
   if (daemonRestored === null && failOnErrorInput()) core.setFailed(`pull-cache-action could not put ${daemon!.configPath} back: see the warnings above`);
@@ -60,7 +61,7 @@ export async function post(): Promise<void> {
 async function reportAndSave(
   dir: WorkDir,
   baseline: Baseline,
-  registry: RegistryState,
+  mirrors: MirrorState[],
   inputs: Inputs,
   prefetch: { results: PrefetchResult[]; jobStarted: number } | null,
   quota: Promise<Quota | 'unlimited' | null>,
@@ -69,14 +70,18 @@ async function reportAndSave(
 ): Promise<void> {
   const after = await scanStorage(dir.storage);
   const manifests = await readManifests(dir.storage, after);
-  const requests = await attempt('reading what the registry served', async () => parseAccessLog(await readFile(dir.registry.accessLog, 'utf8')));
-  const usage = requests && accountUsage(requests, baseline.storage, after, manifests);
-  const jobAsked = (requests ?? []).filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => displayName(imageKey(r)));
+  // Each mirror's log names repositories as its registry does; the cache names them as docker does.
+  const served = await attempt('reading what the registries served', () =>
+    Promise.all(mirrors.map(async (m) => parseAccessLog(await readFile(m.accessLog, 'utf8')).map((r) => ({ ...r, repository: qualifiedRepository(m.registry, r.repository) })))),
+  );
+  const usages = served?.map((requests) => accountUsage(requests, baseline.storage, after, manifests));
+  const usage = usages ? mergeUsage(usages) : null;
+  const requests = served?.flat() ?? [];
+  const jobAsked = requests.filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => displayName(imageKey(r)));
   const prefetchUsed = prefetch && prefetchUsage(prefetch.results, jobAsked, await containerImages(prefetch.jobStarted));
   for (const failed of prefetchUsed?.failed ?? []) core.warning(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
   // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
-  const seen = imagesInStorage(after, manifests);
-  const cacheable = registry.pullsAs && !inputs.cachePrivate && !registry.offline ? await publicOnly(inputs.upstream, seen) : { images: seen, withheld: [] };
+  const cacheable = await publicOnly(mirrors, imagesInStorage(after, manifests), inputs.cachePrivate);
   // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
   const prefetchOnly = new Set(prefetchUsed?.unused.map((u) => u.ref));
   const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has(displayName(key)))) };
@@ -87,6 +92,7 @@ async function reportAndSave(
     : null;
   const markdown = renderReport({
     upstream: inputs.upstream,
+    registries: registryRows(mirrors, usages ?? null),
     usage,
     restoredKey: baseline.restored.restoredKey,
     restoredBlobs: Object.keys(baseline.storage.blobs).length,
@@ -99,7 +105,7 @@ async function reportAndSave(
     saveDisabled: !inputs.save,
     withheld: cacheable.withheld,
     quota: await quota,
-    pullsAs: registry.pullsAs,
+    pullsAs: mirrors.find((m) => m.registry === DOCKER_HUB)?.pullsAs ?? '',
     prefetch: prefetchUsed ?? null,
     unpigz: await onPath('unpigz'),
     problems,
@@ -114,8 +120,30 @@ async function onPath(command: string): Promise<boolean> {
   return false;
 }
 
-/** Splits images into those anyone may pull anonymously and the rest (named by imageKey). */
-async function publicOnly(upstream: string, images: Omit<CachedImage, 'lastUsed'>[]): Promise<{ images: Omit<CachedImage, 'lastUsed'>[]; withheld: string[] }> {
-  const pullable = await mapBounded(images, 8, (image) => anonymouslyPullable(upstream, image.repository, image.reference));
+/** Each mirror and what the job pulled through it. */
+function registryRows(mirrors: MirrorState[], usages: Usage[] | null): RegistryRow[] {
+  const none = { blobs: 0, bytes: 0 };
+  return mirrors.map((m, i) => ({
+    registry: m.registry,
+    mirror: m.url,
+    offline: m.offline,
+    images: usages?.[i].images.filter((u) => u.key).length ?? 0,
+    fromCache: usages?.[i].fromCache ?? none,
+    fromUpstream: usages?.[i].fromUpstream ?? none,
+  }));
+}
+
+/**
+ * Splits images into those the cache may hold and the rest (named by imageKey): what a mirror pulled with
+ * credentials goes in only if anyone may pull it anonymously, unless cache-private is set.
+ */
+async function publicOnly(mirrors: MirrorState[], images: Omit<CachedImage, 'lastUsed'>[], cachePrivate: boolean): Promise<{ images: Omit<CachedImage, 'lastUsed'>[]; withheld: string[] }> {
+  const mirrorOf = new Map(mirrors.map((m) => [m.registry, m]));
+  const pullable = await mapBounded(images, 8, async (image) => {
+    const { registry, repository } = splitRepository(image.repository);
+    const mirror = mirrorOf.get(registry);
+    if (!mirror?.pullsAs || cachePrivate || mirror.offline) return true;
+    return anonymouslyPullable(mirror.upstream, repository, image.reference);
+  });
   return { images: images.filter((_, i) => pullable[i]), withheld: images.filter((_, i) => !pullable[i]).map(imageKey) };
 }

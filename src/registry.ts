@@ -9,6 +9,8 @@ import { stringify } from 'yaml';
 import { isRunning } from './processes.js';
 
 export interface RegistryConfigOptions {
+  /** The IPv4 address to listen on: 127.0.0.1, or the Docker bridge's gateway. */
+  address: string;
   port: number;
   storageDir: string;
   /** The registry to proxy; null serves the storage as it is (offline: upstream unreachable). */
@@ -17,7 +19,7 @@ export interface RegistryConfigOptions {
   password: string;
 }
 
-/** The registry's config.yml: a pull-through proxy of `upstream` on loopback, storing under storageDir. */
+/** The registry's config.yml: a pull-through proxy of `upstream` on address:port, storing under storageDir. */
 export function registryConfig(o: RegistryConfigOptions): string {
   const credentials = o.username ? { username: o.username, password: o.password } : {};
   return stringify({
@@ -30,7 +32,7 @@ export function registryConfig(o: RegistryConfigOptions): string {
       delete: { enabled: false },
       maintenance: { uploadpurging: { enabled: false } },
     },
-    http: { addr: `127.0.0.1:${o.port}`, headers: { 'X-Content-Type-Options': ['nosniff'] } },
+    http: { addr: `${o.address}:${o.port}`, headers: { 'X-Content-Type-Options': ['nosniff'] } },
     ...(o.upstream === null ? {} : { proxy: { remoteurl: o.upstream, ...credentials } }),
   });
 }
@@ -49,7 +51,7 @@ export interface RunningRegistry {
 }
 
 /** Writes the config (mode 0600: it holds the token) and starts the registry detached from this step. */
-export async function startRegistry(binary: string, files: RegistryFiles, config: string, port: number, timeoutMs = 30_000): Promise<RunningRegistry> {
+export async function startRegistry(binary: string, files: RegistryFiles, config: string, url: string, timeoutMs = 30_000): Promise<RunningRegistry> {
   await writeFile(files.config, config, { mode: 0o600 });
   const out = openSync(files.accessLog, 'a');
   const err = openSync(files.log, 'a');
@@ -64,7 +66,6 @@ export async function startRegistry(binary: string, files: RegistryFiles, config
   child.once('exit', (code, signal) => (exit = `exited with ${code ?? signal}`));
   child.once('error', (e) => (exit = `could not be started: ${e.message}`));
   child.unref();
-  const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + timeoutMs;
   while (!(await answersV2(url))) {
     if (exit !== undefined) throw new Error(`the registry ${exit} at start: ${await lastLines(files.log)}`);
@@ -104,18 +105,18 @@ export async function stopRegistry(pid: number, configPath: string, graceMs = 10
 }
 
 /** Fails when something already listens on the port: the registry would exit, or another server would answer for it. */
-export async function assertPortFree(port: number): Promise<void> {
+export async function assertPortFree(port: number, address: string): Promise<void> {
   const server = createServer();
   await new Promise<void>((resolve, reject) =>
-    server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} is already in use on 127.0.0.1: leave port empty for a free one` : `port ${port}: ${e.message}`))).listen(port, '127.0.0.1', resolve),
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} is already in use on ${address}: leave port empty for a free one` : `port ${port}: ${e.message}`))).listen(port, address, resolve),
   );
   await new Promise((resolve) => server.close(resolve));
 }
 
-/** A loopback port free at this moment; the kernel's ephemeral range never hands out 5000. */
-export async function freeLoopbackPort(): Promise<number> {
+/** A port free on address at this moment; the kernel's ephemeral range never hands out 5000. */
+export async function freePort(address: string): Promise<number> {
   const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, address, resolve));
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;

@@ -5,7 +5,7 @@ import * as core from '@actions/core';
 import { imageKey, type Budget, type Dropped } from './cache-index.js';
 import type { Quota } from './docker-hub.js';
 import type { PrefetchUsage } from './prefetch.js';
-import { displayName, imageContent, type Manifests } from './images.js';
+import { displayName, DOCKER_HUB, imageContent, type Manifests } from './images.js';
 import { isDigest, type StorageState } from './storage.js';
 
 export interface RegistryRequest {
@@ -119,8 +119,32 @@ export function accountUsage(requests: RegistryRequest[], before: StorageState, 
   return { images: rows, fromCache: sum((u) => u.fromCache), fromUpstream: sum((u) => u.fromUpstream) };
 }
 
+/** Adds up the usage of each registry's mirror. */
+export function mergeUsage(usages: Usage[]): Usage {
+  const add = (a: Tally, b: Tally): Tally => ({ blobs: a.blobs + b.blobs, bytes: a.bytes + b.bytes });
+  const none = { blobs: 0, bytes: 0 };
+  return {
+    images: usages.flatMap((u) => u.images),
+    fromCache: usages.reduce((t, u) => add(t, u.fromCache), none),
+    fromUpstream: usages.reduce((t, u) => add(t, u.fromUpstream), none),
+  };
+}
+
+/** One registry's row: its mirror and what the job pulled through it. */
+export interface RegistryRow {
+  registry: string;
+  mirror: string;
+  offline: boolean;
+  images: number;
+  fromCache: Tally;
+  fromUpstream: Tally;
+}
+
 export interface ReportFacts {
+  /** Docker Hub's upstream, for the quota line. */
   upstream: string;
+  /** Per registry, when the job cached more than Docker Hub. */
+  registries: RegistryRow[];
   usage: Usage | null;
   restoredKey: string;
   restoredBlobs: number;
@@ -163,8 +187,14 @@ function tallyText(t: Tally): string {
 
 /** The report as Markdown: for the job summary, and readable as it is in the log. */
 export function renderReport(f: ReportFacts): string {
-  const source = f.upstream === 'https://registry-1.docker.io' ? 'Docker Hub' : f.upstream.replace(/^https?:\/\//, '');
+  const hub = f.upstream === 'https://registry-1.docker.io' ? 'Docker Hub' : f.upstream.replace(/^https?:\/\//, '');
+  const source = f.registries.length > 1 ? 'upstream' : f.registries[0] && f.registries[0].registry !== DOCKER_HUB ? f.registries[0].registry : hub;
   const lines = ['## Pull cache', ''];
+  if (f.registries.length > 1) {
+    lines.push('| Registry | Mirror | Images | From cache | From upstream |', '| --- | --- | --- | --- | --- |');
+    for (const r of f.registries) lines.push(`| ${r.registry} | ${r.mirror}${r.offline ? ' (offline)' : ''} | ${r.images} | ${tallyText(r.fromCache)} | ${tallyText(r.fromUpstream)} |`);
+    lines.push('');
+  }
   if (f.usage && f.usage.images.length) {
     const total = f.usage.fromCache.bytes + f.usage.fromUpstream.bytes;
     lines.push(`| Image | From cache | From ${source} |`, '| --- | --- | --- |');
@@ -196,10 +226,10 @@ export function renderReport(f: ReportFacts): string {
   }
   if (f.withheld.length) lines.push(`- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${f.withheld.map(displayName).join(', ')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`);
   const who = f.pullsAs ? `for ${f.pullsAs}` : 'for anonymous pulls from this runner';
-  if (f.quota === 'unlimited') lines.push(`- ${source} pull quota: no limit applies ${who}.`);
+  if (f.quota === 'unlimited') lines.push(`- ${hub} pull quota: no limit applies ${who}.`);
   else if (f.quota) {
     const window = f.quota.window % 3600 === 0 ? count(f.quota.window / 3600, 'hour') : count(f.quota.window, 'second');
-    lines.push(`- ${source} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${window})` : ''}.`);
+    lines.push(`- ${hub} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${window})` : ''}.`);
   }
   if (f.prefetch) {
     const { used, unused, failed } = f.prefetch;

@@ -2,10 +2,16 @@
 // so that a post step after a main step that stopped half-way undoes exactly what was done.
 import * as core from '@actions/core';
 
-export interface RegistryState {
+/** One registry's mirror: a Distribution proxy this action started. */
+export interface MirrorState {
+  /** The registry host, as image names spell it (docker.io, ghcr.io, ...). */
+  registry: string;
+  upstream: string;
   pid: number;
-  port: number;
+  /** http://ADDRESS:PORT */
+  url: string;
   configPath: string;
+  accessLog: string;
   /** Started without proxy: the upstream could not be reached. */
   offline: boolean;
   /** The user the proxy pulls as; empty for anonymous. */
@@ -49,8 +55,8 @@ export const state = {
   markMainStarted: () => core.saveState('isPost', 'true'),
   cache: () => read<CacheState>('cache'),
   setCache: (value: CacheState) => write('cache', value),
-  registry: () => read<RegistryState>('registry'),
-  setRegistry: (value: RegistryState) => write('registry', value),
+  mirrors: () => read<MirrorState[]>('mirrors') ?? [],
+  setMirrors: (value: MirrorState[]) => write('mirrors', value),
   daemon: () => read<DaemonState>('daemon'),
   setDaemon: (value: DaemonState) => write('daemon', value),
   prefetch: () => read<PrefetchState>('prefetch'),

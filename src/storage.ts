@@ -1,13 +1,16 @@
-// The registry's filesystem storage, read and laid out by digest. Blobs are content; links say which
+// The registries' filesystem storage, read and laid out by digest. Blobs are content; links say which
 // repository has which blob, manifest and tag (the proxy serves a blob from storage only under a
-// repository that links it).
+// repository that links it). Docker Hub's proxy has the storage root; every other registry's proxy has a
+// root of its own under registries/HOST, whose blobs directory is a link to the shared one, so a layer
+// two registries serve is stored, and cached, once.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Manifests } from './images.js';
+import { DOCKER_HUB, splitRepository, type Manifests } from './images.js';
 
 const V2 = 'docker/registry/v2';
+const REGISTRIES = 'registries';
 
 export interface RepositoryLinks {
   tags: Record<string, string>;
@@ -31,7 +34,25 @@ export function isDigest(value: string): boolean {
   return /^sha256:[0-9a-f]{64}$/.test(value);
 }
 
-/** Everything the storage holds: its blobs with their sizes and each repository's links. */
+/** The storage root of one registry's proxy, relative to the shared storage root. */
+function registryRoot(registry: string): string {
+  return registry === DOCKER_HUB ? '' : `${REGISTRIES}/${registry}/`;
+}
+
+/** Makes a registry's root, its blobs a link to the shared blobs; returns its path. Idempotent. */
+export async function prepareRegistryRoot(storage: string, registry: string): Promise<string> {
+  await mkdir(join(storage, V2, 'blobs'), { recursive: true });
+  const root = join(storage, registryRoot(registry));
+  if (registry === DOCKER_HUB) return root;
+  await mkdir(join(root, V2), { recursive: true });
+  // From registries/HOST/docker/registry/v2 up to the storage root.
+  await symlink(`../../../../../${V2}/blobs`, join(root, V2, 'blobs')).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EEXIST') throw e;
+  });
+  return root;
+}
+
+/** Everything the storage holds: its blobs with their sizes and each repository's links, named as docker names them. */
 export async function scanStorage(root: string): Promise<StorageState> {
   const blobs: Record<string, number> = {};
   for (const prefix of await list(join(root, V2, 'blobs/sha256'))) {
@@ -42,6 +63,9 @@ export async function scanStorage(root: string): Promise<StorageState> {
   }
   const repositories: Record<string, RepositoryLinks> = {};
   await walkRepositories(join(root, V2, 'repositories'), '', repositories);
+  for (const registry of await list(join(root, REGISTRIES))) {
+    await walkRepositories(join(root, REGISTRIES, registry, V2, 'repositories'), registry, repositories);
+  }
   return { blobs, repositories };
 }
 
@@ -79,10 +103,13 @@ export interface ImageLinks {
  */
 export async function writeLinks(root: string, images: ImageLinks[], present: Set<string>): Promise<void> {
   const links = new Map<string, string>();
+  const registries = new Set<string>();
   for (const image of images) {
     const [manifest] = image.manifests;
     if (!present.has(manifest)) continue;
-    const repo = `${V2}/repositories/${image.repository}`;
+    const { registry, repository } = splitRepository(image.repository);
+    registries.add(registry);
+    const repo = `${registryRoot(registry)}${V2}/repositories/${repository}`;
     if (!isDigest(image.reference)) {
       links.set(`${repo}/_manifests/tags/${image.reference}/current`, manifest);
       links.set(`${repo}/_manifests/tags/${image.reference}/index/sha256/${hex(manifest)}`, manifest);
@@ -90,6 +117,7 @@ export async function writeLinks(root: string, images: ImageLinks[], present: Se
     for (const d of image.manifests.filter((m) => present.has(m))) links.set(`${repo}/_manifests/revisions/sha256/${hex(d)}`, d);
     for (const d of image.blobs.filter((b) => present.has(b))) links.set(`${repo}/_layers/sha256/${hex(d)}`, d);
   }
+  for (const registry of registries) await prepareRegistryRoot(root, registry);
   await Promise.all([...links].map(async ([dir, digest]) => {
     await mkdir(join(root, dir), { recursive: true });
     await writeFile(join(root, dir, 'link'), digest);

@@ -3,6 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STORAGE_DIR } from './cache-index.js';
+import { DOCKER_HUB } from './images.js';
 import type { Restored } from './persistence.js';
 import type { RegistryFiles } from './registry.js';
 import type { StorageState } from './storage.js';
@@ -10,7 +11,12 @@ import type { StorageState } from './storage.js';
 export interface WorkDir {
   root: string;
   storage: string;
-  registry: RegistryFiles;
+  /** The files of the proxy of one registry host. */
+  registry(host: string): RegistryFiles;
+  /** containerd's hosts directory: HOST/hosts.toml for each mirror. */
+  hostsDir: string;
+  /** A buildkitd.toml naming the mirrors, for buildx builders. */
+  buildkitdConfig: string;
   /** What the storage held when the registry started: the baseline for hits and for what is new. */
   before: string;
 }
@@ -19,7 +25,12 @@ export function workDir(root = join(process.env.RUNNER_TEMP || tmpdir(), 'pull-c
   return {
     root,
     storage: join(root, STORAGE_DIR),
-    registry: { config: join(root, 'registry.yml'), accessLog: join(root, 'access.log'), log: join(root, 'registry.log') },
+    registry: (host) => {
+      const suffix = host === DOCKER_HUB ? '' : `-${host.replace(/:/g, '_')}`;
+      return { config: join(root, `registry${suffix}.yml`), accessLog: join(root, `access${suffix}.log`), log: join(root, `registry${suffix}.log`) };
+    },
+    hostsDir: join(root, 'hosts.d'),
+    buildkitdConfig: join(root, 'buildkitd.toml'),
     before: join(root, 'before.json'),
   };
 }

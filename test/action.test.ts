@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { makeLayer, pushImage, type PushedImage } from './helpers/images.js';
 import { isRunning } from './helpers/process.js';
-import type { StepResult } from './helpers/runner.js';
+import { hubMirror, type StepResult } from './helpers/runner.js';
 import { startWorld, upstreamBlobFetches, type World } from './helpers/world.js';
 
 const MiB = 1024 * 1024;
@@ -52,7 +52,7 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
     assert.notEqual(main.outputs.mirror, 'http://127.0.0.1:5000');
     assert.equal(main.outputs['restored-key'], '');
     assert.deepEqual(world.release.requests, [`/v2.8.3/registry_2.8.3_linux_${process.arch === 'arm64' ? 'arm64' : 'amd64'}.tar.gz`], 'the binary came through the tool cache download');
-    await assertCleanPost(post, runner, JSON.parse(main.state.registry).pid as number);
+    await assertCleanPost(post, runner, hubMirror(main).pid);
 
     // The base layer is fetched once, for alpha; beta then needs only its own layer and config.
     assert.match(post.summary, /\| alpha:1 \| – \| 3 blobs, 6\.0 MiB \|/);
@@ -90,7 +90,7 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
     assert.match(post.summary, /\| alpha:1 \| 3 blobs, 6\.0 MiB \| – \|/);
     assert.match(post.summary, /Saved: nothing new/);
     assert.equal(world.cache.entries().length, entriesBefore, 'nothing uploaded');
-    await assertCleanPost(post, runner, JSON.parse(main.state.registry).pid as number);
+    await assertCleanPost(post, runner, hubMirror(main).pid);
   });
 
   test('job 3: a new image on the same base uploads only its new blobs', async () => {
@@ -106,6 +106,6 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
     assert.equal(added.filter((k) => k.includes('-index-')).length, 1, 'and a new index');
     assert.match(post.summary, /\| alpha:1 \| 3 blobs, 6\.0 MiB \| – \|/);
     assert.match(post.summary, /\| gamma:1 \| – \| 2 blobs, 2\.0 MiB \|/);
-    await assertCleanPost(post, runner, JSON.parse(main.state.registry).pid as number);
+    await assertCleanPost(post, runner, hubMirror(main).pid);
   });
 });

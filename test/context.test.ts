@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
-import { DEFAULTS, InputError, parseInputs, runnerArch } from '../src/context.js';
+import { credentialSecrets, DEFAULTS, InputError, parseInputs, runnerArch } from '../src/context.js';
 
 /** parseInputs over a `with:` block; unset inputs read as empty, as @actions/core gives them. */
 function parse(inputs: Record<string, string> = {}) {
@@ -28,6 +28,9 @@ describe('parseInputs: defaults', () => {
       dockerhubUsername: '',
       dockerhubToken: '',
       upstream: 'https://registry-1.docker.io',
+      registries: ['docker.io'],
+      registryCredentials: {},
+      listen: 'loopback',
       cacheKey: 'pull-cache',
       save: true,
       cachePrivate: false,
@@ -374,5 +377,51 @@ describe('runnerArch', () => {
   test('defaults to this process', () => {
     if (process.arch === 'x64' || process.arch === 'arm64') assert.equal(runnerArch(), process.arch === 'x64' ? 'amd64' : 'arm64');
     else assert.throws(() => runnerArch());
+  });
+});
+
+describe('parseInputs: registries, registry-credentials, listen', () => {
+  test('hosts by commas, spaces or new lines, lower-cased; Docker Hub by any of its names is docker.io', () => {
+    assert.deepEqual(parse({ registries: 'docker.io, GHCR.io\nquay.io registry.k8s.io' }).registries, ['docker.io', 'ghcr.io', 'quay.io', 'registry.k8s.io']);
+    assert.deepEqual(parse({ registries: 'registry-1.docker.io' }).registries, ['docker.io']);
+    assert.deepEqual(parse({ registries: 'index.docker.io,localhost:5000' }).registries, ['docker.io', 'localhost:5000']);
+  });
+
+  test('a name that is no registry host, a host listed twice, or too many are refused, naming the input', () => {
+    refuses({ registries: 'ghcr' }, /^registries: "ghcr" is not a registry host/, /docker\.io, ghcr\.io/);
+    refuses({ registries: 'https://ghcr.io' }, /^registries: "https:\/\/ghcr\.io" is not a registry host/);
+    refuses({ registries: 'docker.io registry-1.docker.io' }, /^registries: docker\.io is listed twice/);
+    refuses({ registries: Array.from({ length: 11 }, (_, i) => `r${i}.example.com`).join(',') }, /^registries: at most 10 registries, got 11/);
+  });
+
+  test('registry-credentials: HOST=USERNAME:TOKEN per line for listed registries; a token may hold colons', () => {
+    const i = parse({ registries: 'docker.io ghcr.io quay.io', 'registry-credentials': 'ghcr.io=octocat:ghp_abc\n\nquay.io = robot+ci:tok:en\n' });
+    assert.deepEqual(i.registryCredentials, { 'ghcr.io': { username: 'octocat', password: 'ghp_abc' }, 'quay.io': { username: 'robot+ci', password: 'tok:en' } });
+  });
+
+  test('registry-credentials that cannot be used are refused without quoting the token', () => {
+    const secret = 'ghp_SECRETSECRET';
+    for (const [value, pattern] of [
+      [`ghcr.io=${secret}`, /^registry-credentials line 1 must be HOST=USERNAME:TOKEN/],
+      [`quay.io=me:${secret}`, /^registry-credentials line 1 names quay\.io, which registries does not list \(docker\.io, ghcr\.io\)/],
+      [`docker.io=me:${secret}`, /dockerhub-username and dockerhub-token/],
+      [`ghcr.io=me:${secret}\nghcr.io=you:${secret}`, /^registry-credentials: ghcr\.io is given twice/],
+    ] as const) {
+      assert.throws(() => parse({ registries: 'docker.io,ghcr.io', 'registry-credentials': value }), (e: Error) => {
+        assert.ok(e instanceof InputError);
+        assert.match(e.message, pattern);
+        assert.ok(!e.message.includes(secret), e.message);
+        return true;
+      });
+    }
+  });
+
+  test('credentialSecrets: the token of each line, or all after the host of a line of another shape', () => {
+    assert.deepEqual(credentialSecrets('ghcr.io=octocat:ghp_abc\nquay.io=robot:tok:en\n\nbroken=onlytoken'), ['ghp_abc', 'tok:en', 'onlytoken']);
+  });
+
+  test('listen: loopback or docker-bridge', () => {
+    assert.equal(parse({ listen: 'docker-bridge' }).listen, 'docker-bridge');
+    refuses({ listen: '0.0.0.0' }, /^listen must be loopback \(127\.0\.0\.1: this runner's processes only\) or docker-bridge/);
   });
 });

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { hubMirror } from './helpers/runner.js';
 import { assertLeftAsItWas } from './helpers/assertions.js';
 import { startFaultyForwarder, type FaultyForwarder } from './helpers/faulty-forwarder.js';
 import { makeLayer } from './helpers/images.js';
@@ -75,7 +76,7 @@ describe('falling back to Docker Hub when the cache breaks mid-job', { timeout: 
     const before = directPulls();
     const { main, post } = await runner.job(runner.inputs(), async (main) => {
       await runner.pull('four:1');
-      process.kill((JSON.parse(main.state.registry) as { pid: number }).pid, 'SIGKILL');
+      process.kill(hubMirror(main).pid, 'SIGKILL');
       await runner.pull('five:1');
     });
     assert.ok(directPulls() > before, 'five:1 came from Docker Hub directly');

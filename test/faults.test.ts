@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { makeLayer, pushImage, type PushedImage } from './helpers/images.js';
 import { assertLeftAsItWas } from './helpers/assertions.js';
 import { freePort, isRunning, waitFor } from './helpers/process.js';
-import type { StepResult } from './helpers/runner.js';
+import { hubMirror, type StepResult } from './helpers/runner.js';
 import { startWorld, upstreamBlobFetches, type Runner, type World } from './helpers/world.js';
 
 const MiB = 1024 * 1024;
@@ -124,7 +124,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     const runner = await world.runner('registry-killed', DAEMON_JSON);
     const { main, post } = await runner.job(runner.inputs({ 'cache-key': 'registry-killed' }), async (main) => {
       await runner.pull('alpha:1');
-      process.kill((JSON.parse(main.state.registry) as { pid: number }).pid, 'SIGKILL');
+      process.kill(hubMirror(main).pid, 'SIGKILL');
     });
     assert.match(post.summary, /\| alpha:1 \| – \| 3 blobs/);
     assert.ok(world.cache.entries().some((e) => e.key.startsWith('registry-killed-index-')));
@@ -149,7 +149,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     await chmod(join(bin, 'docker'), 0o755);
     const { main, post } = await runner.job(runner.inputs(), undefined, { PATH: `${bin}:${process.env.PATH}` }, { killMainAfterMs: 4_000 });
     assert.notEqual(main.exitCode, 0, 'main was killed');
-    assert.ok(main.state.daemon && main.state.registry, 'main got as far as the daemon');
+    assert.ok(main.state.daemon && main.state.mirrors, 'main got as far as the daemon');
     await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
   });
 
@@ -162,7 +162,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
       assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), DAEMON_JSON);
       assert.deepEqual((await runner.dockerd.info()).RegistryConfig.Mirrors, ['https://mirror.example.invalid/']);
       assert.equal(post.exitCode, 0);
-      await waitFor('the registry to be stopped', async () => !isRunning((JSON.parse(main.state.registry) as { pid: number }).pid), 5_000);
+      await waitFor('the registry to be stopped', async () => !isRunning(hubMirror(main).pid), 5_000);
       assert.deepEqual(await readdir(runner.runnerTemp), []);
     } finally {
       await conflicted.stop();

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
+import { hubMirror } from './helpers/runner.js';
 import { makeLayer, pushImage, type Layer } from './helpers/images.js';
 import { startWorld, upstreamBlobFetches, type Runner, type World } from './helpers/world.js';
 
@@ -58,7 +59,7 @@ test('eight concurrent pulls of ten images through a cold then a warm cache', { 
     let summary = '';
     const fetched = await upstreamBlobFetches(world.upstream, async () => {
       const { post } = await runner.job(runner.inputs(), async (main) => {
-        figures = await pullAllConcurrently(runner, (JSON.parse(main.state.registry) as { pid: number }).pid);
+        figures = await pullAllConcurrently(runner, hubMirror(main).pid);
       });
       summary = post.summary;
     });

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo run for real: dockerd (docker.io), the Distribution registry
-# (docker-registry), zstd (what @actions/cache compresses with on hosted runners), and for the tests that
+# (docker-registry), containerd with ctr (the containerd client tests), zstd (what @actions/cache compresses
+# with on hosted runners), and for the tests that
 # stand Docker Hub's real names up in a network namespace, iproute2, openssl and util-linux. Idempotent.
 set -euo pipefail
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
+{ command -v containerd && command -v ctr; } >/dev/null || missing+=(containerd)
 command -v zstd >/dev/null || missing+=(zstd)
 command -v tar >/dev/null || missing+=(tar)
 command -v ip >/dev/null || missing+=(iproute2)
@@ -19,6 +21,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 [ -d node_modules ] || { echo "prerequisites: node_modules is missing; run npm ci first" >&2; exit 1; }
-for tool in dockerd docker docker-registry zstd ip openssl nsenter unshare; do
+for tool in dockerd docker docker-registry containerd ctr zstd ip openssl nsenter unshare; do
   command -v "$tool" >/dev/null || { echo "prerequisites: $tool is still missing after install" >&2; exit 1; }
 done

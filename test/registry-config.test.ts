@@ -20,6 +20,7 @@ interface ParsedConfig {
 }
 
 const base: RegistryConfigOptions = {
+  address: '127.0.0.1',
   port: 41234,
   storageDir: '/home/runner/work/_temp/pull-cache-action/storage',
   upstream: 'https://registry-1.docker.io',

@@ -409,6 +409,7 @@ describe('renderReport', () => {
   const usage = accountUsage(parseAccessLog(jobLog), before, after, manifests);
   const facts = (over: Partial<ReportFacts> = {}): ReportFacts => ({
     upstream: 'https://registry-1.docker.io',
+    registries: [],
     usage,
     restoredKey: 'pull-cache-index-linux-amd64-123-1-abc',
     restoredBlobs: 5,

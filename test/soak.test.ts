@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
+import { hubMirror } from './helpers/runner.js';
 import { makeLayer, pushImage } from './helpers/images.js';
 import { isRunning } from './helpers/process.js';
 import { startWorld, type World } from './helpers/world.js';
@@ -37,7 +38,7 @@ test(`${CYCLES} main/post cycles on one self-hosted runner leave nothing behind`
     assert.equal(main.exitCode, 0);
     assert.equal(post.exitCode, 0);
     assert.deepEqual([...main.warnings, ...post.warnings], [], `cycle ${cycle}`);
-    const registry = JSON.parse(main.state.registry) as { pid: number; port: number };
+    const registry = hubMirror(main);
     assert.ok(!isRunning(registry.pid), `cycle ${cycle}: registry stopped`);
     assert.ok(await portIsFree(registry.port), `cycle ${cycle}: port ${registry.port} released`);
     assert.deepEqual(await readdir(runner.runnerTemp), [], `cycle ${cycle}: RUNNER_TEMP empty`);

@@ -10,6 +10,8 @@
 //   resolve both names to 127.0.0.1 (/etc/hosts)      Host auth.docker.io       ──► hub token server
 //                           127.0.0.1:P  ─────────►  pipe to 127.0.0.1:P (expose(P): cache service, Azurite, ...)
 //
+// - Other registries (opts.registries: ghcr.io, quay.io, ...) answer at 127.0.0.1:443 inside too, under their
+//   own names (in the certificate and /etc/hosts), each forwarded to its own stand-in on the machine's loopback.
 // - The listening sockets are made inside the namespace by a short-lived `nsenter --net=NS node -e` child, which
 //   hands them to this process over its IPC channel (a node process cannot enter a netns itself) and exits. This
 //   process then accepts on them: the hub (hub.ts, unchanged) runs here on the machine's loopback, so every Hub
@@ -51,6 +53,8 @@ export interface HubNamespaceOptions {
   expose?: number[];
   /** Name of the namespace (default hubns-PID-RANDOM). */
   name?: string;
+  /** More registries under their real names (ghcr.io, quay.io, ...): host -> URL of its stand-in on the machine's loopback. */
+  registries?: Record<string, string>;
 }
 
 export interface HubNamespace {
@@ -176,7 +180,8 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
   const dockerDir = join(dir, 'etc-docker');
   await mkdir(dockerDir, { recursive: true });
 
-  // The CA, and one certificate for both names (Go wants them as SANs).
+  const names = [REGISTRY_HOST, AUTH_HOST, ...Object.keys(opts.registries ?? {})];
+  // The CA, and one certificate for every name (Go wants them as SANs).
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2'];
   await openssl([
     'req', '-x509', ...ec, '-keyout', caKey, '-out', caFile, '-subj', '/CN=pull-cache test CA',
@@ -184,14 +189,14 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
   ]);
   await openssl([
     'req', '-x509', ...ec, '-CA', caFile, '-CAkey', caKey, '-keyout', keyFile, '-out', certFile, '-subj', `/CN=${REGISTRY_HOST}`,
-    '-addext', `subjectAltName=DNS:${REGISTRY_HOST},DNS:${AUTH_HOST}`, '-addext', 'basicConstraints=critical,CA:FALSE',
+    '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`, '-addext', 'basicConstraints=critical,CA:FALSE',
     '-addext', 'keyUsage=critical,digitalSignature,keyEncipherment', '-addext', 'extendedKeyUsage=serverAuth',
   ]);
   const ca = await readFile(caFile, 'utf8');
   const system = await readFile(SYSTEM_BUNDLE, 'utf8').catch(() => '');
   await writeFile(bundleFile, `${system}${system.endsWith('\n') || !system ? '' : '\n'}${ca}`);
   const hostHosts = await readFile('/etc/hosts', 'utf8').catch(() => '127.0.0.1 localhost\n');
-  await writeFile(hostsFile, `127.0.0.1 ${REGISTRY_HOST} ${AUTH_HOST}\n${hostHosts}`);
+  await writeFile(hostsFile, `127.0.0.1 ${names.join(' ')}\n${hostHosts}`);
 
   const wrap: Wrap = (command, args) => {
     const script = [
@@ -272,6 +277,7 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
     const front = new URL(h.url);
     const token = new URL(h.tokenUrl);
     const routes: Record<string, URL> = { [REGISTRY_HOST]: front, [AUTH_HOST]: token };
+    for (const [host, url] of Object.entries(opts.registries ?? {})) routes[host] = new URL(url);
 
     https.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();

@@ -98,3 +98,16 @@ export function parseFileCommands(text: string): Record<string, string> {
   }
   return result;
 }
+
+/** The mirrors a main step recorded for post: one per registry, with the port of its URL. */
+export function mirrorsOf(main: StepResult): { registry: string; pid: number; url: string; port: number }[] {
+  const mirrors = JSON.parse(main.state.mirrors || '[]') as { registry: string; pid: number; url: string }[];
+  return mirrors.map((m) => ({ ...m, port: Number(new URL(m.url).port) }));
+}
+
+/** The docker.io mirror a main step started; throws when it started none. */
+export function hubMirror(main: StepResult): { registry: string; pid: number; url: string; port: number } {
+  const mirror = mirrorsOf(main).find((m) => m.registry === 'docker.io');
+  if (!mirror) throw new Error(`main started no docker.io mirror: ${main.state.mirrors ?? '(no mirrors recorded)'}`);
+  return mirror;
+}

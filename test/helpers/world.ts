@@ -24,6 +24,8 @@ export interface World {
    * release server are exposed inside at their own addresses; the action's upstream is left at its default.
    */
   hubNamespace?: HubNamespace;
+  /** With `registries`: the stand-in of each other registry, by host (reached under its real name inside the namespace). */
+  registries: Record<string, Upstream>;
   cache: CacheService;
   release: ReleaseServer;
   /** Shared by every job, as on a self-hosted runner: the registry binary is downloaded once. */
@@ -61,6 +63,8 @@ export interface WorldOptions {
    * (https://registry-1.docker.io).
    */
   hubNamespace?: boolean | Pick<HubNamespaceOptions, 'name'>;
+  /** Registries other than Docker Hub (ghcr.io, quay.io, ...), each an upstream of its own under its real name; needs hubNamespace. */
+  registries?: string[];
 }
 
 /** The port Azurite listens on, from the log startCacheService keeps in its dir. */
@@ -74,7 +78,12 @@ async function azuritePort(cacheServiceDir: string): Promise<number> {
 export async function startWorld(name: string, options: WorldOptions = {}): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), `${name}-`));
   const nsOptions = options.hubNamespace ? (options.hubNamespace === true ? {} : options.hubNamespace) : undefined;
-  const hubNamespace = nsOptions ? await startHubNamespace(join(dir, 'hub-namespace'), { ...nsOptions, hub: options.hub ?? {} }) : undefined;
+  if (options.registries?.length && !nsOptions) throw new Error('world: registries are reached under their real names, which needs hubNamespace');
+  const registries = Object.fromEntries(
+    await Promise.all((options.registries ?? []).map(async (host) => [host, await startUpstream(join(dir, `upstream-${host}`))] as const)),
+  );
+  const registryUrls = Object.fromEntries(Object.entries(registries).map(([host, upstream]) => [host, upstream.url]));
+  const hubNamespace = nsOptions ? await startHubNamespace(join(dir, 'hub-namespace'), { ...nsOptions, hub: options.hub ?? {}, registries: registryUrls }) : undefined;
   const hub = hubNamespace ? hubNamespace.hub : options.hub ? await startHub(join(dir, 'hub'), options.hub) : undefined;
   const parts = Promise.all([
     hub ? hub.registry : startUpstream(join(dir, 'upstream')),
@@ -89,7 +98,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
       const ports = [new URL(cache.env.ACTIONS_RESULTS_URL).port, await azuritePort(join(dir, 'cache-service')), new URL(release.baseUrl).port];
       await hubNamespace.expose(...ports.map(Number));
     } catch (error) {
-      await Promise.allSettled([hubNamespace.stop(), cache.stop(), release.stop()]);
+      await Promise.allSettled([hubNamespace.stop(), cache.stop(), release.stop(), ...Object.values(registries).map((r) => r.stop())]);
       throw error;
     }
   }
@@ -101,6 +110,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
     upstream,
     hub,
     hubNamespace,
+    registries,
     cache,
     release,
     toolCache,
@@ -161,7 +171,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
     },
     async stop() {
       await Promise.allSettled(runners.map((r) => r.stop()));
-      await Promise.allSettled([hubNamespace ? hubNamespace.stop() : hub ? hub.stop() : upstream.stop(), cache.stop(), release.stop()]);
+      await Promise.allSettled([hubNamespace ? hubNamespace.stop() : hub ? hub.stop() : upstream.stop(), cache.stop(), release.stop(), ...Object.values(registries).map((r) => r.stop())]);
       if (!process.env.KEEP_TEST_DIRS) await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,52 @@
+// What clients other than dockerd read to pull through the mirrors: containerd's hosts directory (kind,
+// k3s, nerdctl, ctr, Docker's containerd image store) and a buildkitd.toml for buildx builders. The text is
+// computed here; writeClientConfigs puts it on disk.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DOCKER_HUB } from './images.js';
+
+export interface MirrorAddress {
+  /** The registry host, as image names spell it. */
+  registry: string;
+  /** http://ADDRESS:PORT of its mirror. */
+  url: string;
+}
+
+/** Where a client goes when the mirror fails: the registry's own API endpoint. */
+export function registryServer(registry: string): string {
+  return registry === DOCKER_HUB ? 'https://registry-1.docker.io' : `https://${registry}`;
+}
+
+/** A TOML basic string. */
+function toml(text: string): string {
+  return JSON.stringify(text);
+}
+
+/** containerd's HOSTS_DIR/REGISTRY/hosts.toml: pull and resolve through the mirror, then the registry itself. */
+export function hostsToml(mirror: MirrorAddress): string {
+  return [
+    `# pull-cache-action: ${mirror.registry} images come through the cache on this runner.`,
+    `server = ${toml(registryServer(mirror.registry))}`,
+    '',
+    `[host.${toml(mirror.url)}]`,
+    '  capabilities = ["pull", "resolve"]',
+    '',
+  ].join('\n');
+}
+
+/** buildkitd.toml for docker/setup-buildx-action's buildkitd-config: each registry's mirror, spoken to over plain HTTP. */
+export function buildkitdToml(mirrors: MirrorAddress[]): string {
+  const lines = ['# pull-cache-action: buildx builders pull through the cache on this runner.'];
+  for (const mirror of mirrors) lines.push('', `[registry.${toml(mirror.registry)}]`, `  mirrors = [${toml(new URL(mirror.url).host)}]`);
+  for (const mirror of mirrors) lines.push('', `[registry.${toml(new URL(mirror.url).host)}]`, '  http = true');
+  return `${lines.join('\n')}\n`;
+}
+
+/** Writes HOSTS_DIR/REGISTRY/hosts.toml for each mirror, and the buildkitd.toml. */
+export async function writeClientConfigs(hostsDir: string, buildkitdConfig: string, mirrors: MirrorAddress[]): Promise<void> {
+  for (const mirror of mirrors) {
+    await mkdir(join(hostsDir, mirror.registry), { recursive: true });
+    await writeFile(join(hostsDir, mirror.registry, 'hosts.toml'), hostsToml(mirror));
+  }
+  await writeFile(buildkitdConfig, buildkitdToml(mirrors));
+}

@@ -1,0 +1,91 @@
+// What the mirrors tell clients other than dockerd, parsed back as they would parse it: containerd's
+// hosts.toml (keys of containerd's docs/hosts.md) and buildkitd.toml (keys of buildkit's docs/buildkitd.toml.md).
+// The mirror plans and listen address each input gives.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { parse as parseToml } from 'smol-toml';
+import { buildkitdToml, hostsToml, writeClientConfigs } from '../src/client-config.js';
+import { parseInputs } from '../src/context.js';
+import { listenAddress, mirrorPlans } from '../src/mirrors.js';
+
+/** The TOML as plain objects (smol-toml gives tables a null prototype). */
+function parse(text: string): Record<string, unknown> & { server?: string } {
+  return JSON.parse(JSON.stringify(parseToml(text)));
+}
+
+const mirrors = [
+  { registry: 'docker.io', url: 'http://127.0.0.1:40001' },
+  { registry: 'ghcr.io', url: 'http://127.0.0.1:40002' },
+  { registry: 'registry.k8s.io', url: 'http://127.0.0.1:40003' },
+];
+
+describe('hostsToml', () => {
+  test('docker.io: pull and resolve through the mirror, then registry-1.docker.io', () => {
+    assert.deepEqual(parse(hostsToml(mirrors[0])), {
+      server: 'https://registry-1.docker.io',
+      host: { 'http://127.0.0.1:40001': { capabilities: ['pull', 'resolve'] } },
+    });
+  });
+
+  test('another registry falls back to its own host', () => {
+    assert.equal(parse(hostsToml(mirrors[2])).server, 'https://registry.k8s.io');
+  });
+});
+
+describe('buildkitdToml', () => {
+  test('each registry names its mirror by host:port, and each mirror is plain HTTP', () => {
+    assert.deepEqual(parse(buildkitdToml(mirrors)), {
+      registry: {
+        'docker.io': { mirrors: ['127.0.0.1:40001'] },
+        'ghcr.io': { mirrors: ['127.0.0.1:40002'] },
+        'registry.k8s.io': { mirrors: ['127.0.0.1:40003'] },
+        '127.0.0.1:40001': { http: true },
+        '127.0.0.1:40002': { http: true },
+        '127.0.0.1:40003': { http: true },
+      },
+    });
+  });
+});
+
+test('writeClientConfigs: HOSTS_DIR/REGISTRY/hosts.toml per mirror, and the buildkitd.toml', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'client-config-'));
+  try {
+    await writeClientConfigs(join(dir, 'hosts.d'), join(dir, 'buildkitd.toml'), mirrors);
+    for (const m of mirrors) assert.equal(await readFile(join(dir, 'hosts.d', m.registry, 'hosts.toml'), 'utf8'), hostsToml(m));
+    assert.equal(await readFile(join(dir, 'buildkitd.toml'), 'utf8'), buildkitdToml(mirrors));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+describe('mirrorPlans', () => {
+  test('docker.io proxies the upstream input with the Docker Hub credentials; others their own host with theirs', () => {
+    const inputs = parseInputs((name) => ({
+      registries: 'docker.io ghcr.io quay.io',
+      'dockerhub-username': 'hubuser',
+      'dockerhub-token': 'hubtoken',
+      'registry-credentials': 'ghcr.io=octocat:ghp_x',
+    })[name] ?? '');
+    assert.deepEqual(mirrorPlans(inputs), [
+      { registry: 'docker.io', upstream: 'https://registry-1.docker.io', credentials: { username: 'hubuser', password: 'hubtoken' } },
+      { registry: 'ghcr.io', upstream: 'https://ghcr.io', credentials: { username: 'octocat', password: 'ghp_x' } },
+      { registry: 'quay.io', upstream: 'https://quay.io', credentials: null },
+    ]);
+  });
+});
+
+describe('listenAddress', () => {
+  const docker0 = { docker0: [{ address: '172.17.0.1', netmask: '255.255.0.0', family: 'IPv4', mac: '02:42:00:00:00:00', internal: false, cidr: '172.17.0.1/16' }] } as const;
+
+  test('loopback is 127.0.0.1; docker-bridge is the gateway address on docker0', () => {
+    assert.equal(listenAddress('loopback', {}), '127.0.0.1');
+    assert.equal(listenAddress('docker-bridge', docker0 as unknown as NodeJS.Dict<import('node:os').NetworkInterfaceInfo[]>), '172.17.0.1');
+  });
+
+  test('docker-bridge without a docker0 interface says so and what to use instead', () => {
+    assert.throws(() => listenAddress('docker-bridge', {}), /listen is docker-bridge, but this runner has no docker0 interface .*use listen: loopback/);
+  });
+});

@@ -1,0 +1,96 @@
+// Every registry, through containerd: a job caches docker.io, ghcr.io, quay.io and registry.k8s.io, and a
+// containerd (as in kind or k3s) pulls their images by their real names through the hosts directory the
+// action writes. The registries are stand-ins under their real names in a network namespace; the next job,
+// on a fresh runner with a fresh containerd, is served every blob from the cache.
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parse } from 'smol-toml';
+import { startContainerd } from './helpers/containerd.js';
+import { makeLayer, pushImage } from './helpers/images.js';
+import { mirrorsOf, type StepResult } from './helpers/runner.js';
+import { isRunning } from './helpers/process.js';
+import { startWorld, type World } from './helpers/world.js';
+
+const MiB = 1024 * 1024;
+const REGISTRIES = ['ghcr.io', 'quay.io', 'registry.k8s.io'];
+const IMAGES = ['docker.io/library/alpine:1', 'ghcr.io/org/app:1', 'quay.io/prometheus/node-exporter:1', 'registry.k8s.io/pause:3.9'];
+
+describe('containerd pulls from four registries through the cache', { timeout: 300_000 }, () => {
+  let world: World;
+
+  before(async () => {
+    world = await startWorld('containerd', { hubNamespace: true, registries: REGISTRIES });
+    // One base layer under two registries: stored and cached once.
+    const base = makeLayer('ctd-base', [{ path: 'usr/lib/base.bin', bytes: 1.5 * MiB }]);
+    await Promise.all([
+      world.hub!.pushImage('library/alpine', '1', [base, makeLayer('ctd-alpine', [{ path: 'bin/sh', bytes: 1 * MiB }])]),
+      pushImage(world.registries['ghcr.io'].url, 'org/app', '1', [base, makeLayer('ctd-app', [{ path: 'opt/app.bin', bytes: 2 * MiB }])]),
+      pushImage(world.registries['quay.io'].url, 'prometheus/node-exporter', '1', [makeLayer('ctd-exporter', [{ path: 'bin/node_exporter', bytes: 1.25 * MiB }])]),
+      pushImage(world.registries['registry.k8s.io'].url, 'pause', '3.9', [makeLayer('ctd-pause', [{ path: 'pause', bytes: 256 * 1024 }])]),
+    ]);
+  });
+  after(async () => {
+    await world?.stop();
+  });
+
+  /** Blob downloads each upstream (Docker Hub's stand-in and the others) served, by host. */
+  async function upstreamBlobGets(): Promise<Record<string, number>> {
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
+    const counts: Record<string, number> = { 'docker.io': (await world.upstream.blobRequests()).length };
+    for (const host of REGISTRIES) counts[host] = (await world.registries[host].blobRequests()).length;
+    return counts;
+  }
+
+  /** A job on a fresh runner: main, a fresh containerd pulling every image through the hosts directory, post. */
+  async function jobPullingEverything(name: string): Promise<{ main: StepResult; post: StepResult; fetched: Record<string, number>; hostsTomls: Record<string, string> }> {
+    const runner = await world.runner(name);
+    const before = await upstreamBlobGets();
+    const hostsTomls: Record<string, string> = {};
+    const { main, post } = await runner.job(runner.inputs({ registries: `docker.io ${REGISTRIES.join(' ')}` }), async (main) => {
+      for (const host of ['docker.io', ...REGISTRIES]) hostsTomls[host] = await readFile(join(main.outputs['hosts-dir'], host, 'hosts.toml'), 'utf8');
+      const containerd = await startContainerd(join(world.dir, `${name}-containerd`), { wrap: world.hubNamespace!.wrap });
+      try {
+        for (const image of IMAGES) await containerd.pull(image, main.outputs['hosts-dir']);
+        assert.deepEqual((await containerd.images()).sort(), [...IMAGES].sort());
+      } finally {
+        await containerd.stop();
+      }
+    });
+    const afterJob = await upstreamBlobGets();
+    const fetched = Object.fromEntries(Object.keys(afterJob).map((host) => [host, afterJob[host] - before[host]]));
+    return { main, post, fetched, hostsTomls };
+  }
+
+  test('cold: a mirror per registry, hosts.toml for each, every image pulled from its upstream and saved', async () => {
+    const { main, post, fetched, hostsTomls } = await jobPullingEverything('cold');
+    assert.deepEqual([...main.warnings, ...post.warnings], []);
+    const mirrors = JSON.parse(main.outputs.mirrors) as Record<string, string>;
+    assert.deepEqual(Object.keys(mirrors), ['docker.io', ...REGISTRIES]);
+    assert.ok(post.summary.indexOf('| docker.io |') < post.summary.indexOf('| ghcr.io |') && post.summary.indexOf('| ghcr.io |') < post.summary.indexOf('| quay.io |'), 'rows in the order of registries');
+    assert.equal(new Set(Object.values(mirrors)).size, 4, 'each registry its own port');
+    assert.equal(main.outputs.mirror, mirrors['docker.io'], 'dockerd gets the docker.io mirror');
+    for (const host of ['docker.io', ...REGISTRIES]) {
+      const hosts = parse(hostsTomls[host]) as { server: string; host: Record<string, unknown> };
+      assert.deepEqual(Object.keys(hosts.host), [mirrors[host]]);
+    }
+    for (const host of ['docker.io', ...REGISTRIES]) assert.ok(fetched[host] > 0, `${host}'s upstream served the cold pull: ${JSON.stringify(fetched)}`);
+    assert.match(post.summary, /\| Registry \| Mirror \| Images \| From cache \| From upstream \|/);
+    for (const host of ['docker.io', ...REGISTRIES]) assert.match(post.summary, new RegExp(`\\| ${host.replace(/\./g, '\\.')} \\| http://127\\.0\\.0\\.1:\\d+ \\| 1 \\| – \\| \\d+ blobs?, `));
+    // containerd had the base layer from alpine already: the shared blob is stored, and saved, once.
+    assert.match(post.summary, /\| ghcr\.io\/org\/app:1 \| – \| 2 blobs, 2\.0 MiB \|/);
+    assert.match(post.summary, /\| \*\*Total\*\* \| \*\*–\*\* \| \*\*9 blobs, 6\.0 MiB\*\* \|/);
+    assert.match(post.summary, /Saved: \d+ new entr/);
+    for (const mirror of mirrorsOf(main)) assert.ok(!isRunning(mirror.pid), `${mirror.registry} mirror stopped`);
+  });
+
+  test('warm: a fresh runner and a fresh containerd get every blob of every registry from the cache', async () => {
+    const { main, post, fetched } = await jobPullingEverything('warm');
+    assert.deepEqual([...main.warnings, ...post.warnings], []);
+    assert.deepEqual(fetched, { 'docker.io': 0, 'ghcr.io': 0, 'quay.io': 0, 'registry.k8s.io': 0 }, 'no upstream served a blob');
+    assert.match(post.summary, /Hit rate: 100% of bytes served/);
+    for (const host of ['docker.io', ...REGISTRIES]) assert.match(post.summary, new RegExp(`\\| ${host.replace(/\./g, '\\.')} \\| http://127\\.0\\.0\\.1:\\d+ \\| 1 \\| \\d+ blobs?, [\\d.]+ [KM]iB \\| – \\|`));
+    assert.match(post.summary, /Saved: nothing new/);
+  });
+});
