@@ -38837,6 +38837,7 @@ function port(value) {
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
+  Pf: () => (/* binding */ imagesPulledSince),
   HF: () => (/* binding */ restoreDaemon),
   jY: () => (/* binding */ useMirror)
 });
@@ -38943,6 +38944,12 @@ async function restoreDaemon(daemon) {
         else
             await writeAsRoot(daemon.configPath, original);
     }
+}
+/** The images dockerd pulled since sinceMs, as each pull event names them; empty when the events cannot be read. */
+async function imagesPulledSince(sinceMs) {
+    const args = ['events', '--since', String(Math.floor(sinceMs / 1000)), '--until', String(Math.ceil(Date.now() / 1000)), '--filter', 'type=image', '--filter', 'event=pull', '--format', '{{.Actor.ID}}'];
+    const out = await new Promise((resolve) => (0,external_node_child_process_.execFile)('docker', args, { timeout: 10_000 }, (e, stdout) => resolve(e ? '' : stdout)));
+    return [...new Set(out.split('\n').filter(Boolean))];
 }
 /** The pid of the dockerd that reads configPath: named by --config-file, or the default path without the flag. */
 async function findDockerd(configPath) {
@@ -39319,7 +39326,7 @@ async function main() {
         core/* setOutput */.uH(output, '');
     try {
         const inputs = (0,context/* getInputs */.GP)();
-        const address = (0,src_mirrors/* listenAddress */.Y8)(inputs.listen);
+        const address = await (0,src_mirrors/* listenAddress */.Y8)(inputs.listen);
         const dir = (0,work_dir/* workDir */.Hg)();
         await (0,work_dir/* createWorkDir */.Xk)(dir);
         const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() };
@@ -39332,7 +39339,7 @@ async function main() {
             (0,src_mirrors/* probeUpstreams */.vR)(plans),
         ]);
         const storage = await (0,src_storage/* scanStorage */.T1)(dir.storage);
-        await (0,work_dir/* writeBaseline */.B9)(dir, { restored, storage });
+        await (0,work_dir/* writeBaseline */.B9)(dir, { started: jobStarted, restored, storage });
         state/* state */.w.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
         core/* setOutput */.uH('restored-key', restored.restoredKey);
         const options = { binary, dir, address, port: inputs.port, restoredImages: restored.images.map((i) => i.repository) };
@@ -39392,16 +39399,16 @@ __nccwpck_require__.d(__webpack_exports__, {
   HS: () => (/* binding */ stopMirrors)
 });
 
+// UNUSED EXPORTS: firstIPv4
+
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
 var core = __nccwpck_require__(3838);
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(8161);
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
 // EXTERNAL MODULE: ./src/docker-hub.ts
 var docker_hub = __nccwpck_require__(2841);
 // EXTERNAL MODULE: ./src/images.ts
 var src_images = __nccwpck_require__(4525);
-// EXTERNAL MODULE: external "node:child_process"
-var external_node_child_process_ = __nccwpck_require__(1421);
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
 // EXTERNAL MODULE: external "node:fs/promises"
@@ -39534,14 +39541,25 @@ function mirrorPlans(inputs) {
 function probeUpstreams(plans) {
     return Promise.all(plans.map((p) => (0,docker_hub/* probeUpstream */.m8)(p.upstream, p.credentials, p.registry === src_images/* DOCKER_HUB */.Xb ? undefined : '')));
 }
-/** The address the mirrors listen on: loopback, or the Docker bridge's gateway (docker0), which containers reach. */
-function listenAddress(listen, interfaces = (0,external_node_os_.networkInterfaces)()) {
+/**
+ * The address the mirrors listen on: loopback, or the Docker bridge's gateway (docker0's IPv4 address), which
+ * containers reach. Read with `ip`, not os.networkInterfaces(): that leaves out a docker0 without carrier,
+ * as it is while no container runs.
+ */
+async function listenAddress(listen, showDocker0 = ipAddrShowDocker0) {
     if (listen === 'loopback')
         return '127.0.0.1';
-    const gateway = interfaces.docker0?.find((a) => a.family === 'IPv4');
+    const gateway = firstIPv4(await showDocker0());
     if (!gateway)
         throw new Error('listen is docker-bridge, but this runner has no docker0 interface with an IPv4 address (the Docker bridge): use listen: loopback');
-    return gateway.address;
+    return gateway;
+}
+function ipAddrShowDocker0() {
+    return new Promise((resolve) => (0,external_node_child_process_.execFile)('ip', ['-4', '-o', 'addr', 'show', 'dev', 'docker0'], { timeout: 5_000 }, (e, stdout) => resolve(e ? '' : stdout)));
+}
+/** The first address of `ip -4 -o addr show` output ("3: docker0    inet 172.17.0.1/16 brd ..."). */
+function firstIPv4(ipOutput) {
+    return /\binet (\d{1,3}(?:\.\d{1,3}){3})\//.exec(ipOutput)?.[1] ?? '';
 }
 /**
  * Starts each registry's proxy, all at once. A registry whose upstream cannot be reached serves what the
@@ -96518,6 +96536,8 @@ var src_storage = __nccwpck_require__(1134);
 
 const RESTORE_CONCURRENCY = 8;
 const SAVE_CONCURRENCY = 4;
+/** How long a save waits for another job's upload of the same entry to finish. */
+const ENTRY_WAIT_MS = 10_000;
 const NOTHING_RESTORED = { restoredKey: '', index: null, images: [], dropped: [], kept: [], missingEntries: 0, damaged: [] };
 /** Restores the index and, within budget, the images of the listed registries that it names. */
 async function restoreStorage(scope, budget, registries, now) {
@@ -96562,8 +96582,8 @@ async function saveStorage(scope, restored, after, job, run) {
         const paths = (0,cache_index/* entryPaths */.zH)(entry);
         if ((await cache_saveCache(paths, entry.key).catch(() => -1)) !== -1)
             saved.push(entry);
-        // -1 also means the key exists (another job saved the same blobs first): that is as good as saved.
-        else if (await restoreCache(paths, entry.key, [], { lookupOnly: true }).catch(() => undefined))
+        // -1 also means another job saved the same blobs first, or is uploading them now: as good as saved once it is there.
+        else if (await entryAppears(paths, entry.key))
             saved.push(entry);
         else
             stopped ||= `the cache service did not take ${entry.key}`;
@@ -96588,6 +96608,17 @@ async function saveStorage(scope, restored, after, job, run) {
         deferred: Object.keys(newBlobs).filter((d) => !savedDigests.has(d)).length,
         stopped,
     };
+}
+/** Whether the entry is, or within waitMs comes to be, in the cache (another job's upload of it finishing). */
+async function entryAppears(paths, key, waitMs = ENTRY_WAIT_MS) {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+        if (await restoreCache(paths, key, [], { lookupOnly: true }).catch(() => undefined))
+            return true;
+        if (Date.now() >= deadline)
+            return false;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+    }
 }
 /**
  * @actions/cache archives paths relative to GITHUB_WORKSPACE and resolves them from the current directory;
@@ -96775,6 +96806,17 @@ function mergeUsage(usages) {
         fromUpstream: usages.reduce((t, u) => add(t, u.fromUpstream), none),
     };
 }
+/** Of what dockerd pulled, the images that went around the cache: from another registry than Docker Hub or a mirror. */
+function aroundTheCache(pulled, mirrors) {
+    const mirrorHosts = new Set(mirrors.map((m) => new URL(m.url).host));
+    return pulled.flatMap((image) => {
+        const { registry, repository } = (0,src_images/* splitRepository */.T8)(image);
+        if (registry === src_images/* DOCKER_HUB */.Xb || mirrorHosts.has(registry))
+            return [];
+        const mirror = mirrors.find((m) => m.registry === registry);
+        return [{ image, throughMirror: mirror ? `${new URL(mirror.url).host}/${repository}` : '' }];
+    });
+}
 /** Sizes in binary units, named as such: the max-size input takes both. */
 function formatBytes(bytes) {
     if (bytes < 1024 * 1024)
@@ -96853,6 +96895,10 @@ function renderReport(f) {
             lines.push(`- Prefetched and not used: ${unused.map((u) => `${u.ref} (${(u.ms / 1000).toFixed(1)} s of pulling)`).join(', ')}.`);
         for (const x of failed)
             lines.push(`- ⚠️ Prefetching ${x.ref} failed: ${x.error}`);
+    }
+    for (const a of f.aroundTheCache) {
+        const how = a.throughMirror ? `\`docker pull ${a.throughMirror}\` comes through the cache, as does a containerd client with hosts-dir` : `list ${(0,src_images/* splitRepository */.T8)(a.image).registry} in registries to cache it`;
+        lines.push(`- Not through the cache: dockerd pulled ${a.image} from its registry directly (dockerd's registry-mirrors cover Docker Hub only); ${how}.`);
     }
     if (!f.unpigz)
         lines.push('- dockerd decompresses layers without unpigz: installing `pigz` makes pulls about 20% faster.');
@@ -96970,6 +97016,7 @@ async function reportAndSave(dir, baseline, mirrors, inputs, prefetch, quota, pr
         pullsAs: mirrors.find((m) => m.registry === src_images/* DOCKER_HUB */.Xb)?.pullsAs ?? '',
         prefetch: prefetchUsed ?? null,
         unpigz: await onPath('unpigz'),
+        aroundTheCache: aroundTheCache(await (0,src_daemon/* imagesPulledSince */.Pf)(baseline.started), mirrors),
         problems,
     });
     await attempt('writing the report', () => writeReport(markdown));

@@ -46,6 +46,13 @@ export async function restoreDaemon(daemon: DaemonState): Promise<void> {
   }
 }
 
+/** The images dockerd pulled since sinceMs, as each pull event names them; empty when the events cannot be read. */
+export async function imagesPulledSince(sinceMs: number): Promise<string[]> {
+  const args = ['events', '--since', String(Math.floor(sinceMs / 1000)), '--until', String(Math.ceil(Date.now() / 1000)), '--filter', 'type=image', '--filter', 'event=pull', '--format', '{{.Actor.ID}}'];
+  const out = await new Promise<string>((resolve) => execFile('docker', args, { timeout: 10_000 }, (e, stdout) => resolve(e ? '' : stdout)));
+  return [...new Set(out.split('\n').filter(Boolean))];
+}
+
 /** The pid of the dockerd that reads configPath: named by --config-file, or the default path without the flag. */
 export async function findDockerd(configPath: string): Promise<number> {
   const wanted = resolve(configPath);

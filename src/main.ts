@@ -20,7 +20,7 @@ export async function main(): Promise<void> {
   for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'restored-key']) core.setOutput(output, '');
   try {
     const inputs = getInputs();
-    const address = listenAddress(inputs.listen);
+    const address = await listenAddress(inputs.listen);
     const dir = workDir();
     await createWorkDir(dir);
     const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
@@ -34,7 +34,7 @@ export async function main(): Promise<void> {
       probeUpstreams(plans),
     ]);
     const storage = await scanStorage(dir.storage);
-    await writeBaseline(dir, { restored, storage });
+    await writeBaseline(dir, { started: jobStarted, restored, storage });
     state.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
     core.setOutput('restored-key', restored.restoredKey);
 

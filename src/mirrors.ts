@@ -1,7 +1,7 @@
 // One Distribution proxy per registry host (a proxy serves one upstream), each on its own port, with its
 // own root in the shared storage: the mirrors the job's clients pull through.
 import * as core from '@actions/core';
-import { networkInterfaces } from 'node:os';
+import { execFile } from 'node:child_process';
 import type { Inputs, Listen } from './context.js';
 import { probeUpstream, type Credentials, type UpstreamProbe } from './docker-hub.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
@@ -31,12 +31,25 @@ export function probeUpstreams(plans: MirrorPlan[]): Promise<UpstreamProbe[]> {
   return Promise.all(plans.map((p) => probeUpstream(p.upstream, p.credentials, p.registry === DOCKER_HUB ? undefined : '')));
 }
 
-/** The address the mirrors listen on: loopback, or the Docker bridge's gateway (docker0), which containers reach. */
-export function listenAddress(listen: Listen, interfaces = networkInterfaces()): string {
+/**
+ * The address the mirrors listen on: loopback, or the Docker bridge's gateway (docker0's IPv4 address), which
+ * containers reach. Read with `ip`, not os.networkInterfaces(): that leaves out a docker0 without carrier,
+ * as it is while no container runs.
+ */
+export async function listenAddress(listen: Listen, showDocker0 = ipAddrShowDocker0): Promise<string> {
   if (listen === 'loopback') return '127.0.0.1';
-  const gateway = interfaces.docker0?.find((a) => a.family === 'IPv4');
+  const gateway = firstIPv4(await showDocker0());
   if (!gateway) throw new Error('listen is docker-bridge, but this runner has no docker0 interface with an IPv4 address (the Docker bridge): use listen: loopback');
-  return gateway.address;
+  return gateway;
+}
+
+function ipAddrShowDocker0(): Promise<string> {
+  return new Promise((resolve) => execFile('ip', ['-4', '-o', 'addr', 'show', 'dev', 'docker0'], { timeout: 5_000 }, (e, stdout) => resolve(e ? '' : stdout)));
+}
+
+/** The first address of `ip -4 -o addr show` output ("3: docker0    inet 172.17.0.1/16 brd ..."). */
+export function firstIPv4(ipOutput: string): string {
+  return /\binet (\d{1,3}(?:\.\d{1,3}){3})\//.exec(ipOutput)?.[1] ?? '';
 }
 
 export interface MirrorsOptions {

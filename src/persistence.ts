@@ -28,6 +28,8 @@ import { verifyBlob, writeLinks, type StorageState } from './storage.js';
 
 const RESTORE_CONCURRENCY = 8;
 const SAVE_CONCURRENCY = 4;
+/** How long a save waits for another job's upload of the same entry to finish. */
+const ENTRY_WAIT_MS = 10_000;
 
 export interface CacheScope {
   workDir: string;
@@ -104,8 +106,8 @@ export async function saveStorage(scope: CacheScope, restored: Restored, after: 
       if (stopped) return;
       const paths = entryPaths(entry);
       if ((await cache.saveCache(paths, entry.key).catch(() => -1)) !== -1) saved.push(entry);
-      // -1 also means the key exists (another job saved the same blobs first): that is as good as saved.
-      else if (await cache.restoreCache(paths, entry.key, [], { lookupOnly: true }).catch(() => undefined)) saved.push(entry);
+      // -1 also means another job saved the same blobs first, or is uploading them now: as good as saved once it is there.
+      else if (await entryAppears(paths, entry.key)) saved.push(entry);
       else stopped ||= `the cache service did not take ${entry.key}`;
     }),
   );
@@ -129,6 +131,16 @@ export async function saveStorage(scope: CacheScope, restored: Restored, after: 
     deferred: Object.keys(newBlobs).filter((d) => !savedDigests.has(d)).length,
     stopped,
   };
+}
+
+/** Whether the entry is, or within waitMs comes to be, in the cache (another job's upload of it finishing). */
+async function entryAppears(paths: string[], key: string, waitMs = ENTRY_WAIT_MS): Promise<boolean> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    if (await cache.restoreCache(paths, key, [], { lookupOnly: true }).catch(() => undefined)) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
 }
 
 /**

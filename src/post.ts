@@ -5,12 +5,12 @@ import { access, constants, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { imageKey, imagesInStorage, type CachedImage } from './cache-index.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
-import { restoreDaemon } from './daemon.js';
+import { imagesPulledSince, restoreDaemon } from './daemon.js';
 import { anonymouslyPullable, readQuota, type Quota } from './docker-hub.js';
 import { mapBounded, saveStorage, withDeadline } from './persistence.js';
 import { containerImages, finishPrefetch, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { stopMirrors } from './mirrors.js';
-import { accountUsage, mergeUsage, parseAccessLog, renderReport, writeReport, type RegistryRow, type Usage } from './report.js';
+import { accountUsage, aroundTheCache, mergeUsage, parseAccessLog, renderReport, writeReport, type RegistryRow, type Usage } from './report.js';
 import { state, type MirrorState } from './state.js';
 import { displayName, DOCKER_HUB, qualifiedRepository, splitRepository } from './images.js';
 import { readManifests, scanStorage } from './storage.js';
@@ -108,6 +108,7 @@ async function reportAndSave(
     pullsAs: mirrors.find((m) => m.registry === DOCKER_HUB)?.pullsAs ?? '',
     prefetch: prefetchUsed ?? null,
     unpigz: await onPath('unpigz'),
+    aroundTheCache: aroundTheCache(await imagesPulledSince(baseline.started), mirrors),
     problems,
   });
   await attempt('writing the report', () => writeReport(markdown));

@@ -5,7 +5,7 @@ import * as core from '@actions/core';
 import { imageKey, type Budget, type Dropped } from './cache-index.js';
 import type { Quota } from './docker-hub.js';
 import type { PrefetchUsage } from './prefetch.js';
-import { displayName, DOCKER_HUB, imageContent, type Manifests } from './images.js';
+import { displayName, DOCKER_HUB, imageContent, splitRepository, type Manifests } from './images.js';
 import { isDigest, type StorageState } from './storage.js';
 
 export interface RegistryRequest {
@@ -130,6 +130,24 @@ export function mergeUsage(usages: Usage[]): Usage {
   };
 }
 
+/** An image dockerd pulled from a registry other than Docker Hub, which its registry-mirrors do not cover. */
+export interface AroundTheCache {
+  image: string;
+  /** The same image through its registry's mirror (MIRROR_HOST/NAME:TAG); empty when the registry has no mirror. */
+  throughMirror: string;
+}
+
+/** Of what dockerd pulled, the images that went around the cache: from another registry than Docker Hub or a mirror. */
+export function aroundTheCache(pulled: string[], mirrors: { registry: string; url: string }[]): AroundTheCache[] {
+  const mirrorHosts = new Set(mirrors.map((m) => new URL(m.url).host));
+  return pulled.flatMap((image) => {
+    const { registry, repository } = splitRepository(image);
+    if (registry === DOCKER_HUB || mirrorHosts.has(registry)) return [];
+    const mirror = mirrors.find((m) => m.registry === registry);
+    return [{ image, throughMirror: mirror ? `${new URL(mirror.url).host}/${repository}` : '' }];
+  });
+}
+
 /** One registry's row: its mirror and what the job pulled through it. */
 export interface RegistryRow {
   registry: string;
@@ -167,6 +185,8 @@ export interface ReportFacts {
   prefetch: PrefetchUsage | null;
   /** Whether dockerd can decompress layers with unpigz. */
   unpigz: boolean;
+  /** What dockerd pulled from other registries directly. */
+  aroundTheCache: AroundTheCache[];
   problems: string[];
 }
 
@@ -236,6 +256,10 @@ export function renderReport(f: ReportFacts): string {
     lines.push(`- Prefetched in the background: ${count(used.length + unused.length, 'image')}; used by the job: ${used.join(', ') || 'none'}.`);
     if (unused.length) lines.push(`- Prefetched and not used: ${unused.map((u) => `${u.ref} (${(u.ms / 1000).toFixed(1)} s of pulling)`).join(', ')}.`);
     for (const x of failed) lines.push(`- ⚠️ Prefetching ${x.ref} failed: ${x.error}`);
+  }
+  for (const a of f.aroundTheCache) {
+    const how = a.throughMirror ? `\`docker pull ${a.throughMirror}\` comes through the cache, as does a containerd client with hosts-dir` : `list ${splitRepository(a.image).registry} in registries to cache it`;
+    lines.push(`- Not through the cache: dockerd pulled ${a.image} from its registry directly (dockerd's registry-mirrors cover Docker Hub only); ${how}.`);
   }
   if (!f.unpigz) lines.push('- dockerd decompresses layers without unpigz: installing `pigz` makes pulls about 20% faster.');
   for (const p of f.problems) lines.push(`- ⚠️ ${p}`);

@@ -40,6 +40,8 @@ export async function createWorkDir(dir: WorkDir): Promise<void> {
 }
 
 export interface Baseline {
+  /** When the main step started (epoch ms): what dockerd pulled since is the job's. */
+  started: number;
   restored: Restored;
   storage: StorageState;
 }

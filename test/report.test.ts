@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { imageKey, imagesInStorage, type Dropped } from '../src/cache-index.js';
 import type { Manifests } from '../src/images.js';
-import { accountUsage, formatBytes, parseAccessLog, renderReport, type ReportFacts, type Usage } from '../src/report.js';
+import { accountUsage, aroundTheCache, formatBytes, mergeUsage, parseAccessLog, renderReport, type ReportFacts, type Usage } from '../src/report.js';
 import type { StorageState } from '../src/storage.js';
 
 const digest = (name: string) => `sha256:${createHash('sha256').update(name).digest('hex')}`;
@@ -410,6 +410,7 @@ describe('renderReport', () => {
   const facts = (over: Partial<ReportFacts> = {}): ReportFacts => ({
     upstream: 'https://registry-1.docker.io',
     registries: [],
+    aroundTheCache: [],
     usage,
     restoredKey: 'pull-cache-index-linux-amd64-123-1-abc',
     restoredBlobs: 5,
@@ -645,5 +646,55 @@ describe('renderReport', () => {
 
   test('ends with a newline', () => {
     assert.ok(renderReport(facts()).endsWith('\n'));
+  });
+
+  test('more than one registry: a row per registry with its mirror, and the image table says "From upstream"', () => {
+    const tally = (blobs: number, bytes: number) => ({ blobs, bytes });
+    const md = renderReport(facts({
+      registries: [
+        { registry: 'docker.io', mirror: 'http://127.0.0.1:40001', offline: false, images: 3, fromCache: tally(3, 33_002_000), fromUpstream: tally(5, 39_003_600) },
+        { registry: 'ghcr.io', mirror: 'http://127.0.0.1:40002', offline: true, images: 0, fromCache: tally(0, 0), fromUpstream: tally(0, 0) },
+      ],
+    }));
+    assert.ok(md.includes('| Registry | Mirror | Images | From cache | From upstream |\n| --- | --- | --- | --- | --- |\n'), md);
+    assert.ok(md.includes(`| docker.io | http://127.0.0.1:40001 | 3 | 3 blobs, ${formatBytes(33_002_000)} | 5 blobs, ${formatBytes(39_003_600)} |`), md);
+    assert.ok(md.includes('| ghcr.io | http://127.0.0.1:40002 (offline) | 0 | – | – |'), md);
+    assert.ok(md.includes('| Image | From cache | From upstream |'), md);
+    assert.ok(md.indexOf('| Registry |') < md.indexOf('| Image |'));
+  });
+
+  test('one registry other than Docker Hub names it in the image table; no registry table', () => {
+    const md = renderReport(facts({ registries: [{ registry: 'ghcr.io', mirror: 'http://127.0.0.1:40002', offline: false, images: 0, fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } }] }));
+    assert.ok(md.includes('| Image | From cache | From ghcr.io |'), md);
+    assert.ok(!md.includes('| Registry |'));
+  });
+
+  test('images dockerd pulled around the cache: how to pull them through it, or which registry to list', () => {
+    const md = renderReport(facts({ aroundTheCache: [{ image: 'ghcr.io/org/app:1', throughMirror: '127.0.0.1:40002/org/app:1' }, { image: 'quay.io/x/y:2', throughMirror: '' }] }));
+    assert.ok(md.includes("- Not through the cache: dockerd pulled ghcr.io/org/app:1 from its registry directly (dockerd's registry-mirrors cover Docker Hub only); `docker pull 127.0.0.1:40002/org/app:1` comes through the cache, as does a containerd client with hosts-dir.\n"), md);
+    assert.ok(md.includes('- Not through the cache: dockerd pulled quay.io/x/y:2 from its registry directly (dockerd\'s registry-mirrors cover Docker Hub only); list quay.io in registries to cache it.\n'), md);
+  });
+});
+
+describe('aroundTheCache', () => {
+  const mirrors = [{ registry: 'docker.io', url: 'http://127.0.0.1:40001' }, { registry: 'ghcr.io', url: 'http://127.0.0.1:40002' }];
+
+  test('Docker Hub images (by any spelling) and pulls from a mirror itself went through the cache', () => {
+    assert.deepEqual(aroundTheCache(['alpine:1', 'someuser/app:2', 'docker.io/library/alpine:1', '127.0.0.1:40002/org/app:1'], mirrors), []);
+  });
+
+  test('another registry: through its mirror when it has one', () => {
+    assert.deepEqual(aroundTheCache(['ghcr.io/org/app:1', 'localhost:5000/x:1'], mirrors), [
+      { image: 'ghcr.io/org/app:1', throughMirror: '127.0.0.1:40002/org/app:1' },
+      { image: 'localhost:5000/x:1', throughMirror: '' },
+    ]);
+  });
+});
+
+describe('mergeUsage', () => {
+  test('the images of every registry, and the totals added up', () => {
+    const a: Usage = { images: [{ key: 'library/x:1', image: 'x:1', fromCache: { blobs: 1, bytes: 10 }, fromUpstream: { blobs: 2, bytes: 20 } }], fromCache: { blobs: 1, bytes: 10 }, fromUpstream: { blobs: 2, bytes: 20 } };
+    const b: Usage = { images: [{ key: 'ghcr.io/o/y:1', image: 'ghcr.io/o/y:1', fromCache: { blobs: 3, bytes: 30 }, fromUpstream: { blobs: 0, bytes: 0 } }], fromCache: { blobs: 3, bytes: 30 }, fromUpstream: { blobs: 0, bytes: 0 } };
+    assert.deepEqual(mergeUsage([a, b]), { images: [...a.images, ...b.images], fromCache: { blobs: 4, bytes: 40 }, fromUpstream: { blobs: 2, bytes: 20 } });
   });
 });

@@ -81,6 +81,12 @@ export interface HubNamespace {
   env: Record<string, string>;
   /** The command line that runs `command args` inside (mount namespace with the binds, then the netns); same pid. */
   wrap: Wrap;
+  /**
+   * Adds Docker's default bridge inside: docker0 with the gateway address, and a namespace joined to it as a
+   * container on that network is; idempotent. Call it after starting the dockerd: one started with --bridge=none
+   * removes a docker0 it finds.
+   */
+  bridge(): Promise<DockerBridge>;
   /** Makes 127.0.0.1:PORT of the machine reachable at 127.0.0.1:PORT inside (a byte pipe); idempotent. */
   expose(...ports: number[]): Promise<void>;
   /** Ports exposed so far. */
@@ -88,6 +94,16 @@ export interface HubNamespace {
   /** Requests that came in through 127.0.0.1:443 inside, in order. */
   tlsRequests(): { host: string; method: string; path: string; status: number }[];
   stop(): Promise<void>;
+}
+
+/** The address dockerd gives docker0 by default. */
+export const BRIDGE_GATEWAY = '172.17.0.1';
+
+export interface DockerBridge {
+  /** docker0's address inside the namespace. */
+  gateway: string;
+  /** Runs a command as in a container on the bridge (172.17.0.2): the gateway is its way out, 127.0.0.1 its own. */
+  containerWrap: Wrap;
 }
 
 function shellQuote(s: string): string {
@@ -198,16 +214,39 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
   const hostHosts = await readFile('/etc/hosts', 'utf8').catch(() => '127.0.0.1 localhost\n');
   await writeFile(hostsFile, `127.0.0.1 ${names.join(' ')}\n${hostHosts}`);
 
-  const wrap: Wrap = (command, args) => {
+  /** Runs a command in the network namespace at `net`, with the binds of this world. */
+  const wrapIn = (net: string): Wrap => (command, args) => {
     const script = [
       `mount --bind ${shellQuote(hostsFile)} /etc/hosts`,
       `mount --bind ${shellQuote(bundleFile)} ${SYSTEM_BUNDLE}`,
       `mount --bind ${shellQuote(dockerDir)} /etc/docker`,
-      `exec nsenter --net=${shellQuote(netnsPath)} -- "$0" "$@"`,
+      `exec nsenter --net=${shellQuote(net)} -- "$0" "$@"`,
     ].join(' && ');
     // bash, not sh: dash drops environment variables whose names are not identifiers, e.g. the runner's
     // INPUT_DAEMON-CONFIG; bash passes them on.
     return { command: 'unshare', args: ['--mount', '--propagation', 'private', '--', '/bin/bash', '-c', script, command, ...args] };
+  };
+  const wrap = wrapIn(netnsPath);
+  const containerName = `${name}-c`;
+  let bridge: Promise<DockerBridge> | undefined;
+  const ip = async (...args: string[]) => {
+    const r = await run('ip', args, { timeoutMs: 10_000 });
+    if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.code} ${r.stderr}`);
+  };
+  // What dockerd makes for its default network: a bridge docker0 with the gateway address, and per container a
+  // namespace joined to it by a veth pair, its default route the gateway.
+  const addBridge = async (): Promise<DockerBridge> => {
+    await ip('-n', name, 'link', 'add', 'docker0', 'type', 'bridge');
+    await ip('-n', name, 'addr', 'add', `${BRIDGE_GATEWAY}/16`, 'dev', 'docker0');
+    await ip('-n', name, 'link', 'set', 'docker0', 'up');
+    await ip('netns', 'add', containerName);
+    await ip('-n', containerName, 'link', 'set', 'lo', 'up');
+    await ip('-n', name, 'link', 'add', 'veth-c', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', containerName);
+    await ip('-n', name, 'link', 'set', 'veth-c', 'master', 'docker0', 'up');
+    await ip('-n', containerName, 'addr', 'add', '172.17.0.2/16', 'dev', 'eth0');
+    await ip('-n', containerName, 'link', 'set', 'eth0', 'up');
+    await ip('-n', containerName, 'route', 'add', 'default', 'via', BRIDGE_GATEWAY);
+    return { gateway: BRIDGE_GATEWAY, containerWrap: wrapIn(`/run/netns/${containerName}`) };
   };
 
   const added = await run('ip', ['netns', 'add', name], { timeoutMs: 10_000 });
@@ -252,9 +291,14 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
     for (const socket of sockets) socket.destroy();
     agent.destroy();
     if (hub) await hub.stop();
-    // Only processes started through wrap can be in the namespace; whatever of them is left is ended here.
+    if (bridge) await endNamespace(containerName);
+    await endNamespace(name);
+  };
+  /** Ends what is left in a namespace of ours (only what was started through a wrap can be there), then deletes it. */
+  const endNamespace = async (ns: string) => {
+    const path = `/run/netns/${ns}`;
     for (let round = 0; round < 50; round++) {
-      const pids = await processesIn(netnsPath);
+      const pids = await processesIn(path);
       if (!pids.length) break;
       for (const pid of pids) {
         try {
@@ -265,8 +309,8 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    const deleted = await run('ip', ['netns', 'delete', name], { timeoutMs: 10_000 });
-    if (deleted.code !== 0 && existsSync(netnsPath)) throw new Error(`ip netns delete ${name}: ${deleted.code} ${deleted.stderr}`);
+    const deleted = await run('ip', ['netns', 'delete', ns], { timeoutMs: 10_000 });
+    if (deleted.code !== 0 && existsSync(path)) throw new Error(`ip netns delete ${ns}: ${deleted.code} ${deleted.stderr}`);
   };
 
   try {
@@ -342,6 +386,7 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
     realm: HUB_REALM,
     env: { NODE_EXTRA_CA_CERTS: caFile },
     wrap,
+    bridge: () => (bridge ??= addBridge()),
     expose,
     exposed: () => [...exposedPorts],
     tlsRequests: () => [...tlsLog],

@@ -1,7 +1,9 @@
-// Every registry, through containerd: a job caches docker.io, ghcr.io, quay.io and registry.k8s.io, and a
+// Every registry, every client. A job caches docker.io, ghcr.io, quay.io and registry.k8s.io, and a
 // containerd (as in kind or k3s) pulls their images by their real names through the hosts directory the
-// action writes. The registries are stand-ins under their real names in a network namespace; the next job,
-// on a fresh runner with a fresh containerd, is served every blob from the cache.
+// action writes; the next job, on a fresh runner with a fresh containerd, is served every blob from the
+// cache. dockerd pulls of other registries go around the cache, and the report says so. With listen:
+// docker-bridge, a client in a container on Docker's bridge pulls through the mirrors. The registries are
+// stand-ins under their real names in a network namespace (helpers/hub-namespace.ts).
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,11 +19,11 @@ const MiB = 1024 * 1024;
 const REGISTRIES = ['ghcr.io', 'quay.io', 'registry.k8s.io'];
 const IMAGES = ['docker.io/library/alpine:1', 'ghcr.io/org/app:1', 'quay.io/prometheus/node-exporter:1', 'registry.k8s.io/pause:3.9'];
 
-describe('containerd pulls from four registries through the cache', { timeout: 300_000 }, () => {
+describe('every registry, every client', { timeout: 300_000 }, () => {
   let world: World;
 
   before(async () => {
-    world = await startWorld('containerd', { hubNamespace: true, registries: REGISTRIES });
+    world = await startWorld('registries', { hubNamespace: true, registries: REGISTRIES });
     // One base layer under two registries: stored and cached once.
     const base = makeLayer('ctd-base', [{ path: 'usr/lib/base.bin', bytes: 1.5 * MiB }]);
     await Promise.all([
@@ -63,7 +65,7 @@ describe('containerd pulls from four registries through the cache', { timeout: 3
     return { main, post, fetched, hostsTomls };
   }
 
-  test('cold: a mirror per registry, hosts.toml for each, every image pulled from its upstream and saved', async () => {
+  test('containerd, cold: a mirror per registry, hosts.toml for each, every image pulled from its upstream and saved', async () => {
     const { main, post, fetched, hostsTomls } = await jobPullingEverything('cold');
     assert.deepEqual([...main.warnings, ...post.warnings], []);
     const mirrors = JSON.parse(main.outputs.mirrors) as Record<string, string>;
@@ -85,12 +87,48 @@ describe('containerd pulls from four registries through the cache', { timeout: 3
     for (const mirror of mirrorsOf(main)) assert.ok(!isRunning(mirror.pid), `${mirror.registry} mirror stopped`);
   });
 
-  test('warm: a fresh runner and a fresh containerd get every blob of every registry from the cache', async () => {
+  test('containerd, warm: a fresh runner and a fresh containerd get every blob of every registry from the cache', async () => {
     const { main, post, fetched } = await jobPullingEverything('warm');
     assert.deepEqual([...main.warnings, ...post.warnings], []);
     assert.deepEqual(fetched, { 'docker.io': 0, 'ghcr.io': 0, 'quay.io': 0, 'registry.k8s.io': 0 }, 'no upstream served a blob');
     assert.match(post.summary, /Hit rate: 100% of bytes served/);
     for (const host of ['docker.io', ...REGISTRIES]) assert.match(post.summary, new RegExp(`\\| ${host.replace(/\./g, '\\.')} \\| http://127\\.0\\.0\\.1:\\d+ \\| 1 \\| \\d+ blobs?, [\\d.]+ [KM]iB \\| – \\|`));
     assert.match(post.summary, /Saved: nothing new/);
+  });
+
+  test('dockerd pulls of another registry go around the cache: the report says how to pull them through it', async () => {
+    const runner = await world.runner('dockerd-ghcr');
+    let throughMirror = '';
+    const { post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', 'cache-key': 'dockerd-ghcr' }), async (main) => {
+      throughMirror = `${new URL((JSON.parse(main.outputs.mirrors) as Record<string, string>)['ghcr.io']).host}/org/app:1`;
+      await runner.pull(throughMirror);
+      await runner.pull('ghcr.io/org/app:1');
+    });
+    assert.ok(post.summary.includes(`- Not through the cache: dockerd pulled ghcr.io/org/app:1 from its registry directly (dockerd's registry-mirrors cover Docker Hub only); \`docker pull ${throughMirror}\` comes through the cache`), post.summary);
+    assert.match(post.summary, /\| ghcr\.io\/org\/app:1 \| – \| 3 blobs, /, 'the pull by the mirror address came through it');
+    assert.ok(!post.summary.includes(`dockerd pulled ${throughMirror}`));
+  });
+
+  test('listen: docker-bridge: dockerd and a client in a container on the bridge pull through the gateway address', async () => {
+    const runner = await world.runner('bridge');
+    // After the runner's dockerd: started with --bridge=none, it removes a docker0 it finds.
+    const bridge = await world.hubNamespace!.bridge();
+    const { main, post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', listen: 'docker-bridge', 'cache-key': 'bridge' }), async (main) => {
+      assert.deepEqual(main.warnings, []);
+      assert.match(main.outputs.mirror, new RegExp(`^http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+$`));
+      const buildkitd = parse(await readFile(main.outputs['buildkitd-config'], 'utf8')) as { registry: Record<string, { mirrors?: string[] }> };
+      assert.match(buildkitd.registry['docker.io'].mirrors![0], new RegExp(`^${bridge.gateway.replace(/\./g, '\\.')}:\\d+$`));
+      await runner.pull('alpine:1');
+      // A containerd client whose only way out is the bridge, as a kind node's: the mirror is its one way to ghcr.io.
+      const containerd = await startContainerd(join(world.dir, 'bridge-containerd'), { wrap: bridge.containerWrap });
+      try {
+        await containerd.pull('ghcr.io/org/app:1', main.outputs['hosts-dir']);
+      } finally {
+        await containerd.stop();
+      }
+    });
+    assert.deepEqual([...main.warnings, ...post.warnings], []);
+    assert.match(post.summary, new RegExp(`\\| docker\\.io \\| http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+ \\| 1 \\|`));
+    assert.match(post.summary, new RegExp(`\\| ghcr\\.io \\| http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+ \\| 1 \\|`));
   });
 });
