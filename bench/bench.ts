@@ -6,7 +6,8 @@
 //   this action cold (empty cache), warm (cache restored; also with prefetch off), and changed (one image gained a
 //               new top layer since the run that saved the cache), each a real job: main step, pulls, post step;
 // and, on a warm cache, a job whose first docker command comes after N seconds of other work (a child process
-// spinning one core, standing in for `npm ci`): how long that command blocks, with prefetch, without, and save/load.
+// spinning one core, standing in for `npm ci`): how long that command blocks, with prefetch, without, and save/load;
+// and what each extra registry listed in `registries` adds to the main and post steps (bench/registries.ts).
 // Real parts throughout (the tests' helpers): a dockerd per variant and repetition (fresh data-root), a Distribution
 // registry as the upstream, the local Twirp cache service on Azurite used by the real @actions/cache, and the
 // bundled action (dist/index.js) run as the Actions runner runs it. Prints medians and ratios as tables.
@@ -24,6 +25,7 @@ import type { StepResult } from '../test/helpers/runner.js';
 import { run } from '../test/helpers/process.js';
 import { REGISTRY_BINARY, startUpstream, type Upstream } from '../test/helpers/upstream.js';
 import { startWorld, type Runner, type World } from '../test/helpers/world.js';
+import { benchRegistries } from './registries.js';
 import { startThrottle, type Throttle } from './throttle.js';
 import { activity, mainPhases, postPhases, readTrace, stepProcesses, union, type MainPhases, type PostPhases } from './timeline.js';
 import { installTrace } from './trace.mjs';
@@ -579,8 +581,9 @@ async function main(): Promise<void> {
   for (const l of unique) gunzipSync(l.data);
   const gunzipMs = performance.now() - g0;
 
+  const registries = await benchRegistries(REPS, progress);
   const machine = await describeMachine(driver);
-  const report = render(workload, { driver, seed, gunzipMs, repsDone, workRepsDone, machine });
+  const report = render(workload, { driver, seed, gunzipMs, repsDone, workRepsDone, machine }) + registries;
   process.stdout.write(report);
   if (flags.json) {
     await writeFile(flags.json, JSON.stringify({ flags, machine, driver, seed, gunzipMs, repsDone, workload: describeWorkload(workload), samples, work: Object.fromEntries(workSamples) }, null, 2));

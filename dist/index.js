@@ -38570,6 +38570,72 @@ function parseIndex(text) {
 
 /***/ }),
 
+/***/ 8683:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   EL: () => (/* binding */ hostsToml),
+/* harmony export */   EQ: () => (/* binding */ writeClientConfigs)
+/* harmony export */ });
+/* unused harmony exports registryServer, buildkitdToml, k3sRegistriesYaml */
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1455);
+/* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var yaml__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8815);
+/* harmony import */ var _images_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(4525);
+// What clients other than dockerd read to pull through the mirrors: containerd's hosts directory (kind,
+// nerdctl, ctr), k3s's registries.yaml and a buildkitd.toml for buildx builders. The text is computed here;
+// writeClientConfigs puts it on disk.
+
+
+
+
+/** Where a client goes when the mirror fails: the registry's own API endpoint. */
+function registryServer(registry) {
+    return registry === _images_js__WEBPACK_IMPORTED_MODULE_3__/* .DOCKER_HUB */ .Xb ? 'https://registry-1.docker.io' : `https://${registry}`;
+}
+/** A TOML basic string. */
+function toml(text) {
+    return JSON.stringify(text);
+}
+/** containerd's HOSTS_DIR/REGISTRY/hosts.toml: pull and resolve through the mirror, then the registry itself. */
+function hostsToml(mirror) {
+    return [
+        `# pull-cache-action: ${mirror.registry} images come through the cache on this runner.`,
+        `server = ${toml(registryServer(mirror.registry))}`,
+        '',
+        `[host.${toml(mirror.url)}]`,
+        '  capabilities = ["pull", "resolve"]',
+        '',
+    ].join('\n');
+}
+/** buildkitd.toml for docker/setup-buildx-action's buildkitd-config: each registry's mirror, spoken to over plain HTTP. */
+function buildkitdToml(mirrors) {
+    const lines = ['# pull-cache-action: buildx builders pull through the cache on this runner.'];
+    for (const mirror of mirrors)
+        lines.push('', `[registry.${toml(mirror.registry)}]`, `  mirrors = [${toml(new URL(mirror.url).host)}]`);
+    for (const mirror of mirrors)
+        lines.push('', `[registry.${toml(new URL(mirror.url).host)}]`, '  http = true');
+    return `${lines.join('\n')}\n`;
+}
+/** k3s's /etc/rancher/k3s/registries.yaml (also k3d's --registry-config): each registry's mirror as its endpoint. */
+function k3sRegistriesYaml(mirrors) {
+    return (0,yaml__WEBPACK_IMPORTED_MODULE_2__/* .stringify */ .As)({ mirrors: Object.fromEntries(mirrors.map((m) => [m.registry, { endpoint: [m.url] }])) });
+}
+/** Writes HOSTS_DIR/REGISTRY/hosts.toml for each mirror, the buildkitd.toml and k3s's registries.yaml. */
+async function writeClientConfigs(files, mirrors) {
+    for (const mirror of mirrors) {
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.mkdir)((0,node_path__WEBPACK_IMPORTED_MODULE_1__.join)(files.hostsDir, mirror.registry), { recursive: true });
+        await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.writeFile)((0,node_path__WEBPACK_IMPORTED_MODULE_1__.join)(files.hostsDir, mirror.registry, 'hosts.toml'), hostsToml(mirror));
+    }
+    await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.writeFile)(files.buildkitdConfig, buildkitdToml(mirrors));
+    await (0,node_fs_promises__WEBPACK_IMPORTED_MODULE_0__.writeFile)(files.k3sRegistries, k3sRegistriesYaml(mirrors));
+}
+
+
+/***/ }),
+
 /***/ 788:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
@@ -38839,7 +38905,9 @@ function port(value) {
 __nccwpck_require__.d(__webpack_exports__, {
   Pf: () => (/* binding */ imagesPulledSince),
   HF: () => (/* binding */ restoreDaemon),
-  jY: () => (/* binding */ useMirror)
+  Xr: () => (/* binding */ restoreRegistryHosts),
+  jY: () => (/* binding */ useMirror),
+  Mu: () => (/* binding */ useRegistryHosts)
 });
 
 // UNUSED EXPORTS: configFileOf, findDockerd
@@ -38854,6 +38922,8 @@ var external_node_child_process_ = __nccwpck_require__(1421);
 var promises_ = __nccwpck_require__(1455);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
+// EXTERNAL MODULE: ./src/client-config.ts
+var client_config = __nccwpck_require__(8683);
 ;// CONCATENATED MODULE: ./src/daemon-config.ts
 // daemon.json as text in, text out: what the daemon reads while the mirror is up, and what puts it back.
 const MIRRORS_KEY = 'registry-mirrors';
@@ -38895,9 +38965,18 @@ function clearingMirrors(original, path) {
 function mirrorIsLive(liveMirrors, mirror) {
     return liveMirrors.some((m) => m.replace(/\/+$/, '') === mirror);
 }
+/**
+ * Whether dockerd keeps its images in containerd (the containerd image store, `docker info` DriverStatus
+ * driver-type io.containerd.snapshotter.v1): it then resolves every registry through containerd, which reads
+ * per-registry mirrors from CERTS_DIR/HOST/hosts.toml.
+ */
+function usesContainerdStore(driverStatus) {
+    return Array.isArray(driverStatus) && driverStatus.some((pair) => Array.isArray(pair) && pair[0] === 'driver-type' && String(pair[1]).startsWith('io.containerd.snapshotter'));
+}
 
 ;// CONCATENATED MODULE: ./src/daemon.ts
 // The Docker daemon: point it at the mirror by a live reload (never a restart), and put it back as it was.
+
 
 
 
@@ -38945,6 +39024,38 @@ async function restoreDaemon(daemon) {
             await writeAsRoot(daemon.configPath, original);
     }
 }
+/**
+ * With the containerd image store, dockerd reads per-registry mirrors from certs.d beside its config file:
+ * writes CERTS_DIR/HOST/hosts.toml for each mirror, except where the host already has one (the user's, kept).
+ * `record` gets what was written as soon as it is, for post to remove. Nothing with the classic image store.
+ */
+async function useRegistryHosts(configPath, mirrors, record, containerdStore = async () => usesContainerdStore(await dockerInfo('{{json .DriverStatus}}').catch(() => null))) {
+    if (!(await containerdStore()))
+        return [];
+    const written = [];
+    for (const mirror of mirrors) {
+        const dir = (0,external_node_path_.join)((0,external_node_path_.dirname)(configPath), 'certs.d', mirror.registry);
+        const file = (0,external_node_path_.join)(dir, 'hosts.toml');
+        if (await exists(file))
+            continue;
+        const createdDir = !(await exists(dir));
+        await writeAsRoot(file, (0,client_config/* hostsToml */.EL)(mirror));
+        written.push({ registry: mirror.registry, file, createdDir });
+        record(written);
+    }
+    return written;
+}
+/** Removes the hosts.toml files useRegistryHosts wrote, and the directories it made for them. */
+async function restoreRegistryHosts(files) {
+    for (const { file, createdDir } of files) {
+        await removeAsRoot(file);
+        if (createdDir)
+            await (0,promises_.rmdir)((0,external_node_path_.dirname)(file)).catch(() => sudo(['rmdir', (0,external_node_path_.dirname)(file)]));
+    }
+}
+async function exists(path) {
+    return (0,promises_.access)(path).then(() => true, () => false);
+}
 /** The images dockerd pulled since sinceMs, as each pull event names them; empty when the events cannot be read. */
 async function imagesPulledSince(sinceMs) {
     const args = ['events', '--since', String(Math.floor(sinceMs / 1000)), '--until', String(Math.ceil(Date.now() / 1000)), '--filter', 'type=image', '--filter', 'event=pull', '--format', '{{.Actor.ID}}'];
@@ -38990,10 +39101,14 @@ async function reload(pid) {
         await sudo(['kill', '-s', 'HUP', String(pid)]);
     }
 }
-/** The daemon's live mirrors; a CLI that hangs is cut off, so the wait around it stays bounded. */
-async function liveMirrors(timeoutMs = 5_000) {
-    const stdout = await new Promise((resolve, reject) => (0,external_node_child_process_.execFile)('docker', ['info', '--format', '{{json .RegistryConfig.Mirrors}}'], { timeout: timeoutMs, killSignal: 'SIGKILL' }, (error, out, err) => error ? reject(new Error(`docker info failed: ${String(err).trim() || error.message}`)) : resolve(out)));
-    return JSON.parse(stdout.trim() || 'null') ?? [];
+/** The daemon's live mirrors. */
+async function liveMirrors() {
+    return (await dockerInfo('{{json .RegistryConfig.Mirrors}}')) ?? [];
+}
+/** A field of `docker info`, parsed; a CLI that hangs is cut off, so every wait around it stays bounded. */
+async function dockerInfo(format, timeoutMs = 5_000) {
+    const stdout = await new Promise((resolve, reject) => (0,external_node_child_process_.execFile)('docker', ['info', '--format', format], { timeout: timeoutMs, killSignal: 'SIGKILL' }, (error, out, err) => error ? reject(new Error(`docker info failed: ${String(err).trim() || error.message}`)) : resolve(out)));
+    return JSON.parse(stdout.trim() || 'null');
 }
 async function waitForMirrors(what, ok, timeoutMs = 15_000) {
     const deadline = Date.now() + timeoutMs;
@@ -39204,7 +39319,7 @@ function splitRepository(qualified) {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6856);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1730);
 /* harmony import */ var _post_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7613);
 /* harmony import */ var _prefetch_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3084);
 /* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2462);
@@ -39224,86 +39339,26 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6856:
+/***/ 1730:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  i: () => (/* binding */ main)
-});
-
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
-var core = __nccwpck_require__(3838);
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-// EXTERNAL MODULE: external "node:fs/promises"
-var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: ./src/images.ts
-var src_images = __nccwpck_require__(4525);
-;// CONCATENATED MODULE: ./src/client-config.ts
-// What clients other than dockerd read to pull through the mirrors: containerd's hosts directory (kind,
-// k3s, nerdctl, ctr, Docker's containerd image store) and a buildkitd.toml for buildx builders. The text is
-// computed here; writeClientConfigs puts it on disk.
-
-
-
-/** Where a client goes when the mirror fails: the registry's own API endpoint. */
-function registryServer(registry) {
-    return registry === src_images/* DOCKER_HUB */.Xb ? 'https://registry-1.docker.io' : `https://${registry}`;
-}
-/** A TOML basic string. */
-function toml(text) {
-    return JSON.stringify(text);
-}
-/** containerd's HOSTS_DIR/REGISTRY/hosts.toml: pull and resolve through the mirror, then the registry itself. */
-function hostsToml(mirror) {
-    return [
-        `# pull-cache-action: ${mirror.registry} images come through the cache on this runner.`,
-        `server = ${toml(registryServer(mirror.registry))}`,
-        '',
-        `[host.${toml(mirror.url)}]`,
-        '  capabilities = ["pull", "resolve"]',
-        '',
-    ].join('\n');
-}
-/** buildkitd.toml for docker/setup-buildx-action's buildkitd-config: each registry's mirror, spoken to over plain HTTP. */
-function buildkitdToml(mirrors) {
-    const lines = ['# pull-cache-action: buildx builders pull through the cache on this runner.'];
-    for (const mirror of mirrors)
-        lines.push('', `[registry.${toml(mirror.registry)}]`, `  mirrors = [${toml(new URL(mirror.url).host)}]`);
-    for (const mirror of mirrors)
-        lines.push('', `[registry.${toml(new URL(mirror.url).host)}]`, '  http = true');
-    return `${lines.join('\n')}\n`;
-}
-/** Writes HOSTS_DIR/REGISTRY/hosts.toml for each mirror, and the buildkitd.toml. */
-async function writeClientConfigs(hostsDir, buildkitdConfig, mirrors) {
-    for (const mirror of mirrors) {
-        await (0,promises_.mkdir)((0,external_node_path_.join)(hostsDir, mirror.registry), { recursive: true });
-        await (0,promises_.writeFile)((0,external_node_path_.join)(hostsDir, mirror.registry, 'hosts.toml'), hostsToml(mirror));
-    }
-    await (0,promises_.writeFile)(buildkitdConfig, buildkitdToml(mirrors));
-}
-
-// EXTERNAL MODULE: ./src/context.ts
-var context = __nccwpck_require__(788);
-// EXTERNAL MODULE: ./src/daemon.ts + 1 modules
-var daemon = __nccwpck_require__(5583);
-// EXTERNAL MODULE: ./src/mirrors.ts + 1 modules
-var src_mirrors = __nccwpck_require__(194);
-// EXTERNAL MODULE: ./src/persistence.ts + 344 modules
-var persistence = __nccwpck_require__(8019);
-// EXTERNAL MODULE: ./src/prefetch.ts
-var prefetch = __nccwpck_require__(3084);
-// EXTERNAL MODULE: ./src/registry-binary.ts + 3 modules
-var registry_binary = __nccwpck_require__(5852);
-// EXTERNAL MODULE: ./src/state.ts
-var state = __nccwpck_require__(2462);
-// EXTERNAL MODULE: ./src/storage.ts
-var src_storage = __nccwpck_require__(1134);
-// EXTERNAL MODULE: ./src/work-dir.ts
-var work_dir = __nccwpck_require__(1292);
-;// CONCATENATED MODULE: ./src/main.ts
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   i: () => (/* binding */ main)
+/* harmony export */ });
+/* harmony import */ var _actions_core__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3838);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var _client_config_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8683);
+/* harmony import */ var _context_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(788);
+/* harmony import */ var _daemon_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(5583);
+/* harmony import */ var _images_js__WEBPACK_IMPORTED_MODULE_12__ = __nccwpck_require__(4525);
+/* harmony import */ var _mirrors_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(194);
+/* harmony import */ var _persistence_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(8019);
+/* harmony import */ var _prefetch_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(3084);
+/* harmony import */ var _registry_binary_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(5852);
+/* harmony import */ var _state_js__WEBPACK_IMPORTED_MODULE_9__ = __nccwpck_require__(2462);
+/* harmony import */ var _storage_js__WEBPACK_IMPORTED_MODULE_10__ = __nccwpck_require__(1134);
+/* harmony import */ var _work_dir_js__WEBPACK_IMPORTED_MODULE_11__ = __nccwpck_require__(1292);
 // The main step: restore the cache, start a mirror per registry on it, point the daemon and the other
 // clients at them. Any failure is a warning and the job pulls directly, unless fail-on-error is set.
 
@@ -39321,55 +39376,60 @@ var work_dir = __nccwpck_require__(1292);
 
 async function main() {
     const jobStarted = Date.now();
-    state/* state */.w.markMainStarted();
-    for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'restored-key'])
-        core/* setOutput */.uH(output, '');
+    _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.markMainStarted();
+    for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'restored-key'])
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH(output, '');
     try {
-        const inputs = (0,context/* getInputs */.GP)();
-        const address = await (0,src_mirrors/* listenAddress */.Y8)(inputs.listen);
-        const dir = (0,work_dir/* workDir */.Hg)();
-        await (0,work_dir/* createWorkDir */.Xk)(dir);
-        const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,context/* runnerArch */.J7)() };
-        state/* state */.w.setCache({ workDir: dir.root, restoredKey: '' });
+        const inputs = (0,_context_js__WEBPACK_IMPORTED_MODULE_3__/* .getInputs */ .GP)();
+        const address = await (0,_mirrors_js__WEBPACK_IMPORTED_MODULE_5__/* .listenAddress */ .Y8)(inputs.listen);
+        const dir = (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_11__/* .workDir */ .Hg)();
+        await (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_11__/* .createWorkDir */ .Xk)(dir);
+        const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: (0,_context_js__WEBPACK_IMPORTED_MODULE_3__/* .runnerArch */ .J7)() };
+        _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setCache({ workDir: dir.root, restoredKey: '' });
         const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
-        const plans = (0,src_mirrors/* mirrorPlans */.sC)(inputs);
+        const plans = (0,_mirrors_js__WEBPACK_IMPORTED_MODULE_5__/* .mirrorPlans */ .sC)(inputs);
         const [restored, binary, probes] = await Promise.all([
-            restoreOrStartEmpty(() => (0,persistence/* withDeadline */.NE)('restoring the cache', inputs.cacheTimeoutSeconds * 1000, (0,persistence/* restoreStorage */.Ct)(scope, budget, inputs.registries, new Date()))),
-            (0,registry_binary/* installRegistry */.RV)(inputs, (0,external_node_path_.join)(dir.root, 'download')),
-            (0,src_mirrors/* probeUpstreams */.vR)(plans),
+            restoreOrStartEmpty(() => (0,_persistence_js__WEBPACK_IMPORTED_MODULE_6__/* .withDeadline */ .NE)('restoring the cache', inputs.cacheTimeoutSeconds * 1000, (0,_persistence_js__WEBPACK_IMPORTED_MODULE_6__/* .restoreStorage */ .Ct)(scope, budget, inputs.registries, new Date()))),
+            (0,_registry_binary_js__WEBPACK_IMPORTED_MODULE_8__/* .installRegistry */ .RV)(inputs, (0,node_path__WEBPACK_IMPORTED_MODULE_1__.join)(dir.root, 'download')),
+            (0,_mirrors_js__WEBPACK_IMPORTED_MODULE_5__/* .probeUpstreams */ .vR)(plans),
         ]);
-        const storage = await (0,src_storage/* scanStorage */.T1)(dir.storage);
-        await (0,work_dir/* writeBaseline */.B9)(dir, { started: jobStarted, restored, storage });
-        state/* state */.w.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
-        core/* setOutput */.uH('restored-key', restored.restoredKey);
+        const storage = await (0,_storage_js__WEBPACK_IMPORTED_MODULE_10__/* .scanStorage */ .T1)(dir.storage);
+        await (0,_work_dir_js__WEBPACK_IMPORTED_MODULE_11__/* .writeBaseline */ .B9)(dir, { started: jobStarted, restored, storage });
+        _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('restored-key', restored.restoredKey);
         const options = { binary, dir, address, port: inputs.port, restoredImages: restored.images.map((i) => i.repository) };
-        const mirrors = await (0,src_mirrors/* startMirrors */.Z2)(plans, probes, options, state/* state */.w.setMirrors);
-        await writeClientConfigs(dir.hostsDir, dir.buildkitdConfig, mirrors);
-        core/* setOutput */.uH('mirrors', JSON.stringify(Object.fromEntries(mirrors.map((m) => [m.registry, m.url]))));
-        core/* setOutput */.uH('hosts-dir', dir.hostsDir);
-        core/* setOutput */.uH('buildkitd-config', dir.buildkitdConfig);
-        const hub = mirrors.find((m) => m.registry === src_images/* DOCKER_HUB */.Xb);
+        const mirrors = await (0,_mirrors_js__WEBPACK_IMPORTED_MODULE_5__/* .startMirrors */ .Z2)(plans, probes, options, _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setMirrors);
+        await (0,_client_config_js__WEBPACK_IMPORTED_MODULE_2__/* .writeClientConfigs */ .EQ)(dir.clients, mirrors);
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('mirrors', JSON.stringify(Object.fromEntries(mirrors.map((m) => [m.registry, m.url]))));
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('hosts-dir', dir.clients.hostsDir);
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('buildkitd-config', dir.clients.buildkitdConfig);
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('k3s-registries', dir.clients.k3sRegistries);
+        const hub = mirrors.find((m) => m.registry === _images_js__WEBPACK_IMPORTED_MODULE_12__/* .DOCKER_HUB */ .Xb);
         if (hub) {
-            await (0,daemon/* useMirror */.jY)(inputs.daemonConfig, hub.url, state/* state */.w.setDaemon);
-            core/* info */.pq(`dockerd now pulls Docker Hub images through ${hub.url}`);
-            core/* setOutput */.uH('mirror', hub.url);
+            await (0,_daemon_js__WEBPACK_IMPORTED_MODULE_4__/* .useMirror */ .jY)(inputs.daemonConfig, hub.url, _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setDaemon);
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`dockerd now pulls Docker Hub images through ${hub.url}`);
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setOutput */ .uH('mirror', hub.url);
         }
+        const others = mirrors.filter((m) => m.registry !== _images_js__WEBPACK_IMPORTED_MODULE_12__/* .DOCKER_HUB */ .Xb);
+        const hostsFiles = others.length ? await (0,_daemon_js__WEBPACK_IMPORTED_MODULE_4__/* .useRegistryHosts */ .Mu)(inputs.daemonConfig, others, _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setRegistryHosts) : [];
+        if (hostsFiles.length)
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`dockerd (containerd image store) now pulls ${hostsFiles.map((f) => f.registry).join(', ')} images through their mirrors`);
         // dockerd mirrors Docker Hub only: what it pulls from elsewhere would not come through the cache.
-        const hubImages = restored.images.filter((image) => (0,src_images/* splitRepository */.T8)(image.repository).registry === src_images/* DOCKER_HUB */.Xb);
-        const refs = inputs.prefetch && hub ? (0,prefetch/* prefetchRefs */.Ks)(restored.index, hubImages) : [];
+        const hubImages = restored.images.filter((image) => (0,_images_js__WEBPACK_IMPORTED_MODULE_12__/* .splitRepository */ .T8)(image.repository).registry === _images_js__WEBPACK_IMPORTED_MODULE_12__/* .DOCKER_HUB */ .Xb);
+        const refs = inputs.prefetch && hub ? (0,_prefetch_js__WEBPACK_IMPORTED_MODULE_7__/* .prefetchRefs */ .Ks)(restored.index, hubImages) : [];
         if (refs.length) {
-            const log = (0,external_node_path_.join)(dir.root, 'prefetch.log');
-            state/* state */.w.setPrefetch({ pid: (0,prefetch/* startPrefetch */.Cw)({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });
-            core/* info */.pq(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
+            const log = (0,node_path__WEBPACK_IMPORTED_MODULE_1__.join)(dir.root, 'prefetch.log');
+            _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setPrefetch({ pid: (0,_prefetch_js__WEBPACK_IMPORTED_MODULE_7__/* .startPrefetch */ .Cw)({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .info */ .pq(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
         }
     }
     catch (e) {
         const message = `pull-cache-action could not set up the cache: ${e.message}. The job goes on pulling directly.`;
-        state/* state */.w.setMainError(e.message);
-        if ((0,context/* failOnErrorInput */.K7)())
-            core/* setFailed */.C1(message);
+        _state_js__WEBPACK_IMPORTED_MODULE_9__/* .state */ .w.setMainError(e.message);
+        if ((0,_context_js__WEBPACK_IMPORTED_MODULE_3__/* .failOnErrorInput */ .K7)())
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .setFailed */ .C1(message);
         else
-            core/* warning */.$e(message);
+            _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(message);
     }
 }
 /** A cache that cannot be restored is an empty cache, not a failed step. */
@@ -39378,8 +39438,8 @@ async function restoreOrStartEmpty(restore) {
         return await restore();
     }
     catch (e) {
-        core/* warning */.$e(`Restoring the cache failed (${e.message}); starting with an empty cache.`);
-        return persistence/* NOTHING_RESTORED */.LH;
+        _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .warning */ .$e(`Restoring the cache failed (${e.message}); starting with an empty cache.`);
+        return _persistence_js__WEBPACK_IMPORTED_MODULE_6__/* .NOTHING_RESTORED */ .LH;
     }
 }
 
@@ -96962,6 +97022,9 @@ async function post() {
         problems.push(`The upstream of ${m.registry} (${m.upstream}) could not be reached when the job started: the cache served what it holds, offline.`);
     if (mirrors.length)
         await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => (0,src_mirrors/* stopMirrors */.HS)(mirrors));
+    const hostsFiles = state/* state */.w.registryHosts();
+    if (hostsFiles.length)
+        await attempt('removing the hosts.toml files written into certs.d', () => (0,src_daemon/* restoreRegistryHosts */.Xr)(hostsFiles));
     const daemon = state/* state */.w.daemon();
     const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => (0,src_daemon/* restoreDaemon */.HF)(daemon)) : undefined;
     // Main records the cache stage once the inputs were good and the work directory made; before that, nothing to do.
@@ -96998,6 +97061,7 @@ async function reportAndSave(dir, baseline, mirrors, inputs, prefetch, quota, pr
     const saved = inputs.save
         ? await attempt('saving the cache', () => (0,persistence/* withDeadline */.NE)('saving the cache', inputs.cacheTimeoutSeconds * 1000, (0,persistence/* saveStorage */.D9)(scope, baseline.restored, after, job, run)))
         : null;
+    const throughHostsToml = new Set(state/* state */.w.registryHosts().map((f) => f.registry));
     const markdown = renderReport({
         upstream: inputs.upstream,
         registries: registryRows(mirrors, usages ?? null),
@@ -97016,7 +97080,8 @@ async function reportAndSave(dir, baseline, mirrors, inputs, prefetch, quota, pr
         pullsAs: mirrors.find((m) => m.registry === src_images/* DOCKER_HUB */.Xb)?.pullsAs ?? '',
         prefetch: prefetchUsed ?? null,
         unpigz: await onPath('unpigz'),
-        aroundTheCache: aroundTheCache(await (0,src_daemon/* imagesPulledSince */.Pf)(baseline.started), mirrors),
+        // With the containerd image store and a hosts.toml of ours, dockerd pulled that registry through its mirror.
+        aroundTheCache: aroundTheCache(await (0,src_daemon/* imagesPulledSince */.Pf)(baseline.started), mirrors).filter((a) => !throughHostsToml.has((0,src_images/* splitRepository */.T8)(a.image).registry)),
         problems,
     });
     await attempt('writing the report', () => writeReport(markdown));
@@ -98143,6 +98208,8 @@ const state = {
     setMirrors: (value) => write('mirrors', value),
     daemon: () => read('daemon'),
     setDaemon: (value) => write('daemon', value),
+    registryHosts: () => read('registryHosts') ?? [],
+    setRegistryHosts: (value) => write('registryHosts', value),
     prefetch: () => read('prefetch'),
     setPrefetch: (value) => write('prefetch', value),
     mainError: () => _actions_core__WEBPACK_IMPORTED_MODULE_0__/* .getState */ .Gu('mainError'),
@@ -98340,8 +98407,7 @@ function workDir(root = (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(process.
             const suffix = host === _images_js__WEBPACK_IMPORTED_MODULE_4__/* .DOCKER_HUB */ .Xb ? '' : `-${host.replace(/:/g, '_')}`;
             return { config: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, `registry${suffix}.yml`), accessLog: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, `access${suffix}.log`), log: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, `registry${suffix}.log`) };
         },
-        hostsDir: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'hosts.d'),
-        buildkitdConfig: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'buildkitd.toml'),
+        clients: { hostsDir: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'hosts.d'), buildkitdConfig: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'buildkitd.toml'), k3sRegistries: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'k3s-registries.yaml') },
         before: (0,node_path__WEBPACK_IMPORTED_MODULE_2__.join)(root, 'before.json'),
     };
 }

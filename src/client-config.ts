@@ -1,8 +1,9 @@
 // What clients other than dockerd read to pull through the mirrors: containerd's hosts directory (kind,
-// k3s, nerdctl, ctr, Docker's containerd image store) and a buildkitd.toml for buildx builders. The text is
-// computed here; writeClientConfigs puts it on disk.
+// nerdctl, ctr), k3s's registries.yaml and a buildkitd.toml for buildx builders. The text is computed here;
+// writeClientConfigs puts it on disk.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { DOCKER_HUB } from './images.js';
 
 export interface MirrorAddress {
@@ -42,11 +43,23 @@ export function buildkitdToml(mirrors: MirrorAddress[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Writes HOSTS_DIR/REGISTRY/hosts.toml for each mirror, and the buildkitd.toml. */
-export async function writeClientConfigs(hostsDir: string, buildkitdConfig: string, mirrors: MirrorAddress[]): Promise<void> {
+/** k3s's /etc/rancher/k3s/registries.yaml (also k3d's --registry-config): each registry's mirror as its endpoint. */
+export function k3sRegistriesYaml(mirrors: MirrorAddress[]): string {
+  return stringify({ mirrors: Object.fromEntries(mirrors.map((m) => [m.registry, { endpoint: [m.url] }])) });
+}
+
+export interface ClientConfigFiles {
+  hostsDir: string;
+  buildkitdConfig: string;
+  k3sRegistries: string;
+}
+
+/** Writes HOSTS_DIR/REGISTRY/hosts.toml for each mirror, the buildkitd.toml and k3s's registries.yaml. */
+export async function writeClientConfigs(files: ClientConfigFiles, mirrors: MirrorAddress[]): Promise<void> {
   for (const mirror of mirrors) {
-    await mkdir(join(hostsDir, mirror.registry), { recursive: true });
-    await writeFile(join(hostsDir, mirror.registry, 'hosts.toml'), hostsToml(mirror));
+    await mkdir(join(files.hostsDir, mirror.registry), { recursive: true });
+    await writeFile(join(files.hostsDir, mirror.registry, 'hosts.toml'), hostsToml(mirror));
   }
-  await writeFile(buildkitdConfig, buildkitdToml(mirrors));
+  await writeFile(files.buildkitdConfig, buildkitdToml(mirrors));
+  await writeFile(files.k3sRegistries, k3sRegistriesYaml(mirrors));
 }

@@ -43,3 +43,12 @@ export function clearingMirrors(original: string | null, path: string): string |
 export function mirrorIsLive(liveMirrors: string[], mirror: string): boolean {
   return liveMirrors.some((m) => m.replace(/\/+$/, '') === mirror);
 }
+
+/**
+ * Whether dockerd keeps its images in containerd (the containerd image store, `docker info` DriverStatus
+ * driver-type io.containerd.snapshotter.v1): it then resolves every registry through containerd, which reads
+ * per-registry mirrors from CERTS_DIR/HOST/hosts.toml.
+ */
+export function usesContainerdStore(driverStatus: unknown): boolean {
+  return Array.isArray(driverStatus) && driverStatus.some((pair) => Array.isArray(pair) && pair[0] === 'driver-type' && String(pair[1]).startsWith('io.containerd.snapshotter'));
+}

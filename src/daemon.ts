@@ -2,10 +2,11 @@
 import * as core from '@actions/core';
 import * as exec from '@actions/exec';
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import { clearingMirrors, mirrorIsLive, withMirror } from './daemon-config.js';
-import type { DaemonState } from './state.js';
+import { access, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { hostsToml, type MirrorAddress } from './client-config.js';
+import { clearingMirrors, mirrorIsLive, usesContainerdStore, withMirror } from './daemon-config.js';
+import type { DaemonState, RegistryHostsFile } from './state.js';
 
 const DEFAULT_CONFIG = '/etc/docker/daemon.json';
 
@@ -44,6 +45,43 @@ export async function restoreDaemon(daemon: DaemonState): Promise<void> {
     if (original === null) await removeAsRoot(daemon.configPath);
     else await writeAsRoot(daemon.configPath, original);
   }
+}
+
+/**
+ * With the containerd image store, dockerd reads per-registry mirrors from certs.d beside its config file:
+ * writes CERTS_DIR/HOST/hosts.toml for each mirror, except where the host already has one (the user's, kept).
+ * `record` gets what was written as soon as it is, for post to remove. Nothing with the classic image store.
+ */
+export async function useRegistryHosts(
+  configPath: string,
+  mirrors: MirrorAddress[],
+  record: (files: RegistryHostsFile[]) => void,
+  containerdStore = async () => usesContainerdStore(await dockerInfo('{{json .DriverStatus}}').catch(() => null)),
+): Promise<RegistryHostsFile[]> {
+  if (!(await containerdStore())) return [];
+  const written: RegistryHostsFile[] = [];
+  for (const mirror of mirrors) {
+    const dir = join(dirname(configPath), 'certs.d', mirror.registry);
+    const file = join(dir, 'hosts.toml');
+    if (await exists(file)) continue;
+    const createdDir = !(await exists(dir));
+    await writeAsRoot(file, hostsToml(mirror));
+    written.push({ registry: mirror.registry, file, createdDir });
+    record(written);
+  }
+  return written;
+}
+
+/** Removes the hosts.toml files useRegistryHosts wrote, and the directories it made for them. */
+export async function restoreRegistryHosts(files: RegistryHostsFile[]): Promise<void> {
+  for (const { file, createdDir } of files) {
+    await removeAsRoot(file);
+    if (createdDir) await rmdir(dirname(file)).catch(() => sudo(['rmdir', dirname(file)]));
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(() => true, () => false);
 }
 
 /** The images dockerd pulled since sinceMs, as each pull event names them; empty when the events cannot be read. */
@@ -89,14 +127,19 @@ async function reload(pid: number): Promise<void> {
   }
 }
 
-/** The daemon's live mirrors; a CLI that hangs is cut off, so the wait around it stays bounded. */
-async function liveMirrors(timeoutMs = 5_000): Promise<string[]> {
+/** The daemon's live mirrors. */
+async function liveMirrors(): Promise<string[]> {
+  return ((await dockerInfo('{{json .RegistryConfig.Mirrors}}')) as string[] | null) ?? [];
+}
+
+/** A field of `docker info`, parsed; a CLI that hangs is cut off, so every wait around it stays bounded. */
+async function dockerInfo(format: string, timeoutMs = 5_000): Promise<unknown> {
   const stdout = await new Promise<string>((resolve, reject) =>
-    execFile('docker', ['info', '--format', '{{json .RegistryConfig.Mirrors}}'], { timeout: timeoutMs, killSignal: 'SIGKILL' }, (error, out, err) =>
+    execFile('docker', ['info', '--format', format], { timeout: timeoutMs, killSignal: 'SIGKILL' }, (error, out, err) =>
       error ? reject(new Error(`docker info failed: ${String(err).trim() || error.message}`)) : resolve(out),
     ),
   );
-  return (JSON.parse(stdout.trim() || 'null') as string[] | null) ?? [];
+  return JSON.parse(stdout.trim() || 'null');
 }
 
 async function waitForMirrors(what: string, ok: (live: string[]) => boolean, timeoutMs = 15_000): Promise<void> {

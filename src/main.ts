@@ -4,7 +4,7 @@ import * as core from '@actions/core';
 import { join } from 'node:path';
 import { writeClientConfigs } from './client-config.js';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
-import { useMirror } from './daemon.js';
+import { useMirror, useRegistryHosts } from './daemon.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
 import { NOTHING_RESTORED, restoreStorage, withDeadline, type Restored } from './persistence.js';
@@ -17,7 +17,7 @@ import { createWorkDir, workDir, writeBaseline } from './work-dir.js';
 export async function main(): Promise<void> {
   const jobStarted = Date.now();
   state.markMainStarted();
-  for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'restored-key']) core.setOutput(output, '');
+  for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'restored-key']) core.setOutput(output, '');
   try {
     const inputs = getInputs();
     const address = await listenAddress(inputs.listen);
@@ -40,10 +40,11 @@ export async function main(): Promise<void> {
 
     const options = { binary, dir, address, port: inputs.port, restoredImages: restored.images.map((i) => i.repository) };
     const mirrors = await startMirrors(plans, probes, options, state.setMirrors);
-    await writeClientConfigs(dir.hostsDir, dir.buildkitdConfig, mirrors);
+    await writeClientConfigs(dir.clients, mirrors);
     core.setOutput('mirrors', JSON.stringify(Object.fromEntries(mirrors.map((m) => [m.registry, m.url]))));
-    core.setOutput('hosts-dir', dir.hostsDir);
-    core.setOutput('buildkitd-config', dir.buildkitdConfig);
+    core.setOutput('hosts-dir', dir.clients.hostsDir);
+    core.setOutput('buildkitd-config', dir.clients.buildkitdConfig);
+    core.setOutput('k3s-registries', dir.clients.k3sRegistries);
 
     const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
     if (hub) {
@@ -51,6 +52,9 @@ export async function main(): Promise<void> {
       core.info(`dockerd now pulls Docker Hub images through ${hub.url}`);
       core.setOutput('mirror', hub.url);
     }
+    const others = mirrors.filter((m) => m.registry !== DOCKER_HUB);
+    const hostsFiles = others.length ? await useRegistryHosts(inputs.daemonConfig, others, state.setRegistryHosts) : [];
+    if (hostsFiles.length) core.info(`dockerd (containerd image store) now pulls ${hostsFiles.map((f) => f.registry).join(', ')} images through their mirrors`);
 
     // dockerd mirrors Docker Hub only: what it pulls from elsewhere would not come through the cache.
     const hubImages = restored.images.filter((image) => splitRepository(image.repository).registry === DOCKER_HUB);

@@ -5,7 +5,7 @@ import { access, constants, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { imageKey, imagesInStorage, type CachedImage } from './cache-index.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
-import { imagesPulledSince, restoreDaemon } from './daemon.js';
+import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
 import { anonymouslyPullable, readQuota, type Quota } from './docker-hub.js';
 import { mapBounded, saveStorage, withDeadline } from './persistence.js';
 import { containerImages, finishPrefetch, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
@@ -44,6 +44,8 @@ export async function post(): Promise<void> {
   const prefetched = prefetch ? await attempt('finishing the prefetch', () => finishPrefetch(prefetch.pid, prefetch.log, 2_000)) : null;
   for (const m of mirrors.filter((m) => m.offline)) problems.push(`The upstream of ${m.registry} (${m.upstream}) could not be reached when the job started: the cache served what it holds, offline.`);
   if (mirrors.length) await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => stopMirrors(mirrors));
+  const hostsFiles = state.registryHosts();
+  if (hostsFiles.length) await attempt('removing the hosts.toml files written into certs.d', () => restoreRegistryHosts(hostsFiles));
   const daemon = state.daemon();
   const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => restoreDaemon(daemon)) : undefined;
 
@@ -90,6 +92,7 @@ async function reportAndSave(
   const saved = inputs.save
     ? await attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, saveStorage(scope, baseline.restored, after, job, run)))
     : null;
+  const throughHostsToml = new Set(state.registryHosts().map((f) => f.registry));
   const markdown = renderReport({
     upstream: inputs.upstream,
     registries: registryRows(mirrors, usages ?? null),
@@ -108,7 +111,8 @@ async function reportAndSave(
     pullsAs: mirrors.find((m) => m.registry === DOCKER_HUB)?.pullsAs ?? '',
     prefetch: prefetchUsed ?? null,
     unpigz: await onPath('unpigz'),
-    aroundTheCache: aroundTheCache(await imagesPulledSince(baseline.started), mirrors),
+    // With the containerd image store and a hosts.toml of ours, dockerd pulled that registry through its mirror.
+    aroundTheCache: aroundTheCache(await imagesPulledSince(baseline.started), mirrors).filter((a) => !throughHostsToml.has(splitRepository(a.image).registry)),
     problems,
   });
   await attempt('writing the report', () => writeReport(markdown));

@@ -27,6 +27,14 @@ export interface DaemonState {
   mirror: string;
 }
 
+/** A hosts.toml the action wrote into the daemon's certs.d (containerd image store). */
+export interface RegistryHostsFile {
+  registry: string;
+  file: string;
+  /** Whether the action made the HOST directory too (removed with the file). */
+  createdDir: boolean;
+}
+
 export interface PrefetchState {
   pid: number;
   log: string;
@@ -59,6 +67,8 @@ export const state = {
   setMirrors: (value: MirrorState[]) => write('mirrors', value),
   daemon: () => read<DaemonState>('daemon'),
   setDaemon: (value: DaemonState) => write('daemon', value),
+  registryHosts: () => read<RegistryHostsFile[]>('registryHosts') ?? [],
+  setRegistryHosts: (value: RegistryHostsFile[]) => write('registryHosts', value),
   prefetch: () => read<PrefetchState>('prefetch'),
   setPrefetch: (value: PrefetchState) => write('prefetch', value),
   mainError: () => core.getState('mainError'),

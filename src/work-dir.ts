@@ -3,6 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STORAGE_DIR } from './cache-index.js';
+import type { ClientConfigFiles } from './client-config.js';
 import { DOCKER_HUB } from './images.js';
 import type { Restored } from './persistence.js';
 import type { RegistryFiles } from './registry.js';
@@ -13,10 +14,8 @@ export interface WorkDir {
   storage: string;
   /** The files of the proxy of one registry host. */
   registry(host: string): RegistryFiles;
-  /** containerd's hosts directory: HOST/hosts.toml for each mirror. */
-  hostsDir: string;
-  /** A buildkitd.toml naming the mirrors, for buildx builders. */
-  buildkitdConfig: string;
+  /** What clients other than dockerd read: containerd's hosts directory, a buildkitd.toml, k3s's registries.yaml. */
+  clients: ClientConfigFiles;
   /** What the storage held when the registry started: the baseline for hits and for what is new. */
   before: string;
 }
@@ -29,8 +28,7 @@ export function workDir(root = join(process.env.RUNNER_TEMP || tmpdir(), 'pull-c
       const suffix = host === DOCKER_HUB ? '' : `-${host.replace(/:/g, '_')}`;
       return { config: join(root, `registry${suffix}.yml`), accessLog: join(root, `access${suffix}.log`), log: join(root, `registry${suffix}.log`) };
     },
-    hostsDir: join(root, 'hosts.d'),
-    buildkitdConfig: join(root, 'buildkitd.toml'),
+    clients: { hostsDir: join(root, 'hosts.d'), buildkitdConfig: join(root, 'buildkitd.toml'), k3sRegistries: join(root, 'k3s-registries.yaml') },
     before: join(root, 'before.json'),
   };
 }

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse as parseToml } from 'smol-toml';
-import { buildkitdToml, hostsToml, writeClientConfigs } from '../src/client-config.js';
+import { parse as parseYaml } from 'yaml';
+import { buildkitdToml, hostsToml, k3sRegistriesYaml, writeClientConfigs } from '../src/client-config.js';
 import { parseInputs } from '../src/context.js';
 import { firstIPv4, listenAddress, mirrorPlans } from '../src/mirrors.js';
 
@@ -50,12 +51,25 @@ describe('buildkitdToml', () => {
   });
 });
 
-test('writeClientConfigs: HOSTS_DIR/REGISTRY/hosts.toml per mirror, and the buildkitd.toml', async () => {
+describe('k3sRegistriesYaml', () => {
+  test("k3s's registries.yaml: each registry's mirror as its one endpoint", () => {
+    assert.deepEqual(parseYaml(k3sRegistriesYaml(mirrors)), {
+      mirrors: {
+        'docker.io': { endpoint: ['http://127.0.0.1:40001'] },
+        'ghcr.io': { endpoint: ['http://127.0.0.1:40002'] },
+        'registry.k8s.io': { endpoint: ['http://127.0.0.1:40003'] },
+      },
+    });
+  });
+});
+
+test('writeClientConfigs: HOSTS_DIR/REGISTRY/hosts.toml per mirror, the buildkitd.toml and registries.yaml', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'client-config-'));
   try {
-    await writeClientConfigs(join(dir, 'hosts.d'), join(dir, 'buildkitd.toml'), mirrors);
+    await writeClientConfigs({ hostsDir: join(dir, 'hosts.d'), buildkitdConfig: join(dir, 'buildkitd.toml'), k3sRegistries: join(dir, 'registries.yaml') }, mirrors);
     for (const m of mirrors) assert.equal(await readFile(join(dir, 'hosts.d', m.registry, 'hosts.toml'), 'utf8'), hostsToml(m));
     assert.equal(await readFile(join(dir, 'buildkitd.toml'), 'utf8'), buildkitdToml(mirrors));
+    assert.equal(await readFile(join(dir, 'registries.yaml'), 'utf8'), k3sRegistriesYaml(mirrors));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -2,8 +2,12 @@
 // action cannot read safely is left alone with a message naming the file.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { clearingMirrors, mirrorIsLive, withMirror, MIRRORS_KEY } from '../src/daemon-config.js';
-import { configFileOf } from '../src/daemon.js';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hostsToml } from '../src/client-config.js';
+import { clearingMirrors, mirrorIsLive, usesContainerdStore, withMirror, MIRRORS_KEY } from '../src/daemon-config.js';
+import { configFileOf, restoreRegistryHosts, useRegistryHosts } from '../src/daemon.js';
 
 const PATH = '/etc/docker/daemon.json';
 const MIRROR = 'http://127.0.0.1:41234';
@@ -139,5 +143,53 @@ describe('configFileOf (dockerd command line)', () => {
 
   test('the program name itself is not read as a flag', () => {
     assert.equal(configFileOf(['--config-file=/not/this', '--debug']), undefined);
+  });
+});
+
+describe('usesContainerdStore (docker info DriverStatus)', () => {
+  test('the containerd image store names its snapshotter as driver-type', () => {
+    assert.equal(usesContainerdStore([['driver-type', 'io.containerd.snapshotter.v1']]), true);
+  });
+
+  test('the classic store (overlay2, vfs) or no answer is not', () => {
+    assert.equal(usesContainerdStore([['Backing Filesystem', 'extfs'], ['Supports d_type', 'true']]), false);
+    assert.equal(usesContainerdStore(null), false);
+    assert.equal(usesContainerdStore([]), false);
+  });
+});
+
+describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', () => {
+  const mirrors = [{ registry: 'ghcr.io', url: 'http://127.0.0.1:40002' }, { registry: 'quay.io', url: 'http://127.0.0.1:40003' }];
+
+  test('containerd image store: a hosts.toml per mirror, the user\'s own kept; post leaves certs.d as it was', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'certs-d-'));
+    try {
+      const config = join(dir, 'daemon.json');
+      const users = '# the user\'s own\nserver = "https://quay.io"\n';
+      await mkdir(join(dir, 'certs.d', 'quay.io'), { recursive: true });
+      await writeFile(join(dir, 'certs.d', 'quay.io', 'hosts.toml'), users);
+      const recorded: unknown[] = [];
+      const written = await useRegistryHosts(config, mirrors, (files) => recorded.push([...files]), async () => true);
+      assert.deepEqual(written, [{ registry: 'ghcr.io', file: join(dir, 'certs.d', 'ghcr.io', 'hosts.toml'), createdDir: true }]);
+      assert.deepEqual(recorded.at(-1), written, 'recorded for post as soon as written');
+      assert.equal(await readFile(written[0].file, 'utf8'), hostsToml(mirrors[0]));
+      assert.equal(await readFile(join(dir, 'certs.d', 'quay.io', 'hosts.toml'), 'utf8'), users);
+
+      await restoreRegistryHosts(written);
+      assert.deepEqual(await readdir(join(dir, 'certs.d')), ['quay.io']);
+      assert.equal(await readFile(join(dir, 'certs.d', 'quay.io', 'hosts.toml'), 'utf8'), users);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('classic image store: nothing written', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'certs-d-'));
+    try {
+      assert.deepEqual(await useRegistryHosts(join(dir, 'daemon.json'), mirrors, () => assert.fail('nothing to record'), async () => false), []);
+      assert.deepEqual(await readdir(dir), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

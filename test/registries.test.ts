@@ -6,13 +6,15 @@
 // stand-ins under their real names in a network namespace (helpers/hub-namespace.ts).
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'smol-toml';
+import { assertSecretNowhere } from './helpers/assertions.js';
 import { startContainerd } from './helpers/containerd.js';
 import { makeLayer, pushImage } from './helpers/images.js';
 import { mirrorsOf, type StepResult } from './helpers/runner.js';
-import { isRunning } from './helpers/process.js';
+import { isRunning, run } from './helpers/process.js';
 import { startWorld, type World } from './helpers/world.js';
 
 const MiB = 1024 * 1024;
@@ -46,7 +48,7 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
   }
 
   /** A job on a fresh runner: main, a fresh containerd pulling every image through the hosts directory, post. */
-  async function jobPullingEverything(name: string): Promise<{ main: StepResult; post: StepResult; fetched: Record<string, number>; hostsTomls: Record<string, string> }> {
+  async function jobPullingEverything(name: string, assertWarm = false): Promise<{ main: StepResult; post: StepResult; fetched: Record<string, number>; hostsTomls: Record<string, string> }> {
     const runner = await world.runner(name);
     const before = await upstreamBlobGets();
     const hostsTomls: Record<string, string> = {};
@@ -56,6 +58,12 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
       try {
         for (const image of IMAGES) await containerd.pull(image, main.outputs['hosts-dir']);
         assert.deepEqual((await containerd.images()).sort(), [...IMAGES].sort());
+        // ci.yml's self-test on hosted runners checks a warm job with this script: it must hold here too.
+        if (assertWarm) {
+          const checked = await run(process.execPath, ['test/self-test/assert-warm.mjs'], { env: { ...process.env, RUNNER_TEMP: runner.runnerTemp } });
+          assert.equal(checked.code, 0, checked.stderr);
+          assert.match(checked.stdout, /^(\d+) of \1 blobs served from the restored cache/);
+        }
       } finally {
         await containerd.stop();
       }
@@ -88,7 +96,7 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
   });
 
   test('containerd, warm: a fresh runner and a fresh containerd get every blob of every registry from the cache', async () => {
-    const { main, post, fetched } = await jobPullingEverything('warm');
+    const { main, post, fetched } = await jobPullingEverything('warm', true);
     assert.deepEqual([...main.warnings, ...post.warnings], []);
     assert.deepEqual(fetched, { 'docker.io': 0, 'ghcr.io': 0, 'quay.io': 0, 'registry.k8s.io': 0 }, 'no upstream served a blob');
     assert.match(post.summary, /Hit rate: 100% of bytes served/);
@@ -100,6 +108,8 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
     const runner = await world.runner('dockerd-ghcr');
     let throughMirror = '';
     const { post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', 'cache-key': 'dockerd-ghcr' }), async (main) => {
+      // dockerd 20.10 has the classic image store, which reads no hosts.toml: none is written beside its config.
+      assert.ok(!existsSync(join(dirname(runner.dockerd.configFile), 'certs.d')));
       throughMirror = `${new URL((JSON.parse(main.outputs.mirrors) as Record<string, string>)['ghcr.io']).host}/org/app:1`;
       await runner.pull(throughMirror);
       await runner.pull('ghcr.io/org/app:1');
@@ -113,22 +123,34 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
     const runner = await world.runner('bridge');
     // After the runner's dockerd: started with --bridge=none, it removes a docker0 it finds.
     const bridge = await world.hubNamespace!.bridge();
-    const { main, post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', listen: 'docker-bridge', 'cache-key': 'bridge' }), async (main) => {
-      assert.deepEqual(main.warnings, []);
-      assert.match(main.outputs.mirror, new RegExp(`^http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+$`));
-      const buildkitd = parse(await readFile(main.outputs['buildkitd-config'], 'utf8')) as { registry: Record<string, { mirrors?: string[] }> };
-      assert.match(buildkitd.registry['docker.io'].mirrors![0], new RegExp(`^${bridge.gateway.replace(/\./g, '\\.')}:\\d+$`));
-      await runner.pull('alpine:1');
-      // A containerd client whose only way out is the bridge, as a kind node's: the mirror is its one way to ghcr.io.
-      const containerd = await startContainerd(join(world.dir, 'bridge-containerd'), { wrap: bridge.containerWrap });
-      try {
-        await containerd.pull('ghcr.io/org/app:1', main.outputs['hosts-dir']);
-      } finally {
-        await containerd.stop();
-      }
-    });
-    assert.deepEqual([...main.warnings, ...post.warnings], []);
-    assert.match(post.summary, new RegExp(`\\| docker\\.io \\| http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+ \\| 1 \\|`));
-    assert.match(post.summary, new RegExp(`\\| ghcr\\.io \\| http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+ \\| 1 \\|`));
+    try {
+      const { main, post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', listen: 'docker-bridge', 'cache-key': 'bridge' }), async (main) => {
+        assert.deepEqual(main.warnings, []);
+        assert.match(main.outputs.mirror, new RegExp(`^http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+$`));
+        const buildkitd = parse(await readFile(main.outputs['buildkitd-config'], 'utf8')) as { registry: Record<string, { mirrors?: string[] }> };
+        assert.match(buildkitd.registry['docker.io'].mirrors![0], new RegExp(`^${bridge.gateway.replace(/\./g, '\\.')}:\\d+$`));
+        await runner.pull('alpine:1');
+        // A containerd client whose only way out is the bridge, as a kind node's: the mirror is its one way to ghcr.io.
+        const containerd = await startContainerd(join(world.dir, 'bridge-containerd'), { wrap: bridge.containerWrap });
+        try {
+          await containerd.pull('ghcr.io/org/app:1', main.outputs['hosts-dir']);
+        } finally {
+          await containerd.stop();
+        }
+      });
+      assert.deepEqual([...main.warnings, ...post.warnings], []);
+      assert.match(post.summary, new RegExp(`\\| docker\\.io \\| http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+ \\| 1 \\|`));
+      assert.match(post.summary, new RegExp(`\\| ghcr\\.io \\| http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+ \\| 1 \\|`));
+    } finally {
+      await bridge.remove();
+    }
+  });
+
+  test('registry-credentials: the token appears nowhere the job leaves behind, in plain or base64 form', async () => {
+    const runner = await world.runner('ghcr-credentials');
+    const secret = { user: 'octocat', token: 'ghp_registryCredentialsSecret0123456789' };
+    const inputs = runner.inputs({ registries: 'docker.io ghcr.io', 'registry-credentials': `ghcr.io=${secret.user}:${secret.token}`, 'cache-key': 'ghcr-credentials' });
+    // dockerd through the ghcr.io mirror's address: the mirror pulls from ghcr.io as octocat.
+    await assertSecretNowhere(world, runner, secret, inputs, (main) => (assert.deepEqual(main.warnings, []), runner.pull(`${new URL((JSON.parse(main.outputs.mirrors) as Record<string, string>)['ghcr.io']).host}/org/app:1`)));
   });
 });

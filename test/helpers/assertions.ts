@@ -1,9 +1,12 @@
-// What must hold after every post step, whatever went wrong in the job.
+// What must hold after every post step, whatever went wrong in the job; and where a secret must never be.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { isRunning } from './process.js';
 import { mirrorsOf, type StepResult } from './runner.js';
-import type { Runner } from './world.js';
+import type { Runner, World } from './world.js';
 
 /** The daemon's config byte for byte, no mirror live, every mirror stopped, nothing left in RUNNER_TEMP. */
 export async function assertLeftAsItWas(runner: Runner, daemonJson: string, main: StepResult, post: StepResult, runnerTemp = runner.runnerTemp): Promise<void> {
@@ -12,4 +15,43 @@ export async function assertLeftAsItWas(runner: Runner, daemonJson: string, main
   assert.deepEqual((await runner.dockerd.info()).RegistryConfig.Mirrors ?? [], [], 'no mirror left live');
   for (const mirror of mirrorsOf(main)) assert.ok(!isRunning(mirror.pid), `the ${mirror.registry} mirror is stopped`);
   assert.deepEqual(await readdir(runnerTemp), [], 'nothing left in RUNNER_TEMP');
+}
+
+/**
+ * Runs a job and asserts that the secret, plain or base64 (alone and as USER:SECRET), is nowhere it leaves or shows:
+ * the steps' logs (the ::add-mask:: command aside), outputs, state and summary; the files under RUNNER_TEMP during
+ * the job (but the registries' configs, which must be mode 0600) and after it; the cache entries it saved.
+ */
+export async function assertSecretNowhere(
+  world: World,
+  runner: Runner,
+  secret: { user: string; token: string },
+  inputs: Record<string, string>,
+  steps: (main: StepResult) => Promise<void>,
+): Promise<void> {
+  const forms = [secret.token, Buffer.from(secret.token).toString('base64'), Buffer.from(`${secret.user}:${secret.token}`).toString('base64')];
+  const during: string[] = [];
+  const entriesBefore = new Set(world.cache.entries().map((e) => e.key));
+  const isConfig = (f: string) => /\/registry(-[^/]*)?\.yml$/.test(f);
+  const { main, post } = await runner.job(inputs, async (main) => {
+    await steps(main);
+    const files = filesUnder(runner.runnerTemp);
+    during.push(...files.filter((f) => !isConfig(f)).map((f) => readFileSync(f, 'latin1')));
+    const configs = files.filter(isConfig);
+    assert.ok(configs.length > 0);
+    for (const config of configs) assert.equal(statSync(config).mode & 0o777, 0o600, config);
+  });
+  const mask = `::add-mask::${secret.token}\n`;
+  const logs = (step: StepResult) => [step.stdout.replace(mask, ''), step.stderr, JSON.stringify(step.outputs), JSON.stringify(step.state), step.summary];
+  const left = filesUnder(runner.runnerTemp).map((f) => readFileSync(f, 'latin1'));
+  const saved = world.cache.entries().filter((e) => !entriesBefore.has(e.key));
+  assert.ok(saved.length > 0, 'the job saved something to look into');
+  const archives = await Promise.all(saved.map(async (e) => execFileSync('zstd', ['-d', '--long=30', '-c'], { input: await world.cache.entryContent(e.key), maxBuffer: 256 * 1024 * 1024 }).toString('latin1')));
+  const everything = [...logs(main), ...logs(post), ...during, ...left, ...archives];
+  for (const form of forms) assert.equal(everything.filter((text) => text.includes(form)).length, 0, `"${form}" was found`);
+  assert.deepEqual(left, [], 'nothing of ours is left in RUNNER_TEMP');
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name));
 }

@@ -104,6 +104,11 @@ export interface DockerBridge {
   gateway: string;
   /** Runs a command as in a container on the bridge (172.17.0.2): the gateway is its way out, 127.0.0.1 its own. */
   containerWrap: Wrap;
+  /**
+   * Takes the bridge and the container away again (ending what runs there): with them, node's lookups of the
+   * names in /etc/hosts inside fail (EAI_AGAIN), so the namespace must be as it was for the tests that follow.
+   */
+  remove(): Promise<void>;
 }
 
 function shellQuote(s: string): string {
@@ -246,7 +251,13 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
     await ip('-n', containerName, 'addr', 'add', '172.17.0.2/16', 'dev', 'eth0');
     await ip('-n', containerName, 'link', 'set', 'eth0', 'up');
     await ip('-n', containerName, 'route', 'add', 'default', 'via', BRIDGE_GATEWAY);
-    return { gateway: BRIDGE_GATEWAY, containerWrap: wrapIn(`/run/netns/${containerName}`) };
+    const remove = async () => {
+      await endNamespace(containerName);
+      // The veth's peer went with the container's namespace; a dockerd started since may have removed docker0.
+      await run('ip', ['-n', name, 'link', 'delete', 'docker0'], { timeoutMs: 10_000 });
+      bridge = undefined;
+    };
+    return { gateway: BRIDGE_GATEWAY, containerWrap: wrapIn(`/run/netns/${containerName}`), remove };
   };
 
   const added = await run('ip', ['netns', 'add', name], { timeoutMs: 10_000 });
