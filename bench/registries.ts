@@ -36,7 +36,7 @@ export async function benchRegistries(reps: number, progress: (line: string) => 
     for (let rep = 1; rep <= reps; rep++) {
       samples.one.push(await measure(['docker.io']));
       samples.four.push(await measure(['docker.io', ...EXTRA]));
-      progress(`registries, rep ${rep}/${reps}: main ${samples.one.at(-1)!.main} ms with docker.io alone, ${samples.four.at(-1)!.main} ms with ${EXTRA.length} more`);
+      progress(`registries, rep ${rep}/${reps}: main ${samples.one.at(-1)!.main} / ${samples.four.at(-1)!.main} ms, post ${samples.one.at(-1)!.post} / ${samples.four.at(-1)!.post} ms (docker.io alone / ${EXTRA.length} more)`);
     }
   } finally {
     await world.stop();

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-test('the quick benchmark runs every variant and prints the results, ratios and the other-work scenario', { timeout: 240_000 }, async () => {
+test('the quick benchmark runs every variant and prints the results, ratios, the other-work scenario and the cost of extra registries', { timeout: 240_000 }, async () => {
   const { code, stdout, stderr } = await new Promise<{ code: number | string | null; stdout: string; stderr: string }>((resolve) => {
     execFile(process.execPath, ['--import', 'tsx', 'bench/bench.ts', '--quick'], { cwd: ROOT, timeout: 200_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
       resolve({ code: error ? ((error as { code?: number | string }).code ?? 1) : 0, stdout, stderr }),
@@ -36,4 +36,7 @@ test('the quick benchmark runs every variant and prints the results, ratios and 
   for (const blocks of cells.slice(3, 6)) assert.ok(Number(blocks) >= 0 && Number(blocks) < 120, `blocking times: ${work}`);
   assert.match(cells[6], /^\d+\.\d\d×$/, `prefetch / floor: ${work}`);
   assert.match(cells[7], /^\d+\.\d\d×$/, `prefetch / prefetch: false: ${work}`);
+  // What extra registries cost: the main step with docker.io alone and with three more, and the difference.
+  assert.ok(stdout.includes('## Extra registries (listed, nothing pulled from them)'), `prints the registries part:\n${stdout}`);
+  assert.match(stdout, /\| main \| \d+\.\d{3} \| \d+\.\d{3} \| -?\d+\.\d{3} \| \d+\.\d\d× \|/);
 });
