@@ -104,6 +104,27 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
     assert.match(post.summary, /Saved: nothing new/);
   });
 
+  test('registries without docker.io: dockerd is left alone, containerd pulls through the one mirror', async () => {
+    const runner = await world.runner('ghcr-only');
+    const daemonJson = await readFile(runner.dockerd.configFile, 'utf8');
+    const { main, post } = await runner.job(runner.inputs({ registries: 'ghcr.io', 'cache-key': 'ghcr-only' }), async (main) => {
+      assert.equal(main.outputs.mirror, '', 'no docker.io mirror');
+      assert.deepEqual(Object.keys(JSON.parse(main.outputs.mirrors) as object), ['ghcr.io']);
+      assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), daemonJson, 'daemon.json untouched');
+      assert.deepEqual((await runner.dockerd.info()).RegistryConfig.Mirrors ?? [], []);
+      const containerd = await startContainerd(join(world.dir, 'ghcr-only-containerd'), { wrap: world.hubNamespace!.wrap });
+      try {
+        await containerd.pull('ghcr.io/org/app:1', main.outputs['hosts-dir']);
+      } finally {
+        await containerd.stop();
+      }
+    });
+    assert.deepEqual([...main.warnings, ...post.warnings], []);
+    assert.match(post.summary, /\| Image \| From cache \| From ghcr\.io \|/);
+    assert.match(post.summary, /\| ghcr\.io\/org\/app:1 \| – \| 3 blobs, /);
+    assert.ok(!post.summary.includes('pull quota'), 'no Docker Hub quota without a docker.io mirror');
+  });
+
   test('dockerd pulls of another registry go around the cache: the report says how to pull them through it', async () => {
     const runner = await world.runner('dockerd-ghcr');
     let throughMirror = '';
