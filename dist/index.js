@@ -98147,7 +98147,7 @@ function releaseAsset(version, arch, baseUrl, givenSha256) {
     }
     return { url: `${baseUrl}/v${version}/registry_${version}_linux_${arch}.tar.gz`, sha256 };
 }
-/** Returns the path of a registry binary ready to run; the download and its unpacking happen in scratchDir. */
+/** Returns the path of a registry binary ready to run; the download and its unpacking happen in scratchDir (the work directory). */
 async function installRegistry(inputs, scratchDir) {
     if (inputs.registryPath)
         return inputs.registryPath;
@@ -98167,8 +98167,10 @@ async function installRegistry(inputs, scratchDir) {
     await (0,promises_.access)((0,external_node_path_.join)(extracted, 'registry'), promises_.constants.X_OK).catch(() => {
         throw new Error(`${asset.url} holds no executable named registry at its root`);
     });
-    const dir = await cacheDir(extracted, TOOL_NAME, inputs.registryVersion, arch);
-    return (0,external_node_path_.join)(dir, 'registry');
+    // Cached for the next jobs, but run from this job's own copy: two jobs that both missed the tool cache each
+    // rewrite its directory, and one would exec the binary while the other deletes or writes it.
+    await cacheDir(extracted, TOOL_NAME, inputs.registryVersion, arch).catch((e) => lib_core/* info */.pq(`Could not keep the registry in the tool cache: ${e.message}`));
+    return (0,external_node_path_.join)(extracted, 'registry');
 }
 async function sha256File(path) {
     const hash = (0,external_node_crypto_.createHash)('sha256');

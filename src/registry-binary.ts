@@ -33,7 +33,7 @@ export function releaseAsset(version: string, arch: Arch, baseUrl: string, given
   return { url: `${baseUrl}/v${version}/registry_${version}_linux_${arch}.tar.gz`, sha256 };
 }
 
-/** Returns the path of a registry binary ready to run; the download and its unpacking happen in scratchDir. */
+/** Returns the path of a registry binary ready to run; the download and its unpacking happen in scratchDir (the work directory). */
 export async function installRegistry(inputs: Inputs, scratchDir: string): Promise<string> {
   if (inputs.registryPath) return inputs.registryPath;
   const arch = runnerArch();
@@ -51,8 +51,10 @@ export async function installRegistry(inputs: Inputs, scratchDir: string): Promi
   await access(join(extracted, 'registry'), constants.X_OK).catch(() => {
     throw new Error(`${asset.url} holds no executable named registry at its root`);
   });
-  const dir = await tc.cacheDir(extracted, TOOL_NAME, inputs.registryVersion, arch);
-  return join(dir, 'registry');
+  // Cached for the next jobs, but run from this job's own copy: two jobs that both missed the tool cache each
+  // rewrite its directory, and one would exec the binary while the other deletes or writes it.
+  await tc.cacheDir(extracted, TOOL_NAME, inputs.registryVersion, arch).catch((e: Error) => core.info(`Could not keep the registry in the tool cache: ${e.message}`));
+  return join(extracted, 'registry');
 }
 
 export async function sha256File(path: string): Promise<string> {
