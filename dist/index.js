@@ -38577,7 +38577,7 @@ function parseIndex(text) {
 /* harmony export */   EL: () => (/* binding */ hostsToml),
 /* harmony export */   EQ: () => (/* binding */ writeClientConfigs)
 /* harmony export */ });
-/* unused harmony exports registryServer, buildkitdToml, k3sRegistriesYaml */
+/* unused harmony exports buildkitdToml, k3sRegistriesYaml */
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1455);
 /* harmony import */ var node_fs_promises__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_fs_promises__WEBPACK_IMPORTED_MODULE_0__);
 /* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
@@ -96866,12 +96866,16 @@ function mergeUsage(usages) {
         fromUpstream: usages.reduce((t, u) => add(t, u.fromUpstream), none),
     };
 }
-/** Of what dockerd pulled, the images that went around the cache: from another registry than Docker Hub or a mirror. */
-function aroundTheCache(pulled, mirrors) {
+/**
+ * Of what dockerd pulled, the images that went around the cache: from a registry dockerd has no mirror for
+ * (Docker Hub it has; others only through a hosts.toml of ours, `viaHostsToml`), and not from a mirror itself.
+ */
+function aroundTheCache(pulled, mirrors, viaHostsToml = []) {
     const mirrorHosts = new Set(mirrors.map((m) => new URL(m.url).host));
+    const mirrored = new Set([src_images/* DOCKER_HUB */.Xb, ...viaHostsToml]);
     return pulled.flatMap((image) => {
         const { registry, repository } = (0,src_images/* splitRepository */.T8)(image);
-        if (registry === src_images/* DOCKER_HUB */.Xb || mirrorHosts.has(registry))
+        if (mirrored.has(registry) || mirrorHosts.has(registry))
             return [];
         const mirror = mirrors.find((m) => m.registry === registry);
         return [{ image, throughMirror: mirror ? `${new URL(mirror.url).host}/${repository}` : '' }];
@@ -97033,13 +97037,13 @@ async function post() {
         const baseline = await attempt('reading what the cache held at start', () => (0,work_dir/* readBaseline */.mF)(dir));
         const prefetchRun = prefetch && prefetched ? { results: prefetched, jobStarted: prefetch.jobStarted } : null;
         if (baseline && mirrors.length && inputs)
-            await reportAndSave(dir, baseline, mirrors, inputs, prefetchRun, quota, problems, attempt);
+            await reportAndSave(dir, baseline, mirrors, hostsFiles, inputs, prefetchRun, quota, problems, attempt);
         await (0,promises_.rm)(dir.root, { recursive: true, force: true });
     }
     if (daemonRestored === null && (0,context/* failOnErrorInput */.K7)())
         core/* setFailed */.C1(`pull-cache-action could not put ${daemon.configPath} back: see the warnings above`);
 }
-async function reportAndSave(dir, baseline, mirrors, inputs, prefetch, quota, problems, attempt) {
+async function reportAndSave(dir, baseline, mirrors, hostsFiles, inputs, prefetch, quota, problems, attempt) {
     const after = await (0,storage/* scanStorage */.T1)(dir.storage);
     const manifests = await (0,storage/* readManifests */.PX)(dir.storage, after);
     // Each mirror's log names repositories as its registry does; the cache names them as docker does.
@@ -97061,7 +97065,6 @@ async function reportAndSave(dir, baseline, mirrors, inputs, prefetch, quota, pr
     const saved = inputs.save
         ? await attempt('saving the cache', () => (0,persistence/* withDeadline */.NE)('saving the cache', inputs.cacheTimeoutSeconds * 1000, (0,persistence/* saveStorage */.D9)(scope, baseline.restored, after, job, run)))
         : null;
-    const throughHostsToml = new Set(state/* state */.w.registryHosts().map((f) => f.registry));
     const markdown = renderReport({
         upstream: inputs.upstream,
         registries: registryRows(mirrors, usages ?? null),
@@ -97080,8 +97083,7 @@ async function reportAndSave(dir, baseline, mirrors, inputs, prefetch, quota, pr
         pullsAs: mirrors.find((m) => m.registry === src_images/* DOCKER_HUB */.Xb)?.pullsAs ?? '',
         prefetch: prefetchUsed ?? null,
         unpigz: await onPath('unpigz'),
-        // With the containerd image store and a hosts.toml of ours, dockerd pulled that registry through its mirror.
-        aroundTheCache: aroundTheCache(await (0,src_daemon/* imagesPulledSince */.Pf)(baseline.started), mirrors).filter((a) => !throughHostsToml.has((0,src_images/* splitRepository */.T8)(a.image).registry)),
+        aroundTheCache: aroundTheCache(await (0,src_daemon/* imagesPulledSince */.Pf)(baseline.started), mirrors, hostsFiles.map((f) => f.registry)),
         problems,
     });
     await attempt('writing the report', () => writeReport(markdown));

@@ -14,7 +14,7 @@ export interface MirrorAddress {
 }
 
 /** Where a client goes when the mirror fails: the registry's own API endpoint. */
-export function registryServer(registry: string): string {
+function registryServer(registry: string): string {
   return registry === DOCKER_HUB ? 'https://registry-1.docker.io' : `https://${registry}`;
 }
 

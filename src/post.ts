@@ -11,7 +11,7 @@ import { mapBounded, saveStorage, withDeadline } from './persistence.js';
 import { containerImages, finishPrefetch, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { stopMirrors } from './mirrors.js';
 import { accountUsage, aroundTheCache, mergeUsage, parseAccessLog, renderReport, writeReport, type RegistryRow, type Usage } from './report.js';
-import { state, type MirrorState } from './state.js';
+import { state, type MirrorState, type RegistryHostsFile } from './state.js';
 import { displayName, DOCKER_HUB, qualifiedRepository, splitRepository } from './images.js';
 import { readManifests, scanStorage } from './storage.js';
 import { readBaseline, workDir, type Baseline, type WorkDir } from './work-dir.js';
@@ -54,7 +54,7 @@ export async function post(): Promise<void> {
     const dir = workDir(cacheState.workDir);
     const baseline = await attempt('reading what the cache held at start', () => readBaseline(dir));
     const prefetchRun = prefetch && prefetched ? { results: prefetched, jobStarted: prefetch.jobStarted } : null;
-    if (baseline && mirrors.length && inputs) await reportAndSave(dir, baseline, mirrors, inputs, prefetchRun, quota, problems, attempt);
+    if (baseline && mirrors.length && inputs) await reportAndSave(dir, baseline, mirrors, hostsFiles, inputs, prefetchRun, quota, problems, attempt);
     await rm(dir.root, { recursive: true, force: true });
   }
   if (daemonRestored === null && failOnErrorInput()) core.setFailed(`pull-cache-action could not put ${daemon!.configPath} back: see the warnings above`);
@@ -64,6 +64,7 @@ async function reportAndSave(
   dir: WorkDir,
   baseline: Baseline,
   mirrors: MirrorState[],
+  hostsFiles: RegistryHostsFile[],
   inputs: Inputs,
   prefetch: { results: PrefetchResult[]; jobStarted: number } | null,
   quota: Promise<Quota | 'unlimited' | null>,
@@ -92,7 +93,6 @@ async function reportAndSave(
   const saved = inputs.save
     ? await attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, saveStorage(scope, baseline.restored, after, job, run)))
     : null;
-  const throughHostsToml = new Set(state.registryHosts().map((f) => f.registry));
   const markdown = renderReport({
     upstream: inputs.upstream,
     registries: registryRows(mirrors, usages ?? null),
@@ -111,8 +111,7 @@ async function reportAndSave(
     pullsAs: mirrors.find((m) => m.registry === DOCKER_HUB)?.pullsAs ?? '',
     prefetch: prefetchUsed ?? null,
     unpigz: await onPath('unpigz'),
-    // With the containerd image store and a hosts.toml of ours, dockerd pulled that registry through its mirror.
-    aroundTheCache: aroundTheCache(await imagesPulledSince(baseline.started), mirrors).filter((a) => !throughHostsToml.has(splitRepository(a.image).registry)),
+    aroundTheCache: aroundTheCache(await imagesPulledSince(baseline.started), mirrors, hostsFiles.map((f) => f.registry)),
     problems,
   });
   await attempt('writing the report', () => writeReport(markdown));

@@ -137,12 +137,16 @@ export interface AroundTheCache {
   throughMirror: string;
 }
 
-/** Of what dockerd pulled, the images that went around the cache: from another registry than Docker Hub or a mirror. */
-export function aroundTheCache(pulled: string[], mirrors: { registry: string; url: string }[]): AroundTheCache[] {
+/**
+ * Of what dockerd pulled, the images that went around the cache: from a registry dockerd has no mirror for
+ * (Docker Hub it has; others only through a hosts.toml of ours, `viaHostsToml`), and not from a mirror itself.
+ */
+export function aroundTheCache(pulled: string[], mirrors: { registry: string; url: string }[], viaHostsToml: string[] = []): AroundTheCache[] {
   const mirrorHosts = new Set(mirrors.map((m) => new URL(m.url).host));
+  const mirrored = new Set([DOCKER_HUB, ...viaHostsToml]);
   return pulled.flatMap((image) => {
     const { registry, repository } = splitRepository(image);
-    if (registry === DOCKER_HUB || mirrorHosts.has(registry)) return [];
+    if (mirrored.has(registry) || mirrorHosts.has(registry)) return [];
     const mirror = mirrors.find((m) => m.registry === registry);
     return [{ image, throughMirror: mirror ? `${new URL(mirror.url).host}/${repository}` : '' }];
   });

@@ -683,6 +683,10 @@ describe('aroundTheCache', () => {
     assert.deepEqual(aroundTheCache(['alpine:1', 'someuser/app:2', 'docker.io/library/alpine:1', '127.0.0.1:40002/org/app:1'], mirrors), []);
   });
 
+  test('a registry dockerd reads a hosts.toml of ours for (containerd image store) went through its mirror', () => {
+    assert.deepEqual(aroundTheCache(['ghcr.io/org/app:1', 'quay.io/x/y:2'], mirrors, ['ghcr.io']), [{ image: 'quay.io/x/y:2', throughMirror: '' }]);
+  });
+
   test('another registry: through its mirror when it has one', () => {
     assert.deepEqual(aroundTheCache(['ghcr.io/org/app:1', 'localhost:5000/x:1'], mirrors), [
       { image: 'ghcr.io/org/app:1', throughMirror: '127.0.0.1:40002/org/app:1' },

@@ -93,12 +93,14 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
   // A namespace left behind outlives this process; delete it if the rest of the world does not come up.
   if (hubNamespace) void parts.catch(() => hubNamespace.stop().catch(() => {}));
   const [upstream, cache, release] = await parts;
+  /** Stops what every world has besides its Docker Hub: the cache service, the release server, the other registries. */
+  const stopShared = () => [cache.stop(), release.stop(), ...Object.values(registries).map((r) => r.stop())];
   if (hubNamespace) {
     try {
       const ports = [new URL(cache.env.ACTIONS_RESULTS_URL).port, await azuritePort(join(dir, 'cache-service')), new URL(release.baseUrl).port];
       await hubNamespace.expose(...ports.map(Number));
     } catch (error) {
-      await Promise.allSettled([hubNamespace.stop(), cache.stop(), release.stop(), ...Object.values(registries).map((r) => r.stop())]);
+      await Promise.allSettled([hubNamespace.stop(), ...stopShared()]);
       throw error;
     }
   }
@@ -171,7 +173,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
     },
     async stop() {
       await Promise.allSettled(runners.map((r) => r.stop()));
-      await Promise.allSettled([hubNamespace ? hubNamespace.stop() : hub ? hub.stop() : upstream.stop(), cache.stop(), release.stop(), ...Object.values(registries).map((r) => r.stop())]);
+      await Promise.allSettled([hubNamespace ? hubNamespace.stop() : hub ? hub.stop() : upstream.stop(), ...stopShared()]);
       if (!process.env.KEEP_TEST_DIRS) await rm(dir, { recursive: true, force: true });
     },
   };
