@@ -2,7 +2,7 @@
 // restores within its budget, and the index the next run restores. Pure, so the rules are unit-tested
 // without a cache service.
 import { createHash } from 'node:crypto';
-import { imageContent, type Manifests } from './images.js';
+import { imageContent, isRegistryHost, splitRepository, type Manifests } from './images.js';
 import { blobPath, isDigest, type StorageState } from './storage.js';
 
 /** One Actions cache entry and the blobs it holds. */
@@ -212,8 +212,134 @@ export function indexChanged(previous: CacheIndex | null, next: CacheIndex): boo
   return essence(previous) !== essence(next);
 }
 
-export function parseIndex(text: string): CacheIndex {
-  const index = JSON.parse(text) as CacheIndex;
-  if (index.version !== 2 || !Array.isArray(index.entries) || !Array.isArray(index.images)) throw new Error('the cache index has a format this version does not read');
-  return index;
+/** What a run accepts from a restored index: its own key prefix, the registries it caches. */
+export interface IndexRules {
+  prefix: string;
+  registries: string[];
+}
+
+/** A restored index, reduced to what passed every check, and why the rest was dropped. */
+export interface ReadIndex {
+  index: CacheIndex;
+  /** One line per image or entry dropped as invalid, naming what was wrong. */
+  invalid: string[];
+}
+
+/** More than any real cache holds (10 GB in 1 MiB layers is 10,000): a bound on the work a hostile index can cause. */
+export const MAX_INDEX_ITEMS = 20_000;
+/** The index archive is a few hundred kilobytes for thousands of images; anything far larger is not one. */
+export const MAX_INDEX_BYTES = 32 * 1024 * 1024;
+
+// Distribution's reference grammar (distribution/reference): path components, tags; names up to 255 characters.
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const REMOTE_NAME = new RegExp(`^${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
+const TAG = /^[\w][\w.-]{0,127}$/;
+const TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z$/;
+const KEY = /^[A-Za-z0-9._-]{1,512}$/;
+
+/** Whether a cache name (library/alpine, ghcr.io/org/app) is a repository of one of the listed registries, in Distribution's grammar. */
+export function isRepositoryName(name: string, registries: string[]): boolean {
+  if (typeof name !== 'string' || name.length > 255 + 256) return false;
+  const { registry, repository } = splitRepository(name);
+  return registries.includes(registry) && repository.length <= 255 && REMOTE_NAME.test(repository);
+}
+
+export function isTag(value: string): boolean {
+  return typeof value === 'string' && TAG.test(value);
+}
+
+/**
+ * Reads a restored index as hostile input: every name is checked against its grammar, every key against this
+ * cache's prefix, every size is a safe non-negative integer. What fails is dropped (an image or an entry, not the
+ * whole cache) and named in `invalid`; images of registries this run does not cache are left out quietly. Only a
+ * file that is not an index at all throws.
+ */
+export function readIndex(text: string, rules: IndexRules): ReadIndex {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new Error('the cache index is not JSON');
+  }
+  const value = raw as Record<string, unknown> | null;
+  if (!isRecord(value) || value.version !== 2 || !Array.isArray(value.entries) || !Array.isArray(value.images) || !isRecord(value.blobs) || !isTime(value.created)) {
+    throw new Error('the cache index has a format this version does not read');
+  }
+  const invalid: string[] = [];
+  const bounded = <T>(items: T[], what: string): T[] => {
+    if (items.length > MAX_INDEX_ITEMS) invalid.push(`${items.length - MAX_INDEX_ITEMS} ${what} past the first ${MAX_INDEX_ITEMS}`);
+    return items.slice(0, MAX_INDEX_ITEMS);
+  };
+
+  const blobs: Record<string, number> = {};
+  for (const [digest, size] of bounded(Object.entries(value.blobs), 'blob sizes')) {
+    if (isDigest(digest) && Number.isSafeInteger(size) && (size as number) >= 0) blobs[digest] = size as number;
+  }
+
+  const entries: EntryRef[] = [];
+  const keys = new Set<string>();
+  for (const [i, entry] of bounded(value.entries as unknown[], 'entries').entries()) {
+    const problem = entryProblem(entry, rules.prefix, blobs, keys);
+    if (problem) invalid.push(`entry ${i + 1}${isRecord(entry) && typeof entry.key === 'string' ? ` (${printable(entry.key)})` : ''}: ${problem}`);
+    else {
+      const { key, digests } = entry as unknown as EntryRef;
+      keys.add(key);
+      entries.push({ key, digests: [...new Set(digests)] });
+    }
+  }
+
+  const images: CachedImage[] = [];
+  for (const [i, image] of bounded(value.images as unknown[], 'images').entries()) {
+    const problem = imageProblem(image);
+    if (problem) {
+      invalid.push(`image ${i + 1}${isRecord(image) && typeof image.repository === 'string' ? ` (${printable(image.repository)})` : ''}: ${problem}`);
+      continue;
+    }
+    const { repository, reference, manifests, blobs: content, lastUsed } = image as unknown as CachedImage;
+    const { registry } = splitRepository(repository);
+    // Another job's index may hold registries this one does not cache: left out, not wrong.
+    if (isRegistryHost(registry) && !rules.registries.includes(registry)) continue;
+    if (!isRepositoryName(repository, rules.registries)) invalid.push(`image ${i + 1} (${printable(repository)}): not a repository name`);
+    else images.push({ repository, reference, manifests: [...manifests], blobs: [...content], lastUsed });
+  }
+  return { index: { version: 2, created: value.created as string, blobs, entries, images }, invalid };
+}
+
+function entryProblem(entry: unknown, prefix: string, blobs: Record<string, number>, seen: Set<string>): string {
+  if (!isRecord(entry) || typeof entry.key !== 'string' || !Array.isArray(entry.digests)) return 'not an entry (key and digests)';
+  if (!KEY.test(entry.key)) return 'the key has characters or a length a cache key of this action never has';
+  if (!entry.key.startsWith(`${prefix}-blob-`) && !entry.key.startsWith(`${prefix}-pack-`)) return `the key is not one of this cache's (${prefix}-blob-… or ${prefix}-pack-…)`;
+  if (seen.has(entry.key)) return 'the key is listed twice';
+  if (entry.digests.length === 0 || entry.digests.length > MAX_INDEX_ITEMS) return 'it holds no blob, or more than any entry does';
+  const bad = entry.digests.find((d) => !isDigest(d as string));
+  if (bad !== undefined) return `"${printable(String(bad))}" is not a sha256 digest`;
+  const unsized = (entry.digests as string[]).find((d) => !(d in blobs));
+  if (unsized) return `${unsized} has no valid size in the index`;
+  return '';
+}
+
+function imageProblem(image: unknown): string {
+  if (!isRecord(image)) return 'not an image';
+  const { repository, reference, manifests, blobs, lastUsed } = image;
+  if (typeof repository !== 'string') return 'no repository name';
+  if (typeof reference !== 'string' || !(isTag(reference) || isDigest(reference))) return `"${printable(String(reference))}" is neither a tag nor a digest`;
+  if (!Array.isArray(manifests) || manifests.length === 0 || manifests.length > MAX_INDEX_ITEMS || !manifests.every((d) => isDigest(d as string))) return 'its manifests are not a list of sha256 digests';
+  if (!Array.isArray(blobs) || blobs.length > MAX_INDEX_ITEMS || !blobs.every((d) => isDigest(d as string))) return 'its blobs are not a list of sha256 digests';
+  if (isDigest(reference) && manifests[0] !== reference) return 'pulled by digest, but its manifest is another';
+  if (!isTime(lastUsed)) return 'its last use is not a time';
+  return '';
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isTime(value: unknown): value is string {
+  return typeof value === 'string' && TIME.test(value) && Number.isFinite(Date.parse(value));
+}
+
+/** A value from the index as a warning may quote it: short, one line, no control characters. */
+function printable(value: string): string {
+  const clean = value.replace(/[^\x20-\x7e]/g, '?');
+  return clean.length > 80 ? `${clean.slice(0, 77)}...` : clean;
 }

@@ -3,7 +3,7 @@ import * as core from '@actions/core';
 import { accessSync, constants, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Credentials } from './docker-hub.js';
-import { DOCKER_HUB } from './images.js';
+import { DOCKER_HUB, isRegistryHost } from './images.js';
 import { releaseAsset } from './registry-binary.js';
 
 export type Arch = 'amd64' | 'arm64';
@@ -154,7 +154,6 @@ function httpUrl(name: string, value: string): string {
 }
 
 const DOCKER_HUB_ALIASES = new Set([DOCKER_HUB, 'index.docker.io', 'registry-1.docker.io']);
-const HOST = /^(?:localhost|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)(?::\d{1,5})?$/;
 const MAX_REGISTRIES = 10;
 
 /** Hosts separated by commas, spaces or new lines; Docker Hub by any of its names is docker.io. */
@@ -163,7 +162,7 @@ function registries(value: string): string[] {
   const out: string[] = [];
   for (const host of hosts) {
     const name = DOCKER_HUB_ALIASES.has(host) ? DOCKER_HUB : host;
-    if (!HOST.test(name)) throw new InputError(`registries: "${host}" is not a registry host; give hosts as image names spell them, such as docker.io, ghcr.io, quay.io, registry.k8s.io`);
+    if (!isRegistryHost(name)) throw new InputError(`registries: "${host}" is not a registry host; give hosts as image names spell them, such as docker.io, ghcr.io, quay.io, registry.k8s.io`);
     if (out.includes(name)) throw new InputError(`registries: ${name} is listed twice`);
     out.push(name);
   }

@@ -58,3 +58,10 @@ export function splitRepository(qualified: string): { registry: string; reposito
   if (first && (first.includes('.') || first.includes(':') || first === 'localhost')) return { registry: first, repository: qualified.slice(slash + 1) };
   return { registry: DOCKER_HUB, repository: qualified };
 }
+
+const HOST = /^(?:localhost|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+)(?::\d{1,5})?$/;
+
+/** A registry host as image names spell it: a DNS name with a dot, or localhost, and an optional port. */
+export function isRegistryHost(value: string): boolean {
+  return HOST.test(value);
+}

@@ -29,7 +29,7 @@ export async function main(): Promise<void> {
     const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
     const plans = mirrorPlans(inputs);
     const [restored, binary, probes] = await Promise.all([
-      restoreOrStartEmpty(() => withDeadline('restoring the cache', inputs.cacheTimeoutSeconds * 1000, restoreStorage(scope, budget, inputs.registries, new Date()))),
+      restoreOrStartEmpty(() => withDeadline('restoring the cache', inputs.cacheTimeoutSeconds * 1000, (signal) => restoreStorage(scope, budget, inputs.registries, new Date(), signal))),
       installRegistry(inputs, join(dir.root, 'download')),
       probeUpstreams(plans),
     ]);

@@ -3,8 +3,9 @@
 // new index if anything changed.
 import * as cache from '@actions/cache';
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import * as core from '@actions/core';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import {
   entryPaths,
   INDEX_FILE,
@@ -12,7 +13,8 @@ import {
   indexKey,
   indexKeyPrefix,
   nextIndex,
-  parseIndex,
+  MAX_INDEX_BYTES,
+  readIndex,
   planEntries,
   selectImages,
   STORAGE_DIR,
@@ -23,8 +25,8 @@ import {
   type EntryRef,
   type JobImages,
 } from './cache-index.js';
-import { splitRepository } from './images.js';
-import { verifyBlob, writeLinks, type StorageState } from './storage.js';
+import { restoreEntry, RefusedArchive } from './cache-entry.js';
+import { blobPath, holdsDigest, inside, writeLinks, type StorageState } from './storage.js';
 
 const RESTORE_CONCURRENCY = 8;
 const SAVE_CONCURRENCY = 4;
@@ -46,11 +48,13 @@ export interface Restored {
   /** Entries restored whole and verified: the next index can keep naming them. */
   kept: EntryRef[];
   missingEntries: number;
-  /** Blobs that failed their digest check and were removed. */
+  /** Blobs that failed their digest check, or whose entry was refused: not restored, saved again under a fresh key. */
   damaged: string[];
+  /** What was refused from the cache as invalid or hostile, one line each: index images and entries, entry archives. */
+  refused: string[];
 }
 
-export const NOTHING_RESTORED: Restored = { restoredKey: '', index: null, images: [], dropped: [], kept: [], missingEntries: 0, damaged: [] };
+export const NOTHING_RESTORED: Restored = { restoredKey: '', index: null, images: [], dropped: [], kept: [], missingEntries: 0, damaged: [], refused: [] };
 
 export interface Saved {
   entries: EntryRef[];
@@ -62,33 +66,78 @@ export interface Saved {
   stopped: string;
 }
 
-/** Restores the index and, within budget, the images of the listed registries that it names. */
-export async function restoreStorage(scope: CacheScope, budget: Budget, registries: string[], now: Date): Promise<Restored> {
-  return inWorkDir(scope.workDir, async () => {
-    const restoredKey = (await cache.restoreCache([INDEX_FILE], indexKeyPrefix(scope.prefix, scope.arch))) ?? '';
+/**
+ * Restores the index and, within budget, the images of the listed registries that it names. Nothing restored is
+ * trusted: the index is read strictly, each entry's archive is checked before it is extracted into a directory of
+ * its own, and each blob moves into the storage only once its bytes match its digest. `signal` cancels it all,
+ * downloads and tar alike.
+ */
+export async function restoreStorage(scope: CacheScope, budget: Budget, registries: string[], now: Date, signal: AbortSignal): Promise<Restored> {
+  const restoring = join(scope.workDir, 'restoring');
+  try {
+    const indexDir = join(restoring, 'index');
+    const restoredKey = await restoreEntry({ paths: [INDEX_FILE], key: indexKeyPrefix(scope.prefix, scope.arch), expected: new Map([[INDEX_FILE, MAX_INDEX_BYTES]]), into: indexDir, signal });
     if (!restoredKey) return NOTHING_RESTORED;
-    const index = parseIndex(await readFile(join(scope.workDir, INDEX_FILE), 'utf8'));
-    const listed = index.images.filter((image) => registries.includes(splitRepository(image.repository).registry));
-    const selection = selectImages({ ...index, images: listed }, budget, now);
+    const { index, invalid } = readIndex(await readFile(join(indexDir, INDEX_FILE), 'utf8'), { prefix: scope.prefix, registries });
+    for (const problem of invalid) core.warning(`pull-cache-action: dropped from the restored cache index: ${problem}`);
+    const selection = selectImages(index, budget, now);
     const storage = join(scope.workDir, STORAGE_DIR);
-    // Every blob is checked against its digest before the registry can serve it, each entry as soon as it is
-    // down, so the hashing overlaps the other downloads. null: the entry could not be restored.
-    const verified = await mapBounded(selection.entries, RESTORE_CONCURRENCY, async (entry) =>
-      (await cache.restoreCache(entryPaths(entry), entry.key)) === entry.key ? Promise.all(entry.digests.map((d) => verifyBlob(storage, d))) : null,
-    );
-    const restored = selection.entries.flatMap((entry, i) => (verified[i] ? [{ entry, ok: verified[i] }] : []));
-    const present = new Set(restored.flatMap(({ entry, ok }) => entry.digests.filter((_, j) => ok[j])));
+    // Each entry is checked as soon as it is down, so the hashing overlaps the other downloads.
+    const outcomes = await mapBounded(selection.entries, RESTORE_CONCURRENCY, (entry, i) => restoreBlobs(entry, index.blobs, join(restoring, String(i)), storage, signal));
+    const refused = [...invalid, ...outcomes.flatMap((o) => (o.refused ? [o.refused] : []))];
+    for (const problem of outcomes.flatMap((o) => (o.refused ? [o.refused] : []))) core.warning(`pull-cache-action: refused a cache entry: ${problem}`);
+    const present = new Set(outcomes.flatMap((o) => o.present));
     await writeLinks(storage, selection.images, present);
     return {
       restoredKey,
       index,
       images: selection.images,
       dropped: selection.dropped,
-      kept: restored.filter(({ ok }) => ok.every(Boolean)).map(({ entry }) => entry),
-      missingEntries: selection.entries.length - restored.length,
-      damaged: restored.flatMap(({ entry, ok }) => entry.digests.filter((_, j) => !ok[j])),
+      kept: selection.entries.filter((entry, i) => outcomes[i].found && entry.digests.every((d) => present.has(d))),
+      missingEntries: outcomes.filter((o) => !o.found).length,
+      damaged: selection.entries.flatMap((entry, i) => (outcomes[i].found ? entry.digests.filter((d) => !present.has(d)) : [])),
+      refused,
     };
-  });
+  } finally {
+    await rm(restoring, { recursive: true, force: true });
+  }
+}
+
+interface EntryOutcome {
+  /** Whether the cache had the entry. */
+  found: boolean;
+  /** Its blobs now in storage, each checked against its digest. */
+  present: string[];
+  /** Why its archive was refused. */
+  refused?: string;
+}
+
+/** One entry: restored into its own directory, each blob moved into the storage once it matches its digest. */
+async function restoreBlobs(entry: EntryRef, sizes: Record<string, number>, into: string, storage: string, signal: AbortSignal): Promise<EntryOutcome> {
+  const paths = entryPaths(entry);
+  const expected = new Map(entry.digests.map((d) => [`${STORAGE_DIR}/${blobPath(d)}`, sizes[d]]));
+  let key: string | undefined;
+  try {
+    key = await restoreEntry({ paths, key: entry.key, expected, into, signal });
+  } catch (e) {
+    if (e instanceof RefusedArchive) return { found: true, present: [], refused: e.message };
+    if (signal.aborted) throw e;
+    core.info(`Could not restore ${entry.key}: ${(e as Error).message}`);
+    return { found: false, present: [] };
+  }
+  // The service matches keys as prefixes: only this very entry holds what the index says.
+  if (key !== entry.key) return { found: false, present: [] };
+  const present: string[] = [];
+  for (const digest of entry.digests) {
+    const restored = inside(into, `${STORAGE_DIR}/${blobPath(digest)}`);
+    if (!(await holdsDigest(restored, digest))) continue;
+    const destination = inside(storage, blobPath(digest));
+    await mkdir(dirname(destination), { recursive: true });
+    await rename(restored, destination);
+    present.push(digest);
+  }
+  await rm(into, { recursive: true, force: true });
+  return { found: true, present };
 }
 
 export async function saveStorage(scope: CacheScope, restored: Restored, after: StorageState, job: JobImages, run: { id: string; attempt: string }): Promise<Saved> {
@@ -166,27 +215,34 @@ async function inWorkDir<T>(workDir: string, fn: () => Promise<T>): Promise<T> {
 }
 
 /**
- * The operation's result, or an error once timeoutMs have passed. The operation itself goes on in the
- * background: the step exits without waiting for it (index.ts).
+ * The operation's result, or an error once timeoutMs have passed. At the deadline the operation's signal aborts
+ * it: its requests are cut off and the processes it started are ended.
  */
-export async function withDeadline<T>(what: string, timeoutMs: number, operation: Promise<T>): Promise<T> {
+export async function withDeadline<T>(what: string, timeoutMs: number, operation: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took longer than ${timeoutMs / 1000} s (cache-timeout)`)), timeoutMs)));
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new Error(`${what} took longer than ${timeoutMs / 1000} s (cache-timeout)`);
+      controller.abort(error);
+      reject(error);
+    }, timeoutMs);
+  });
   try {
-    return await Promise.race([operation, deadline]);
+    return await Promise.race([operation(controller.signal), deadline]);
   } finally {
     clearTimeout(timer);
   }
 }
 
 /** Runs fn over items with at most `limit` at once; results in order. */
-export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   const worker = async () => {
     while (next < items.length) {
       const i = next++;
-      results[i] = await fn(items[i]);
+      results[i] = await fn(items[i], i);
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));

@@ -91,7 +91,7 @@ async function reportAndSave(
   const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
   const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
   const saved = inputs.save
-    ? await attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, saveStorage(scope, baseline.restored, after, job, run)))
+    ? await attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, () => saveStorage(scope, baseline.restored, after, job, run)))
     : null;
   const markdown = renderReport({
     upstream: inputs.upstream,
@@ -102,6 +102,7 @@ async function reportAndSave(
     restoredBytes: Object.values(baseline.storage.blobs).reduce((a, b) => a + b, 0),
     missingEntries: baseline.restored.missingEntries,
     damagedBlobs: baseline.restored.damaged.length,
+    refused: baseline.restored.refused ?? [],
     dropped: baseline.restored.dropped,
     budget: { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays },
     saved: saved && { entries: saved.entries.length, bytes: saved.bytes, indexKey: saved.indexKey, deferred: saved.deferred, stopped: saved.stopped },

@@ -173,6 +173,8 @@ export interface ReportFacts {
   restoredBytes: number;
   missingEntries: number;
   damagedBlobs: number;
+  /** What was refused from the restored cache as invalid or hostile, one line each. */
+  refused: string[];
   /** Images the index named that this run left out, and why. */
   dropped: Dropped[];
   budget: Budget;
@@ -193,6 +195,9 @@ export interface ReportFacts {
   aroundTheCache: AroundTheCache[];
   problems: string[];
 }
+
+/** A hostile index can name thousands of bad items: the report lists the first few. */
+const MAX_REFUSED_LINES = 10;
 
 /** Sizes in binary units, named as such: the max-size input takes both. */
 export function formatBytes(bytes: number): string {
@@ -234,6 +239,11 @@ export function renderReport(f: ReportFacts): string {
     lines.push(`- Restored: \`${f.restoredKey}\`, ${count(f.restoredBlobs, 'blob')}, ${formatBytes(f.restoredBytes)}${damaged.length ? ` (${damaged.join('; ')}: fetched again on demand)` : ''}.`);
   } else {
     lines.push('- Restored: nothing (no cache yet for this key prefix and platform).');
+  }
+  if (f.refused.length) {
+    lines.push(`- Refused from the cache as invalid (not restored, not served): ${count(f.refused.length, 'item')}:`);
+    for (const problem of f.refused.slice(0, MAX_REFUSED_LINES)) lines.push(`  - ${problem}`);
+    if (f.refused.length > MAX_REFUSED_LINES) lines.push(`  - and ${f.refused.length - MAX_REFUSED_LINES} more (see the step's warnings)`);
   }
   const dropped = (reason: Dropped['reason'], why: string) => {
     const images = f.dropped.filter((d) => d.reason === reason);

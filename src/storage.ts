@@ -5,8 +5,8 @@
 // two registries serve is stored, and cached, once.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { DOCKER_HUB, splitRepository, type Manifests } from './images.js';
 
 const V2 = 'docker/registry/v2';
@@ -32,6 +32,17 @@ export function blobPath(digest: string): string {
 
 export function isDigest(value: string): boolean {
   return /^sha256:[0-9a-f]{64}$/.test(value);
+}
+
+/**
+ * `relative` under `root`, refused when it would leave it. Every path computed from restored names goes through
+ * this before it is touched, whatever checked the names before.
+ */
+export function inside(root: string, relative: string): string {
+  const base = resolve(root);
+  const path = resolve(base, relative);
+  if (!path.startsWith(`${base}/`)) throw new Error(`${JSON.stringify(relative.slice(0, 200))} leaves ${base}`);
+  return path;
 }
 
 /** The storage root of one registry's proxy, relative to the shared storage root. */
@@ -119,23 +130,25 @@ export async function writeLinks(root: string, images: ImageLinks[], present: Se
   }
   for (const registry of registries) await prepareRegistryRoot(root, registry);
   await Promise.all([...links].map(async ([dir, digest]) => {
-    await mkdir(join(root, dir), { recursive: true });
-    await writeFile(join(root, dir, 'link'), digest);
+    const path = inside(root, `${dir}/link`);
+    await mkdir(join(path, '..'), { recursive: true });
+    await writeFile(path, digest);
   }));
 }
 
-/** Checks a blob's bytes against its digest; a blob that does not match is removed. */
-export async function verifyBlob(root: string, digest: string): Promise<boolean> {
-  const path = join(root, blobPath(digest));
+/**
+ * Whether the file at path is a regular file (not a link) whose bytes have this digest. A file that is not is
+ * never served: the caller moves only checked files into the storage.
+ */
+export async function holdsDigest(path: string, digest: string): Promise<boolean> {
   const hash = createHash('sha256');
   try {
+    if (!(await lstat(path)).isFile()) return false;
     for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   } catch {
     return false;
   }
-  if (`sha256:${hash.digest('hex')}` === digest) return true;
-  await rm(join(path, '..'), { recursive: true, force: true });
-  return false;
+  return `sha256:${hash.digest('hex')}` === digest;
 }
 
 /** Every manifest a repository in storage names, parsed. */

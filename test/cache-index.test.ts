@@ -14,7 +14,8 @@ import {
   nextIndex,
   PACK_BELOW_BYTES,
   packKey,
-  parseIndex,
+  MAX_INDEX_ITEMS,
+  readIndex,
   planEntries,
   selectImages,
   STORAGE_DIR,
@@ -563,9 +564,9 @@ describe('nextIndex', () => {
     assert.deepEqual(nextIndex([], [], [], job([alphaImage()], alphaImage()), sizes, NOW), { version: 2, created: NOW.toISOString(), blobs: {}, entries: [], images: [] });
   });
 
-  test('the index round-trips through parseIndex', () => {
+  test('the index round-trips through readIndex', () => {
     const index = nextIndex(alphaEntries, gammaEntries, [alphaImage(daysAgo(2))], job([alphaImage(), gammaImage()], gammaImage()), sizes, NOW);
-    assert.deepEqual(parseIndex(JSON.stringify(index)), index);
+    assert.deepEqual(read(JSON.stringify(index)), { index, invalid: [] });
   });
 });
 
@@ -574,7 +575,7 @@ describe('indexChanged', () => {
   const later = (ms: number) => new Date(NOW.getTime() + ms);
   const HOUR = 3_600_000;
   /** The index a run that pulled alpha saved at NOW, as the next run reads it back. */
-  const saved = (): CacheIndex => parseIndex(JSON.stringify(nextIndex([], alphaEntries, [], job([alphaImage()], alphaImage()), sizes, NOW)));
+  const saved = (): CacheIndex => read(JSON.stringify(nextIndex([], alphaEntries, [], job([alphaImage()], alphaImage()), sizes, NOW))).index;
 
   test('no previous index: changed only when there are entries', () => {
     assert.equal(indexChanged(null, nextIndex([], [], [], job([]), sizes, NOW)), false);
@@ -643,16 +644,94 @@ describe('indexChanged', () => {
   });
 });
 
-describe('parseIndex', () => {
+const RULES = { prefix: 'p', registries: ['docker.io', 'ghcr.io'] };
+const read = (text: string) => readIndex(text, RULES);
+
+describe('readIndex', () => {
+  const valid = () => indexOf([alphaImage(), deltaImage()], [...alphaEntries, ...deltaEntries]);
+  /** The valid index with one image or entry replaced: what is read, and the one warning. */
+  const withImage = (bad: unknown) => read(JSON.stringify({ ...valid(), images: [bad, deltaImage()] }));
+  const withEntry = (bad: unknown) => read(JSON.stringify({ ...valid(), entries: [bad, ...valid().entries.slice(1)] }));
+
   test('reads a version 2 index', () => {
-    const index = indexOf([alphaImage()], alphaEntries);
-    assert.deepEqual(parseIndex(JSON.stringify(index)), index);
+    assert.deepEqual(read(JSON.stringify(valid())), { index: valid(), invalid: [] });
   });
 
-  test('refuses an index of another format', () => {
-    assert.throws(() => parseIndex(JSON.stringify({ version: 1, created: NOW.toISOString(), blobs: {}, entries: [], repositories: {} })), /format this version does not read/);
-    assert.throws(() => parseIndex(JSON.stringify({ version: 2, entries: [], repositories: {} })), /format this version does not read/);
-    assert.throws(() => parseIndex(JSON.stringify({ version: 2, images: [] })), /format this version does not read/);
-    assert.throws(() => parseIndex('not json'));
+  test('refuses a file that is not an index', () => {
+    assert.throws(() => read(JSON.stringify({ version: 1, created: NOW.toISOString(), blobs: {}, entries: [], repositories: {} })), /format this version does not read/);
+    assert.throws(() => read(JSON.stringify({ version: 2, entries: [], repositories: {} })), /format this version does not read/);
+    assert.throws(() => read(JSON.stringify({ version: 2, images: [] })), /format this version does not read/);
+    assert.throws(() => read(JSON.stringify([valid()])), /format this version does not read/);
+    assert.throws(() => read('not json'), /not JSON/);
+  });
+
+  const badImages: [string, unknown, RegExp][] = [
+    ['a repository that climbs out', { ...alphaImage(), repository: '../../../tmp/x' }, /not a repository name/],
+    ['an absolute repository', { ...alphaImage(), repository: '/etc/docker' }, /not a repository name/],
+    ['a repository with a NUL byte', { ...alphaImage(), repository: 'library/al\u0000pha' }, /image 1 \(library\/al\?pha\): not a repository name/],
+    ['upper case', { ...alphaImage(), repository: 'Library/Alpha' }, /not a repository name/],
+    ['a component with ..', { ...alphaImage(), repository: 'library/../alpha' }, /not a repository name/],
+    ['a host that is not one', { ...alphaImage(), repository: '..:1/alpha' }, /not a repository name/],
+    ['a tag that climbs out', { ...alphaImage(), reference: '../../x' }, /neither a tag nor a digest/],
+    ['a tag with a slash', { ...alphaImage(), reference: 'a/b' }, /neither a tag nor a digest/],
+    ['a tag of 129 characters', { ...alphaImage(), reference: 'a'.repeat(129) }, /neither a tag nor a digest/],
+    ['a digest reference that is not its manifest', { ...deltaImage(), reference: d.ma }, /its manifest is another/],
+    ['a manifest that is not a digest', { ...alphaImage(), manifests: ['sha256:../../../some/dir'] }, /not a list of sha256 digests/],
+    ['no manifest', { ...alphaImage(), manifests: [] }, /not a list of sha256 digests/],
+    ['a blob in upper case hex', { ...alphaImage(), blobs: [d.ca.toUpperCase()] }, /not a list of sha256 digests/],
+    ['blobs that are not a list', { ...alphaImage(), blobs: 'sha256:x' }, /not a list of sha256 digests/],
+    ['a last use that is not a time', { ...alphaImage(), lastUsed: 'yesterday' }, /not a time/],
+    ['a number for a repository', { ...alphaImage(), repository: 7 }, /no repository name/],
+    ['null', null, /not an image/],
+  ];
+  for (const [what, bad, message] of badImages) {
+    test(`drops an image with ${what}, keeps the rest, and says why`, () => {
+      const { index, invalid } = withImage(bad);
+      assert.deepEqual(index.images, [deltaImage()]);
+      assert.equal(invalid.length, 1);
+      assert.match(invalid[0], message);
+    });
+  }
+
+  test("leaves out quietly the images of registries this run does not cache", () => {
+    const { index, invalid } = withImage({ ...alphaImage(), repository: 'quay.io/org/tool' });
+    assert.deepEqual([index.images, invalid], [[deltaImage()], []]);
+    assert.deepEqual(readIndex(JSON.stringify({ ...valid(), images: [{ ...alphaImage(), repository: 'ghcr.io/org/tool' }] }), RULES).index.images.length, 1);
+  });
+
+  const badEntries: [string, unknown, RegExp][] = [
+    ['a key outside this cache', { ...alphaEntries[0], key: 'other-blob-x' }, /not one of this cache's/],
+    ['a key with a slash', { ...alphaEntries[0], key: 'p-blob-../x' }, /characters or a length/],
+    ['a key of 513 characters', { ...alphaEntries[0], key: `p-blob-${'a'.repeat(506)}` }, /characters or a length/],
+    ['a digest that climbs out', { ...alphaEntries[0], digests: ['sha256:../../../some/dir'] }, /is not a sha256 digest/],
+    ['a digest with no size', { ...alphaEntries[0], digests: [digest('unsized')] }, /has no valid size/],
+    ['no digests', { ...alphaEntries[0], digests: [] }, /holds no blob/],
+    ['a key given twice', valid().entries[1], /listed twice/],
+    ['digests that are not a list', { key: 'p-blob-x', digests: 'sha256:x' }, /not an entry/],
+  ];
+  for (const [what, bad, message] of badEntries) {
+    test(`drops an entry with ${what}, keeps the rest, and says why`, () => {
+      const { index, invalid } = withEntry(bad);
+      assert.deepEqual(index.entries, valid().entries.slice(1));
+      assert.equal(invalid.length, 1);
+      assert.match(invalid[0], message);
+    });
+  }
+
+  test('sizes that are negative, fractional, unsafe or not numbers are not sizes: their entries are dropped', () => {
+    for (const size of [-1, 1.5, 2 ** 53, '10', null]) {
+      const index = valid();
+      const [first] = index.entries;
+      const { index: read1, invalid } = read(JSON.stringify({ ...index, blobs: { ...index.blobs, [first.digests[0]]: size } }));
+      assert.ok(!read1.entries.some((e) => e.key === first.key), String(size));
+      assert.match(invalid.join('\n'), /has no valid size/);
+    }
+  });
+
+  test('huge counts are cut at a bound, and said', () => {
+    const many = Array.from({ length: MAX_INDEX_ITEMS + 5 }, () => deltaImage());
+    const { index, invalid } = read(JSON.stringify({ ...valid(), images: many }));
+    assert.equal(index.images.length, MAX_INDEX_ITEMS);
+    assert.match(invalid.join('\n'), /5 images past the first 20000/);
   });
 });

@@ -417,6 +417,7 @@ describe('renderReport', () => {
     restoredBytes: 40_003_000,
     missingEntries: 0,
     damagedBlobs: 0,
+    refused: [],
     dropped: [],
     budget: { maxBytes: 2_000_000_000, maxAgeDays: 7 },
     saved: { entries: 4, bytes: 39_006_900, indexKey: 'pull-cache-index-linux-amd64-456-1-def', deferred: 0, stopped: '' },
@@ -473,6 +474,16 @@ describe('renderReport', () => {
   test('a damaged restore says what was lost and that it is fetched again', () => {
     const md = renderReport(facts({ missingEntries: 2, damagedBlobs: 1 }));
     assert.match(md, /- Restored: `pull-cache-index-linux-amd64-123-1-abc`, 5 blobs, [^\n]* \(2 entries gone from the cache; 1 blob failed the digest check and dropped: fetched again on demand\)\./);
+  });
+
+  test('what was refused from the cache is named, the first ten of it', () => {
+    const refused = Array.from({ length: 12 }, (_, i) => `image ${i + 1} (../x): not a repository name`);
+    const md = renderReport(facts({ refused }));
+    assert.match(md, /- Refused from the cache as invalid \(not restored, not served\): 12 items:\n  - image 1 \(\.\.\/x\): not a repository name\n/);
+    assert.ok(md.includes('  - image 10 (../x)'));
+    assert.ok(!md.includes('  - image 11 (../x)'));
+    assert.ok(md.includes('  - and 2 more (see the step\'s warnings)'));
+    assert.doesNotMatch(renderReport(facts()), /Refused/);
   });
 
   test('damaged blobs alone, one and several', () => {
