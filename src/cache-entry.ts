@@ -63,9 +63,11 @@ export async function restoreEntry(request: EntryRequest): Promise<string | unde
     await download(found.url, archive, archiveBound(request.expected), request.signal);
     const listing = await tar(['-t', '-v', '--numeric-owner', '-f', archive, ...decompress(compression)], request.signal);
     const problem = archiveProblem(listing, request.expected);
-    if (problem) throw new RefusedArchive(`${found.key}: ${problem}`);
+    if (problem) throw new RefusedArchive(problem);
     await tar(['-x', '-f', archive, '-C', request.into, '--no-same-owner', '--no-same-permissions', ...decompress(compression)], request.signal);
     return found.key;
+  } catch (e) {
+    throw e instanceof RefusedArchive ? new RefusedArchive(`${found.key}: ${e.message}`) : e;
   } finally {
     await rm(archive, { force: true });
   }
@@ -131,7 +133,7 @@ export function archiveProblem(listing: string, expected: ExpectedFiles): string
     const bound = expected.get(name);
     if (bound === undefined) return `it holds an unexpected file ${quote(name)}`;
     if (seen.has(name)) return `it holds ${quote(name)} twice`;
-    if (Number(size) > bound) return `${quote(name)} is ${size} bytes, more than the ${bound} the index gives it`;
+    if (Number(size) > bound) return `${quote(name)} is ${size} bytes, more than the ${bound} it may have`;
     seen.add(name);
   }
   return '';

@@ -225,6 +225,11 @@ export interface ReadIndex {
   invalid: string[];
 }
 
+/** A restored index that is not one at all: the whole index is refused. */
+export class InvalidIndex extends Error {
+  override name = 'InvalidIndex';
+}
+
 /** More than any real cache holds (10 GB in 1 MiB layers is 10,000): a bound on the work a hostile index can cause. */
 export const MAX_INDEX_ITEMS = 20_000;
 /** The index archive is a few hundred kilobytes for thousands of images; anything far larger is not one. */
@@ -259,11 +264,11 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new Error('the cache index is not JSON');
+    throw new InvalidIndex('the cache index is not JSON');
   }
   const value = raw as Record<string, unknown> | null;
   if (!isRecord(value) || value.version !== 2 || !Array.isArray(value.entries) || !Array.isArray(value.images) || !isRecord(value.blobs) || !isTime(value.created)) {
-    throw new Error('the cache index has a format this version does not read');
+    throw new InvalidIndex('the cache index has a format this version does not read');
   }
   const invalid: string[] = [];
   const bounded = <T>(items: T[], what: string): T[] => {
@@ -341,5 +346,5 @@ function isTime(value: unknown): value is string {
 /** A value from the index as a warning may quote it: short, one line, no control characters. */
 function printable(value: string): string {
   const clean = value.replace(/[^\x20-\x7e]/g, '?');
-  return clean.length > 80 ? `${clean.slice(0, 77)}...` : clean;
+  return clean.length > 160 ? `${clean.slice(0, 157)}...` : clean;
 }

@@ -70,12 +70,13 @@ export async function readQuota(upstream: string, credentials: Credentials | nul
   }
 }
 
-/** Whether anyone may pull this image anonymously: only such content goes into a cache that forks can read. */
-export async function anonymouslyPullable(upstream: string, repository: string, reference: string, timeoutMs = 5_000): Promise<boolean> {
+/** What the upstream answers to a manifest HEAD: its status and the digest it names; null when it cannot be asked. */
+export async function manifestHead(upstream: string, repository: string, reference: string, credentials: Credentials | null, timeoutMs = 5_000): Promise<{ status: number; digest: string } | null> {
   try {
-    return (await headManifest(upstream, repository, reference, null, timeoutMs)).status === 200;
+    const res = await headManifest(upstream, repository, reference, credentials, timeoutMs);
+    return { status: res.status, digest: res.headers.get('docker-content-digest') ?? '' };
   } catch {
-    return false;
+    return null;
   }
 }
 

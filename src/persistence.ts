@@ -13,6 +13,7 @@ import {
   indexKey,
   indexKeyPrefix,
   nextIndex,
+  InvalidIndex,
   MAX_INDEX_BYTES,
   readIndex,
   planEntries,
@@ -24,7 +25,9 @@ import {
   type Dropped,
   type EntryRef,
   type JobImages,
+  type ReadIndex,
 } from './cache-index.js';
+import { mapBounded } from './bounded.js';
 import { restoreEntry, RefusedArchive } from './cache-entry.js';
 import { blobPath, holdsDigest, inside, writeLinks, type StorageState } from './storage.js';
 
@@ -76,9 +79,19 @@ export async function restoreStorage(scope: CacheScope, budget: Budget, registri
   const restoring = join(scope.workDir, 'restoring');
   try {
     const indexDir = join(restoring, 'index');
-    const restoredKey = await restoreEntry({ paths: [INDEX_FILE], key: indexKeyPrefix(scope.prefix, scope.arch), expected: new Map([[INDEX_FILE, MAX_INDEX_BYTES]]), into: indexDir, signal });
-    if (!restoredKey) return NOTHING_RESTORED;
-    const { index, invalid } = readIndex(await readFile(join(indexDir, INDEX_FILE), 'utf8'), { prefix: scope.prefix, registries });
+    let restoredKey: string | undefined;
+    let read: ReadIndex;
+    try {
+      restoredKey = await restoreEntry({ paths: [INDEX_FILE], key: indexKeyPrefix(scope.prefix, scope.arch), expected: new Map([[INDEX_FILE, MAX_INDEX_BYTES]]), into: indexDir, signal });
+      if (!restoredKey) return NOTHING_RESTORED;
+      read = readIndex(await readFile(join(indexDir, INDEX_FILE), 'utf8'), { prefix: scope.prefix, registries });
+    } catch (e) {
+      if (signal.aborted || !(e instanceof RefusedArchive || e instanceof InvalidIndex)) throw e;
+      // An index that cannot be read at all is a cache to start over: this run saves a new one.
+      core.warning(`pull-cache-action: refused the cache index: ${e.message}. Starting with an empty cache.`);
+      return { ...NOTHING_RESTORED, refused: [e instanceof InvalidIndex ? `${restoredKey}: ${e.message}` : e.message] };
+    }
+    const { index, invalid } = read;
     for (const problem of invalid) core.warning(`pull-cache-action: dropped from the restored cache index: ${problem}`);
     const selection = selectImages(index, budget, now);
     const storage = join(scope.workDir, STORAGE_DIR);
@@ -233,18 +246,4 @@ export async function withDeadline<T>(what: string, timeoutMs: number, operation
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** Runs fn over items with at most `limit` at once; results in order. */
-export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i], i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }

@@ -3,16 +3,17 @@
 import * as core from '@actions/core';
 import { access, constants, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { imageKey, imagesInStorage, type CachedImage } from './cache-index.js';
+import { imageKey, imagesInStorage } from './cache-index.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
 import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
-import { anonymouslyPullable, readQuota, type Quota } from './docker-hub.js';
-import { mapBounded, saveStorage, withDeadline } from './persistence.js';
+import { readQuota, type Quota } from './docker-hub.js';
+import { saveStorage, withDeadline } from './persistence.js';
 import { containerImages, finishPrefetch, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { stopMirrors } from './mirrors.js';
 import { accountUsage, aroundTheCache, mergeUsage, parseAccessLog, renderReport, writeReport, type RegistryRow, type Usage } from './report.js';
 import { state, type MirrorState, type RegistryHostsFile } from './state.js';
-import { displayName, DOCKER_HUB, qualifiedRepository, splitRepository } from './images.js';
+import { displayName, DOCKER_HUB, qualifiedRepository } from './images.js';
+import { askUpstreams, decideSaves, type UpstreamOf } from './upstream-check.js';
 import { readManifests, scanStorage } from './storage.js';
 import { readBaseline, workDir, type Baseline, type WorkDir } from './work-dir.js';
 
@@ -83,11 +84,12 @@ async function reportAndSave(
   const jobAsked = requests.filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => displayName(imageKey(r)));
   const prefetchUsed = prefetch && prefetchUsage(prefetch.results, jobAsked, await containerImages(prefetch.jobStarted));
   for (const failed of prefetchUsed?.failed ?? []) core.warning(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
-  // What the job pulled with credentials may be private: only what anyone may pull goes into a cache forks can read.
-  const cacheable = await publicOnly(mirrors, imagesInStorage(after, manifests), inputs.cachePrivate);
+  const stored = imagesInStorage(after, manifests);
+  const decision = decideSaves(stored, await askUpstreams(stored, (registry) => upstreamOf(mirrors, registry, inputs), inputs.cachePrivate), baseline.restored.images);
   // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
   const prefetchOnly = new Set(prefetchUsed?.unused.map((u) => u.ref));
-  const job = { seen: cacheable.images, used: new Set(usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has(displayName(key)))) };
+  const used = usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has(displayName(key)) && !decision.unrefreshed.has(key));
+  const job = { seen: decision.images, used: new Set(used) };
   const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
   const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
   const saved = inputs.save
@@ -107,7 +109,9 @@ async function reportAndSave(
     budget: { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays },
     saved: saved && { entries: saved.entries.length, bytes: saved.bytes, indexKey: saved.indexKey, deferred: saved.deferred, stopped: saved.stopped },
     saveDisabled: !inputs.save,
-    withheld: cacheable.withheld,
+    withheld: decision.withheld,
+    stale: decision.stale,
+    unverified: decision.unverified,
     quota: await quota,
     pullsAs: mirrors.find((m) => m.registry === DOCKER_HUB)?.pullsAs ?? '',
     prefetch: prefetchUsed ?? null,
@@ -138,17 +142,10 @@ function registryRows(mirrors: MirrorState[], usages: Usage[] | null): RegistryR
   }));
 }
 
-/**
- * Splits images into those the cache may hold and the rest (named by imageKey): what a mirror pulled with
- * credentials goes in only if anyone may pull it anonymously, unless cache-private is set.
- */
-async function publicOnly(mirrors: MirrorState[], images: Omit<CachedImage, 'lastUsed'>[], cachePrivate: boolean): Promise<{ images: Omit<CachedImage, 'lastUsed'>[]; withheld: string[] }> {
-  const mirrorOf = new Map(mirrors.map((m) => [m.registry, m]));
-  const pullable = await mapBounded(images, 8, async (image) => {
-    const { registry, repository } = splitRepository(image.repository);
-    const mirror = mirrorOf.get(registry);
-    if (!mirror?.pullsAs || cachePrivate || mirror.offline) return true;
-    return anonymouslyPullable(mirror.upstream, repository, image.reference);
-  });
-  return { images: images.filter((_, i) => pullable[i]), withheld: images.filter((_, i) => !pullable[i]).map(imageKey) };
+/** The upstream each registry's mirror pulled from, and as whom. */
+function upstreamOf(mirrors: MirrorState[], registry: string, inputs: Inputs): UpstreamOf | undefined {
+  const mirror = mirrors.find((m) => m.registry === registry);
+  if (!mirror) return undefined;
+  const password = registry === DOCKER_HUB ? inputs.dockerhubToken : inputs.registryCredentials[registry]?.password;
+  return { upstream: mirror.upstream, offline: mirror.offline, credentials: mirror.pullsAs && password ? { username: mirror.pullsAs, password } : null };
 }

@@ -6,7 +6,7 @@ import { request } from 'node:http';
 import { appendFile, readFile } from 'node:fs/promises';
 import { imageKey, type CacheIndex } from './cache-index.js';
 import { displayName } from './images.js';
-import { mapBounded } from './persistence.js';
+import { mapBounded } from './bounded.js';
 import { isRunning } from './processes.js';
 
 export const PREFETCH_ENV = 'PULL_CACHE_PREFETCH';
@@ -26,11 +26,17 @@ export interface PrefetchResult {
   error?: string;
 }
 
+/**
+ * Each prefetched tag costs a manifest request upstream, which Docker Hub counts as a pull: a restored index could
+ * otherwise spend the whole quota. More than any job pulls.
+ */
+export const MAX_PREFETCH = 64;
+
 /** What the run that saved the index pulled (its images were used at the moment it was saved), as docker references. */
 export function prefetchRefs(index: CacheIndex | null, restored: { repository: string; reference: string }[]): string[] {
   if (!index) return [];
   const pulledLast = new Set(index.images.filter((i) => i.lastUsed === index.created).map(imageKey));
-  return restored.map(imageKey).filter((key) => pulledLast.has(key)).map(displayName);
+  return restored.map(imageKey).filter((key) => pulledLast.has(key)).map(displayName).slice(0, MAX_PREFETCH);
 }
 
 /** Starts the worker detached (it outlives the main step) and returns its pid. */

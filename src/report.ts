@@ -183,6 +183,10 @@ export interface ReportFacts {
   saveDisabled: boolean;
   /** Images not saved because anonymous users cannot pull them (cache-private: false). */
   withheld: string[];
+  /** Tags not saved because the upstream names another manifest by them, or none. */
+  stale: string[];
+  /** Images not saved because the upstream could not vouch for them. */
+  unverified: string[];
   /** The upstream's pull quota after the job: null when it could not be read. */
   quota: Quota | 'unlimited' | null;
   /** The user the cache pulled as; empty for anonymous. */
@@ -259,6 +263,8 @@ export function renderReport(f: ReportFacts): string {
     if (f.saved.deferred) lines.push(`- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${f.saved.stopped})` : ' (per-run entry cap)'}; the next run saves them.`);
   }
   if (f.withheld.length) lines.push(`- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${f.withheld.map(displayName).join(', ')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`);
+  if (f.stale.length) lines.push(`- Not saved: ${count(f.stale.length, 'tag')} the upstream no longer names this way, moved or deleted (${f.stale.map(displayName).join(', ')}).`);
+  if (f.unverified.length) lines.push(`- Not saved: ${count(f.unverified.length, 'image')} the upstream could not vouch for when the job ended (${f.unverified.map(displayName).join(', ')}); a tag is saved only once the upstream confirms it.`);
   const who = f.pullsAs ? `for ${f.pullsAs}` : 'for anonymous pulls from this runner';
   if (f.quota === 'unlimited') lines.push(`- ${hub} pull quota: no limit applies ${who}.`);
   else if (f.quota) {

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { mapBounded } from './bounded.js';
 import { DOCKER_HUB, splitRepository, type Manifests } from './images.js';
 
 const V2 = 'docker/registry/v2';
@@ -85,7 +86,7 @@ async function walkRepositories(dir: string, name: string, out: Record<string, R
   if (entries.includes('_manifests') || entries.includes('_layers')) {
     out[name] = {
       tags: Object.fromEntries(
-        (await Promise.all((await list(join(dir, '_manifests/tags'))).map(async (tag) => [tag, await readLink(join(dir, '_manifests/tags', tag, 'current/link'))]))).filter(
+        (await mapBounded(await list(join(dir, '_manifests/tags')), 32, async (tag) => [tag, await readLink(join(dir, '_manifests/tags', tag, 'current/link'))])).filter(
           ([, digest]) => digest !== undefined,
         ),
       ),
@@ -129,11 +130,11 @@ export async function writeLinks(root: string, images: ImageLinks[], present: Se
     for (const d of image.blobs.filter((b) => present.has(b))) links.set(`${repo}/_layers/sha256/${hex(d)}`, d);
   }
   for (const registry of registries) await prepareRegistryRoot(root, registry);
-  await Promise.all([...links].map(async ([dir, digest]) => {
+  await mapBounded([...links], 32, async ([dir, digest]) => {
     const path = inside(root, `${dir}/link`);
     await mkdir(join(path, '..'), { recursive: true });
     await writeFile(path, digest);
-  }));
+  });
 }
 
 /**
@@ -154,7 +155,7 @@ export async function holdsDigest(path: string, digest: string): Promise<boolean
 /** Every manifest a repository in storage names, parsed. */
 export async function readManifests(root: string, storage: StorageState): Promise<Manifests> {
   const digests = new Set(Object.values(storage.repositories).flatMap((r) => r.manifests).filter((d) => d in storage.blobs));
-  const parsed = await Promise.all([...digests].map(async (d) => [d, JSON.parse(await readFile(join(root, blobPath(d)), 'utf8').catch(() => '{}'))] as const));
+  const parsed = await mapBounded([...digests], 32, async (d) => [d, JSON.parse(await readFile(join(root, blobPath(d)), 'utf8').catch(() => '{}'))] as const);
   return Object.fromEntries(parsed);
 }
 

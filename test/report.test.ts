@@ -423,6 +423,8 @@ describe('renderReport', () => {
     saved: { entries: 4, bytes: 39_006_900, indexKey: 'pull-cache-index-linux-amd64-456-1-def', deferred: 0, stopped: '' },
     saveDisabled: false,
     withheld: [],
+    stale: [],
+    unverified: [],
     quota: null,
     pullsAs: '',
     prefetch: null,
@@ -484,6 +486,13 @@ describe('renderReport', () => {
     assert.ok(!md.includes('  - image 11 (../x)'));
     assert.ok(md.includes('  - and 2 more (see the step\'s warnings)'));
     assert.doesNotMatch(renderReport(facts()), /Refused/);
+  });
+
+  test('tags the upstream no longer names, and images it could not vouch for, are named as not saved', () => {
+    const md = renderReport(facts({ stale: ['library/alpha:1', 'octo/tool:v2'], unverified: ['library/beta:edge'] }));
+    assert.ok(md.includes('- Not saved: 2 tags the upstream no longer names this way, moved or deleted (alpha:1, octo/tool:v2).'));
+    assert.ok(md.includes('- Not saved: 1 image the upstream could not vouch for when the job ended (beta:edge); a tag is saved only once the upstream confirms it.'));
+    assert.doesNotMatch(renderReport(facts()), /no longer names|could not vouch/);
   });
 
   test('damaged blobs alone, one and several', () => {

@@ -94,7 +94,9 @@ function splitPath(path: string): { name: string; prefix: string } {
   throw new Error(`path too long for ustar: ${path}`);
 }
 
-function tarHeader(path: string, type: 'file' | 'dir', size: number): Buffer {
+const TYPE_FLAGS = { file: '0', hardlink: '1', symlink: '2', fifo: '6', dir: '5' } as const;
+
+function tarHeader(path: string, type: keyof typeof TYPE_FLAGS, size: number, linkName = ''): Buffer {
   const header = Buffer.alloc(512);
   const { name, prefix } = splitPath(path);
   header.write(name, 0, 100, 'utf8');
@@ -104,7 +106,8 @@ function tarHeader(path: string, type: 'file' | 'dir', size: number): Buffer {
   header.write(octal(size, 12), 124, 'ascii'); // size (11 octal digits: up to 8 GiB)
   header.write(octal(0, 12), 136, 'ascii'); // mtime: 0, for reproducible layers
   header.write('        ', 148, 'ascii'); // checksum field counts as spaces while summing
-  header.write(type === 'dir' ? '5' : '0', 156, 'ascii'); // typeflag
+  header.write(TYPE_FLAGS[type], 156, 'ascii'); // typeflag
+  header.write(linkName, 157, 100, 'utf8');
   header.write('ustar\0', 257, 'ascii'); // magic
   header.write('00', 263, 'ascii'); // version
   header.write('root', 265, 32, 'ascii'); // uname
@@ -140,6 +143,23 @@ export function makeTar(seed: string, files: TarFile[]): Buffer {
     if (pad) parts.push(Buffer.alloc(pad));
   }
   parts.push(Buffer.alloc(1024)); // end of archive
+  return Buffer.concat(parts);
+}
+
+/** One member of a crafted archive: its name is written as given, unchecked. */
+export type RawMember =
+  | { type: 'file'; name: string; content: Buffer }
+  | { type: 'dir' | 'fifo'; name: string }
+  | { type: 'symlink' | 'hardlink'; name: string; target: string };
+
+/** An uncompressed tar of exactly these members, in order: what an attacker who can save a cache entry writes. */
+export function rawTar(members: RawMember[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const m of members) {
+    const content = m.type === 'file' ? m.content : Buffer.alloc(0);
+    parts.push(tarHeader(m.name, m.type, content.length, m.type === 'symlink' || m.type === 'hardlink' ? m.target : ''), content, Buffer.alloc((512 - (content.length % 512)) % 512));
+  }
+  parts.push(Buffer.alloc(1024));
   return Buffer.concat(parts);
 }
 
