@@ -61,7 +61,7 @@ export async function main(): Promise<void> {
     const refs = inputs.prefetch && hub ? prefetchRefs(restored.index, hubImages) : [];
     if (refs.length) {
       const log = join(dir.root, 'prefetch.log');
-      state.setPrefetch({ pid: startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });
+      state.setPrefetch({ pid: await startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });
       core.info(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
     }
   } catch (e) {
