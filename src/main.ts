@@ -12,7 +12,7 @@ import { prefetchRefs, startPrefetch } from './prefetch.js';
 import { installRegistry } from './registry-binary.js';
 import { state } from './state.js';
 import { scanStorage } from './storage.js';
-import { createWorkDir, workDir, writeBaseline } from './work-dir.js';
+import { createWorkDir, writeBaseline } from './work-dir.js';
 
 export async function main(): Promise<void> {
   const jobStarted = Date.now();
@@ -21,8 +21,7 @@ export async function main(): Promise<void> {
   try {
     const inputs = getInputs();
     const address = await listenAddress(inputs.listen);
-    const dir = workDir();
-    await createWorkDir(dir);
+    const dir = await createWorkDir();
     const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
     state.setCache({ workDir: dir.root, restoredKey: '' });
 
@@ -61,7 +60,7 @@ export async function main(): Promise<void> {
     const refs = inputs.prefetch && hub ? prefetchRefs(restored.index, hubImages) : [];
     if (refs.length) {
       const log = join(dir.root, 'prefetch.log');
-      state.setPrefetch({ pid: startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });
+      state.setPrefetch({ pid: await startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });
       core.info(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
     }
   } catch (e) {

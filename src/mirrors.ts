@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import type { Inputs, Listen } from './context.js';
 import { probeUpstream, type Credentials, type UpstreamProbe } from './docker-hub.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
-import { assertPortFree, freePort, registryConfig, startRegistry, stopRegistry } from './registry.js';
+import { assertPortFree, freePort, startRegistry, stopRegistry } from './registry.js';
 import type { MirrorState } from './state.js';
 import { prepareRegistryRoot } from './storage.js';
 import type { WorkDir } from './work-dir.js';
@@ -64,16 +64,28 @@ export interface MirrorsOptions {
 
 /**
  * Starts each registry's proxy, all at once. A registry whose upstream cannot be reached serves what the
- * cache holds for it, offline; with nothing to serve it gets no mirror. `running` gets the mirrors started
- * so far (in the order of the plans) as soon as each runs, so post stops them whatever happens next.
+ * cache holds for it, offline; with nothing to serve it gets no mirror. `running` gets the mirrors spawned so
+ * far (in the order of the plans) as soon as each process exists, before it answers, and again when one that
+ * failed to start is gone: post stops whatever main left running, whenever main was cut off.
  * Throws only when no mirror starts.
  */
 export async function startMirrors(plans: MirrorPlan[], probes: UpstreamProbe[], o: MirrorsOptions, running: (mirrors: MirrorState[]) => void): Promise<MirrorState[]> {
   const slots: (MirrorState | undefined)[] = plans.map(() => undefined);
+  const report = () => running(slots.filter((m): m is MirrorState => m !== undefined));
   const outcomes = await Promise.allSettled(plans.map(async (plan, i) => {
-    slots[i] = await startMirror(plan, probes[i], o);
-    running(slots.filter((m): m is MirrorState => m !== undefined));
-    return slots[i];
+    try {
+      return await startMirror(plan, probes[i], o, (spawned) => {
+        slots[i] = spawned;
+        report();
+      });
+    } catch (e) {
+      // A registry that did not come up was stopped, or exited: nothing of it is left for post to stop.
+      if (slots[i]) {
+        slots[i] = undefined;
+        report();
+      }
+      throw e;
+    }
   }));
   const mirrors = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
   const failures = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ registry: plans[i].registry, error: o.reason as Error }] : []));
@@ -82,7 +94,7 @@ export async function startMirrors(plans: MirrorPlan[], probes: UpstreamProbe[],
   return mirrors;
 }
 
-async function startMirror(plan: MirrorPlan, probe: UpstreamProbe, o: MirrorsOptions): Promise<MirrorState> {
+async function startMirror(plan: MirrorPlan, probe: UpstreamProbe, o: MirrorsOptions, spawned: (mirror: MirrorState) => void): Promise<MirrorState> {
   const { registry, upstream } = plan;
   const cached = o.restoredImages.filter((r) => splitRepository(r).registry === registry).length;
   // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
@@ -99,17 +111,18 @@ async function startMirror(plan: MirrorPlan, probe: UpstreamProbe, o: MirrorsOpt
   const pullsAs = probe.credentials === 'refused' ? null : plan.credentials;
   const port = registry === DOCKER_HUB && o.port ? (await assertPortFree(o.port, o.address), o.port) : await freePort(o.address);
   const files = o.dir.registry(registry);
-  const config = registryConfig({
+  const options = {
     address: o.address,
     port,
     storageDir: await prepareRegistryRoot(o.dir.storage, registry),
     upstream: probe.reachable ? upstream : null,
     username: pullsAs?.username ?? '',
     password: pullsAs?.password ?? '',
-  });
-  const { pid, url } = await startRegistry(o.binary, files, config, `http://${o.address}:${port}`);
+  };
+  const mirror = (pid: number, url: string): MirrorState => ({ registry, upstream, pid, url, configPath: files.config, accessLog: files.accessLog, offline: !probe.reachable, pullsAs: pullsAs?.username ?? '' });
+  const { pid, url } = await startRegistry(o.binary, files, options, (pid) => spawned(mirror(pid, `http://${o.address}:${port}`)));
   core.info(`Registry mirror of ${registry} listening on ${url} (pid ${pid}), ${probe.reachable ? `proxying ${upstream}` : 'offline'}`);
-  return { registry, upstream, pid, url, configPath: files.config, accessLog: files.accessLog, offline: !probe.reachable, pullsAs: pullsAs?.username ?? '' };
+  return mirror(pid, url);
 }
 
 /** Stops every mirror; a mirror that cannot be stopped does not keep the others running. */

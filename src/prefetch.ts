@@ -1,15 +1,17 @@
 // Prefetch: right after the mirror is up, pull in the background what the last run pulled, so the daemon's
 // download and extraction overlap the job's own first steps. A detached worker (this bundle, started again
-// with PULL_CACHE_PREFETCH set) pulls a few images at a time and writes one JSON line per image.
+// with --prefetch and the path of its plan) pulls a few images at a time and writes one JSON line per image.
 import { execFile, spawn } from 'node:child_process';
 import { request } from 'node:http';
-import { appendFile, readFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { imageKey, type CacheIndex } from './cache-index.js';
 import { displayName } from './images.js';
 import { mapBounded } from './bounded.js';
-import { isRunning } from './processes.js';
+import { isRunning, prefetchEnvironment } from './processes.js';
 
-export const PREFETCH_ENV = 'PULL_CACHE_PREFETCH';
+/** The argument that makes this bundle the prefetch worker; the path of its plan follows it. */
+const PREFETCH_ARGUMENT = '--prefetch';
 
 export interface PrefetchPlan {
   refs: string[];
@@ -39,11 +41,21 @@ export function prefetchRefs(index: CacheIndex | null, restored: { repository: s
   return restored.map(imageKey).filter((key) => pulledLast.has(key)).map(displayName).slice(0, MAX_PREFETCH);
 }
 
-/** Starts the worker detached (it outlives the main step) and returns its pid. */
-export function startPrefetch(plan: PrefetchPlan): number {
-  const child = spawn(process.execPath, [process.argv[1]], { detached: true, stdio: 'ignore', env: { ...process.env, [PREFETCH_ENV]: JSON.stringify(plan) } });
+/**
+ * Starts the worker detached (it outlives the main step) and returns its pid. Its plan goes in a file beside its
+ * log, and its environment is the daemon's address alone: it has no use for the job's tokens.
+ */
+export async function startPrefetch(plan: PrefetchPlan): Promise<number> {
+  const planFile = join(dirname(plan.log), 'prefetch-plan.json');
+  await writeFile(planFile, JSON.stringify(plan));
+  const child = spawn(process.execPath, [process.argv[1], PREFETCH_ARGUMENT, planFile], { detached: true, stdio: 'ignore', env: prefetchEnvironment(process.env) });
   child.unref();
   return child.pid!;
+}
+
+/** The plan's path when this process is the prefetch worker (`node index.js --prefetch PLAN`); undefined otherwise. */
+export function prefetchPlanFile(argv: string[]): string | undefined {
+  return argv[2] === PREFETCH_ARGUMENT ? argv[3] : undefined;
 }
 
 /**
@@ -52,8 +64,9 @@ export function startPrefetch(plan: PrefetchPlan): number {
  */
 export const PREFETCH_AGENT = 'pull-cache-action-prefetch';
 
-/** The worker: pulls each image through the daemon (and so the mirror), a few at a time. */
-export async function runPrefetch(plan: PrefetchPlan): Promise<void> {
+/** The worker: pulls each image of its plan through the daemon (and so the mirror), a few at a time. */
+export async function runPrefetch(planFile: string): Promise<void> {
+  const plan = JSON.parse(await readFile(planFile, 'utf8')) as PrefetchPlan;
   await mapBounded(plan.refs, plan.concurrency, async (ref) => {
     const started = Date.now();
     const error = await pull(ref).then(
@@ -90,7 +103,7 @@ async function pull(ref: string, timeoutMs = 15 * 60_000): Promise<void> {
 export async function finishPrefetch(pid: number, log: string, waitMs: number): Promise<PrefetchResult[]> {
   const deadline = Date.now() + waitMs;
   while ((await isRunning(pid, process.argv[1])) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
-  if (await isRunning(pid, process.argv[1])) process.kill(-pid, 'SIGKILL'); // its process group: the worker and its docker CLIs
+  if (await isRunning(pid, process.argv[1])) process.kill(-pid, 'SIGKILL'); // its process group: the worker and anything it started
   const text = await readFile(log, 'utf8').catch(() => '');
   return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as PrefetchResult);
 }

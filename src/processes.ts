@@ -1,4 +1,6 @@
-// Processes this action started and left running between its steps (the registry, the prefetch worker).
+// Processes this action started and left running between its steps (the registries, the prefetch worker), and
+// the environment each gets: only what it needs, so that no token of the job (INPUT_*, ACTIONS_RUNTIME_TOKEN,
+// GITHUB_TOKEN) sits in /proc/PID/environ of a process that outlives the step.
 import { readFile } from 'node:fs/promises';
 
 /** Running (not a zombie waiting to be reaped), and, when `argument` is given, started with that argument. */
@@ -6,4 +8,24 @@ export async function isRunning(pid: number, argument?: string): Promise<boolean
   const [stat, cmdline] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/cmdline`, 'utf8')]).catch(() => ['', '']);
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   return state !== '' && state !== 'Z' && (argument === undefined || cmdline.split('\0').includes(argument));
+}
+
+/** A runner behind an HTTP proxy, or with its own CA bundle, needs these to reach the upstream; Go reads them. */
+const UPSTREAM_NETWORK = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
+
+/** The registry's environment: the network settings above, and no OpenTelemetry export (3.x starts one by default). */
+export function registryEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+  return { ...pick(env, UPSTREAM_NETWORK), OTEL_TRACES_EXPORTER: 'none' };
+}
+
+/** Where the Docker Engine API is, all the prefetch worker talks to (with TLS verification set, it declines). */
+const DOCKER_ENGINE = ['DOCKER_HOST', 'DOCKER_TLS_VERIFY'];
+
+/** The prefetch worker's environment: the daemon's address only (its plan comes in a file). */
+export function prefetchEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+  return pick(env, DOCKER_ENGINE);
+}
+
+function pick(env: NodeJS.ProcessEnv, names: string[]): Record<string, string> {
+  return Object.fromEntries(names.flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]]])));
 }

@@ -1,14 +1,17 @@
-// The registry binary: the user's own (registry-path), or the official release through the tool cache,
-// checked against a pinned SHA-256 before it is ever run.
+// The registry binary: the user's own (registry-path), or the official release. Only the release tarball is
+// kept in the tool cache, and it is checked against the pinned SHA-256 (or registry-sha256) on every run, hit
+// or miss, then unpacked into this job's work directory and run from there. The trust anchor stays in the
+// action's own constants: a file beside the tarball recording "the binary's hash" could be rewritten by any
+// earlier job on a persistent runner, just like the binary.
 import * as core from '@actions/core';
 import * as tc from '@actions/tool-cache';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { access, constants } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError, runnerArch, type Arch, type Inputs } from './context.js';
 
 const TOOL_NAME = 'distribution-registry';
+const TARBALL = 'registry.tar.gz';
 
 /** SHA-256 of the official release tarballs, from the .sha256 files published beside them. */
 export const PINNED_SHA256: Record<string, string> = {
@@ -33,32 +36,51 @@ export function releaseAsset(version: string, arch: Arch, baseUrl: string, given
   return { url: `${baseUrl}/v${version}/registry_${version}_linux_${arch}.tar.gz`, sha256 };
 }
 
-/** Returns the path of a registry binary ready to run; the download and its unpacking happen in scratchDir (the work directory). */
+/**
+ * Returns the path of a registry binary ready to run, unpacked in scratchDir (inside the work directory) from a
+ * tarball whose bytes matched the expected SHA-256. A tool-cache copy that does not match is never unpacked: a
+ * warning, and a fresh download replaces it.
+ */
 export async function installRegistry(inputs: Inputs, scratchDir: string): Promise<string> {
   if (inputs.registryPath) return inputs.registryPath;
   const arch = runnerArch();
+  const asset = releaseAsset(inputs.registryVersion, arch, inputs.registryDownloadUrl, inputs.registrySha256);
   const cached = tc.find(TOOL_NAME, inputs.registryVersion, arch);
   if (cached) {
-    core.info(`Registry ${inputs.registryVersion} found in the tool cache`);
-    return join(cached, 'registry');
+    const path = join(cached, TARBALL);
+    // The bytes hashed are the bytes unpacked: the tool cache is read once.
+    const tarball = await readFile(path).catch(() => null);
+    const actual = tarball && sha256(tarball);
+    if (tarball && actual === asset.sha256) {
+      core.info(`Registry ${inputs.registryVersion} found in the tool cache (SHA-256 checked)`);
+      return unpack(tarball, scratchDir, path);
+    }
+    const expected = `${asset.sha256}${inputs.registrySha256 ? ' (registry-sha256)' : ''}`;
+    if (tarball) core.warning(`pull-cache-action: the registry tarball in the tool cache (${path}) has SHA-256 ${actual}, not ${expected}: it is not run; downloading the release again.`);
+    else core.info(`The tool cache's registry ${inputs.registryVersion} has no ${TARBALL} (kept by an older version of this action): downloading it`);
   }
-  const asset = releaseAsset(inputs.registryVersion, arch, inputs.registryDownloadUrl, inputs.registrySha256);
   core.info(`Downloading ${asset.url}`);
-  const tarball = await tc.downloadTool(asset.url, join(scratchDir, 'registry.tar.gz'));
-  const actual = await sha256File(tarball);
+  const download = await tc.downloadTool(asset.url, join(scratchDir, 'download.tar.gz'));
+  const tarball = await readFile(download);
+  const actual = sha256(tarball);
   if (actual !== asset.sha256) throw new Error(`checksum mismatch for ${asset.url}: expected ${asset.sha256}, got ${actual}`);
-  const extracted = await tc.extractTar(tarball, join(scratchDir, 'registry'));
-  await access(join(extracted, 'registry'), constants.X_OK).catch(() => {
-    throw new Error(`${asset.url} holds no executable named registry at its root`);
-  });
-  // Cached for the next jobs, but run from this job's own copy: two jobs that both missed the tool cache each
-  // rewrite its directory, and one would exec the binary while the other deletes or writes it.
-  await tc.cacheDir(extracted, TOOL_NAME, inputs.registryVersion, arch).catch((e: Error) => core.info(`Could not keep the registry in the tool cache: ${e.message}`));
-  return join(extracted, 'registry');
+  await tc.cacheFile(download, TARBALL, TOOL_NAME, inputs.registryVersion, arch).catch((e: Error) => core.info(`Could not keep the registry in the tool cache: ${e.message}`));
+  return unpack(tarball, scratchDir, asset.url);
 }
 
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+/** Unpacks checked tarball bytes into scratchDir (this job's own: never a directory another job rewrites). */
+async function unpack(tarball: Buffer, scratchDir: string, from: string): Promise<string> {
+  const file = join(scratchDir, TARBALL);
+  await mkdir(scratchDir, { recursive: true });
+  await writeFile(file, tarball, { mode: 0o600 });
+  const extracted = await tc.extractTar(file, join(scratchDir, 'registry'));
+  const binary = join(extracted, 'registry');
+  await access(binary, constants.X_OK).catch(() => {
+    throw new Error(`${from} holds no executable named registry at its root`);
+  });
+  return binary;
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }

@@ -2,11 +2,12 @@
 // rest of the job.
 import * as core from '@actions/core';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { stringify } from 'yaml';
-import { isRunning } from './processes.js';
+import { isRunning, registryEnvironment } from './processes.js';
 
 export interface RegistryConfigOptions {
   /** The IPv4 address to listen on: 127.0.0.1, or the Docker bridge's gateway. */
@@ -19,8 +20,15 @@ export interface RegistryConfigOptions {
   password: string;
 }
 
-/** The registry's config.yml: a pull-through proxy of `upstream` on address:port, storing under storageDir. */
-export function registryConfig(o: RegistryConfigOptions): string {
+/** The response header by which the registry this action started tells itself from anything else on its port. */
+export const INSTANCE_HEADER = 'Pull-Cache-Instance';
+
+/**
+ * The registry's config.yml: a pull-through proxy of `upstream` on address:port, storing under storageDir, that
+ * puts `instance` in a header of every response. Read-only to clients in every mode: a proxy stores what it
+ * fetches itself, and nothing a client pushes may end up in the cache later runs restore.
+ */
+export function registryConfig(o: RegistryConfigOptions, instance: string): string {
   const credentials = o.username ? { username: o.username, password: o.password } : {};
   return stringify({
     version: 0.1,
@@ -30,9 +38,10 @@ export function registryConfig(o: RegistryConfigOptions): string {
       cache: { blobdescriptor: 'inmemory' },
       // The cache is saved by digest; nothing may vanish behind the index's back.
       delete: { enabled: false },
-      maintenance: { uploadpurging: { enabled: false } },
+      // readonly takes away the push and delete endpoints only; the proxy still stores what it fetches.
+      maintenance: { uploadpurging: { enabled: false }, readonly: { enabled: true } },
     },
-    http: { addr: `${o.address}:${o.port}`, headers: { 'X-Content-Type-Options': ['nosniff'] } },
+    http: { addr: `${o.address}:${o.port}`, headers: { 'X-Content-Type-Options': ['nosniff'], [INSTANCE_HEADER]: [instance] } },
     ...(o.upstream === null ? {} : { proxy: { remoteurl: o.upstream, ...credentials } }),
   });
 }
@@ -50,24 +59,28 @@ export interface RunningRegistry {
   url: string;
 }
 
-/** Writes the config (mode 0600: it holds the token) and starts the registry detached from this step. */
-export async function startRegistry(binary: string, files: RegistryFiles, config: string, url: string, timeoutMs = 30_000): Promise<RunningRegistry> {
-  await writeFile(files.config, config, { mode: 0o600 });
+/**
+ * Writes the config (mode 0600: it holds the token) and starts the registry detached from this step, with only
+ * the environment it needs. `spawned` gets the pid at once, before the registry answers, so that a step cut off
+ * while it starts leaves nothing running that post does not know of. It is ready when /v2/ answers with the
+ * nonce of this start: a server that took the port first is never mistaken for it.
+ */
+export async function startRegistry(binary: string, files: RegistryFiles, options: RegistryConfigOptions, spawned: (pid: number) => void, timeoutMs = 30_000): Promise<RunningRegistry> {
+  const instance = randomBytes(16).toString('hex');
+  const url = `http://${options.address}:${options.port}`;
+  await writeFile(files.config, registryConfig(options, instance), { mode: 0o600 });
   const out = openSync(files.accessLog, 'a');
   const err = openSync(files.log, 'a');
-  const child = spawn(binary, ['serve', files.config], {
-    detached: true,
-    stdio: ['ignore', out, err],
-    env: { ...process.env, OTEL_TRACES_EXPORTER: 'none' },
-  });
+  const child = spawn(binary, ['serve', files.config], { detached: true, stdio: ['ignore', out, err], env: registryEnvironment(process.env) });
   closeSync(out);
   closeSync(err);
   let exit: string | undefined;
   child.once('exit', (code, signal) => (exit = `exited with ${code ?? signal}`));
   child.once('error', (e) => (exit = `could not be started: ${e.message}`));
   child.unref();
+  if (child.pid !== undefined) spawned(child.pid);
   const deadline = Date.now() + timeoutMs;
-  while (!(await answersV2(url))) {
+  while (!(await answersV2(url, instance))) {
     if (exit !== undefined) throw new Error(`the registry ${exit} at start: ${await lastLines(files.log)}`);
     if (Date.now() > deadline) {
       await stopRegistry(child.pid!, files.config);
@@ -78,11 +91,11 @@ export async function startRegistry(binary: string, files: RegistryFiles, config
   return { pid: child.pid!, url };
 }
 
-async function answersV2(url: string): Promise<boolean> {
+async function answersV2(url: string, instance: string): Promise<boolean> {
   try {
     const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1_000) });
     await res.arrayBuffer();
-    return res.status === 200 || res.status === 401;
+    return (res.status === 200 || res.status === 401) && res.headers.get(INSTANCE_HEADER) === instance;
   } catch {
     return false;
   }

@@ -1,5 +1,6 @@
-// The action's files on the runner, all under one directory in RUNNER_TEMP that the post step removes.
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+// The action's files on the runner, all under one directory in RUNNER_TEMP that the post step removes. Each use
+// of the action gets its own (a random name, recorded in the state): two uses in one job never share one.
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STORAGE_DIR } from './cache-index.js';
@@ -20,7 +21,11 @@ export interface WorkDir {
   before: string;
 }
 
-export function workDir(root = join(process.env.RUNNER_TEMP || tmpdir(), 'pull-cache-action')): WorkDir {
+/** The prefix of the work directory's name in RUNNER_TEMP. */
+export const WORK_DIR_PREFIX = 'pull-cache-action-';
+
+/** The layout of the work directory at root. */
+export function workDir(root: string): WorkDir {
   return {
     root,
     storage: join(root, STORAGE_DIR),
@@ -33,8 +38,11 @@ export function workDir(root = join(process.env.RUNNER_TEMP || tmpdir(), 'pull-c
   };
 }
 
-export async function createWorkDir(dir: WorkDir): Promise<void> {
+/** Makes a new work directory (mode 0700) in RUNNER_TEMP. */
+export async function createWorkDir(): Promise<WorkDir> {
+  const dir = workDir(await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), WORK_DIR_PREFIX)));
   await mkdir(dir.storage, { recursive: true });
+  return dir;
 }
 
 export interface Baseline {

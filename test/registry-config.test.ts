@@ -2,7 +2,8 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { parse } from 'yaml';
-import { registryConfig, type RegistryConfigOptions } from '../src/registry.js';
+import { INSTANCE_HEADER, registryConfig, type RegistryConfigOptions } from '../src/registry.js';
+import { prefetchEnvironment, registryEnvironment } from '../src/processes.js';
 import { PINNED_SHA256, releaseAsset } from '../src/registry-binary.js';
 import { DEFAULTS } from '../src/context.js';
 
@@ -13,7 +14,7 @@ interface ParsedConfig {
     filesystem: { rootdirectory: string };
     cache: { blobdescriptor: string };
     delete: { enabled: boolean };
-    maintenance?: { uploadpurging?: { enabled: boolean } };
+    maintenance?: { uploadpurging?: { enabled: boolean }; readonly?: { enabled: boolean } };
   } & Record<string, unknown>;
   http: { addr: string; headers: Record<string, string[]> } & Record<string, unknown>;
   proxy: Record<string, unknown>;
@@ -28,8 +29,10 @@ const base: RegistryConfigOptions = {
   password: '',
 };
 
+const INSTANCE = '0123456789abcdef0123456789abcdef';
+
 function config(o: Partial<RegistryConfigOptions> = {}): ParsedConfig {
-  return parse(registryConfig({ ...base, ...o })) as ParsedConfig;
+  return parse(registryConfig({ ...base, ...o }, INSTANCE)) as ParsedConfig;
 }
 
 describe('registryConfig', () => {
@@ -53,7 +56,7 @@ describe('registryConfig', () => {
   test('anonymous: no username or password key at all', () => {
     const c = config();
     assert.deepEqual(Object.keys(c.proxy), ['remoteurl']);
-    assert.ok(!/username|password/.test(registryConfig(base)));
+    assert.ok(!/username|password/.test(registryConfig(base, INSTANCE)));
   });
 
   test('with credentials: both given, read back exactly even with YAML-special characters', () => {
@@ -92,6 +95,16 @@ describe('registryConfig', () => {
 
   test('sends X-Content-Type-Options: nosniff', () => {
     assert.deepEqual(config().http.headers['X-Content-Type-Options'], ['nosniff']);
+  });
+
+  test("sends this start's instance nonce in a header of every response, by which the action knows it is its own", () => {
+    assert.deepEqual(config().http.headers[INSTANCE_HEADER], [INSTANCE]);
+  });
+
+  test('read-only to clients in every mode, proxy and offline: no push, no delete', () => {
+    assert.equal(config().storage.maintenance?.readonly?.enabled, true);
+    assert.equal(config({ upstream: null }).storage.maintenance?.readonly?.enabled, true);
+    assert.equal(config({ upstream: null }).proxy, undefined);
   });
 
   test('keeps the access log on: the report is computed from it', () => {
@@ -150,5 +163,31 @@ describe('releaseAsset', () => {
         /set registry-sha256/.test(e.message) &&
         /registry_3\.0\.1_linux_arm64\.tar\.gz/.test(e.message),
     );
+  });
+});
+
+describe('child environments', () => {
+  const runner = {
+    PATH: '/usr/bin:/bin',
+    HOME: '/home/runner',
+    'INPUT_DOCKERHUB-TOKEN': 'dckr_pat_secret',
+    'INPUT_REGISTRY-CREDENTIALS': 'ghcr.io=octocat:ghp_secret',
+    ACTIONS_RUNTIME_TOKEN: 'runtime-secret',
+    ACTIONS_RESULTS_URL: 'https://results.example/',
+    GITHUB_TOKEN: 'ghs_secret',
+    STATE_mirrors: '[]',
+    DOCKER_HOST: 'unix:///run/user/1001/docker.sock',
+    HTTPS_PROXY: 'http://proxy.corp:3128',
+    no_proxy: 'localhost,127.0.0.1',
+    SSL_CERT_FILE: '/etc/corp/ca.pem',
+  };
+
+  test("the registry gets the runner's proxy and CA settings, OpenTelemetry off, and nothing else", () => {
+    assert.deepEqual(registryEnvironment(runner), { HTTPS_PROXY: 'http://proxy.corp:3128', no_proxy: 'localhost,127.0.0.1', SSL_CERT_FILE: '/etc/corp/ca.pem', OTEL_TRACES_EXPORTER: 'none' });
+  });
+
+  test("the prefetch worker gets the daemon's address and nothing else", () => {
+    assert.deepEqual(prefetchEnvironment(runner), { DOCKER_HOST: 'unix:///run/user/1001/docker.sock' });
+    assert.deepEqual(prefetchEnvironment({ ...runner, DOCKER_HOST: undefined, DOCKER_TLS_VERIFY: '1' }), { DOCKER_TLS_VERIFY: '1' });
   });
 });

@@ -55,3 +55,28 @@ export async function assertSecretNowhere(
 function filesUnder(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name));
 }
+
+/** A process's environment, as /proc/PID/environ shows it. */
+export function environmentOf(pid: number): Record<string, string> {
+  const entries = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').filter(Boolean);
+  return Object.fromEntries(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+}
+
+/** Every process on the machine whose environment or command line holds one of the secrets: "PID where: command line". */
+export function processesHolding(secrets: string[]): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    const read = (file: string) => {
+      try {
+        return readFileSync(`/proc/${pid}/${file}`, 'latin1');
+      } catch {
+        return ''; // gone meanwhile
+      }
+    };
+    const cmdline = read('cmdline');
+    for (const [where, text] of [['environ', read('environ')], ['cmdline', cmdline]]) {
+      if (secrets.some((secret) => text.includes(secret))) found.push(`${pid} ${where}: ${cmdline.replace(/\0/g, ' ').slice(0, 120)}`);
+    }
+  }
+  return found;
+}

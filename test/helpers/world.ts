@@ -1,9 +1,10 @@
 // The world a job of the action lives in, made of real parts: an upstream registry standing in for Docker
 // Hub, the Actions cache service, the release downloads, and per job a fresh runner (its own dockerd,
 // RUNNER_TEMP and daemon.json). Every end-to-end test builds its scenario from these.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { WORK_DIR_PREFIX } from '../../src/work-dir.js';
 import { startCacheService, type CacheService } from './cache-service.js';
 import { startDockerd, type Dockerd } from './dockerd.js';
 import { startHub, type Hub, type HubOptions } from './hub.js';
@@ -161,7 +162,8 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
           const pulled = await dockerd.docker(['pull', image], { timeoutMs: 120_000 });
           if (pulled.code !== 0) {
             // The mirror's side of it, while the action's work directory is still there.
-            const log = await readFile(join(runnerTemp, 'pull-cache-action', 'registry.log'), 'utf8').catch(() => '');
+            const workDirs = (await readdir(runnerTemp).catch(() => [])).filter((name) => name.startsWith(WORK_DIR_PREFIX));
+            const log = (await Promise.all(workDirs.map((name) => readFile(join(runnerTemp, name, 'registry.log'), 'utf8').catch(() => '')))).join('\n');
             const errors = log.split('\n').filter((l) => /level=(error|warning|panic)/.test(l)).slice(-8).join('\n');
             throw new Error(`docker pull ${image} failed: ${pulled.stderr || pulled.stdout}${errors ? `\nthe mirror's log:\n${errors}` : ''}`);
           }

@@ -5,7 +5,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const dir = join(process.env.RUNNER_TEMP, 'pull-cache-action');
+// The action's work directory (RUNNER_TEMP/pull-cache-action-RANDOM): this job uses it once.
+const workDirs = readdirSync(process.env.RUNNER_TEMP).filter((name) => name.startsWith('pull-cache-action-'));
+if (workDirs.length !== 1) throw new Error(`expected one work directory of the action in RUNNER_TEMP, found ${workDirs.length}`);
+const dir = join(process.env.RUNNER_TEMP, workDirs[0]);
 const baseline = JSON.parse(readFileSync(join(dir, 'before.json'), 'utf8'));
 const served = readdirSync(dir)
   .filter((file) => /^access(-.+)?\.log$/.test(file))
