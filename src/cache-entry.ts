@@ -79,19 +79,34 @@ export function archiveBound(expected: ExpectedFiles): number {
   return Math.ceil(bytes * 1.01) + 1024 * 1024;
 }
 
+/** Attempts at a lookup the cache service fails with a 5xx or a dropped connection, as @actions/cache retries them. */
+const LOOKUP_ATTEMPTS = 3;
+
 /** GetCacheEntryDownloadURL, as @actions/cache calls it against the cache service v2. */
 async function lookupEntry(paths: string[], key: string, compression: Compression, signal: AbortSignal): Promise<{ key: string; url: string } | undefined> {
   const base = process.env.ACTIONS_RESULTS_URL;
   if (!process.env.ACTIONS_CACHE_SERVICE_V2 || !base) throw new Error('the Actions cache service v2 is not available to this job (ACTIONS_CACHE_SERVICE_V2, ACTIONS_RESULTS_URL)');
-  const res = await fetch(new URL('twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL', base.endsWith('/') ? base : `${base}/`), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${process.env.ACTIONS_RUNTIME_TOKEN ?? ''}` },
-    body: JSON.stringify({ key, restore_keys: [], version: cacheVersion(paths, compression) }),
-    signal,
-  });
-  const body = (await res.json().catch(() => ({}))) as { ok?: boolean; signed_download_url?: string; matched_key?: string };
-  if (!res.ok) throw new Error(`the cache service answered ${res.status} looking up ${key}`);
-  return body.ok && body.signed_download_url && body.matched_key ? { key: body.matched_key, url: body.signed_download_url } : undefined;
+  const url = new URL('twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL', base.endsWith('/') ? base : `${base}/`);
+  for (let attempt = 1; ; attempt++) {
+    let failure: string;
+    try {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${process.env.ACTIONS_RUNTIME_TOKEN ?? ''}` },
+        body: JSON.stringify({ key, restore_keys: [], version: cacheVersion(paths, compression) }),
+        signal,
+      });
+      const body = (await res.json().catch(() => ({}))) as { ok?: boolean; signed_download_url?: string; matched_key?: string };
+      if (res.ok) return body.ok && body.signed_download_url && body.matched_key ? { key: body.matched_key, url: body.signed_download_url } : undefined;
+      failure = `the cache service answered ${res.status} looking up ${key}`;
+      if (res.status < 500) throw new Error(failure);
+    } catch (e) {
+      if (signal.aborted || !(e instanceof TypeError)) throw e;
+      failure = `the cache service could not be reached looking up ${key} (${(e.cause as Error | undefined)?.message ?? e.message})`;
+    }
+    if (attempt === LOOKUP_ATTEMPTS) throw new Error(failure);
+    await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+  }
 }
 
 /** Streams the archive to a file, stopping at maxBytes: a hostile entry cannot fill the disk. */

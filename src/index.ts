@@ -1,11 +1,14 @@
 // One bundle for both steps: action.yml runs it as main and as post; the state main leaves tells them apart.
-// Main also starts it again, detached, as the prefetch worker (told by its arguments: it gets no STATE_*).
+// Main also starts it again, detached, as the prefetch worker, and post as the save worker (told by their
+// arguments: they get no STATE_*).
 import { main } from './main.js';
+import { runSave, saveRequestFile } from './persistence.js';
 import { post } from './post.js';
 import { prefetchPlanFile, runPrefetch } from './prefetch.js';
 import { state } from './state.js';
 
 const planFile = prefetchPlanFile(process.argv);
-await (planFile ? runPrefetch(planFile) : state.isPost ? post() : main());
+const saveRequest = saveRequestFile(process.argv);
+await (planFile ? runPrefetch(planFile) : saveRequest ? runSave(saveRequest) : state.isPost ? post() : main());
 // A cache operation cut off by cache-timeout may still hold a socket open: the step is done, so end it.
 process.exit();

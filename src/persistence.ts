@@ -4,6 +4,7 @@
 import * as cache from '@actions/cache';
 import { randomBytes } from 'node:crypto';
 import * as core from '@actions/core';
+import { spawn } from 'node:child_process';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
@@ -29,6 +30,7 @@ import {
 } from './cache-index.js';
 import { mapBounded } from './bounded.js';
 import { restoreEntry, RefusedArchive } from './cache-entry.js';
+import { saveEnvironment } from './processes.js';
 import { blobPath, holdsDigest, inside, writeLinks, type StorageState } from './storage.js';
 
 const RESTORE_CONCURRENCY = 8;
@@ -153,34 +155,106 @@ async function restoreBlobs(entry: EntryRef, sizes: Record<string, number>, into
   return { found: true, present };
 }
 
-export async function saveStorage(scope: CacheScope, restored: Restored, after: StorageState, job: JobImages, run: { id: string; attempt: string }): Promise<Saved> {
-  const now = new Date();
+/** What the save worker is handed: everything saveEntries needs, as JSON. */
+interface SaveRequest {
+  scope: CacheScope;
+  restored: Restored;
+  after: StorageState;
+  job: { seen: JobImages['seen']; used: string[] };
+  run: { id: string; attempt: string };
+  now: string;
+}
+
+/** The argument that makes this bundle the save worker; the path of its request follows it. */
+const SAVE_ARGUMENT = '--save';
+const NOTHING_SAVED: Saved = { entries: [], bytes: 0, indexKey: '', deferred: 0, stopped: '' };
+
+/**
+ * Saves what the job added, within timeoutMs. @actions/cache archives paths relative to the current directory,
+ * so the upload runs in a child process started in the work directory: this process never changes directory,
+ * and at the deadline the child is ended with the tar and zstd it runs. A job with nothing new starts no child.
+ */
+export async function saveStorage(scope: CacheScope, restored: Restored, after: StorageState, job: JobImages, run: { id: string; attempt: string }, timeoutMs: number): Promise<Saved> {
+  const request: SaveRequest = { scope, restored, after, job: { seen: job.seen, used: [...job.used] }, run, now: new Date().toISOString() };
+  const { plan, index } = savePlan(request);
+  if (plan.entries.length === 0 && !indexChanged(restored.index, index)) return NOTHING_SAVED;
+  const requestFile = join(scope.workDir, 'save-request.json');
+  const resultFile = join(scope.workDir, 'save-result.json');
+  await writeFile(requestFile, JSON.stringify(request), { mode: 0o600 });
+  const child = spawn(process.execPath, [process.argv[1], SAVE_ARGUMENT, requestFile], {
+    cwd: scope.workDir,
+    detached: true,
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: saveEnvironment(process.env, scope.workDir),
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const exit = new Promise<number | null>((resolve, reject) => child.once('exit', resolve).once('error', reject));
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      // Its process group: the worker and its tar and zstd (gone already if it exited just now).
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {}
+      reject(new Error(`saving the cache took longer than ${timeoutMs / 1000} s (cache-timeout)`));
+    }, timeoutMs);
+  });
+  try {
+    const code = await Promise.race([exit, deadline]);
+    if (code !== 0) throw new Error(`the save worker exited with ${code}`);
+    return JSON.parse(await readFile(resultFile, 'utf8')) as Saved;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function saveRequestFile(argv: string[]): string | undefined {
+  return argv[2] === SAVE_ARGUMENT ? argv[3] : undefined;
+}
+
+/** The save worker: saves the request's new entries and index, and writes what it saved beside the request. */
+export async function runSave(requestFile: string): Promise<void> {
+  const request = JSON.parse(await readFile(requestFile, 'utf8')) as SaveRequest;
+  const saved = await saveEntries(request);
+  await writeFile(join(dirname(requestFile), 'save-result.json'), JSON.stringify(saved));
+}
+
+/** The new blobs split into entries, and the index as it would be if none of them were saved. */
+function savePlan({ scope, restored, after, job, run, now }: SaveRequest) {
   // What the images need that no entry restored whole holds: fetched in this job, or left over from a damaged
   // or missing entry. Only what an image of the index needs: content the job may not share stays out.
   const wanted = new Set(job.seen.flatMap((image) => [...image.manifests, ...image.blobs]));
   const held = new Set(restored.kept.flatMap((e) => e.digests));
   const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => wanted.has(d) && !held.has(d)));
   const plan = planEntries(scope.prefix, newBlobs, new Set(restored.damaged), `${run.id}-${run.attempt}`);
+  const index = nextIndex(restored.kept, [], restored.images, jobImages(job), after.blobs, new Date(now));
+  return { newBlobs, plan, index };
+}
+
+function jobImages(job: SaveRequest['job']): JobImages {
+  return { seen: job.seen, used: new Set(job.used) };
+}
+
+async function saveEntries(request: SaveRequest): Promise<Saved> {
+  const { scope, restored, after, run } = request;
+  const now = new Date(request.now);
+  const { newBlobs, plan } = savePlan(request);
   const saved: EntryRef[] = [];
   let stopped = '';
-  await inWorkDir(scope.workDir, () =>
-    mapBounded(plan.entries, SAVE_CONCURRENCY, async (entry) => {
-      if (stopped) return;
-      const paths = entryPaths(entry);
-      if ((await cache.saveCache(paths, entry.key).catch(() => -1)) !== -1) saved.push(entry);
-      // -1 also means another job saved the same blobs first, or is uploading them now: as good as saved once it is there.
-      else if (await entryAppears(paths, entry.key)) saved.push(entry);
-      else stopped ||= `the cache service did not take ${entry.key}`;
-    }),
-  );
-  const index = nextIndex(restored.kept, saved, restored.images, job, after.blobs, now);
+  await mapBounded(plan.entries, SAVE_CONCURRENCY, async (entry) => {
+    if (stopped) return;
+    const paths = entryPaths(entry);
+    if ((await cache.saveCache(paths, entry.key).catch(() => -1)) !== -1) saved.push(entry);
+    // -1 also means another job saved the same blobs first, or is uploading them now: as good as saved once it is there.
+    else if (await entryAppears(paths, entry.key)) saved.push(entry);
+    else stopped ||= `the cache service did not take ${entry.key}`;
+  });
+  const index = nextIndex(restored.kept, saved, restored.images, jobImages(request.job), after.blobs, now);
   let key = '';
   // After a refusal the service is failing or limiting this repository: the next run saves the index.
   if (!stopped && indexChanged(restored.index, index)) {
     key = indexKey(scope.prefix, scope.arch, run.id, run.attempt, now.getTime(), randomBytes(3).toString('hex'));
     await writeFile(join(scope.workDir, INDEX_FILE), JSON.stringify(index));
-    const id = await inWorkDir(scope.workDir, () => cache.saveCache([INDEX_FILE], key).catch(() => -1));
-    if (id === -1) {
+    if ((await cache.saveCache([INDEX_FILE], key).catch(() => -1)) === -1) {
       stopped ||= 'the cache service did not take the index';
       key = '';
     }
@@ -202,28 +276,6 @@ async function entryAppears(paths: string[], key: string, waitMs = ENTRY_WAIT_MS
     if (await cache.restoreCache(paths, key, [], { lookupOnly: true }).catch(() => undefined)) return true;
     if (Date.now() >= deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-}
-
-/**
- * @actions/cache archives paths relative to GITHUB_WORKSPACE and resolves them from the current directory;
- * pointing both at the work directory makes every path, and so every entry's version, the same on all runners.
- * Its temporary files (archives, file lists) go under RUNNER_TEMP: into the work directory too, which post removes.
- */
-async function inWorkDir<T>(workDir: string, fn: () => Promise<T>): Promise<T> {
-  const cwd = process.cwd();
-  const env = { GITHUB_WORKSPACE: process.env.GITHUB_WORKSPACE, RUNNER_TEMP: process.env.RUNNER_TEMP };
-  process.chdir(workDir);
-  process.env.GITHUB_WORKSPACE = workDir;
-  process.env.RUNNER_TEMP = join(workDir, 'tmp');
-  try {
-    return await fn();
-  } finally {
-    process.chdir(cwd);
-    for (const [name, value] of Object.entries(env)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
   }
 }
 

@@ -7,7 +7,7 @@ import { imageKey, imagesInStorage } from './cache-index.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
 import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
 import { readQuota, type Quota } from './docker-hub.js';
-import { saveStorage, withDeadline } from './persistence.js';
+import { saveStorage } from './persistence.js';
 import { containerImages, finishPrefetch, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { stopMirrors } from './mirrors.js';
 import { accountUsage, aroundTheCache, mergeUsage, parseAccessLog, renderReport, writeReport, type RegistryRow, type Usage } from './report.js';
@@ -93,7 +93,7 @@ async function reportAndSave(
   const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
   const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
   const saved = inputs.save
-    ? await attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, () => saveStorage(scope, baseline.restored, after, job, run)))
+    ? await attempt('saving the cache', () => saveStorage(scope, baseline.restored, after, job, run, inputs.cacheTimeoutSeconds * 1000))
     : null;
   const markdown = renderReport({
     upstream: inputs.upstream,

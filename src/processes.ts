@@ -1,4 +1,4 @@
-// Processes this action started and left running between its steps (the registries, the prefetch worker), and
+// Processes this action starts (the registries, the prefetch worker, the save worker), and
 // the environment each gets: only what it needs, so that no token of the job (INPUT_*, ACTIONS_RUNTIME_TOKEN,
 // GITHUB_TOKEN) sits in /proc/PID/environ of a process that outlives the step.
 import { readFile } from 'node:fs/promises';
@@ -28,4 +28,15 @@ export function prefetchEnvironment(env: NodeJS.ProcessEnv): Record<string, stri
 
 function pick(env: NodeJS.ProcessEnv, names: string[]): Record<string, string> {
   return Object.fromEntries(names.flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]]])));
+}
+
+/** What @actions/cache reads to reach the cache service, and the tools it archives with (tar, zstd on PATH). */
+const CACHE_SERVICE = ['ACTIONS_CACHE_SERVICE_V2', 'ACTIONS_RESULTS_URL', 'ACTIONS_RUNTIME_TOKEN', 'ACTIONS_CACHE_URL', 'GITHUB_SERVER_URL', 'RUNNER_DEBUG', 'PATH'];
+
+/**
+ * The save worker's environment: the cache service and the network settings, with the work directory as the
+ * workspace the library archives paths from and the place of its temporary files. No registry token.
+ */
+export function saveEnvironment(env: NodeJS.ProcessEnv, workDir: string): Record<string, string> {
+  return { ...pick(env, [...CACHE_SERVICE, ...UPSTREAM_NETWORK]), GITHUB_WORKSPACE: workDir, RUNNER_TEMP: `${workDir}/tmp` };
 }
