@@ -183,12 +183,11 @@ async function waitForMirrors(what: string, ok: (live: string[]) => boolean, tim
   throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? ` (${(last as Error).message})` : ''}; see the daemon's log`);
 }
 
-// The daemon's config usually belongs to root; the runner user has passwordless sudo on hosted runners.
-
 /**
  * Replaces the file in one step: a temporary file beside it, synced, renamed over it. A crash leaves the old
  * file or the new one, never half of either. The file keeps its mode and owner (a new one gets 0644, owned by
  * whoever writes it: root through sudo); a symlink keeps pointing where it did, the file it names is replaced.
+ * The daemon's config usually belongs to root: sudo when the runner user may not write it (hosted runners).
  */
 export async function writeAsRoot(path: string, content: string | Buffer): Promise<void> {
   const target = await realpath(path).catch(() => path);
