@@ -89,7 +89,9 @@ export function restoredConfig(current: Buffer | null, saved: SavedConfig, path:
   const before = saved.original === null ? undefined : parseDaemonConfig(saved.original.toString('utf8'), path)[MIRRORS_KEY];
   const keepEmptyList = Array.isArray(before) && before.length === 0;
   const outcome = `it was changed during the job and left as it is, so it may still name the mirror ${saved.mirror}, which is gone; take it out of "${MIRRORS_KEY}" and reload dockerd`;
-  return Buffer.from(withoutMirror(current.toString('utf8'), saved.mirror, path, keepEmptyList, outcome));
+  const text = current.toString('utf8');
+  const result = withoutMirror(text, saved.mirror, path, keepEmptyList, outcome);
+  return result === text ? current : Buffer.from(result); // nothing of ours in it: its bytes, even ones UTF-8 would not keep
 }
 
 /**

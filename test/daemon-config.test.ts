@@ -161,6 +161,11 @@ describe('restoredConfig: what post leaves in daemon.json', () => {
     assert.equal(text(restoredConfig(Buffer.from(edited), saved(ORIGINAL, merged), PATH)), '{\n\t"debug": true,\n\t"insecure-registries": ["registry.internal:5000"]\n}\n');
   });
 
+  test('main stopped before it wrote (or a step took our mirror out itself): the file\'s own bytes stay', () => {
+    const current = Buffer.concat([Buffer.from('{"labels": ["'), Buffer.from([0xff]), Buffer.from('"]}\n')]);
+    assert.equal(restoredConfig(current, saved(ORIGINAL, withMirror(ORIGINAL, MIRROR, PATH)), PATH), current);
+  });
+
   test('removed during the job: stays removed', () => {
     assert.equal(restoredConfig(null, saved(ORIGINAL, withMirror(ORIGINAL, MIRROR, PATH)), PATH), null);
   });
