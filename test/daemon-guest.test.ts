@@ -6,7 +6,7 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { makeLayer, pushImage } from './helpers/images.js';
 import { assertLeftAsItWas } from './helpers/assertions.js';
-import { hubMirror } from './helpers/runner.js';
+import { hubMirror, type StepResult } from './helpers/runner.js';
 import { startWorld, type Runner, type StartedJob, type World } from './helpers/world.js';
 
 // Tabs, not the two spaces the action would write: what comes back must be the user's own bytes.
@@ -77,24 +77,33 @@ describe('daemon.json is the user\'s: the action takes out only what it put in',
   for (const order of [['A', 'B'], ['B', 'A']] as const) {
     test(`two jobs share one dockerd, post ${order.join(' then ')}: each takes out only its own mirror, and the file comes back byte for byte`, async () => {
       const runner = await world.runner(`shared-${order.join('')}`, DAEMON_JSON);
-      const jobs: Record<'A' | 'B', StartedJob> = { A: await runner.startJob(runner.inputs()), B: await runner.startJob(runner.inputs()) };
-      const mirror = { A: hubMirror(jobs.A.main).url, B: hubMirror(jobs.B.main).url };
-      assert.notEqual(mirror.A, mirror.B);
-      assert.deepEqual(await liveMirrors(runner), [live(mirror.B), live(mirror.A)], 'both mirrors live, the later job\'s first');
-      await runner.pull('alpha:1');
+      const jobs: Partial<Record<'A' | 'B', StartedJob>> = {};
+      const posts: Partial<Record<'A' | 'B', StepResult>> = {};
+      const post = async (job: 'A' | 'B') => (posts[job] ??= await jobs[job]!.post());
+      try {
+        jobs.A = await runner.startJob(runner.inputs());
+        jobs.B = await runner.startJob(runner.inputs());
+        const mirror = { A: hubMirror(jobs.A.main).url, B: hubMirror(jobs.B.main).url };
+        assert.notEqual(mirror.A, mirror.B);
+        assert.deepEqual(await liveMirrors(runner), [live(mirror.B), live(mirror.A)], 'both mirrors live, the later job\'s first');
+        await runner.pull('alpha:1');
 
-      const [first, second] = order;
-      const firstPost = await jobs[first].post();
-      assert.equal(firstPost.exitCode, 0, firstPost.stdout);
-      assert.deepEqual(firstPost.warnings, []);
-      const config = await readFile(runner.dockerd.configFile, 'utf8');
-      assert.deepEqual(JSON.parse(config)['registry-mirrors'], [mirror[second]], `job ${second}'s mirror stays in the file while it runs`);
-      assert.deepEqual(await liveMirrors(runner), [live(mirror[second])], `job ${second}'s mirror stays live while it runs, ${first}'s is gone`);
+        const [first, second] = order;
+        const firstPost = await post(first);
+        assert.equal(firstPost.exitCode, 0, firstPost.stdout);
+        assert.deepEqual(firstPost.warnings, []);
+        const config = await readFile(runner.dockerd.configFile, 'utf8');
+        assert.deepEqual(JSON.parse(config)['registry-mirrors'], [mirror[second]], `job ${second}'s mirror stays in the file while it runs`);
+        assert.deepEqual(await liveMirrors(runner), [live(mirror[second])], `job ${second}'s mirror stays live while it runs, ${first}'s is gone`);
 
-      const secondPost = await jobs[second].post();
-      assert.deepEqual(secondPost.warnings, []);
-      await assertLeftAsItWas(runner, DAEMON_JSON, jobs[second].main, secondPost, jobs[second].runnerTemp);
-      await assertLeftAsItWas(runner, DAEMON_JSON, jobs[first].main, firstPost, jobs[first].runnerTemp);
+        const secondPost = await post(second);
+        assert.deepEqual(secondPost.warnings, []);
+        await assertLeftAsItWas(runner, DAEMON_JSON, jobs[second]!.main, secondPost, jobs[second]!.runnerTemp);
+        await assertLeftAsItWas(runner, DAEMON_JSON, jobs[first]!.main, firstPost, jobs[first]!.runnerTemp);
+      } finally {
+        // As the runner does (post-if: always()): every job that started gets its post, whatever failed above.
+        for (const job of order) if (jobs[job]) await post(job);
+      }
     });
   }
 });
