@@ -2,49 +2,67 @@
 import * as core from '@actions/core';
 import * as exec from '@actions/exec';
 import { execFile } from 'node:child_process';
-import { access, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { access, mkdir, open, readdir, readFile, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { hostsToml, type MirrorAddress } from './client-config.js';
-import { clearingMirrors, mirrorIsLive, usesContainerdStore, withMirror } from './daemon-config.js';
+import { clearingMirrors, digestOf, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror } from './daemon-config.js';
 import type { DaemonState, RegistryHostsFile } from './state.js';
 
 const DEFAULT_CONFIG = '/etc/docker/daemon.json';
 
-/** Merges the mirror into the daemon's config and reloads it; undoes its own change if the daemon does not take it. */
-export async function useMirror(configPath: string, mirror: string, record: (s: DaemonState) => void): Promise<void> {
+/**
+ * Merges the mirror into the daemon's config and reloads it; undoes its own change if the daemon does not take it.
+ * `record` gets what post must undo as soon as there is something, and null once there is nothing left.
+ */
+export async function useMirror(configPath: string, mirror: string, record: (s: DaemonState | null) => void): Promise<void> {
   const pid = await findDockerd(configPath);
-  const original = await readFile(configPath).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') return null;
-    throw new Error(`cannot read ${configPath}: ${e.message}`);
-  });
+  const original = await readConfig(configPath);
   const merged = withMirror(original?.toString('utf8') ?? null, mirror, configPath);
-  const daemon: DaemonState = { configPath, original: original?.toString('base64') ?? null, pid, mirror };
+  const daemon: DaemonState = { configPath, original: original?.toString('base64') ?? null, written: digestOf(merged), pid, mirror };
   record(daemon);
   await writeAsRoot(configPath, merged);
   try {
     await reload(pid);
     await waitForMirrors(`the mirror to be listed by docker info after reloading dockerd (pid ${pid})`, (live) => mirrorIsLive(live, mirror));
   } catch (e) {
-    await restoreDaemon(daemon);
+    await restoreDaemon(daemon).catch((r: Error) => {
+      throw new Error(`${(e as Error).message}; putting ${configPath} back failed too (post tries again): ${r.message}`);
+    });
+    // Put back already: a second restore in post would only undo what the job's steps write to the file later.
+    record(null);
     throw e;
   }
 }
 
-/** Puts daemon.json back byte for byte (or removes it when there was none) and reloads, so the mirror is gone. */
+/**
+ * Takes the action's mirror out of daemon.json and reloads, so the mirror is gone from the file and the daemon.
+ * The file main wrote goes back to the original byte for byte (or is removed when there was none); a file
+ * changed since keeps every change, and only the mirror main added leaves it (see restoredConfig).
+ */
 export async function restoreDaemon(daemon: DaemonState): Promise<void> {
-  const original = daemon.original === null ? null : Buffer.from(daemon.original, 'base64');
+  const saved = { original: daemon.original === null ? null : Buffer.from(daemon.original, 'base64'), written: daemon.written, mirror: daemon.mirror };
+  const final = restoredConfig(await readConfig(daemon.configPath), saved, daemon.configPath);
   try {
     if (await isRunning(daemon.pid)) {
-      // dockerd keeps its live mirrors when the key is merely absent on reload, so when the original does not
-      // name registry-mirrors, a copy of it that clears them explicitly is what gets reloaded.
-      await writeAsRoot(daemon.configPath, clearingMirrors(original?.toString('utf8') ?? null, daemon.configPath) ?? original!);
+      // dockerd keeps its live mirrors when the key is merely absent on reload, so when the final config does
+      // not name registry-mirrors, a copy of it that clears them explicitly is what gets reloaded.
+      await writeAsRoot(daemon.configPath, clearingMirrors(final?.toString('utf8') ?? null, daemon.configPath) ?? final!);
       await reload(daemon.pid);
       await waitForMirrors('the mirror to leave docker info', (live) => !mirrorIsLive(live, daemon.mirror));
     }
   } finally {
-    if (original === null) await removeAsRoot(daemon.configPath);
-    else await writeAsRoot(daemon.configPath, original);
+    if (final === null) await removeAsRoot(daemon.configPath);
+    else await writeAsRoot(daemon.configPath, final);
   }
+}
+
+async function readConfig(configPath: string): Promise<Buffer | null> {
+  return readFile(configPath).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return null;
+    throw new Error(`cannot read ${configPath}: ${e.message}`);
+  });
 }
 
 /**
@@ -72,12 +90,21 @@ export async function useRegistryHosts(
   return written;
 }
 
-/** Removes the hosts.toml files useRegistryHosts wrote, and the directories it made for them. */
+/**
+ * Removes the hosts.toml files useRegistryHosts wrote, and the directories it made for them; one that cannot go
+ * does not keep the others, and the error at the end names every one left.
+ */
 export async function restoreRegistryHosts(files: RegistryHostsFile[]): Promise<void> {
+  const left: string[] = [];
   for (const { file, createdDir } of files) {
-    await removeAsRoot(file);
-    if (createdDir) await rmdir(dirname(file)).catch(() => sudo(['rmdir', dirname(file)]));
+    try {
+      await removeAsRoot(file);
+      if (createdDir) await removeDirAsRoot(dirname(file));
+    } catch (e) {
+      left.push((e as Error).message);
+    }
   }
+  if (left.length) throw new Error(`${left.length} of ${files.length} could not be removed: ${left.join('; ')}`);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -156,24 +183,81 @@ async function waitForMirrors(what: string, ok: (live: string[]) => boolean, tim
   throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? ` (${(last as Error).message})` : ''}; see the daemon's log`);
 }
 
-// The daemon's config usually belongs to root; the runner user has passwordless sudo on hosted runners.
-async function writeAsRoot(path: string, content: string | Buffer): Promise<void> {
+/**
+ * Replaces the file in one step: a temporary file beside it, synced, renamed over it. A crash leaves the old
+ * file or the new one, never half of either. The file keeps its mode and owner (a new one gets 0644, owned by
+ * whoever writes it: root through sudo); a symlink keeps pointing where it did, the file it names is replaced.
+ * The daemon's config usually belongs to root: sudo when the runner user may not write it (hosted runners).
+ */
+export async function writeAsRoot(path: string, content: string | Buffer): Promise<void> {
+  const target = await realpath(path).catch(() => path);
+  const existing = await stat(target).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return null;
+    throw e;
+  });
+  const mode = existing ? existing.mode & 0o7777 : 0o644;
+  const owner = existing && { uid: existing.uid, gid: existing.gid };
+  const temp = join(dirname(target), `.${basename(target)}.pull-cache-${randomBytes(6).toString('hex')}`);
+  const bytes = Buffer.from(content);
   try {
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, content);
+    await mkdir(dirname(target), { recursive: true });
+    const handle = await open(temp, 'wx', mode);
+    try {
+      await handle.writeFile(bytes);
+      await handle.chmod(mode); // past the umask
+      if (owner) await handle.chown(owner.uid, owner.gid);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, target);
   } catch (e) {
+    await rm(temp, { force: true }).catch(() => {});
     if (!isPermissionError(e)) throw e;
-    await sudo(['mkdir', '-p', dirname(path)]);
-    await sudo(['tee', path], Buffer.from(content));
+    await sudoWriteReplacing(target, temp, bytes, mode, owner ?? { uid: 0, gid: 0 });
   }
+  await syncDir(dirname(target));
+}
+
+/** writeAsRoot through sudo: install (mode, owner) the content as the temporary file, sync it, rename it. */
+async function sudoWriteReplacing(target: string, temp: string, bytes: Buffer, mode: number, owner: { uid: number; gid: number }): Promise<void> {
+  const staged = join(tmpdir(), `pull-cache-${randomBytes(6).toString('hex')}`);
+  await writeFile(staged, bytes, { mode: 0o600, flag: 'wx' });
+  try {
+    await sudo(['mkdir', '-p', dirname(target)]);
+    await sudo(['install', '-m', mode.toString(8), '-o', String(owner.uid), '-g', String(owner.gid), staged, temp]);
+    await sudo(['sync', temp]);
+    await sudo(['mv', '-f', '-T', temp, target]);
+  } catch (e) {
+    await sudo(['rm', '-f', temp]).catch(() => {});
+    throw e;
+  } finally {
+    await rm(staged, { force: true });
+  }
+}
+
+/** Makes a rename in dir durable; best effort (not every file system syncs directories). */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r').catch(() => null);
+  await handle?.sync().catch(() => {});
+  await handle?.close();
 }
 
 async function removeAsRoot(path: string): Promise<void> {
   try {
     await rm(path, { force: true });
   } catch (e) {
-    if (!isPermissionError(e)) throw e;
+    if (!isPermissionError(e)) throw new Error(`cannot remove ${path}: ${(e as Error).message}`);
     await sudo(['rm', '-f', path]);
+  }
+}
+
+async function removeDirAsRoot(dir: string): Promise<void> {
+  try {
+    await rmdir(dir);
+  } catch (e) {
+    if (!isPermissionError(e)) throw new Error(`cannot remove ${dir}: ${(e as Error).message}`);
+    await sudo(['rmdir', dir]);
   }
 }
 
@@ -182,8 +266,8 @@ function isPermissionError(e: unknown): boolean {
   return code === 'EACCES' || code === 'EPERM';
 }
 
-async function sudo(args: string[], input?: Buffer): Promise<void> {
-  const out = await exec.getExecOutput('sudo', ['-n', ...args], { silent: true, ignoreReturnCode: true, input });
+async function sudo(args: string[]): Promise<void> {
+  const out = await exec.getExecOutput('sudo', ['-n', ...args], { silent: true, ignoreReturnCode: true });
   if (out.exitCode !== 0) throw new Error(`sudo ${args[0]} failed: ${out.stderr.trim()}`);
   core.debug(`sudo ${args.join(' ')}`);
 }

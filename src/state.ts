@@ -22,6 +22,8 @@ export interface DaemonState {
   configPath: string;
   /** The file as it was, base64 of its bytes; null when there was none. */
   original: string | null;
+  /** SHA-256 (hex) of the bytes main wrote: while the file still has them, post puts `original` back as it was. */
+  written: string;
   pid: number;
   /** The mirror URL this action added. */
   mirror: string;
@@ -65,8 +67,9 @@ export const state = {
   setCache: (value: CacheState) => write('cache', value),
   mirrors: () => read<MirrorState[]>('mirrors') ?? [],
   setMirrors: (value: MirrorState[]) => write('mirrors', value),
-  daemon: () => read<DaemonState>('daemon'),
-  setDaemon: (value: DaemonState) => write('daemon', value),
+  daemon: () => read<DaemonState | null>('daemon') ?? undefined,
+  /** null: nothing for post to undo (main put the file back itself). */
+  setDaemon: (value: DaemonState | null) => write('daemon', value),
   registryHosts: () => read<RegistryHostsFile[]>('registryHosts') ?? [],
   setRegistryHosts: (value: RegistryHostsFile[]) => write('registryHosts', value),
   prefetch: () => read<PrefetchState>('prefetch'),

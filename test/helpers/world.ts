@@ -10,7 +10,7 @@ import { startDockerd, type Dockerd } from './dockerd.js';
 import { startHub, type Hub, type HubOptions } from './hub.js';
 import { startHubNamespace, type HubNamespace, type HubNamespaceOptions } from './hub-namespace.js';
 import { startReleaseServer, type ReleaseServer } from './release-server.js';
-import { runJob, type StepResult } from './runner.js';
+import { runJob, runStep, type StepOptions, type StepResult } from './runner.js';
 import { startUpstream, type AccessLogLine, type Upstream } from './upstream.js';
 
 export interface World {
@@ -48,9 +48,20 @@ export interface Runner {
     env?: Record<string, string>,
     options?: { killMainAfterMs?: number },
   ): Promise<{ main: StepResult; post: StepResult }>;
+  /**
+   * Runs only a job's main step, with a RUNNER_TEMP of its own; `post` runs its post step later. Jobs sharing this
+   * runner's dockerd (as on a self-hosted host) interleave this way.
+   */
+  startJob(inputs: Record<string, string>, env?: Record<string, string>): Promise<StartedJob>;
   /** `docker pull` on this runner's daemon; throws with the daemon's words when it fails. */
   pull(image: string): Promise<void>;
   stop(): Promise<void>;
+}
+
+export interface StartedJob {
+  main: StepResult;
+  runnerTemp: string;
+  post(): Promise<StepResult>;
 }
 
 export interface WorldOptions {
@@ -127,6 +138,23 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
         extraArgs: options.dockerdArgs,
         wrap: hubNamespace?.wrap,
       });
+      const stepOptions = (inputs: Record<string, string>, env: Record<string, string>, options: { killMainAfterMs?: number }, temp: string): StepOptions => ({
+        ...options,
+        inputs,
+        dir: join(base, `job-${++jobs}`),
+        wrap: hubNamespace?.wrap,
+        env: {
+          ...hubNamespace?.env,
+          ...cache.env,
+          DOCKER_HOST: dockerd.host,
+          RUNNER_TEMP: temp,
+          RUNNER_TOOL_CACHE: toolCache,
+          GITHUB_WORKSPACE: join(base, 'workspace'),
+          GITHUB_RUN_ID: String(1000 + jobs),
+          GITHUB_RUN_ATTEMPT: '1',
+          ...env,
+        },
+      });
       const runner: Runner = {
         dockerd,
         runnerTemp,
@@ -137,27 +165,13 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
           'registry-sha256': release.sha256,
           ...extra,
         }),
-        job: (inputs, steps, env = {}, options = {}) =>
-          runJob(
-            {
-              ...options,
-              inputs,
-              dir: join(base, `job-${++jobs}`),
-              wrap: hubNamespace?.wrap,
-              env: {
-                ...hubNamespace?.env,
-                ...cache.env,
-                DOCKER_HOST: dockerd.host,
-                RUNNER_TEMP: runnerTemp,
-                RUNNER_TOOL_CACHE: toolCache,
-                GITHUB_WORKSPACE: join(base, 'workspace'),
-                GITHUB_RUN_ID: String(1000 + jobs),
-                GITHUB_RUN_ATTEMPT: '1',
-                ...env,
-              },
-            },
-            steps,
-          ),
+        job: (inputs, steps, env = {}, options = {}) => runJob(stepOptions(inputs, env, options, runnerTemp), steps),
+        async startJob(inputs, env = {}) {
+          const temp = await mkdtemp(join(base, 'temp-'));
+          const options = stepOptions(inputs, env, {}, temp);
+          const main = await runStep('main', options, {});
+          return { main, runnerTemp: temp, post: () => runStep('post', options, main.state) };
+        },
         async pull(image) {
           const pulled = await dockerd.docker(['pull', image], { timeoutMs: 120_000 });
           if (pulled.code !== 0) {
