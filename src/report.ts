@@ -242,7 +242,7 @@ export function renderReport(f: ReportFacts): string {
     const damaged = [f.missingEntries && `${count(f.missingEntries, 'entry', 'entries')} gone from the cache`, f.damagedBlobs && `${count(f.damagedBlobs, 'blob')} failed the digest check and dropped`].filter(Boolean);
     lines.push(`- Restored: \`${f.restoredKey}\`, ${count(f.restoredBlobs, 'blob')}, ${formatBytes(f.restoredBytes)}${damaged.length ? ` (${damaged.join('; ')}: fetched again on demand)` : ''}.`);
   } else {
-    lines.push('- Restored: nothing (no cache yet for this key prefix and platform).');
+    lines.push(f.refused.length ? '- Restored: nothing (the cache index was refused, see below).' : '- Restored: nothing (no cache yet for this key prefix and platform).');
   }
   if (f.refused.length) {
     lines.push(`- Refused from the cache as invalid (not restored, not served): ${count(f.refused.length, 'item')}:`);

@@ -159,9 +159,9 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
       assert.match(job.post.summary, scenario.report, `${job.post.summary}\nmain's warnings:\n${job.main.warnings.join('\n')}`);
       const served = await runner.dockerd.docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', 'alpha:1']);
       assert.deepEqual(JSON.parse(served.stdout), alpha.layers.map((l) => l.diffId), 'the image pulled is the upstream one');
-      // What was not refused still comes from the cache.
-      const smallLayerFetched = fetched.some((l) => l.path.endsWith(alpha.layers[1].digest));
-      assert.equal(smallLayerFetched, scenario.wholeIndex === true, scenario.wholeIndex ? 'nothing restored from a refused index' : 'the untouched entries still served from the cache');
+      // What was not refused still comes from the cache; from a refused index, nothing does.
+      if (scenario.wholeIndex) assert.match(job.post.summary, /- Restored: nothing/);
+      else assert.ok(!fetched.some((l) => l.path.endsWith(alpha.layers[1].digest)), 'the untouched entries still served from the cache');
       await runner.dockerd.docker(['rmi', 'alpha:1']);
     });
   }

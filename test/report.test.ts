@@ -486,6 +486,8 @@ describe('renderReport', () => {
     assert.ok(!md.includes('  - image 11 (../x)'));
     assert.ok(md.includes('  - and 2 more (see the step\'s warnings)'));
     assert.doesNotMatch(renderReport(facts()), /Refused/);
+    const wholeIndex = renderReport(facts({ restoredKey: '', restoredBlobs: 0, restoredBytes: 0, refused: ['the cache index is not JSON'] }));
+    assert.ok(wholeIndex.includes('- Restored: nothing (the cache index was refused, see below).'));
   });
 
   test('tags the upstream no longer names, and images it could not vouch for, are named as not saved', () => {
