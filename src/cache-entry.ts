@@ -32,7 +32,7 @@ export function cacheVersion(paths: string[], compression: Compression): string 
 let compressionOnRunner: Promise<Compression> | undefined;
 
 /** As @actions/cache decides: zstd when the zstd CLI answers, gzip otherwise. */
-export function runnerCompression(): Promise<Compression> {
+function runnerCompression(): Promise<Compression> {
   compressionOnRunner ??= new Promise((resolve) => execFile('zstd', ['--quiet', '--version'], { timeout: 10_000 }, (e, out) => resolve(!e && out.trim() ? 'zstd-without-long' : 'gzip')));
   return compressionOnRunner;
 }
@@ -74,7 +74,7 @@ export async function restoreEntry(request: EntryRequest): Promise<string | unde
 }
 
 /** The most bytes an archive of these files can take compressed: layers do not compress, tar adds headers. */
-export function archiveBound(expected: ExpectedFiles): number {
+function archiveBound(expected: ExpectedFiles): number {
   const bytes = [...expected.values()].reduce((a, b) => a + b, 0);
   return Math.ceil(bytes * 1.01) + 1024 * 1024;
 }

@@ -4,7 +4,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { CacheIndex, CachedImage } from '../src/cache-index.js';
-import { dockerTime, normalRef, prefetchRefs, prefetchUsage, type PrefetchResult } from '../src/prefetch.js';
+import { dockerTime, MAX_PREFETCH, normalRef, prefetchRefs, prefetchUsage, type PrefetchResult } from '../src/prefetch.js';
 
 const digest = (name: string) => `sha256:${createHash('sha256').update(name).digest('hex')}`;
 
@@ -36,6 +36,12 @@ describe('prefetchRefs', () => {
   test('only the images the run that saved the index pulled: lastUsed equal to the index\'s created', () => {
     const index = indexOf([alpha, old, beta]);
     assert.deepEqual(prefetchRefs(index, index.images.map(ref)), ['alpha:1', 'beta:1']);
+  });
+
+  test(`at most ${MAX_PREFETCH} images: each costs a manifest request upstream, and a restored index could name thousands`, () => {
+    const many = Array.from({ length: MAX_PREFETCH + 10 }, (_, i) => image('library/alpha', `t${i}`, CREATED));
+    const refs = prefetchRefs(indexOf(many), many.map(ref));
+    assert.deepEqual(refs, many.slice(0, MAX_PREFETCH).map((i) => `alpha:${i.reference}`));
   });
 
   test('a lastUsed that differs from created by a millisecond is another run\'s', () => {
