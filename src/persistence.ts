@@ -99,8 +99,8 @@ export async function restoreStorage(scope: CacheScope, budget: Budget, registri
     const storage = join(scope.workDir, STORAGE_DIR);
     // Each entry is checked as soon as it is down, so the hashing overlaps the other downloads.
     const outcomes = await mapBounded(selection.entries, RESTORE_CONCURRENCY, (entry, i) => restoreBlobs(entry, index.blobs, join(restoring, String(i)), storage, signal));
-    const refused = [...invalid, ...outcomes.flatMap((o) => (o.refused ? [o.refused] : []))];
-    for (const problem of outcomes.flatMap((o) => (o.refused ? [o.refused] : []))) core.warning(`pull-cache-action: refused a cache entry: ${problem}`);
+    const refusedEntries = outcomes.flatMap((o) => (o.refused ? [o.refused] : []));
+    for (const problem of refusedEntries) core.warning(`pull-cache-action: refused a cache entry: ${problem}`);
     const present = new Set(outcomes.flatMap((o) => o.present));
     await writeLinks(storage, selection.images, present);
     return {
@@ -111,7 +111,7 @@ export async function restoreStorage(scope: CacheScope, budget: Budget, registri
       kept: selection.entries.filter((entry, i) => outcomes[i].found && entry.digests.every((d) => present.has(d))),
       missingEntries: outcomes.filter((o) => !o.found).length,
       damaged: selection.entries.flatMap((entry, i) => (outcomes[i].found ? entry.digests.filter((d) => !present.has(d)) : [])),
-      refused,
+      refused: [...invalid, ...refusedEntries],
     };
   } finally {
     await rm(restoring, { recursive: true, force: true });

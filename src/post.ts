@@ -104,7 +104,7 @@ async function reportAndSave(
     restoredBytes: Object.values(baseline.storage.blobs).reduce((a, b) => a + b, 0),
     missingEntries: baseline.restored.missingEntries,
     damagedBlobs: baseline.restored.damaged.length,
-    refused: baseline.restored.refused ?? [],
+    refused: baseline.restored.refused,
     dropped: baseline.restored.dropped,
     budget: { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays },
     saved: saved && { entries: saved.entries.length, bytes: saved.bytes, indexKey: saved.indexKey, deferred: saved.deferred, stopped: saved.stopped },
