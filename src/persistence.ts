@@ -170,16 +170,15 @@ const SAVE_ARGUMENT = '--save';
 const NOTHING_SAVED: Saved = { entries: [], bytes: 0, indexKey: '', deferred: 0, stopped: '' };
 
 /**
- * Saves what the job added, within timeoutMs. @actions/cache archives paths relative to the current directory,
- * so the upload runs in a child process started in the work directory: this process never changes directory,
- * and at the deadline the child is ended with the tar and zstd it runs. A job with nothing new starts no child.
+ * Saves what the job added. @actions/cache archives paths relative to the current directory, so the upload runs
+ * in a child process started in the work directory: this process never changes directory, and when `signal`
+ * aborts (cache-timeout) the child is ended with the tar and zstd it runs. A job with nothing new starts no child.
  */
-export async function saveStorage(scope: CacheScope, restored: Restored, after: StorageState, job: JobImages, run: { id: string; attempt: string }, timeoutMs: number): Promise<Saved> {
+export async function saveStorage(scope: CacheScope, restored: Restored, after: StorageState, job: JobImages, run: { id: string; attempt: string }, signal: AbortSignal): Promise<Saved> {
   const request: SaveRequest = { scope, restored, after, job: { seen: job.seen, used: [...job.used] }, run, now: new Date().toISOString() };
   const { plan, index } = savePlan(request);
   if (plan.entries.length === 0 && !indexChanged(restored.index, index)) return NOTHING_SAVED;
   const requestFile = join(scope.workDir, 'save-request.json');
-  const resultFile = join(scope.workDir, 'save-result.json');
   await writeFile(requestFile, JSON.stringify(request), { mode: 0o600 });
   const child = spawn(process.execPath, [process.argv[1], SAVE_ARGUMENT, requestFile], {
     cwd: scope.workDir,
@@ -187,23 +186,20 @@ export async function saveStorage(scope: CacheScope, restored: Restored, after: 
     stdio: ['ignore', 'inherit', 'inherit'],
     env: saveEnvironment(process.env, scope.workDir),
   });
-  let timer: NodeJS.Timeout | undefined;
   const exit = new Promise<number | null>((resolve, reject) => child.once('exit', resolve).once('error', reject));
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      // Its process group: the worker and its tar and zstd (gone already if it exited just now).
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {}
-      reject(new Error(`saving the cache took longer than ${timeoutMs / 1000} s (cache-timeout)`));
-    }, timeoutMs);
-  });
+  // Its process group: the worker and its tar and zstd (gone already if it exited just now).
+  const end = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {}
+  };
+  signal.addEventListener('abort', end, { once: true });
   try {
-    const code = await Promise.race([exit, deadline]);
+    const code = await exit;
     if (code !== 0) throw new Error(`the save worker exited with ${code}`);
-    return JSON.parse(await readFile(resultFile, 'utf8')) as Saved;
+    return JSON.parse(await readFile(join(scope.workDir, 'save-result.json'), 'utf8')) as Saved;
   } finally {
-    clearTimeout(timer);
+    signal.removeEventListener('abort', end);
   }
 }
 

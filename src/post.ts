@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { imageKey, imagesInStorage } from './cache-index.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
 import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
-import { readQuota, type Quota } from './docker-hub.js';
-import { saveStorage } from './persistence.js';
+import { readQuota, type Credentials, type Quota } from './docker-hub.js';
+import { saveStorage, withDeadline } from './persistence.js';
 import { containerImages, finishPrefetch, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
-import { stopMirrors } from './mirrors.js';
+import { mirrorPlans, stopMirrors } from './mirrors.js';
 import { accountUsage, aroundTheCache, mergeUsage, parseAccessLog, renderReport, writeReport, type RegistryRow, type Usage } from './report.js';
 import { state, type MirrorState, type RegistryHostsFile } from './state.js';
 import { displayName, DOCKER_HUB, qualifiedRepository } from './images.js';
@@ -38,7 +38,7 @@ export async function post(): Promise<void> {
   const mirrors = state.mirrors();
   const hub = mirrors.find((m) => m.registry === DOCKER_HUB && !m.offline);
   // The quota costs two round trips to Docker Hub: ask while the rest of post runs.
-  const quota = inputs && hub ? readQuota(hub.upstream, hub.pullsAs ? { username: hub.pullsAs, password: inputs.dockerhubToken } : null) : Promise.resolve(null);
+  const quota = inputs && hub ? readQuota(hub.upstream, pulledWith(hub, inputs)) : Promise.resolve(null);
 
   // The prefetch pulls through the registry: stop it first.
   const prefetch = state.prefetch();
@@ -93,7 +93,7 @@ async function reportAndSave(
   const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
   const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
   const saved = inputs.save
-    ? await attempt('saving the cache', () => saveStorage(scope, baseline.restored, after, job, run, inputs.cacheTimeoutSeconds * 1000))
+    ? await attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, (signal) => saveStorage(scope, baseline.restored, after, job, run, signal)))
     : null;
   const markdown = renderReport({
     upstream: inputs.upstream,
@@ -145,7 +145,10 @@ function registryRows(mirrors: MirrorState[], usages: Usage[] | null): RegistryR
 /** The upstream each registry's mirror pulled from, and as whom. */
 function upstreamOf(mirrors: MirrorState[], registry: string, inputs: Inputs): UpstreamOf | undefined {
   const mirror = mirrors.find((m) => m.registry === registry);
-  if (!mirror) return undefined;
-  const password = registry === DOCKER_HUB ? inputs.dockerhubToken : inputs.registryCredentials[registry]?.password;
-  return { upstream: mirror.upstream, offline: mirror.offline, credentials: mirror.pullsAs && password ? { username: mirror.pullsAs, password } : null };
+  return mirror && { upstream: mirror.upstream, offline: mirror.offline, credentials: pulledWith(mirror, inputs) };
+}
+
+/** The credentials a mirror pulled with: its plan's, unless the upstream refused them and it went anonymous. */
+function pulledWith(mirror: MirrorState, inputs: Inputs): Credentials | null {
+  return mirror.pullsAs ? (mirrorPlans(inputs).find((p) => p.registry === mirror.registry)?.credentials ?? null) : null;
 }
