@@ -154,6 +154,12 @@ async function reload(pid: number): Promise<void> {
   }
 }
 
+/** The daemon's release, as `docker info` gives it (`20.10.24+dfsg1`); empty when docker info does not answer. */
+export async function serverVersion(): Promise<string> {
+  const version = await dockerInfo('{{json .ServerVersion}}').catch(() => '');
+  return typeof version === 'string' ? version : '';
+}
+
 /** The daemon's live mirrors. */
 async function liveMirrors(): Promise<string[]> {
   return ((await dockerInfo('{{json .RegistryConfig.Mirrors}}')) as string[] | null) ?? [];

@@ -2,9 +2,10 @@
 // clients at them. Any failure is a warning and the job pulls directly, unless fail-on-error is set.
 import * as core from '@actions/core';
 import { join } from 'node:path';
+import { builtInBuildkitNotice } from './builtin-buildkit.js';
 import { writeClientConfigs } from './client-config.js';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
-import { useMirror, useRegistryHosts } from './daemon.js';
+import { serverVersion, useMirror, useRegistryHosts } from './daemon.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
 import { NOTHING_RESTORED, restoreStorage, withDeadline, type Restored } from './persistence.js';
@@ -50,6 +51,8 @@ export async function main(): Promise<void> {
       await useMirror(inputs.daemonConfig, hub.url, state.setDaemon);
       core.info(`dockerd now pulls Docker Hub images through ${hub.url}`);
       core.setOutput('mirror', hub.url);
+      const buildkit = builtInBuildkitNotice(await serverVersion(), hub.url);
+      if (buildkit) (core.notice(buildkit), state.setBuiltInBuildkit(buildkit));
     }
     const others = mirrors.filter((m) => m.registry !== DOCKER_HUB);
     const hostsFiles = others.length ? await useRegistryHosts(inputs.daemonConfig, others, state.setRegistryHosts) : [];

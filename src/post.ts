@@ -117,6 +117,7 @@ async function reportAndSave(
     prefetch: prefetchUsed ?? null,
     unpigz: await onPath('unpigz'),
     aroundTheCache: aroundTheCache(await imagesPulledSince(baseline.started), mirrors, hostsFiles.map((f) => f.registry)),
+    builtInBuildkit: state.builtInBuildkit(),
     problems,
   });
   await attempt('writing the report', () => writeReport(markdown));

@@ -197,6 +197,8 @@ export interface ReportFacts {
   unpigz: boolean;
   /** What dockerd pulled from other registries directly. */
   aroundTheCache: AroundTheCache[];
+  /** Why `docker build` with dockerd's own BuildKit went around the cache (builtInBuildkitNotice); empty when it did not. */
+  builtInBuildkit: string;
   problems: string[];
 }
 
@@ -281,9 +283,15 @@ export function renderReport(f: ReportFacts): string {
     const how = a.throughMirror ? `\`docker pull ${a.throughMirror}\` comes through the cache, as does a containerd client with hosts-dir` : `list ${splitRepository(a.image).registry} in registries to cache it`;
     lines.push(`- Not through the cache: dockerd pulled ${a.image} from its registry directly (dockerd's registry-mirrors cover Docker Hub only); ${how}.`);
   }
+  lines.push(...builtInBuildkitLines(f.builtInBuildkit));
   if (!f.unpigz) lines.push('- dockerd decompresses layers without unpigz: installing `pigz` makes pulls about 20% faster.');
   for (const p of f.problems) lines.push(`- ⚠️ ${p}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** dockerd's own BuildKit, when this daemon's cannot pull through the mirror: a line saying so and the ways through. */
+function builtInBuildkitLines(notice: string): string[] {
+  return notice ? [`- Not through the cache: ${notice}`] : [];
 }
 
 export async function writeReport(markdown: string): Promise<void> {

@@ -74,6 +74,9 @@ export const state = {
   setRegistryHosts: (value: RegistryHostsFile[]) => write('registryHosts', value),
   prefetch: () => read<PrefetchState>('prefetch'),
   setPrefetch: (value: PrefetchState) => write('prefetch', value),
+  /** Why `docker build` with dockerd's own BuildKit goes around the cache on this daemon; empty when it does not. */
+  builtInBuildkit: () => core.getState('builtInBuildkit'),
+  setBuiltInBuildkit: (notice: string) => core.saveState('builtInBuildkit', notice),
   mainError: () => core.getState('mainError'),
   setMainError: (message: string) => core.saveState('mainError', message),
 };

@@ -3,6 +3,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { builtInBuildkitNotice } from '../src/builtin-buildkit.js';
 import { imageKey, imagesInStorage, type Dropped } from '../src/cache-index.js';
 import type { Manifests } from '../src/images.js';
 import { accountUsage, aroundTheCache, formatBytes, mergeUsage, parseAccessLog, renderReport, type ReportFacts, type Usage } from '../src/report.js';
@@ -411,6 +412,7 @@ describe('renderReport', () => {
     upstream: 'https://registry-1.docker.io',
     registries: [],
     aroundTheCache: [],
+    builtInBuildkit: '',
     usage,
     restoredKey: 'pull-cache-index-linux-amd64-123-1-abc',
     restoredBlobs: 5,
@@ -695,6 +697,12 @@ describe('renderReport', () => {
     const md = renderReport(facts({ aroundTheCache: [{ image: 'ghcr.io/org/app:1', throughMirror: '127.0.0.1:40002/org/app:1' }, { image: 'quay.io/x/y:2', throughMirror: '' }] }));
     assert.ok(md.includes("- Not through the cache: dockerd pulled ghcr.io/org/app:1 from its registry directly (dockerd's registry-mirrors cover Docker Hub only); `docker pull 127.0.0.1:40002/org/app:1` comes through the cache, as does a containerd client with hosts-dir.\n"), md);
     assert.ok(md.includes('- Not through the cache: dockerd pulled quay.io/x/y:2 from its registry directly (dockerd\'s registry-mirrors cover Docker Hub only); list quay.io in registries to cache it.\n'), md);
+  });
+
+  test("dockerd's own BuildKit going around the cache: one line saying so, none when it does not", () => {
+    const notice = builtInBuildkitNotice('20.10.24+dfsg1', 'http://127.0.0.1:40001')!;
+    assert.ok(renderReport(facts({ builtInBuildkit: notice })).includes(`\n- Not through the cache: ${notice}\n`));
+    assert.ok(!renderReport(facts()).includes('BuildKit'));
   });
 });
 
