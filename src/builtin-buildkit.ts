@@ -51,7 +51,7 @@ export function builtInBuildkitNotice(serverVersion: string, mirror: string): st
       ? `dockerd ${serverVersion} gives its BuildKit the registry mirrors it had when it started, and the action adds its mirror by a reload (Docker Engine 25 and later read the reloaded mirror)`
       : `dockerd ${serverVersion}'s BuildKit speaks plain HTTP only to a mirror on loopback, and this one listens on the Docker bridge (Docker Engine 28 and later reach it; \`listen: loopback\` works from 25)`;
   return (
-    `\`docker build\` with BuildKit (the default builder) pulls its FROM images from Docker Hub directly, not through the cache: ${why}. ` +
+    `\`docker build\` with BuildKit (the default builder, also docker/build-push-action without a builder of its own) pulls its FROM images from Docker Hub directly, not through the cache: ${why}. ` +
     'To build through the cache, use a buildx builder given the `buildkitd-config` output (docker/setup-buildx-action), or the classic builder (`DOCKER_BUILDKIT=0`).'
   );
 }

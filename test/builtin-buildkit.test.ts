@@ -45,7 +45,7 @@ describe("dockerd's own BuildKit and a reloaded mirror", () => {
 
   test('the notice says what docker build does, why, and both ways through the cache', () => {
     const atStart = builtInBuildkitNotice('20.10.24+dfsg1', LOOPBACK)!;
-    assert.match(atStart, /^`docker build` with BuildKit \(the default builder\) pulls its FROM images from Docker Hub directly, not through the cache: dockerd 20\.10\.24\+dfsg1 gives its BuildKit the registry mirrors it had when it started/);
+    assert.match(atStart, /^`docker build` with BuildKit \(the default builder, also docker\/build-push-action without a builder of its own\) pulls its FROM images from Docker Hub directly, not through the cache: dockerd 20\.10\.24\+dfsg1 gives its BuildKit the registry mirrors it had when it started/);
     assert.match(atStart, /Docker Engine 25 and later read the reloaded mirror/);
     const onBridge = builtInBuildkitNotice('26.1.4', BRIDGE)!;
     assert.match(onBridge, /dockerd 26\.1\.4's BuildKit speaks plain HTTP only to a mirror on loopback, and this one listens on the Docker bridge/);

@@ -24,3 +24,33 @@ fi
 for tool in dockerd docker docker-registry containerd ctr zstd ip openssl nsenter unshare; do
   command -v "$tool" >/dev/null || { echo "prerequisites: $tool is still missing after install" >&2; exit 1; }
 done
+
+# ---- BuildKit (buildkitd, buildctl) for the buildx builder tests: test/buildkit.test.ts ----------------------------
+# Built from github.com/moby/buildkit at a pinned release through the Go module proxy, inside the downloaded module
+# (go install refuses it: its go.mod has exclude directives), into $BUILDKIT_DIR, once: later runs find both binaries
+# and build nothing (the Go build cache keeps a rebuild after a wiped dir short). buildkitd's OCI worker runs runc.
+# Keep the version in step with BUILDKIT_VERSION in test/helpers/buildkitd.ts.
+BUILDKIT_VERSION=v0.34.2
+BUILDKIT_DIR=${PULL_CACHE_GO_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pull-cache-action/go-tools}/github.com/moby/buildkit@$BUILDKIT_VERSION
+build_buildkit() {
+  [ -x "$BUILDKIT_DIR/buildkitd" ] && [ -x "$BUILDKIT_DIR/buildctl" ] && return 0
+  command -v go >/dev/null || { echo "prerequisites: go is missing: it builds buildkitd and buildctl $BUILDKIT_VERSION" >&2; return 1; }
+  echo "prerequisites: building buildkitd and buildctl $BUILDKIT_VERSION (Go module proxy; a few minutes the first time)"
+  local dir
+  dir=$(go mod download -json "github.com/moby/buildkit@$BUILDKIT_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  [ -n "$dir" ] && [ -d "$dir" ] || { echo "prerequisites: go mod download github.com/moby/buildkit@$BUILDKIT_VERSION gave no module directory" >&2; return 1; }
+  mkdir -p "$BUILDKIT_DIR.partial"
+  # Built into a side directory and moved into place whole: a run cut off half-way leaves nothing that looks finished.
+  (cd "$dir" && go build -trimpath -ldflags "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION" -o "$BUILDKIT_DIR.partial/" ./cmd/buildkitd ./cmd/buildctl) ||
+    { rm -rf "$BUILDKIT_DIR.partial"; echo "prerequisites: building buildkitd and buildctl $BUILDKIT_VERSION failed" >&2; return 1; }
+  rm -rf "$BUILDKIT_DIR"
+  mv "$BUILDKIT_DIR.partial" "$BUILDKIT_DIR"
+}
+if ! command -v runc >/dev/null; then
+  echo "prerequisites: installing runc (buildkitd's OCI worker runs it)"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends runc >/dev/null
+  command -v runc >/dev/null || { echo "prerequisites: runc is still missing after install" >&2; exit 1; }
+fi
+build_buildkit

@@ -35,12 +35,23 @@ export interface Dockerd {
   /** Milliseconds from spawn until `docker info` answered. */
   startMs: number;
   process: Started;
-  /** Runs the docker CLI against this daemon. */
-  docker(args: string[], options?: { timeoutMs?: number; input?: string | Buffer }): Promise<RunResult>;
+  /** Runs the docker CLI against this daemon; `env` adds to its environment (DOCKER_BUILDKIT=1, say). */
+  docker(args: string[], options?: DockerCliOptions): Promise<RunResult>;
   /** `docker info --format '{{json .}}'`, parsed. */
   info(): Promise<any>;
   /** Stops the daemon, then anything left of it (containerd, shims, containers), its mounts and its exec-root. */
   stop(): Promise<void>;
+}
+
+export interface DockerCliOptions {
+  timeoutMs?: number;
+  input?: string | Buffer;
+  env?: Record<string, string>;
+  /**
+   * Run the CLI through the daemon's `wrap` too (inside its network namespace): a BuildKit build's client fetches
+   * the registry's tokens itself, for the daemon's BuildKit.
+   */
+  besideDaemon?: boolean;
 }
 
 const live = new Set<Dockerd>();
@@ -111,8 +122,10 @@ export async function startDockerd(
   const launch = opts.wrap ? opts.wrap(unshare.command, unshare.args) : unshare;
   const proc = startProcess(launch.command, launch.args, logFile, { env, graceMs: 20_000 });
   const cliEnv = { ...env, DOCKER_HOST: host, DOCKER_CONFIG: cliConfig };
-  const docker = (cliArgs: string[], o: { timeoutMs?: number; input?: string | Buffer } = {}) =>
-    run(cli, cliArgs, { env: cliEnv, timeoutMs: o.timeoutMs ?? 120_000, input: o.input });
+  const docker = (cliArgs: string[], o: DockerCliOptions = {}) => {
+    const { command, args } = o.besideDaemon && opts.wrap ? opts.wrap(cli, cliArgs) : { command: cli, args: cliArgs };
+    return run(command, args, { env: { ...cliEnv, ...o.env }, timeoutMs: o.timeoutMs ?? 120_000, input: o.input });
+  };
   const info = async () => {
     const r = await docker(['info', '--format', '{{json .}}'], { timeoutMs: 10_000 });
     if (r.code !== 0) throw new Error(`docker info: ${r.code} ${r.stderr}`);

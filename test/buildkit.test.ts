@@ -1,0 +1,136 @@
+// Builds through the cache. A buildx docker-container builder (a real buildkitd, given the action's
+// `buildkitd-config` as docker/setup-buildx-action hands it) builds a Dockerfile whose FROM lines name a Docker Hub
+// image and a ghcr.io image: the cold job fills the cache from both upstreams, the warm job, on a fresh runner with
+// a fresh builder, fetches no blob from either. With `listen: loopback` the builder is on the host's network
+// (driver-opts network=host); with `listen: docker-bridge` it is in a container on Docker's bridge, where the
+// mirrors are its only way out. And dockerd 20.10's own BuildKit (`DOCKER_BUILDKIT=1 docker build`), which never
+// sees a mirror added by reload: the build works, from Docker Hub directly, and the action says so and how to build
+// through the cache; the classic builder it names goes through it. The registries are stand-ins under their real
+// names in a network namespace (helpers/hub-namespace.ts).
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { builtInBuildkitNotice } from '../src/builtin-buildkit.js';
+import { startBuildkitd } from './helpers/buildkitd.js';
+import { makeLayer, pushImage } from './helpers/images.js';
+import type { StepResult } from './helpers/runner.js';
+import type { Wrap } from './helpers/process.js';
+import { startWorld, type Runner, type World } from './helpers/world.js';
+
+const MiB = 1024 * 1024;
+/** Two stages, one image of each registry; the result is exported, so every layer of both is fetched. */
+const DOCKERFILE = ['FROM ghcr.io/org/app:1 AS app', 'FROM alpine:1', 'COPY --from=app /opt/app.bin /opt/app.bin', ''].join('\n');
+
+describe('BuildKit through the cache', { timeout: 600_000 }, () => {
+  let world: World;
+
+  before(async () => {
+    world = await startWorld('buildkit', { hubNamespace: true, registries: ['ghcr.io'] });
+    const base = makeLayer('bk-base', [{ path: 'usr/lib/base.bin', bytes: 1.5 * MiB }]);
+    await Promise.all([
+      world.hub!.pushImage('library/alpine', '1', [base, makeLayer('bk-alpine', [{ path: 'bin/sh', bytes: 1 * MiB }])]),
+      world.hub!.pushImage('library/busybox', '1', [makeLayer('bk-busybox', [{ path: 'bin/busybox', bytes: 1 * MiB }])]),
+      pushImage(world.registries['ghcr.io'].url, 'org/app', '1', [base, makeLayer('bk-app', [{ path: 'opt/app.bin', bytes: 2 * MiB }])]),
+    ]);
+  });
+  after(async () => {
+    await world?.stop();
+  });
+
+  /** Blob downloads each upstream (Docker Hub's stand-in, ghcr.io's) has served so far. */
+  async function upstreamBlobGets(): Promise<Record<string, number>> {
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
+    return { 'docker.io': (await world.upstream.blobRequests()).length, 'ghcr.io': (await world.registries['ghcr.io'].blobRequests()).length };
+  }
+
+  /**
+   * A job on a fresh runner whose step builds DOCKERFILE with a fresh buildkitd given the action's buildkitd-config;
+   * `network` says where the builder runs. What each upstream served during the job comes back with the steps.
+   */
+  async function buildJob(runner: Runner, network: Wrap, inputs: Record<string, string>): Promise<{ main: StepResult; post: StepResult; fetched: Record<string, number> }> {
+    const before = await upstreamBlobGets();
+    const { main, post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', ...inputs }), async (main) => {
+      const builder = await startBuildkitd(join(runner.runnerTemp, '..', 'builder'), { config: main.outputs['buildkitd-config'], wrap: network });
+      try {
+        await builder.build(DOCKERFILE, 'app');
+      } finally {
+        await builder.stop();
+      }
+    });
+    const afterJob = await upstreamBlobGets();
+    return { main, post, fetched: { 'docker.io': afterJob['docker.io'] - before['docker.io'], 'ghcr.io': afterJob['ghcr.io'] - before['ghcr.io'] } };
+  }
+
+  /** Each registry's row of the report: its mirror on `address`, one image, from cache and from upstream. */
+  function assertRows(summary: string, address: string, cached: 'cold' | 'warm'): void {
+    for (const registry of ['docker.io', 'ghcr.io']) {
+      const [fromCache, fromUpstream] = cached === 'cold' ? ['–', '\\d+ blobs?, [\\d.]+ [KM]iB'] : ['\\d+ blobs?, [\\d.]+ [KM]iB', '–'];
+      assert.match(summary, new RegExp(`\\| ${registry.replace(/\./g, '\\.')} \\| http://${address.replace(/\./g, '\\.')}:\\d+ \\| 1 \\| ${fromCache} \\| ${fromUpstream} \\|`), summary);
+    }
+  }
+
+  for (const listen of ['loopback', 'docker-bridge'] as const) {
+    describe(`a buildx builder with buildkitd-config, listen: ${listen}`, () => {
+      /** A fresh runner, and where its builder runs: on the host's network, or in a container on the bridge (made after the runner's dockerd, which removes a docker0 it finds). */
+      async function job(name: string) {
+        const runner = await world.runner(`${listen}-${name}`);
+        const bridge = listen === 'docker-bridge' ? await world.hubNamespace!.bridge() : undefined;
+        try {
+          const result = await buildJob(runner, bridge?.containerWrap ?? world.hubNamespace!.wrap, { listen, 'cache-key': `buildx-${listen}` });
+          return { ...result, address: bridge?.gateway ?? '127.0.0.1' };
+        } finally {
+          await bridge?.remove();
+        }
+      }
+
+      test('cold: the build pulls both FROM images through their mirrors, which fill the cache from both upstreams', async () => {
+        const { main, post, fetched, address } = await job('cold');
+        assert.deepEqual([...main.warnings, ...post.warnings], []);
+        assert.ok(fetched['docker.io'] > 0 && fetched['ghcr.io'] > 0, `both upstreams served the cold build: ${JSON.stringify(fetched)}`);
+        assertRows(post.summary, address, 'cold');
+        assert.match(post.summary, /Saved: \d+ new entr/);
+      });
+
+      test('warm: a fresh runner and a fresh builder get every blob of both images from the cache', async () => {
+        const { main, post, fetched, address } = await job('warm');
+        assert.deepEqual([...main.warnings, ...post.warnings], []);
+        assert.deepEqual(fetched, { 'docker.io': 0, 'ghcr.io': 0 }, 'no upstream served a blob');
+        assertRows(post.summary, address, 'warm');
+        assert.match(post.summary, /Hit rate: 100% of bytes served/);
+        assert.match(post.summary, /Saved: nothing new/);
+      });
+    });
+  }
+
+  test("dockerd 20.10's own BuildKit goes around the reloaded mirror, and the action says so; the classic builder goes through it", async () => {
+    const runner = await world.runner('dockerd-buildkit');
+    const version = (await runner.dockerd.info()).ServerVersion as string;
+    let buildkitFetched = 0;
+    const { main, post } = await runner.job(runner.inputs({ 'cache-key': 'dockerd-buildkit' }), async (main) => {
+      const mirrorLog = (JSON.parse(main.state.mirrors) as { registry: string; accessLog: string }[]).find((m) => m.registry === 'docker.io')!.accessLog;
+      const mirrorLines = async () => (await readFile(mirrorLog, 'utf8')).split('\n').filter(Boolean).length;
+      const build = async (builder: '0' | '1', image: string) => {
+        const built = await runner.dockerd.docker(['build', '--tag', `built-${builder}`, '-'], { input: `FROM ${image}\nLABEL built=yes\n`, env: { DOCKER_BUILDKIT: builder }, besideDaemon: true, timeoutMs: 180_000 });
+        assert.equal(built.code, 0, `DOCKER_BUILDKIT=${builder} docker build FROM ${image}: ${built.stderr}`);
+      };
+
+      // What the user sees: the BuildKit build works, and its FROM image comes from Docker Hub, not the mirror.
+      const [before, mirrorBefore] = [(await world.upstream.blobRequests()).length, await mirrorLines()];
+      await build('1', 'alpine:1');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      buildkitFetched = (await world.upstream.blobRequests()).length - before;
+      assert.equal(await mirrorLines(), mirrorBefore, 'the mirror saw no request of the BuildKit build');
+      // The way the notice names: the classic builder pulls through the mirror.
+      await build('0', 'busybox:1');
+    });
+    assert.ok(buildkitFetched >= 3, `Docker Hub served alpine's blobs to BuildKit directly: ${buildkitFetched}`);
+    assert.deepEqual([...main.warnings, ...post.warnings], []);
+    const notice = builtInBuildkitNotice(version, main.outputs.mirror);
+    assert.ok(notice, `dockerd ${version} is one whose BuildKit reads mirrors at start`);
+    assert.ok(main.stdout.includes(`::notice::${notice}`), main.stdout);
+    assert.ok(post.summary.includes(`\n- Not through the cache: ${notice}\n`), post.summary);
+    assert.match(post.summary, /\| busybox:1 \| – \| 2 blobs, /, 'the classic build came through the cache');
+    assert.ok(!post.summary.includes('| alpine:1 |'), 'the BuildKit build did not');
+  });
+});
