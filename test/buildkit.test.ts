@@ -3,10 +3,11 @@
 // image and a ghcr.io image: the cold job fills the cache from both upstreams, the warm job, on a fresh runner with
 // a fresh builder, fetches no blob from either. With `listen: loopback` the builder is on the host's network
 // (driver-opts network=host); with `listen: docker-bridge` it is in a container on Docker's bridge, where the
-// mirrors are its only way out. And dockerd 20.10's own BuildKit (`DOCKER_BUILDKIT=1 docker build`), which never
-// sees a mirror added by reload: the build works, from Docker Hub directly, and the action says so and how to build
-// through the cache; the classic builder it names goes through it. The registries are stand-ins under their real
-// names in a network namespace (helpers/hub-namespace.ts).
+// mirrors are its only way out. And dockerd's own BuildKit (`DOCKER_BUILDKIT=1 docker build`), which on Debian's
+// 20.10 here never sees a mirror added by reload: the build works, from Docker Hub directly, and the action says so
+// and how to build through the cache; the classic builder it names goes through it (on an engine whose BuildKit
+// reads the reloaded mirror, TEST_DOCKERD on CI, the build comes through the cache and nothing is said). The
+// registries are stand-ins under their real names in a network namespace (helpers/hub-namespace.ts).
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -103,34 +104,40 @@ describe('BuildKit through the cache', { timeout: 600_000 }, () => {
     });
   }
 
-  test("dockerd 20.10's own BuildKit goes around the reloaded mirror, and the action says so; the classic builder goes through it", async () => {
+  test("dockerd's own BuildKit: around the reloaded mirror on 20.10 to 24.0, as the action says; the classic builder goes through it", async () => {
     const runner = await world.runner('dockerd-buildkit');
     const version = (await runner.dockerd.info()).ServerVersion as string;
-    let buildkitFetched = 0;
+    const buildkit = { fromHub: 0, mirrorRequests: 0 };
     const { main, post } = await runner.job(runner.inputs({ 'cache-key': 'dockerd-buildkit' }), async (main) => {
       const mirrorLog = (JSON.parse(main.state.mirrors) as { registry: string; accessLog: string }[]).find((m) => m.registry === 'docker.io')!.accessLog;
-      const mirrorLines = async () => (await readFile(mirrorLog, 'utf8')).split('\n').filter(Boolean).length;
+      const mirrorRequests = async () => (await readFile(mirrorLog, 'utf8')).split('\n').filter(Boolean).length;
       const build = async (builder: '0' | '1', image: string) => {
         const built = await runner.dockerd.docker(['build', '--tag', `built-${builder}`, '-'], { input: `FROM ${image}\nLABEL built=yes\n`, env: { DOCKER_BUILDKIT: builder }, besideDaemon: true, timeoutMs: 180_000 });
         assert.equal(built.code, 0, `DOCKER_BUILDKIT=${builder} docker build FROM ${image}: ${built.stderr}`);
       };
-
-      // What the user sees: the BuildKit build works, and its FROM image comes from Docker Hub, not the mirror.
-      const [before, mirrorBefore] = [(await world.upstream.blobRequests()).length, await mirrorLines()];
+      const [fromHub, mirrored] = [(await world.upstream.blobRequests()).length, await mirrorRequests()];
       await build('1', 'alpine:1');
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      buildkitFetched = (await world.upstream.blobRequests()).length - before;
-      assert.equal(await mirrorLines(), mirrorBefore, 'the mirror saw no request of the BuildKit build');
-      // The way the notice names: the classic builder pulls through the mirror.
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
+      buildkit.fromHub = (await world.upstream.blobRequests()).length - fromHub;
+      buildkit.mirrorRequests = (await mirrorRequests()) - mirrored;
+      // One of the ways the notice names: the classic builder pulls through the mirror.
       await build('0', 'busybox:1');
     });
-    assert.ok(buildkitFetched >= 3, `Docker Hub served alpine's blobs to BuildKit directly: ${buildkitFetched}`);
     assert.deepEqual([...main.warnings, ...post.warnings], []);
-    const notice = builtInBuildkitNotice(version, main.outputs.mirror);
-    assert.ok(notice, `dockerd ${version} is one whose BuildKit reads mirrors at start`);
-    assert.ok(main.stdout.includes(`::notice::${notice}`), main.stdout);
-    assert.ok(post.summary.includes(`\n- Not through the cache: ${notice}\n`), post.summary);
     assert.match(post.summary, /\| busybox:1 \| – \| 2 blobs, /, 'the classic build came through the cache');
-    assert.ok(!post.summary.includes('| alpine:1 |'), 'the BuildKit build did not');
+    const notice = builtInBuildkitNotice(version, main.outputs.mirror);
+    if (notice) {
+      // Debian's 20.10 here: the build works, its FROM image straight from Docker Hub; the step and the report say so.
+      assert.equal(buildkit.mirrorRequests, 0, 'the mirror saw no request of the BuildKit build');
+      assert.ok(buildkit.fromHub >= 3, `Docker Hub served alpine's blobs to BuildKit directly: ${buildkit.fromHub}`);
+      assert.ok(main.stdout.includes(`::notice::${notice}`), main.stdout);
+      assert.ok(post.summary.includes(`\n- Not through the cache: ${notice}\n`), post.summary);
+      assert.ok(!post.summary.includes('| alpine:1 |'), 'the BuildKit build did not come through the cache');
+    } else {
+      // An engine that reads the reloaded mirror (Docker CE 25 and later, as on CI's hosted runners): through the cache, and nothing said.
+      assert.ok(buildkit.mirrorRequests > 0, `dockerd ${version}'s BuildKit pulled through the mirror`);
+      assert.match(post.summary, /\| alpine:1 \| – \| 3 blobs, /);
+      assert.ok(!post.summary.includes('BuildKit'), post.summary);
+    }
   });
 });
