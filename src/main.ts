@@ -52,7 +52,10 @@ export async function main(): Promise<void> {
       core.info(`dockerd now pulls Docker Hub images through ${hub.url}`);
       core.setOutput('mirror', hub.url);
       const buildkit = builtInBuildkitNotice(await serverVersion(), hub.url);
-      if (buildkit) (core.notice(buildkit), state.setBuiltInBuildkit(buildkit));
+      if (buildkit) {
+        core.notice(buildkit);
+        state.setBuiltInBuildkit(buildkit);
+      }
     }
     const others = mirrors.filter((m) => m.registry !== DOCKER_HUB);
     const hostsFiles = others.length ? await useRegistryHosts(inputs.daemonConfig, others, state.setRegistryHosts) : [];

@@ -4,7 +4,8 @@
 // (a fresh one is a fresh builder: no cache), its own socket, the OCI worker (runc, native snapshotter: overlayfs
 // cannot stack on the test's overlay /tmp). `wrap` puts it in a network namespace: the hub namespace for a builder
 // on the host's network (driver-opts network=host), a bridge's container namespace for one on Docker's bridge.
-// buildctl, the client, talks to it over the socket only: it runs here, unwrapped.
+// buildctl, the client, talks to it over the socket only: it runs here, unwrapped. Nothing is written outside dir
+// and a socket directory of its own.
 import { homedir } from 'node:os';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -43,7 +44,12 @@ export async function startBuildkitd(dir: string, opts: { config: string; wrap?:
   const logFile = join(dir, 'buildkitd.log');
   const clientConfig = join(dir, 'docker-config'); // buildctl reads registry credentials from DOCKER_CONFIG: none here
   await mkdir(clientConfig, { recursive: true });
-  const args = ['--config', opts.config, '--root', root, '--addr', address, '--oci-worker=true', '--containerd-worker=false', '--oci-worker-snapshotter=native', '--oci-worker-net=host'];
+  const args = [
+    ...['--config', opts.config, '--root', root, '--addr', address],
+    // Its tracing socket too: by default it is the machine's /run/buildkit/otel-grpc.sock.
+    ...['--otel-socket-path', join(socketDir, 'otel-grpc.sock')],
+    ...['--oci-worker=true', '--containerd-worker=false', '--oci-worker-snapshotter=native', '--oci-worker-net=host'],
+  ];
   const plain = { command: buildkitd, args };
   const launch = opts.wrap ? opts.wrap(plain.command, plain.args) : plain;
   const proc = startProcess(launch.command, launch.args, logFile, { graceMs: 10_000 });
