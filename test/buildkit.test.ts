@@ -104,40 +104,47 @@ describe('BuildKit through the cache', { timeout: 600_000 }, () => {
     });
   }
 
-  test("dockerd's own BuildKit: around the reloaded mirror on 20.10 to 24.0, as the action says; the classic builder goes through it", async () => {
-    const runner = await world.runner('dockerd-buildkit');
-    const version = (await runner.dockerd.info()).ServerVersion as string;
-    const buildkit = { fromHub: 0, mirrorRequests: 0 };
-    const { main, post } = await runner.job(runner.inputs({ 'cache-key': 'dockerd-buildkit' }), async (main) => {
-      const mirrorLog = (JSON.parse(main.state.mirrors) as { registry: string; accessLog: string }[]).find((m) => m.registry === 'docker.io')!.accessLog;
-      const mirrorRequests = async () => (await readFile(mirrorLog, 'utf8')).split('\n').filter(Boolean).length;
-      const build = async (builder: '0' | '1', image: string) => {
-        const built = await runner.dockerd.docker(['build', '--tag', `built-${builder}`, '-'], { input: `FROM ${image}\nLABEL built=yes\n`, env: { DOCKER_BUILDKIT: builder }, besideDaemon: true, timeoutMs: 180_000 });
-        assert.equal(built.code, 0, `DOCKER_BUILDKIT=${builder} docker build FROM ${image}: ${built.stderr}`);
-      };
-      const [fromHub, mirrored] = [(await world.upstream.blobRequests()).length, await mirrorRequests()];
-      await build('1', 'alpine:1');
-      await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
-      buildkit.fromHub = (await world.upstream.blobRequests()).length - fromHub;
-      buildkit.mirrorRequests = (await mirrorRequests()) - mirrored;
-      // One of the ways the notice names: the classic builder pulls through the mirror.
-      await build('0', 'busybox:1');
+  for (const listen of ['loopback', 'docker-bridge'] as const) {
+    test(`dockerd's own BuildKit, listen: ${listen}: through the reloaded mirror or around it, as the action says; the classic builder goes through it`, async () => {
+      const runner = await world.runner(`dockerd-buildkit-${listen}`);
+      const version = (await runner.dockerd.info()).ServerVersion as string;
+      const bridge = listen === 'docker-bridge' ? await world.hubNamespace!.bridge() : undefined;
+      const buildkit = { fromHub: 0, mirrorRequests: 0 };
+      try {
+        const { main, post } = await runner.job(runner.inputs({ listen, 'cache-key': `dockerd-buildkit-${listen}` }), async (main) => {
+          const mirrorLog = (JSON.parse(main.state.mirrors) as { registry: string; accessLog: string }[]).find((m) => m.registry === 'docker.io')!.accessLog;
+          const mirrorRequests = async () => (await readFile(mirrorLog, 'utf8')).split('\n').filter(Boolean).length;
+          const build = async (builder: '0' | '1', image: string) => {
+            const built = await runner.dockerd.docker(['build', '--tag', `built-${builder}`, '-'], { input: `FROM ${image}\nLABEL built=yes\n`, env: { DOCKER_BUILDKIT: builder }, besideDaemon: true, timeoutMs: 180_000 });
+            assert.equal(built.code, 0, `DOCKER_BUILDKIT=${builder} docker build FROM ${image}: ${built.stderr}`);
+          };
+          const [fromHub, mirrored] = [(await world.upstream.blobRequests()).length, await mirrorRequests()];
+          await build('1', 'alpine:1');
+          await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
+          buildkit.fromHub = (await world.upstream.blobRequests()).length - fromHub;
+          buildkit.mirrorRequests = (await mirrorRequests()) - mirrored;
+          // One of the ways the notice names: the classic builder pulls through the mirror.
+          await build('0', 'busybox:1');
+        });
+        assert.deepEqual([...main.warnings, ...post.warnings], []);
+        assert.match(post.summary, /\| busybox:1 \| – \| 2 blobs, /, 'the classic build came through the cache');
+        const notice = builtInBuildkitNotice(version, main.outputs.mirror);
+        if (notice) {
+          // Debian's 20.10 here (and 25 to 27 on the bridge): the build works, its FROM image straight from Docker Hub; the step and the report say so.
+          assert.equal(buildkit.mirrorRequests, 0, 'the mirror saw no request of the BuildKit build');
+          assert.ok(buildkit.fromHub >= 3, `Docker Hub served alpine's blobs to BuildKit directly: ${buildkit.fromHub}`);
+          assert.ok(main.stdout.includes(`::notice::${notice}`), main.stdout);
+          assert.ok(post.summary.includes(`\n- Not through the cache: ${notice}\n`), post.summary);
+          assert.ok(!post.summary.includes('| alpine:1 |'), 'the BuildKit build did not come through the cache');
+        } else {
+          // An engine whose BuildKit reads the reloaded mirror (TEST_DOCKERD: Docker CE on CI): through the cache, and nothing said.
+          assert.ok(buildkit.mirrorRequests > 0, `dockerd ${version}'s BuildKit pulled through the mirror`);
+          assert.match(post.summary, /\| alpine:1 \| – \| 3 blobs, /);
+          assert.ok(!post.summary.includes('BuildKit'), post.summary);
+        }
+      } finally {
+        await bridge?.remove();
+      }
     });
-    assert.deepEqual([...main.warnings, ...post.warnings], []);
-    assert.match(post.summary, /\| busybox:1 \| – \| 2 blobs, /, 'the classic build came through the cache');
-    const notice = builtInBuildkitNotice(version, main.outputs.mirror);
-    if (notice) {
-      // Debian's 20.10 here: the build works, its FROM image straight from Docker Hub; the step and the report say so.
-      assert.equal(buildkit.mirrorRequests, 0, 'the mirror saw no request of the BuildKit build');
-      assert.ok(buildkit.fromHub >= 3, `Docker Hub served alpine's blobs to BuildKit directly: ${buildkit.fromHub}`);
-      assert.ok(main.stdout.includes(`::notice::${notice}`), main.stdout);
-      assert.ok(post.summary.includes(`\n- Not through the cache: ${notice}\n`), post.summary);
-      assert.ok(!post.summary.includes('| alpine:1 |'), 'the BuildKit build did not come through the cache');
-    } else {
-      // An engine that reads the reloaded mirror (Docker CE 25 and later, as on CI's hosted runners): through the cache, and nothing said.
-      assert.ok(buildkit.mirrorRequests > 0, `dockerd ${version}'s BuildKit pulled through the mirror`);
-      assert.match(post.summary, /\| alpine:1 \| – \| 3 blobs, /);
-      assert.ok(!post.summary.includes('BuildKit'), post.summary);
-    }
-  });
+  }
 });
