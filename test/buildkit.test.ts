@@ -14,26 +14,85 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { builtInBuildkitNotice } from '../src/builtin-buildkit.js';
 import { startBuildkitd } from './helpers/buildkitd.js';
+import { goBuilt } from './helpers/go-built.js';
 import { makeLayer, pushImage } from './helpers/images.js';
 import type { StepResult } from './helpers/runner.js';
 import type { Wrap } from './helpers/process.js';
 import { startWorld, type Runner, type World } from './helpers/world.js';
 
 const MiB = 1024 * 1024;
+/** Keep in step with build_dockerd in test/prerequisites.sh. */
+const ENGINES = ['27.5.1', '28.5.2'];
 /** Two stages, one image of each registry; the result is exported, so every layer of both is fetched. */
 const DOCKERFILE = ['FROM ghcr.io/org/app:1 AS app', 'FROM alpine:1', 'COPY --from=app /opt/app.bin /opt/app.bin', ''].join('\n');
+
+/**
+ * Docker Hub's stand-in with alpine:1 and busybox:1, ghcr.io's with org/app:1 (alpine's base layer under it too),
+ * under their real names; every runner's dockerd is `dockerd` (default: the test dockerd).
+ */
+async function startBuildWorld(name: string, dockerd?: string): Promise<World> {
+  const world = await startWorld(name, { hubNamespace: true, registries: ['ghcr.io'], dockerd });
+  const base = makeLayer('bk-base', [{ path: 'usr/lib/base.bin', bytes: 1.5 * MiB }]);
+  await Promise.all([
+    world.hub!.pushImage('library/alpine', '1', [base, makeLayer('bk-alpine', [{ path: 'bin/sh', bytes: 1 * MiB }])]),
+    world.hub!.pushImage('library/busybox', '1', [makeLayer('bk-busybox', [{ path: 'bin/busybox', bytes: 1 * MiB }])]),
+    pushImage(world.registries['ghcr.io'].url, 'org/app', '1', [base, makeLayer('bk-app', [{ path: 'opt/app.bin', bytes: 2 * MiB }])]),
+  ]);
+  return world;
+}
+
+/**
+ * A job on a fresh runner of `world` whose steps build FROM alpine:1 with dockerd's own BuildKit
+ * (`DOCKER_BUILDKIT=1 docker build`), then FROM busybox:1 with the classic builder. Whether the BuildKit build came
+ * through the cache must be what the action says (builtInBuildkitNotice, by the daemon's release and the mirror's
+ * address): around it, the step logs the notice and the report has the line; through it, nothing is said.
+ */
+async function dockerdBuildkitJob(world: World, listen: 'loopback' | 'docker-bridge'): Promise<void> {
+  const runner = await world.runner(`dockerd-buildkit-${listen}`);
+  const version = (await runner.dockerd.info()).ServerVersion as string;
+  const bridge = listen === 'docker-bridge' ? await world.hubNamespace!.bridge() : undefined;
+  const buildkit = { fromHub: 0, mirrorRequests: 0 };
+  try {
+    const { main, post } = await runner.job(runner.inputs({ listen, 'cache-key': `dockerd-buildkit-${listen}` }), async (main) => {
+      const mirrorLog = (JSON.parse(main.state.mirrors) as { registry: string; accessLog: string }[]).find((m) => m.registry === 'docker.io')!.accessLog;
+      const mirrorRequests = async () => (await readFile(mirrorLog, 'utf8')).split('\n').filter(Boolean).length;
+      const build = async (builder: '0' | '1', image: string) => {
+        const built = await runner.dockerd.docker(['build', '--tag', `built-${builder}`, '-'], { input: `FROM ${image}\nLABEL built=yes\n`, env: { DOCKER_BUILDKIT: builder }, besideDaemon: true, timeoutMs: 180_000 });
+        assert.equal(built.code, 0, `DOCKER_BUILDKIT=${builder} docker build FROM ${image} on dockerd ${version}: ${built.stderr}`);
+      };
+      const [fromHub, mirrored] = [(await world.upstream.blobRequests()).length, await mirrorRequests()];
+      await build('1', 'alpine:1');
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
+      buildkit.fromHub = (await world.upstream.blobRequests()).length - fromHub;
+      buildkit.mirrorRequests = (await mirrorRequests()) - mirrored;
+      // One of the ways the notice names: the classic builder pulls through the mirror.
+      await build('0', 'busybox:1');
+    });
+    assert.deepEqual([...main.warnings, ...post.warnings], []);
+    assert.match(post.summary, /\| busybox:1 \| – \| 2 blobs, /, 'the classic build came through the cache');
+    const notice = builtInBuildkitNotice(version, main.outputs.mirror);
+    if (notice) {
+      // The build works, its FROM image straight from Docker Hub; the step and the report say so.
+      assert.equal(buildkit.mirrorRequests, 0, `the mirror saw no request of dockerd ${version}'s BuildKit build`);
+      assert.ok(buildkit.fromHub >= 3, `Docker Hub served alpine's blobs to dockerd ${version}'s BuildKit directly: ${buildkit.fromHub}`);
+      assert.ok(main.stdout.includes(`::notice::${notice}`), main.stdout);
+      assert.ok(post.summary.includes(`\n- Not through the cache: ${notice}\n`), post.summary);
+      assert.ok(!post.summary.includes('| alpine:1 |'), 'the BuildKit build did not come through the cache');
+    } else {
+      assert.ok(buildkit.mirrorRequests > 0, `dockerd ${version}'s BuildKit pulled through the mirror`);
+      assert.match(post.summary, /\| alpine:1 \| – \| 3 blobs, /);
+      assert.ok(!post.summary.includes('BuildKit'), post.summary);
+    }
+  } finally {
+    await bridge?.remove();
+  }
+}
 
 describe('BuildKit through the cache', { timeout: 600_000 }, () => {
   let world: World;
 
   before(async () => {
-    world = await startWorld('buildkit', { hubNamespace: true, registries: ['ghcr.io'] });
-    const base = makeLayer('bk-base', [{ path: 'usr/lib/base.bin', bytes: 1.5 * MiB }]);
-    await Promise.all([
-      world.hub!.pushImage('library/alpine', '1', [base, makeLayer('bk-alpine', [{ path: 'bin/sh', bytes: 1 * MiB }])]),
-      world.hub!.pushImage('library/busybox', '1', [makeLayer('bk-busybox', [{ path: 'bin/busybox', bytes: 1 * MiB }])]),
-      pushImage(world.registries['ghcr.io'].url, 'org/app', '1', [base, makeLayer('bk-app', [{ path: 'opt/app.bin', bytes: 2 * MiB }])]),
-    ]);
+    world = await startBuildWorld('buildkit');
   });
   after(async () => {
     await world?.stop();
@@ -105,46 +164,23 @@ describe('BuildKit through the cache', { timeout: 600_000 }, () => {
   }
 
   for (const listen of ['loopback', 'docker-bridge'] as const) {
-    test(`dockerd's own BuildKit, listen: ${listen}: through the reloaded mirror or around it, as the action says; the classic builder goes through it`, async () => {
-      const runner = await world.runner(`dockerd-buildkit-${listen}`);
-      const version = (await runner.dockerd.info()).ServerVersion as string;
-      const bridge = listen === 'docker-bridge' ? await world.hubNamespace!.bridge() : undefined;
-      const buildkit = { fromHub: 0, mirrorRequests: 0 };
-      try {
-        const { main, post } = await runner.job(runner.inputs({ listen, 'cache-key': `dockerd-buildkit-${listen}` }), async (main) => {
-          const mirrorLog = (JSON.parse(main.state.mirrors) as { registry: string; accessLog: string }[]).find((m) => m.registry === 'docker.io')!.accessLog;
-          const mirrorRequests = async () => (await readFile(mirrorLog, 'utf8')).split('\n').filter(Boolean).length;
-          const build = async (builder: '0' | '1', image: string) => {
-            const built = await runner.dockerd.docker(['build', '--tag', `built-${builder}`, '-'], { input: `FROM ${image}\nLABEL built=yes\n`, env: { DOCKER_BUILDKIT: builder }, besideDaemon: true, timeoutMs: 180_000 });
-            assert.equal(built.code, 0, `DOCKER_BUILDKIT=${builder} docker build FROM ${image}: ${built.stderr}`);
-          };
-          const [fromHub, mirrored] = [(await world.upstream.blobRequests()).length, await mirrorRequests()];
-          await build('1', 'alpine:1');
-          await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
-          buildkit.fromHub = (await world.upstream.blobRequests()).length - fromHub;
-          buildkit.mirrorRequests = (await mirrorRequests()) - mirrored;
-          // One of the ways the notice names: the classic builder pulls through the mirror.
-          await build('0', 'busybox:1');
-        });
-        assert.deepEqual([...main.warnings, ...post.warnings], []);
-        assert.match(post.summary, /\| busybox:1 \| – \| 2 blobs, /, 'the classic build came through the cache');
-        const notice = builtInBuildkitNotice(version, main.outputs.mirror);
-        if (notice) {
-          // Debian's 20.10 here (and 25 to 27 on the bridge): the build works, its FROM image straight from Docker Hub; the step and the report say so.
-          assert.equal(buildkit.mirrorRequests, 0, 'the mirror saw no request of the BuildKit build');
-          assert.ok(buildkit.fromHub >= 3, `Docker Hub served alpine's blobs to BuildKit directly: ${buildkit.fromHub}`);
-          assert.ok(main.stdout.includes(`::notice::${notice}`), main.stdout);
-          assert.ok(post.summary.includes(`\n- Not through the cache: ${notice}\n`), post.summary);
-          assert.ok(!post.summary.includes('| alpine:1 |'), 'the BuildKit build did not come through the cache');
-        } else {
-          // An engine whose BuildKit reads the reloaded mirror (TEST_DOCKERD: Docker CE on CI): through the cache, and nothing said.
-          assert.ok(buildkit.mirrorRequests > 0, `dockerd ${version}'s BuildKit pulled through the mirror`);
-          assert.match(post.summary, /\| alpine:1 \| – \| 3 blobs, /);
-          assert.ok(!post.summary.includes('BuildKit'), post.summary);
-        }
-      } finally {
-        await bridge?.remove();
-      }
-    });
+    test(`dockerd's own BuildKit (the test dockerd), listen: ${listen}: through the reloaded mirror or around it, as the action says; the classic builder goes through it`, () => dockerdBuildkitJob(world, listen));
   }
 });
+
+// The rule's other cases, each on an engine built from moby's source by test/prerequisites.sh (build_dockerd):
+// 27 reads the reloaded mirror on loopback and goes around it on the bridge, 28 reads it on both.
+for (const engine of ENGINES) {
+  describe(`dockerd ${engine}'s own BuildKit`, { timeout: 300_000 }, () => {
+    let world: World;
+    before(async () => {
+      world = await startBuildWorld(`buildkit-${engine}`, goBuilt('github.com/docker/docker', `v${engine}`, 'dockerd'));
+    });
+    after(async () => {
+      await world?.stop();
+    });
+    for (const listen of ['loopback', 'docker-bridge'] as const) {
+      test(`listen: ${listen}: through the reloaded mirror or around it, as the action says`, () => dockerdBuildkitJob(world, listen));
+    }
+  });
+}

@@ -31,7 +31,8 @@ done
 # and build nothing (the Go build cache keeps a rebuild after a wiped dir short). buildkitd's OCI worker runs runc.
 # Keep the version in step with BUILDKIT_VERSION in test/helpers/buildkitd.ts.
 BUILDKIT_VERSION=v0.34.2
-BUILDKIT_DIR=${PULL_CACHE_GO_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pull-cache-action/go-tools}/github.com/moby/buildkit@$BUILDKIT_VERSION
+GO_TOOLS_DIR=${PULL_CACHE_GO_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pull-cache-action/go-tools}
+BUILDKIT_DIR=$GO_TOOLS_DIR/github.com/moby/buildkit@$BUILDKIT_VERSION
 build_buildkit() {
   [ -x "$BUILDKIT_DIR/buildkitd" ] && [ -x "$BUILDKIT_DIR/buildctl" ] && return 0
   command -v go >/dev/null || { echo "prerequisites: go is missing: it builds buildkitd and buildctl $BUILDKIT_VERSION" >&2; return 1; }
@@ -54,3 +55,29 @@ if ! command -v runc >/dev/null; then
   command -v runc >/dev/null || { echo "prerequisites: runc is still missing after install" >&2; exit 1; }
 fi
 build_buildkit
+
+# ---- Docker Engines besides Debian's 20.10 (dockerd only), for test/buildkit.test.ts: dockerd's own BuildKit -------
+# reads a reloaded mirror from 25.0, on any address from 28.0. moby's releases are Go modules without a go.mod
+# (github.com/docker/docker@vX.Y.Z+incompatible, with vendor.mod instead and no vendored code in the module zip), so
+# each is built in a copy of the downloaded module with vendor.mod as its go.mod, its dependencies from the proxy.
+# They run with Debian's containerd and runc (dockerd starts a containerd of its own). Keep the versions in step
+# with ENGINES in test/buildkit.test.ts.
+build_dockerd() {
+  local version=$1
+  local out=$GO_TOOLS_DIR/github.com/docker/docker@v$version
+  [ -x "$out/dockerd" ] && return 0
+  command -v go >/dev/null || { echo "prerequisites: go is missing: it builds dockerd $version" >&2; return 1; }
+  echo "prerequisites: building dockerd $version (Go module proxy; a few minutes the first time)"
+  local dir
+  dir=$(go mod download -json "github.com/docker/docker@v$version+incompatible" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  [ -n "$dir" ] && [ -f "$dir/vendor.mod" ] || { echo "prerequisites: go mod download github.com/docker/docker@v$version+incompatible gave no module with a vendor.mod" >&2; return 1; }
+  rm -rf "$out.src" "$out.partial"
+  mkdir -p "$(dirname "$out")"
+  cp -r "$dir" "$out.src" && chmod -R u+w "$out.src" && cp "$out.src/vendor.mod" "$out.src/go.mod" && cp "$out.src/vendor.sum" "$out.src/go.sum" && rm -rf "$out.src/vendor"
+  (cd "$out.src" && CGO_ENABLED=0 go build -mod=mod -tags 'exclude_graphdriver_btrfs netgo osusergo' -ldflags "-X github.com/docker/docker/dockerversion.Version=$version" -o "$out.partial/dockerd" ./cmd/dockerd) ||
+    { rm -rf "$out.src" "$out.partial"; echo "prerequisites: building dockerd $version failed" >&2; return 1; }
+  rm -rf "$out.src" "$out"
+  mv "$out.partial" "$out"
+}
+build_dockerd 27.5.1
+build_dockerd 28.5.2

@@ -6,16 +6,13 @@
 // on the host's network (driver-opts network=host), a bridge's container namespace for one on Docker's bridge.
 // buildctl, the client, talks to it over the socket only: it runs here, unwrapped. Nothing is written outside dir
 // and a socket directory of its own.
-import { homedir } from 'node:os';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { goBuilt } from './go-built.js';
 import { run, startProcess, waitFor, type RunResult, type Wrap } from './process.js';
 
 /** Keep in step with BUILDKIT_VERSION in test/prerequisites.sh, which builds it. */
 export const BUILDKIT_VERSION = 'v0.34.2';
-export const BUILDKIT_DIR =
-  process.env.TEST_BUILDKIT_DIR ??
-  join(process.env.PULL_CACHE_GO_TOOLS ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'pull-cache-action', 'go-tools'), `github.com/moby/buildkit@${BUILDKIT_VERSION}`);
 
 export interface Buildkitd {
   pid: number;
@@ -34,8 +31,8 @@ export interface Buildkitd {
 }
 
 export async function startBuildkitd(dir: string, opts: { config: string; wrap?: Wrap }): Promise<Buildkitd> {
-  const buildkitd = join(BUILDKIT_DIR, 'buildkitd');
-  const buildctl = join(BUILDKIT_DIR, 'buildctl');
+  const buildkitd = goBuilt('github.com/moby/buildkit', BUILDKIT_VERSION, 'buildkitd');
+  const buildctl = goBuilt('github.com/moby/buildkit', BUILDKIT_VERSION, 'buildctl');
   await mkdir(dir, { recursive: true });
   // Unix socket paths are limited to 108 bytes.
   const socketDir = await mkdtemp('/tmp/bkd-');

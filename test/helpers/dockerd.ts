@@ -68,6 +68,8 @@ export async function startDockerd(
     configFile?: string;
     cli?: string;
     extraArgs?: string[];
+    /** The dockerd to run (default DOCKERD_BINARY): another engine release. */
+    binary?: string;
     /** Runs the daemon's command line through this (e.g. HubNamespace.wrap: inside a network namespace). */
     wrap?: Wrap;
   } = {},
@@ -118,7 +120,7 @@ export async function startDockerd(
   for (const key of ['DOCKER_HOST', 'DOCKER_CONTEXT', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH']) delete env[key];
 
   const started = Date.now();
-  const unshare = { command: 'unshare', args: ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, DOCKERD_BINARY, ...args] };
+  const unshare = { command: 'unshare', args: ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, opts.binary ?? DOCKERD_BINARY, ...args] };
   const launch = opts.wrap ? opts.wrap(unshare.command, unshare.args) : unshare;
   const proc = startProcess(launch.command, launch.args, logFile, { env, graceMs: 20_000 });
   const cliEnv = { ...env, DOCKER_HOST: host, DOCKER_CONFIG: cliConfig };

@@ -67,6 +67,8 @@ export interface StartedJob {
 export interface WorldOptions {
   /** More dockerd flags for every runner's daemon, e.g. ['--storage-driver=overlay2'] (the last one given wins). */
   dockerdArgs?: string[];
+  /** The dockerd every runner runs (default: the test dockerd, Debian's 20.10 or TEST_DOCKERD): another engine release. */
+  dockerd?: string;
   /** Stand in for Docker Hub as it really behaves (token auth, private repositories, rate limits) instead of an open registry. */
   hub?: HubOptions;
   /**
@@ -136,6 +138,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
       const dockerd = await startDockerd(join(base, 'dockerd'), {
         configFile: join(base, 'daemon.json'),
         extraArgs: options.dockerdArgs,
+        binary: options.dockerd,
         wrap: hubNamespace?.wrap,
       });
       const stepOptions = (inputs: Record<string, string>, env: Record<string, string>, options: { killMainAfterMs?: number }, temp: string): StepOptions => ({
