@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { builtInBuildkitNotice } from '../src/builtin-buildkit.js';
 import { startBuildkitd } from './helpers/buildkitd.js';
-import { goBuilt } from './helpers/go-built.js';
+import { goTool } from './helpers/go-tools.js';
 import { makeLayer, pushImage } from './helpers/images.js';
 import type { StepResult } from './helpers/runner.js';
 import type { Wrap } from './helpers/process.js';
@@ -174,7 +174,7 @@ for (const engine of ENGINES) {
   describe(`dockerd ${engine}'s own BuildKit`, { timeout: 300_000 }, () => {
     let world: World;
     before(async () => {
-      world = await startBuildWorld(`buildkit-${engine}`, goBuilt('github.com/docker/docker', `v${engine}`, 'dockerd'));
+      world = await startBuildWorld(`buildkit-${engine}`, goTool('github.com/docker/docker', `v${engine}`, 'cmd/dockerd'));
     });
     after(async () => {
       await world?.stop();

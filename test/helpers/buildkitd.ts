@@ -8,7 +8,7 @@
 // and a socket directory of its own.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { goBuilt } from './go-built.js';
+import { goTool } from './go-tools.js';
 import { run, startProcess, waitFor, type RunResult, type Wrap } from './process.js';
 
 /** Keep in step with BUILDKIT_VERSION in test/prerequisites.sh, which builds it. */
@@ -31,8 +31,8 @@ export interface Buildkitd {
 }
 
 export async function startBuildkitd(dir: string, opts: { config: string; wrap?: Wrap }): Promise<Buildkitd> {
-  const buildkitd = goBuilt('github.com/moby/buildkit', BUILDKIT_VERSION, 'buildkitd');
-  const buildctl = goBuilt('github.com/moby/buildkit', BUILDKIT_VERSION, 'buildctl');
+  const buildkitd = goTool('github.com/moby/buildkit', BUILDKIT_VERSION, 'cmd/buildkitd');
+  const buildctl = goTool('github.com/moby/buildkit', BUILDKIT_VERSION, 'cmd/buildctl');
   await mkdir(dir, { recursive: true });
   // Unix socket paths are limited to 108 bytes.
   const socketDir = await mkdtemp('/tmp/bkd-');
