@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'smol-toml';
+import { usesContainerdStore } from '../src/daemon-config.js';
 import { assertSecretNowhere } from './helpers/assertions.js';
 import { startContainerd } from './helpers/containerd.js';
 import { makeLayer, pushImage } from './helpers/images.js';
@@ -129,7 +130,9 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
     const runner = await world.runner('dockerd-ghcr');
     let throughMirror = '';
     const { post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', 'cache-key': 'dockerd-ghcr' }), async (main) => {
-      // dockerd 20.10 has the classic image store, which reads no hosts.toml: none is written beside its config.
+      // What follows holds for the classic image store, which reads no hosts.toml (so none is written beside the
+      // config): the helper's daemons have it on every engine, Docker 29 included (an explicit --storage-driver).
+      assert.equal(usesContainerdStore((await runner.dockerd.info()).DriverStatus), false, "the daemon's image store is the classic one");
       assert.ok(!existsSync(join(dirname(runner.dockerd.configFile), 'certs.d')));
       throughMirror = `${new URL((JSON.parse(main.outputs.mirrors) as Record<string, string>)['ghcr.io']).host}/org/app:1`;
       await runner.pull(throughMirror);
@@ -142,7 +145,6 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
 
   test('listen: docker-bridge: dockerd and a client in a container on the bridge pull through the gateway address', async () => {
     const runner = await world.runner('bridge');
-    // After the runner's dockerd: started with --bridge=none, it removes a docker0 it finds.
     const bridge = await world.hubNamespace!.bridge();
     try {
       const { main, post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', listen: 'docker-bridge', 'cache-key': 'bridge' }), async (main) => {
