@@ -61,9 +61,14 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
         assert.deepEqual((await containerd.images()).sort(), [...IMAGES].sort());
         // ci.yml's self-test on hosted runners checks a warm job with this script: it must hold here too.
         if (assertWarm) {
-          const checked = await run(process.execPath, ['test/self-test/assert-warm.mjs'], { env: { ...process.env, RUNNER_TEMP: runner.runnerTemp } });
-          assert.equal(checked.code, 0, checked.stderr);
-          assert.match(checked.stdout, /^(\d+) of \1 blobs served from the restored cache/);
+          const assertWarmWith = (restoredKey: string) =>
+            run(process.execPath, ['test/self-test/assert-warm.mjs'], { env: { ...process.env, RUNNER_TEMP: runner.runnerTemp, RESTORED_KEY: restoredKey, CACHE_KEY: 'pull-cache' } });
+          const checked = await assertWarmWith(main.outputs['restored-key']);
+          assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+          assert.match(checked.stdout, /^restored pull-cache-index-.+\n(\d+) of \1 blobs served from the restored cache/);
+          const nothingRestored = await assertWarmWith('');
+          assert.equal(nothingRestored.code, 1);
+          assert.match(nothingRestored.stdout, /^::error::no cache index was restored under the prefix pull-cache: /);
         }
       } finally {
         await containerd.stop();
