@@ -7,8 +7,9 @@
 // Its own bridge, not --bridge=none: with none, dockerd deletes any interface named docker0 in its network namespace
 // (moby daemon/daemon_unix.go, removeDefaultBridgeInterface, 20.10 through 29), which on a hosted runner is the
 // system dockerd's. A user-managed bridge (--bridge=NAME) is one dockerd neither creates nor deletes, and it then
-// leaves docker0 alone. The helper makes it, with an address of its own from 198.18.0.0/15 (RFC 2544's benchmark
-// range: nobody's network), in the namespace the daemon runs in, and deletes it after the daemon.
+// leaves docker0 alone (host-network.test.ts; seen here on 20.10.24 and on a 28.5.2 built from its Go module). The
+// helper makes it, with an address of its own from 198.18.0.0/15 (RFC 2544's benchmark range: nobody's network), in
+// the namespace the daemon runs in, and deletes it after the daemon.
 //
 // dockerd writes outside its directories: 20.10 creates its identity key at /etc/docker/key.json (not
 // configurable on the command line), makes /run/docker/plugins, and containerd puts shim sockets under
@@ -227,7 +228,12 @@ async function addBridge(netns?: NetworkPlace): Promise<string> {
   const name = `pcbr${random.toString('hex', 0, 4)}`; // interface names are at most 15 bytes
   const address = `198.${18 + (random[4] & 1)}.${random[5]}.1/24`;
   await ip(...inNetns(netns), 'link', 'add', name, 'type', 'bridge');
-  await ip(...inNetns(netns), 'addr', 'add', address, 'dev', name);
+  try {
+    await ip(...inNetns(netns), 'addr', 'add', address, 'dev', name);
+  } catch (error) {
+    await ip(...inNetns(netns), 'link', 'delete', name);
+    throw error;
+  }
   return name;
 }
 
