@@ -136,7 +136,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
       const dockerd = await startDockerd(join(base, 'dockerd'), {
         configFile: join(base, 'daemon.json'),
         extraArgs: options.dockerdArgs,
-        wrap: hubNamespace?.wrap,
+        netns: hubNamespace,
       });
       const stepOptions = (inputs: Record<string, string>, env: Record<string, string>, options: { killMainAfterMs?: number }, temp: string): StepOptions => ({
         ...options,
