@@ -37,7 +37,8 @@ export interface Inputs {
   registrySha256: string;
   registryDownloadUrl: string;
   registryPath: string;
-  daemonConfig: string;
+  /** The config file of the dockerd to point at the mirror; null (`none`): a daemon the action may not touch. */
+  daemonConfig: string | null;
   /** 0 means: pick a free loopback port. */
   port: number;
   failOnError: boolean;
@@ -84,7 +85,7 @@ export function parseInputs(read: (name: string) => string): Inputs {
     registrySha256: sha256('registry-sha256', text('registry-sha256')),
     registryDownloadUrl: httpUrl('registry-download-url', text('registry-download-url', DEFAULTS.registryDownloadUrl)),
     registryPath: text('registry-path'),
-    daemonConfig: absolutePath('daemon-config', text('daemon-config', DEFAULTS.daemonConfig)),
+    daemonConfig: daemonConfig(text('daemon-config', DEFAULTS.daemonConfig)),
     port: port(text('port')),
     failOnError: boolean('fail-on-error', read('fail-on-error'), false),
   };
@@ -103,7 +104,7 @@ export function getInputs(): Inputs {
 
 /** What can only be checked on the runner: the paths, and a checksum for the registry to download. */
 function checkOnRunner(inputs: Inputs): void {
-  if (statSync(inputs.daemonConfig, { throwIfNoEntry: false })?.isDirectory()) {
+  if (inputs.daemonConfig && statSync(inputs.daemonConfig, { throwIfNoEntry: false })?.isDirectory()) {
     throw new InputError(`daemon-config ${inputs.daemonConfig} is a directory: give the path of the daemon's JSON config file`);
   }
   if (inputs.registryPath) {
@@ -221,8 +222,10 @@ function sha256(name: string, value: string): string {
   return value.toLowerCase();
 }
 
-function absolutePath(name: string, value: string): string {
-  if (!value.startsWith('/')) throw new InputError(`${name} must be an absolute path, got "${value}"`);
+/** A path, or `none`: the daemon is not the action's to touch (a dind sidecar, a remote DOCKER_HOST); it names the mirror itself. */
+function daemonConfig(value: string): string | null {
+  if (value === 'none') return null;
+  if (!value.startsWith('/')) throw new InputError(`daemon-config must be an absolute path, or none for a daemon the action may not touch, got "${value}"`);
   return value;
 }
 

@@ -154,6 +154,11 @@ async function reload(pid: number): Promise<void> {
   }
 }
 
+/** The live mirrors of the daemon at DOCKER_HOST; null when no daemon answers. */
+export async function daemonMirrors(): Promise<string[] | null> {
+  return liveMirrors().catch(() => null);
+}
+
 /** The daemon's live mirrors. */
 async function liveMirrors(): Promise<string[]> {
   return ((await dockerInfo('{{json .RegistryConfig.Mirrors}}')) as string[] | null) ?? [];

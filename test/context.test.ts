@@ -342,6 +342,11 @@ describe('parseInputs: daemon-config, registry-path and port', () => {
     assert.equal(parse({ 'daemon-config': '/home/runner/.config/docker/daemon.json' }).daemonConfig, '/home/runner/.config/docker/daemon.json');
   });
 
+  test('daemon-config none: a daemon the action may not touch (null); None or a path named none are not it', () => {
+    assert.equal(parse({ 'daemon-config': 'none' }).daemonConfig, null);
+    refuses({ 'daemon-config': 'None' }, /^daemon-config must be an absolute path, or none for a daemon the action may not touch, got "None"/);
+  });
+
   for (const bad of ['daemon.json', './daemon.json', '~/.config/docker/daemon.json', 'etc/docker/daemon.json']) {
     test(`relative daemon-config "${bad}" is refused`, () => refuses({ 'daemon-config': bad }, /^daemon-config must be an absolute path/, /got "/));
   }
