@@ -39,6 +39,8 @@ export interface Inputs {
   registryPath: string;
   /** The config file of the dockerd to point at the mirror; null (`none`): a daemon the action may not touch. */
   daemonConfig: string | null;
+  /** Directory of the registries.conf drop-in for Podman, Buildah, Skopeo: '' for the default, null for none. */
+  registriesConfDir: string | null;
   /** 0 means: pick a free loopback port. */
   port: number;
   failOnError: boolean;
@@ -86,6 +88,7 @@ export function parseInputs(read: (name: string) => string): Inputs {
     registryDownloadUrl: httpUrl('registry-download-url', text('registry-download-url', DEFAULTS.registryDownloadUrl)),
     registryPath: text('registry-path'),
     daemonConfig: daemonConfig(text('daemon-config', DEFAULTS.daemonConfig)),
+    registriesConfDir: registriesConfDir(text('registries-conf-d')),
     port: port(text('port')),
     failOnError: boolean('fail-on-error', read('fail-on-error'), false),
   };
@@ -226,6 +229,13 @@ function sha256(name: string, value: string): string {
 function daemonConfig(value: string): string | null {
   if (value === 'none') return null;
   if (!value.startsWith('/')) throw new InputError(`daemon-config must be an absolute path, or none for a daemon the action may not touch, got "${value}"`);
+  return value;
+}
+
+/** Empty: the default directory; none: no drop-in. */
+function registriesConfDir(value: string): string | null {
+  if (value === 'none') return null;
+  if (value && !value.startsWith('/')) throw new InputError(`registries-conf-d must be an absolute path, empty for the directory your podman reads, or none, got "${value}"`);
   return value;
 }
 

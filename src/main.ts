@@ -11,6 +11,7 @@ import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirr
 import { NOTHING_RESTORED, restoreStorage, withDeadline, type Restored } from './persistence.js';
 import { prefetchRefs, startPrefetch } from './prefetch.js';
 import { installRegistry } from './registry-binary.js';
+import { useRegistriesConf } from './registries-conf.js';
 import { state, type MirrorState } from './state.js';
 import { scanStorage } from './storage.js';
 import { createWorkDir, writeBaseline } from './work-dir.js';
@@ -18,7 +19,7 @@ import { createWorkDir, writeBaseline } from './work-dir.js';
 export async function main(): Promise<void> {
   const jobStarted = Date.now();
   state.markMainStarted();
-  for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'restored-key']) core.setOutput(output, '');
+  for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'registries-conf', 'restored-key']) core.setOutput(output, '');
   try {
     const inputs = getInputs();
     const address = await listenAddress(inputs.listen);
@@ -45,6 +46,7 @@ export async function main(): Promise<void> {
     core.setOutput('hosts-dir', dir.clients.hostsDir);
     core.setOutput('buildkitd-config', dir.clients.buildkitdConfig);
     core.setOutput('k3s-registries', dir.clients.k3sRegistries);
+    core.setOutput('registries-conf', await useRegistriesConf(inputs.registriesConfDir, dir.root, mirrors, state.setRegistriesConf));
 
     const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
     const daemonPulls = await pointDaemon(inputs.daemonConfig, mirrors);

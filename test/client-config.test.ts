@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse as parseToml } from 'smol-toml';
 import { parse as parseYaml } from 'yaml';
-import { buildkitdToml, hostsToml, k3sRegistriesYaml, writeClientConfigs } from '../src/client-config.js';
+import { buildkitdToml, hostsToml, k3sRegistriesYaml, registriesConf, writeClientConfigs } from '../src/client-config.js';
+import { defaultRegistriesConfDir } from '../src/registries-conf.js';
 import { parseInputs } from '../src/context.js';
 import { firstIPv4, listenAddress, mirrorPlans } from '../src/mirrors.js';
 
@@ -48,6 +49,19 @@ describe('buildkitdToml', () => {
         '127.0.0.1:40003': { http: true },
       },
     });
+  });
+});
+
+describe('registriesConf', () => {
+  test('containers-registries.conf v2: each registry by its name, its mirror by host:port over plain HTTP', () => {
+    assert.deepEqual(parse(registriesConf(mirrors)), {
+      registry: mirrors.map((m) => ({ prefix: m.registry, location: m.registry, mirror: [{ location: new URL(m.url).host, insecure: true }] })),
+    });
+  });
+
+  test('the drop-in goes where podman reads it: system-wide for root, else under the user\'s home', () => {
+    assert.equal(defaultRegistriesConfDir(0, '/root'), '/etc/containers/registries.conf.d');
+    assert.equal(defaultRegistriesConfDir(1001, '/home/runner'), '/home/runner/.config/containers/registries.conf.d');
   });
 });
 

@@ -44,6 +44,7 @@ describe('parseInputs: defaults', () => {
       registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
       registryPath: '',
       daemonConfig: '/etc/docker/daemon.json',
+      registriesConfDir: '',
       port: 0,
       failOnError: false,
     });
@@ -350,6 +351,13 @@ describe('parseInputs: daemon-config, registry-path and port', () => {
   for (const bad of ['daemon.json', './daemon.json', '~/.config/docker/daemon.json', 'etc/docker/daemon.json']) {
     test(`relative daemon-config "${bad}" is refused`, () => refuses({ 'daemon-config': bad }, /^daemon-config must be an absolute path/, /got "/));
   }
+
+  test('registries-conf-d: empty for the default directory, none for no drop-in, else an absolute path', () => {
+    assert.equal(parse({}).registriesConfDir, '');
+    assert.equal(parse({ 'registries-conf-d': 'none' }).registriesConfDir, null);
+    assert.equal(parse({ 'registries-conf-d': '/home/runner/.config/containers/registries.conf.d' }).registriesConfDir, '/home/runner/.config/containers/registries.conf.d');
+    refuses({ 'registries-conf-d': '.config/containers' }, /^registries-conf-d must be an absolute path, empty for the directory your podman reads, or none, got "\.config\/containers"/);
+  });
 
   test('registry-path is passed through', () => {
     assert.equal(parse({ 'registry-path': '/usr/bin/docker-registry' }).registryPath, '/usr/bin/docker-registry');
