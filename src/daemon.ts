@@ -7,6 +7,7 @@ import { access, mkdir, open, readdir, readFile, realpath, rename, rm, rmdir, st
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { hostsToml, type MirrorAddress } from './client-config.js';
+import { withConfigLock } from './config-lock.js';
 import { clearingMirrors, digestOf, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror } from './daemon-config.js';
 import type { DaemonState, RegistryHostsFile } from './state.js';
 
@@ -18,6 +19,10 @@ const DEFAULT_CONFIG = '/etc/docker/daemon.json';
  */
 export async function useMirror(configPath: string, mirror: string, record: (s: DaemonState | null) => void): Promise<void> {
   const pid = await findDockerd(configPath);
+  await withConfigLock(configPath, () => addMirror(configPath, pid, mirror, record));
+}
+
+async function addMirror(configPath: string, pid: number, mirror: string, record: (s: DaemonState | null) => void): Promise<void> {
   const original = await readConfig(configPath);
   const merged = withMirror(original?.toString('utf8') ?? null, mirror, configPath);
   const daemon: DaemonState = { configPath, original: original?.toString('base64') ?? null, written: digestOf(merged), pid, mirror };
@@ -27,7 +32,7 @@ export async function useMirror(configPath: string, mirror: string, record: (s: 
     await reload(pid);
     await waitForMirrors(`the mirror to be listed by docker info after reloading dockerd (pid ${pid})`, (live) => mirrorIsLive(live, mirror));
   } catch (e) {
-    await restoreDaemon(daemon).catch((r: Error) => {
+    await putBack(daemon).catch((r: Error) => {
       throw new Error(`${(e as Error).message}; putting ${configPath} back failed too (post tries again): ${r.message}`);
     });
     // Put back already: a second restore in post would only undo what the job's steps write to the file later.
@@ -42,6 +47,10 @@ export async function useMirror(configPath: string, mirror: string, record: (s: 
  * changed since keeps every change, and only the mirror main added leaves it (see restoredConfig).
  */
 export async function restoreDaemon(daemon: DaemonState): Promise<void> {
+  await withConfigLock(daemon.configPath, () => putBack(daemon));
+}
+
+async function putBack(daemon: DaemonState): Promise<void> {
   const saved = { original: daemon.original === null ? null : Buffer.from(daemon.original, 'base64'), written: daemon.written, mirror: daemon.mirror };
   const final = restoredConfig(await readConfig(daemon.configPath), saved, daemon.configPath);
   try {
