@@ -137,6 +137,7 @@ function registryRows(mirrors: MirrorState[], usages: Usage[] | null): RegistryR
   const none = { blobs: 0, bytes: 0 };
   return mirrors.map((m, i) => ({
     registry: m.registry,
+    upstream: m.upstream,
     mirror: m.url,
     offline: m.offline,
     images: usages?.[i].images.filter((u) => u.key).length ?? 0,

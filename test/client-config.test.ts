@@ -103,6 +103,17 @@ describe('mirrorPlans', () => {
       { registry: 'quay.io', upstream: 'https://quay.io', credentials: null },
     ]);
   });
+
+  test('HOST=URL in registries: the mirror pulls from that organisation mirror, with the host\'s credentials', () => {
+    const inputs = parseInputs((name) => ({
+      registries: 'docker.io ghcr.io=https://nexus.example:8444 quay.io=http://quay-mirror.internal:5000/',
+      'registry-credentials': 'ghcr.io=ci:nexus-token',
+    })[name] ?? '');
+    assert.deepEqual(mirrorPlans(inputs).slice(1), [
+      { registry: 'ghcr.io', upstream: 'https://nexus.example:8444', credentials: { username: 'ci', password: 'nexus-token' } },
+      { registry: 'quay.io', upstream: 'http://quay-mirror.internal:5000', credentials: null },
+    ]);
+  });
 });
 
 describe('listenAddress', () => {

@@ -30,6 +30,7 @@ describe('parseInputs: defaults', () => {
       upstream: 'https://registry-1.docker.io',
       registries: ['docker.io'],
       registryCredentials: {},
+      registryUpstreams: {},
       listen: 'loopback',
       cacheKey: 'pull-cache',
       save: true,
@@ -405,6 +406,16 @@ describe('parseInputs: registries, registry-credentials, listen', () => {
     refuses({ registries: 'https://ghcr.io' }, /^registries: "https:\/\/ghcr\.io" is not a registry host/);
     refuses({ registries: 'docker.io registry-1.docker.io' }, /^registries: docker\.io is listed twice/);
     refuses({ registries: Array.from({ length: 11 }, (_, i) => `r${i}.example.com`).join(',') }, /^registries: at most 10 registries, got 11/);
+  });
+
+  test('HOST=URL: the upstream of that registry\'s mirror, an organisation mirror; refused for Docker Hub, or when not a plain http(s) URL', () => {
+    const i = parse({ registries: 'docker.io\nGHCR.io=https://nexus.example:8444/ quay.io' });
+    assert.deepEqual(i.registries, ['docker.io', 'ghcr.io', 'quay.io']);
+    assert.deepEqual(i.registryUpstreams, { 'ghcr.io': 'https://nexus.example:8444' });
+    refuses({ registries: 'docker.io=https://hub-mirror.example' }, /^registries: give Docker Hub's upstream \(https:\/\/hub-mirror\.example\) as the upstream input, not as docker\.io=URL/);
+    refuses({ registries: 'ghcr.io=nexus.example:8444' }, /^registries: the upstream of ghcr\.io must be an http:\/\/ or https:\/\/ URL, got "nexus\.example:8444"/);
+    refuses({ registries: 'ghcr.io=https://me:pw@nexus.example' }, /^registries: the upstream of ghcr\.io must not carry credentials in the URL/);
+    refuses({ registries: '=https://nexus.example' }, /^registries: "" is not a registry host/);
   });
 
   test('registry-credentials: HOST=USERNAME:TOKEN per line for listed registries; a token may hold colons', () => {
