@@ -3,7 +3,7 @@ import * as core from '@actions/core';
 import * as exec from '@actions/exec';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, open, readdir, readFile, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { hostsToml, type MirrorAddress } from './client-config.js';
@@ -19,6 +19,7 @@ const DEFAULT_CONFIG = '/etc/docker/daemon.json';
  */
 export async function useMirror(configPath: string, mirror: string, record: (s: DaemonState | null) => void): Promise<void> {
   const pid = await findDockerd(configPath);
+  await assertSameNetwork(pid, mirror);
   await withConfigLock(configPath, () => addMirror(configPath, pid, mirror, record));
 }
 
@@ -127,16 +128,43 @@ export async function imagesPulledSince(sinceMs: number): Promise<string[]> {
   return [...new Set(out.split('\n').filter(Boolean))];
 }
 
-/** The pid of the dockerd that reads configPath: named by --config-file, or the default path without the flag. */
+/** The pid of the dockerd that reads configPath: named by --config-file, or its default path without the flag. */
 export async function findDockerd(configPath: string): Promise<number> {
   const wanted = resolve(configPath);
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
     if (argv.length === 0 || !/(^|\/)dockerd$/.test(argv[0])) continue;
-    if (resolve(configFileOf(argv) ?? DEFAULT_CONFIG) === wanted) return Number(entry);
+    // Another user's process (root's dockerd, to a runner user) does not show its environment: it is no rootless one of ours.
+    const environ = (await readFile(`/proc/${entry}/environ`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
+    if (resolve(daemonConfigOf(argv, environ)) === wanted) return Number(entry);
   }
-  throw new Error(`no running dockerd reads ${configPath} (looked for --config-file ${configPath}${wanted === DEFAULT_CONFIG ? ' or none' : ''}); set daemon-config to the file your daemon reads`);
+  throw new Error(`no running dockerd reads ${configPath} (looked for --config-file ${configPath}, or none with a dockerd whose default it is); set daemon-config to the file your daemon reads`);
+}
+
+/**
+ * A dockerd in a network namespace of its own (rootless Docker's RootlessKit with slirp4netns, which also shuts out
+ * the host's loopback) cannot reach the mirror: editing its config would only make every pull wait on a dead mirror.
+ * A namespace this user may not read (root's dockerd) is taken to be the host's, where a rootful dockerd runs.
+ */
+async function assertSameNetwork(pid: number, mirror: string): Promise<void> {
+  const [theirs, ours] = await Promise.all([readlink(`/proc/${pid}/ns/net`).catch(() => ''), readlink('/proc/self/ns/net').catch(() => '')]);
+  if (theirs && ours && theirs !== ours) {
+    throw new Error(`dockerd (pid ${pid}) runs in a network namespace of its own, as rootless Docker's RootlessKit makes with slirp4netns: ${mirror} is out of its reach, so its config was left alone. Run that daemon in the runner's network namespace, or point it at the mirror yourself and set daemon-config: none`);
+  }
+}
+
+/**
+ * The config file a dockerd reads: its last --config-file, else its default. A rootless dockerd (run by
+ * RootlessKit, which sets ROOTLESSKIT_STATE_DIR) defaults to $XDG_CONFIG_HOME/docker/daemon.json, or
+ * $HOME/.config/docker/daemon.json; any other to /etc/docker/daemon.json.
+ */
+export function daemonConfigOf(argv: string[], environ: string[]): string {
+  const flag = configFileOf(argv);
+  if (flag) return flag;
+  const env = (name: string) => environ.find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1) ?? '';
+  if (!env('ROOTLESSKIT_STATE_DIR')) return DEFAULT_CONFIG;
+  return join(env('XDG_CONFIG_HOME') || join(env('HOME'), '.config'), 'docker', 'daemon.json');
 }
 
 /** The --config-file dockerd was started with; like dockerd, the last one given wins. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo run for real: dockerd (docker.io), the Distribution registry
 # (docker-registry), containerd with ctr (the containerd client tests), skopeo and podman (the registries.conf
-# tests), zstd (what @actions/cache compresses with on hosted runners), and for the tests that
+# tests), rootlesskit (a rootless dockerd will not start without its rootlesskit-docker-proxy), zstd (what @actions/cache compresses with on hosted runners), and for the tests that
 # stand Docker Hub's real names up in a network namespace, iproute2, openssl and util-linux. Idempotent.
 set -euo pipefail
 missing=()
@@ -15,6 +15,7 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v nsenter >/dev/null || missing+=(util-linux)
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v podman >/dev/null || missing+=(podman)
+command -v rootlesskit-docker-proxy >/dev/null || missing+=(rootlesskit)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "prerequisites: installing ${missing[*]}"
   sudo=""
@@ -23,6 +24,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 [ -d node_modules ] || { echo "prerequisites: node_modules is missing; run npm ci first" >&2; exit 1; }
-for tool in dockerd docker docker-registry containerd ctr zstd ip openssl nsenter unshare skopeo podman flock; do
+for tool in dockerd docker docker-registry containerd ctr zstd ip openssl nsenter unshare skopeo podman flock setpriv rootlesskit-docker-proxy; do
   command -v "$tool" >/dev/null || { echo "prerequisites: $tool is still missing after install" >&2; exit 1; }
 done
