@@ -35,17 +35,25 @@ describe('withConfigLock', { timeout: 60_000 }, () => {
   });
 
   test('a lock held by another process is waited for; one never let go ends the wait with an error naming the directory', async () => {
-    const holder = spawn('flock', ['--exclusive', dir, 'sleep', '30'], { stdio: 'ignore' });
+    // A process group of its own: flock and the sleep that inherits its lock end together, by the group's id.
+    const holder = spawn('flock', ['--exclusive', dir, 'sleep', '30'], { stdio: 'ignore', detached: true });
+    const kill = () => {
+      try {
+        process.kill(-holder.pid!, 'SIGKILL');
+      } catch {
+        // ended already
+      }
+    };
     try {
       await sleep(200); // flock has the lock before it execs sleep
       await assert.rejects(withConfigLock(config, async () => 'ran', 1), new RegExp(`another job held the lock on ${dir} for more than 1 s`));
       const waiting = withConfigLock(config, async () => Date.now());
       await sleep(500);
       const released = Date.now();
-      holder.kill('SIGKILL');
+      kill();
       assert.ok((await waiting) >= released, 'ran only once the other process let go');
     } finally {
-      holder.kill('SIGKILL');
+      kill();
     }
   });
 
