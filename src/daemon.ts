@@ -9,9 +9,38 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { hostsToml, type MirrorAddress } from './client-config.js';
 import { withConfigLock } from './config-lock.js';
 import { clearingMirrors, digestOf, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror } from './daemon-config.js';
+import { DOCKER_HUB } from './images.js';
 import type { DaemonState, RegistryHostsFile } from './state.js';
 
 const DEFAULT_CONFIG = '/etc/docker/daemon.json';
+
+/**
+ * Points the dockerd that reads configPath at the mirrors (Docker Hub's in daemon.json, the others in certs.d), or,
+ * with daemon-config `none`, touches no daemon and checks only whether the one at DOCKER_HOST names the mirror
+ * already (a dind sidecar started with --registry-mirror). True when dockerd's Docker Hub pulls come through the cache.
+ */
+export async function pointDaemon(
+  configPath: string | null,
+  mirrors: MirrorAddress[],
+  record: { daemon: (s: DaemonState | null) => void; registryHosts: (files: RegistryHostsFile[]) => void },
+): Promise<boolean> {
+  const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
+  if (configPath === null) {
+    if (!hub) return false;
+    const live = await liveMirrors().catch(() => null);
+    if (live && mirrorIsLive(live, hub.url)) core.info(`daemon-config is none: dockerd already pulls Docker Hub images through ${hub.url}`);
+    else if (live) core.warning(`pull-cache-action: daemon-config is none, and the dockerd at ${process.env.DOCKER_HOST || 'the default socket'} does not name ${hub.url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${hub.url} (and set port).`);
+    return !!live && mirrorIsLive(live, hub.url);
+  }
+  if (hub) {
+    await useMirror(configPath, hub.url, record.daemon);
+    core.info(`dockerd now pulls Docker Hub images through ${hub.url}`);
+  }
+  const others = mirrors.filter((m) => m.registry !== DOCKER_HUB);
+  const hostsFiles = others.length ? await useRegistryHosts(configPath, others, record.registryHosts) : [];
+  if (hostsFiles.length) core.info(`dockerd (containerd image store) now pulls ${hostsFiles.map((f) => f.registry).join(', ')} images through their mirrors`);
+  return !!hub;
+}
 
 /**
  * Merges the mirror into the daemon's config and reloads it; undoes its own change if the daemon does not take it.
@@ -189,11 +218,6 @@ async function reload(pid: number): Promise<void> {
     if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw new Error(`cannot signal dockerd (pid ${pid}): ${(e as Error).message}`);
     await sudo(['kill', '-s', 'HUP', String(pid)]);
   }
-}
-
-/** The live mirrors of the daemon at DOCKER_HOST; null when no daemon answers. */
-export async function daemonMirrors(): Promise<string[] | null> {
-  return liveMirrors().catch(() => null);
 }
 
 /** The daemon's live mirrors. */

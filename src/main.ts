@@ -4,15 +4,14 @@ import * as core from '@actions/core';
 import { join } from 'node:path';
 import { writeClientConfigs } from './client-config.js';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
-import { daemonMirrors, useMirror, useRegistryHosts } from './daemon.js';
-import { mirrorIsLive } from './daemon-config.js';
+import { pointDaemon } from './daemon.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
 import { NOTHING_RESTORED, restoreStorage, withDeadline, type Restored } from './persistence.js';
 import { prefetchRefs, startPrefetch } from './prefetch.js';
 import { installRegistry } from './registry-binary.js';
 import { useRegistriesConf } from './registries-conf.js';
-import { state, type MirrorState } from './state.js';
+import { state } from './state.js';
 import { scanStorage } from './storage.js';
 import { createWorkDir, writeBaseline } from './work-dir.js';
 
@@ -49,7 +48,7 @@ export async function main(): Promise<void> {
     core.setOutput('registries-conf', await useRegistriesConf(inputs.registriesConfDir, dir.root, mirrors, state.setRegistriesConf));
 
     const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
-    const daemonPulls = await pointDaemon(inputs.daemonConfig, mirrors);
+    const daemonPulls = await pointDaemon(inputs.daemonConfig, mirrors, { daemon: state.setDaemon, registryHosts: state.setRegistryHosts });
     if (hub) core.setOutput('mirror', hub.url);
 
     // dockerd mirrors Docker Hub only: what it pulls from elsewhere would not come through the cache.
@@ -66,30 +65,6 @@ export async function main(): Promise<void> {
     if (failOnErrorInput()) core.setFailed(message);
     else core.warning(message);
   }
-}
-
-/**
- * Points the dockerd that reads configPath at the mirrors (Docker Hub's in daemon.json, the others in certs.d), or,
- * with daemon-config `none`, touches no daemon and checks only whether the one at DOCKER_HOST names the mirror
- * already (a dind sidecar started with --registry-mirror). True when dockerd's Docker Hub pulls come through the cache.
- */
-async function pointDaemon(configPath: string | null, mirrors: MirrorState[]): Promise<boolean> {
-  const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
-  if (configPath === null) {
-    if (!hub) return false;
-    const live = await daemonMirrors();
-    if (live && mirrorIsLive(live, hub.url)) core.info(`daemon-config is none: dockerd already pulls Docker Hub images through ${hub.url}`);
-    else if (live) core.warning(`pull-cache-action: daemon-config is none, and the dockerd at ${process.env.DOCKER_HOST || 'the default socket'} does not name ${hub.url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${hub.url} (and set port).`);
-    return !!live && mirrorIsLive(live, hub.url);
-  }
-  if (hub) {
-    await useMirror(configPath, hub.url, state.setDaemon);
-    core.info(`dockerd now pulls Docker Hub images through ${hub.url}`);
-  }
-  const others = mirrors.filter((m) => m.registry !== DOCKER_HUB);
-  const hostsFiles = others.length ? await useRegistryHosts(configPath, others, state.setRegistryHosts) : [];
-  if (hostsFiles.length) core.info(`dockerd (containerd image store) now pulls ${hostsFiles.map((f) => f.registry).join(', ')} images through their mirrors`);
-  return !!hub;
 }
 
 /** A cache that cannot be restored is an empty cache, not a failed step. */
