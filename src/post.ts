@@ -10,6 +10,7 @@ import { readQuota, type Credentials, type Quota } from './docker-hub.js';
 import { saveStorage, withDeadline } from './persistence.js';
 import { containerImages, finishPrefetch, normalRef, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { mirrorPlans, stopMirrors } from './mirrors.js';
+import { removeRegistriesConf } from './registries-conf.js';
 import { accountUsage, aroundTheCache, mergeUsage, parseAccessLog, renderReport, writeReport, type RegistryRow, type Usage } from './report.js';
 import { state, type MirrorState, type RegistryHostsFile } from './state.js';
 import { displayName, DOCKER_HUB, qualifiedRepository } from './images.js';
@@ -47,6 +48,8 @@ export async function post(): Promise<void> {
   if (mirrors.length) await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => stopMirrors(mirrors));
   const hostsFiles = state.registryHosts();
   if (hostsFiles.length) await attempt('removing the hosts.toml files written into certs.d', () => restoreRegistryHosts(hostsFiles));
+  const registriesConf = state.registriesConf();
+  if (registriesConf) await attempt('removing the registries.conf drop-in', () => removeRegistriesConf(registriesConf));
   const daemon = state.daemon();
   const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => restoreDaemon(daemon)) : undefined;
 
@@ -133,6 +136,7 @@ function registryRows(mirrors: MirrorState[], usages: Usage[] | null): RegistryR
   const none = { blobs: 0, bytes: 0 };
   return mirrors.map((m, i) => ({
     registry: m.registry,
+    upstream: m.upstream,
     mirror: m.url,
     offline: m.offline,
     images: usages?.[i].images.filter((u) => u.key).length ?? 0,

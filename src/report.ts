@@ -202,6 +202,8 @@ export function aroundTheCache(pulled: string[], mirrors: { registry: string; ur
 /** One registry's row: its mirror and what the job pulled through it. */
 export interface RegistryRow {
   registry: string;
+  /** What its mirror pulled from: the registry itself, or an organisation's mirror of it. */
+  upstream: string;
   mirror: string;
   offline: boolean;
   images: number;
@@ -286,14 +288,19 @@ function prefetchOnlyTable(table: UsageTable, prefetch: PrefetchUsage | null, so
   return lines.at(-1) === '' ? lines.slice(0, -1) : lines;
 }
 
+/** Where a registry's mirror pulled from: the registry's name, or the host of the organisation's mirror in front of it. */
+function upstreamName(r: RegistryRow): string {
+  return r.upstream === `https://${r.registry}` ? r.registry : r.upstream.replace(/^https?:\/\//, '');
+}
+
 /** The report as Markdown: for the job summary, and readable as it is in the log. */
 export function renderReport(f: ReportFacts): string {
   const hub = f.upstream === 'https://registry-1.docker.io' ? 'Docker Hub' : f.upstream.replace(/^https?:\/\//, '');
-  const source = f.registries.length > 1 ? 'upstream' : f.registries[0] && f.registries[0].registry !== DOCKER_HUB ? f.registries[0].registry : hub;
+  const source = f.registries.length > 1 ? 'upstream' : f.registries[0] && f.registries[0].registry !== DOCKER_HUB ? upstreamName(f.registries[0]) : hub;
   const lines = ['## Pull cache', ''];
   if (f.registries.length > 1) {
     lines.push('| Registry | Mirror | Images | From cache | From upstream |', '| --- | --- | --- | --- | --- |');
-    for (const r of f.registries) lines.push(`| ${r.registry} | ${r.mirror}${r.offline ? ' (offline)' : ''} | ${r.images} | ${tallyText(r.fromCache)} | ${tallyText(r.fromUpstream)} |`);
+    for (const r of f.registries) lines.push(`| ${r.registry}${r.registry !== DOCKER_HUB && upstreamName(r) !== r.registry ? ` via ${upstreamName(r)}` : ''} | ${r.mirror}${r.offline ? ' (offline)' : ''} | ${r.images} | ${tallyText(r.fromCache)} | ${tallyText(r.fromUpstream)} |`);
     lines.push('');
   }
   if (f.usage && f.usage.images.length) {

@@ -832,8 +832,8 @@ describe('renderReport', () => {
     const tally = (blobs: number, bytes: number) => ({ blobs, bytes });
     const md = renderReport(facts({
       registries: [
-        { registry: 'docker.io', mirror: 'http://127.0.0.1:40001', offline: false, images: 3, fromCache: tally(3, 33_002_000), fromUpstream: tally(5, 39_003_600) },
-        { registry: 'ghcr.io', mirror: 'http://127.0.0.1:40002', offline: true, images: 0, fromCache: tally(0, 0), fromUpstream: tally(0, 0) },
+        { registry: 'docker.io', upstream: 'https://registry-1.docker.io', mirror: 'http://127.0.0.1:40001', offline: false, images: 3, fromCache: tally(3, 33_002_000), fromUpstream: tally(5, 39_003_600) },
+        { registry: 'ghcr.io', upstream: 'https://ghcr.io', mirror: 'http://127.0.0.1:40002', offline: true, images: 0, fromCache: tally(0, 0), fromUpstream: tally(0, 0) },
       ],
     }));
     assert.ok(md.includes('| Registry | Mirror | Images | From cache | From upstream |\n| --- | --- | --- | --- | --- |\n'), md);
@@ -844,9 +844,18 @@ describe('renderReport', () => {
   });
 
   test('one registry other than Docker Hub names it in the image table; no registry table', () => {
-    const md = renderReport(facts({ registries: [{ registry: 'ghcr.io', mirror: 'http://127.0.0.1:40002', offline: false, images: 0, fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } }] }));
+    const md = renderReport(facts({ registries: [{ registry: 'ghcr.io', upstream: 'https://ghcr.io', mirror: 'http://127.0.0.1:40002', offline: false, images: 0, fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } }] }));
     assert.ok(md.includes('| Image | From cache | From ghcr.io |'), md);
     assert.ok(!md.includes('| Registry |'));
+  });
+
+  test('a registry behind an organisation\'s mirror: its row, or the image table, names the org tier it came from', () => {
+    const none = { blobs: 0, bytes: 0 };
+    const ghcr = { registry: 'ghcr.io', upstream: 'https://nexus.example:8444', mirror: 'http://127.0.0.1:40002', offline: false, images: 1, fromCache: none, fromUpstream: { blobs: 2, bytes: 2048 } };
+    const hub = { registry: 'docker.io', upstream: 'https://registry-1.docker.io', mirror: 'http://127.0.0.1:40001', offline: false, images: 0, fromCache: none, fromUpstream: none };
+    assert.ok(renderReport(facts({ registries: [hub, ghcr] })).includes('| ghcr.io via nexus.example:8444 | http://127.0.0.1:40002 | 1 | – | 2 blobs, 2.0 KiB |\n'));
+    assert.ok(renderReport(facts({ registries: [hub, ghcr] })).includes('| docker.io | http://127.0.0.1:40001 | 0 |'));
+    assert.ok(renderReport(facts({ registries: [ghcr] })).includes('| Image | From cache | From nexus.example:8444 |'));
   });
 
   test('images dockerd pulled around the cache: how to pull them through it, or which registry to list', () => {
