@@ -48,6 +48,19 @@ export function k3sRegistriesYaml(mirrors: MirrorAddress[]): string {
   return stringify({ mirrors: Object.fromEntries(mirrors.map((m) => [m.registry, { endpoint: [m.url] }])) });
 }
 
+/**
+ * A registries.conf drop-in (containers-registries.conf(5), v2) for Podman, Buildah and Skopeo: each registry
+ * pulled from its mirror first, spoken to over plain HTTP (`insecure`), then from the registry itself.
+ */
+export function registriesConf(mirrors: MirrorAddress[]): string {
+  const lines = ['# pull-cache-action: Podman, Buildah and Skopeo pull through the cache on this runner; its post step removes this file.'];
+  for (const mirror of mirrors) {
+    lines.push('', '[[registry]]', `prefix = ${toml(mirror.registry)}`, `location = ${toml(mirror.registry)}`);
+    lines.push('', '[[registry.mirror]]', `location = ${toml(new URL(mirror.url).host)}`, 'insecure = true');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 export interface ClientConfigFiles {
   hostsDir: string;
   buildkitdConfig: string;

@@ -16,6 +16,8 @@ export interface Inputs {
   upstream: string;
   /** The registries to cache, by host as image names spell them (docker.io, ghcr.io, ...). */
   registries: string[];
+  /** The upstream a registry's mirror pulls from when it is not the registry itself (an organisation's mirror), by host. */
+  registryUpstreams: Record<string, string>;
   /** Credentials for registries other than Docker Hub, by host. */
   registryCredentials: Record<string, Credentials>;
   /** Where the mirrors listen: loopback, or the Docker bridge's gateway, which containers reach too. */
@@ -37,7 +39,10 @@ export interface Inputs {
   registrySha256: string;
   registryDownloadUrl: string;
   registryPath: string;
-  daemonConfig: string;
+  /** The config file of the dockerd to point at the mirror; null (`none`): a daemon the action may not touch. */
+  daemonConfig: string | null;
+  /** Directory of the registries.conf drop-in for Podman, Buildah, Skopeo: '' for the default, null for none. */
+  registriesConfDir: string | null;
   /** 0 means: pick a free loopback port. */
   port: number;
   failOnError: boolean;
@@ -69,7 +74,7 @@ export function parseInputs(read: (name: string) => string): Inputs {
     dockerhubUsername: username,
     dockerhubToken: token,
     upstream: httpUrl('upstream', text('upstream', DEFAULTS.upstream)),
-    registries: registries(text('registries', DOCKER_HUB)),
+    ...registries(text('registries', DOCKER_HUB)),
     registryCredentials: {},
     listen: listen(text('listen', 'loopback')),
     cacheKey: cacheKeyPrefix(text('cache-key', DEFAULTS.cacheKey)),
@@ -84,7 +89,8 @@ export function parseInputs(read: (name: string) => string): Inputs {
     registrySha256: sha256('registry-sha256', text('registry-sha256')),
     registryDownloadUrl: httpUrl('registry-download-url', text('registry-download-url', DEFAULTS.registryDownloadUrl)),
     registryPath: text('registry-path'),
-    daemonConfig: absolutePath('daemon-config', text('daemon-config', DEFAULTS.daemonConfig)),
+    daemonConfig: daemonConfig(text('daemon-config', DEFAULTS.daemonConfig)),
+    registriesConfDir: registriesConfDir(text('registries-conf-d')),
     port: port(text('port')),
     failOnError: boolean('fail-on-error', read('fail-on-error'), false),
   };
@@ -103,7 +109,7 @@ export function getInputs(): Inputs {
 
 /** What can only be checked on the runner: the paths, and a checksum for the registry to download. */
 function checkOnRunner(inputs: Inputs): void {
-  if (statSync(inputs.daemonConfig, { throwIfNoEntry: false })?.isDirectory()) {
+  if (inputs.daemonConfig && statSync(inputs.daemonConfig, { throwIfNoEntry: false })?.isDirectory()) {
     throw new InputError(`daemon-config ${inputs.daemonConfig} is a directory: give the path of the daemon's JSON config file`);
   }
   if (inputs.registryPath) {
@@ -156,19 +162,25 @@ function httpUrl(name: string, value: string): string {
 const DOCKER_HUB_ALIASES = new Set([DOCKER_HUB, 'index.docker.io', 'registry-1.docker.io']);
 const MAX_REGISTRIES = 10;
 
-/** Hosts separated by commas, spaces or new lines; Docker Hub by any of its names is docker.io. */
-function registries(value: string): string[] {
-  const hosts = value.split(/[\s,]+/).filter(Boolean).map((h) => h.toLowerCase());
+/**
+ * Hosts separated by commas, spaces or new lines; Docker Hub by any of its names is docker.io. HOST=URL names the
+ * upstream the host's mirror pulls from instead of the registry itself: an organisation's mirror of it.
+ */
+function registries(value: string): { registries: string[]; registryUpstreams: Record<string, string> } {
   const out: string[] = [];
-  for (const host of hosts) {
+  const upstreams: Record<string, string> = {};
+  for (const item of value.split(/[\s,]+/).filter(Boolean)) {
+    const [host, upstream] = item.includes('=') ? [item.slice(0, item.indexOf('=')).toLowerCase(), item.slice(item.indexOf('=') + 1)] : [item.toLowerCase(), null];
     const name = DOCKER_HUB_ALIASES.has(host) ? DOCKER_HUB : host;
     if (!isRegistryHost(name)) throw new InputError(`registries: "${host}" is not a registry host; give hosts as image names spell them, such as docker.io, ghcr.io, quay.io, registry.k8s.io`);
     if (out.includes(name)) throw new InputError(`registries: ${name} is listed twice`);
+    if (upstream !== null && name === DOCKER_HUB) throw new InputError(`registries: give Docker Hub's upstream (${upstream}) as the upstream input, not as docker.io=URL`);
+    if (upstream !== null) upstreams[name] = httpUrl(`registries: the upstream of ${name}`, upstream);
     out.push(name);
   }
   if (!out.length) throw new InputError('registries must name at least one registry host, such as docker.io');
   if (out.length > MAX_REGISTRIES) throw new InputError(`registries: at most ${MAX_REGISTRIES} registries, got ${out.length}`);
-  return out;
+  return { registries: out, registryUpstreams: upstreams };
 }
 
 /** The tokens of registry-credentials (HOST=USERNAME:TOKEN lines), to mask before anything is parsed or logged. */
@@ -221,8 +233,17 @@ function sha256(name: string, value: string): string {
   return value.toLowerCase();
 }
 
-function absolutePath(name: string, value: string): string {
-  if (!value.startsWith('/')) throw new InputError(`${name} must be an absolute path, got "${value}"`);
+/** A path, or `none`: the daemon is not the action's to touch (a dind sidecar, a remote DOCKER_HOST); it names the mirror itself. */
+function daemonConfig(value: string): string | null {
+  if (value === 'none') return null;
+  if (!value.startsWith('/')) throw new InputError(`daemon-config must be an absolute path, or none for a daemon the action may not touch, got "${value}"`);
+  return value;
+}
+
+/** Empty: the default directory; none: no drop-in. */
+function registriesConfDir(value: string): string | null {
+  if (value === 'none') return null;
+  if (value && !value.startsWith('/')) throw new InputError(`registries-conf-d must be an absolute path, empty for the directory your podman reads, or none, got "${value}"`);
   return value;
 }
 

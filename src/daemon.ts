@@ -3,14 +3,51 @@ import * as core from '@actions/core';
 import * as exec from '@actions/exec';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, open, readdir, readFile, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { builtInBuildkitNotice } from './builtin-buildkit.js';
 import { hostsToml, type MirrorAddress } from './client-config.js';
+import { withConfigLock } from './config-lock.js';
 import { clearingMirrors, digestOf, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror } from './daemon-config.js';
+import { DOCKER_HUB } from './images.js';
 import type { DaemonState, RegistryHostsFile } from './state.js';
 
 const DEFAULT_CONFIG = '/etc/docker/daemon.json';
+
+/**
+ * Points the dockerd that reads configPath at the mirrors (Docker Hub's in daemon.json, the others in certs.d), or,
+ * with daemon-config `none`, touches no daemon and checks only whether the one at DOCKER_HOST names the mirror
+ * already (a dind sidecar started with --registry-mirror). True when dockerd's Docker Hub pulls come through the cache.
+ */
+export async function pointDaemon(
+  configPath: string | null,
+  mirrors: MirrorAddress[],
+  record: { daemon: (s: DaemonState | null) => void; registryHosts: (files: RegistryHostsFile[]) => void; builtInBuildkit: (notice: string) => void },
+): Promise<boolean> {
+  const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
+  if (configPath === null) {
+    if (!hub) return false;
+    const live = await liveMirrors().catch(() => null);
+    if (live && mirrorIsLive(live, hub.url)) core.info(`daemon-config is none: dockerd already pulls Docker Hub images through ${hub.url}`);
+    else if (live) core.warning(`pull-cache-action: daemon-config is none, and the dockerd at ${process.env.DOCKER_HOST || 'the default socket'} does not name ${hub.url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${hub.url} (and set port).`);
+    return !!live && mirrorIsLive(live, hub.url);
+  }
+  if (hub) {
+    await useMirror(configPath, hub.url, record.daemon);
+    core.info(`dockerd now pulls Docker Hub images through ${hub.url}`);
+    // Its own BuildKit may not see a mirror added by reload: the log and the report say so.
+    const buildkit = builtInBuildkitNotice(await serverVersion(), hub.url);
+    if (buildkit) {
+      core.notice(buildkit);
+      record.builtInBuildkit(buildkit);
+    }
+  }
+  const others = mirrors.filter((m) => m.registry !== DOCKER_HUB);
+  const hostsFiles = others.length ? await useRegistryHosts(configPath, others, record.registryHosts) : [];
+  if (hostsFiles.length) core.info(`dockerd (containerd image store) now pulls ${hostsFiles.map((f) => f.registry).join(', ')} images through their mirrors`);
+  return !!hub;
+}
 
 /**
  * Merges the mirror into the daemon's config and reloads it; undoes its own change if the daemon does not take it.
@@ -18,6 +55,11 @@ const DEFAULT_CONFIG = '/etc/docker/daemon.json';
  */
 export async function useMirror(configPath: string, mirror: string, record: (s: DaemonState | null) => void): Promise<void> {
   const pid = await findDockerd(configPath);
+  await assertSameNetwork(pid, mirror);
+  await withConfigLock(configPath, () => addMirror(configPath, pid, mirror, record));
+}
+
+async function addMirror(configPath: string, pid: number, mirror: string, record: (s: DaemonState | null) => void): Promise<void> {
   const original = await readConfig(configPath);
   const merged = withMirror(original?.toString('utf8') ?? null, mirror, configPath);
   const daemon: DaemonState = { configPath, original: original?.toString('base64') ?? null, written: digestOf(merged), pid, mirror };
@@ -27,7 +69,7 @@ export async function useMirror(configPath: string, mirror: string, record: (s: 
     await reload(pid);
     await waitForMirrors(`the mirror to be listed by docker info after reloading dockerd (pid ${pid})`, (live) => mirrorIsLive(live, mirror));
   } catch (e) {
-    await restoreDaemon(daemon).catch((r: Error) => {
+    await putBack(daemon).catch((r: Error) => {
       throw new Error(`${(e as Error).message}; putting ${configPath} back failed too (post tries again): ${r.message}`);
     });
     // Put back already: a second restore in post would only undo what the job's steps write to the file later.
@@ -42,6 +84,10 @@ export async function useMirror(configPath: string, mirror: string, record: (s: 
  * changed since keeps every change, and only the mirror main added leaves it (see restoredConfig).
  */
 export async function restoreDaemon(daemon: DaemonState): Promise<void> {
+  await withConfigLock(daemon.configPath, () => putBack(daemon));
+}
+
+async function putBack(daemon: DaemonState): Promise<void> {
   const saved = { original: daemon.original === null ? null : Buffer.from(daemon.original, 'base64'), written: daemon.written, mirror: daemon.mirror };
   const final = restoredConfig(await readConfig(daemon.configPath), saved, daemon.configPath);
   try {
@@ -118,16 +164,43 @@ export async function imagesPulledSince(sinceMs: number): Promise<string[]> {
   return [...new Set(out.split('\n').filter(Boolean))];
 }
 
-/** The pid of the dockerd that reads configPath: named by --config-file, or the default path without the flag. */
+/** The pid of the dockerd that reads configPath: named by --config-file, or its default path without the flag. */
 export async function findDockerd(configPath: string): Promise<number> {
   const wanted = resolve(configPath);
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
     if (argv.length === 0 || !/(^|\/)dockerd$/.test(argv[0])) continue;
-    if (resolve(configFileOf(argv) ?? DEFAULT_CONFIG) === wanted) return Number(entry);
+    // Another user's process (root's dockerd, to a runner user) does not show its environment: it is no rootless one of ours.
+    const environ = (await readFile(`/proc/${entry}/environ`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
+    if (resolve(daemonConfigOf(argv, environ)) === wanted) return Number(entry);
   }
-  throw new Error(`no running dockerd reads ${configPath} (looked for --config-file ${configPath}${wanted === DEFAULT_CONFIG ? ' or none' : ''}); set daemon-config to the file your daemon reads`);
+  throw new Error(`no running dockerd reads ${configPath} (looked for --config-file ${configPath}, or none with a dockerd whose default it is); set daemon-config to the file your daemon reads`);
+}
+
+/**
+ * A dockerd in a network namespace of its own (rootless Docker's RootlessKit with slirp4netns, which also shuts out
+ * the host's loopback) cannot reach the mirror: editing its config would only make every pull wait on a dead mirror.
+ * A namespace this user may not read (root's dockerd) is taken to be the host's, where a rootful dockerd runs.
+ */
+async function assertSameNetwork(pid: number, mirror: string): Promise<void> {
+  const [theirs, ours] = await Promise.all([readlink(`/proc/${pid}/ns/net`).catch(() => ''), readlink('/proc/self/ns/net').catch(() => '')]);
+  if (theirs && ours && theirs !== ours) {
+    throw new Error(`dockerd (pid ${pid}) runs in a network namespace of its own, as rootless Docker's RootlessKit makes with slirp4netns: ${mirror} is out of its reach, so its config was left alone. Run that daemon in the runner's network namespace, or point it at the mirror yourself and set daemon-config: none`);
+  }
+}
+
+/**
+ * The config file a dockerd reads: its last --config-file, else its default. A rootless dockerd (run by
+ * RootlessKit, which sets ROOTLESSKIT_STATE_DIR) defaults to $XDG_CONFIG_HOME/docker/daemon.json, or
+ * $HOME/.config/docker/daemon.json; any other to /etc/docker/daemon.json.
+ */
+export function daemonConfigOf(argv: string[], environ: string[]): string {
+  const flag = configFileOf(argv);
+  if (flag) return flag;
+  const env = (name: string) => environ.find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1) ?? '';
+  if (!env('ROOTLESSKIT_STATE_DIR')) return DEFAULT_CONFIG;
+  return join(env('XDG_CONFIG_HOME') || join(env('HOME'), '.config'), 'docker', 'daemon.json');
 }
 
 /** The --config-file dockerd was started with; like dockerd, the last one given wins. */
@@ -155,7 +228,7 @@ async function reload(pid: number): Promise<void> {
 }
 
 /** The daemon's release, as `docker info` gives it (`20.10.24+dfsg1`); empty when docker info does not answer. */
-export async function serverVersion(): Promise<string> {
+async function serverVersion(): Promise<string> {
   const version = await dockerInfo('{{json .ServerVersion}}').catch(() => '');
   return typeof version === 'string' ? version : '';
 }

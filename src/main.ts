@@ -2,15 +2,15 @@
 // clients at them. Any failure is a warning and the job pulls directly, unless fail-on-error is set.
 import * as core from '@actions/core';
 import { join } from 'node:path';
-import { builtInBuildkitNotice } from './builtin-buildkit.js';
 import { writeClientConfigs } from './client-config.js';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
-import { serverVersion, useMirror, useRegistryHosts } from './daemon.js';
+import { pointDaemon } from './daemon.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
 import { NOTHING_RESTORED, restoreStorage, withDeadline, type Restored } from './persistence.js';
 import { prefetchRefs, startPrefetch } from './prefetch.js';
 import { installRegistry } from './registry-binary.js';
+import { useRegistriesConf } from './registries-conf.js';
 import { state } from './state.js';
 import { scanStorage } from './storage.js';
 import { createWorkDir, writeBaseline } from './work-dir.js';
@@ -18,7 +18,7 @@ import { createWorkDir, writeBaseline } from './work-dir.js';
 export async function main(): Promise<void> {
   const jobStarted = Date.now();
   state.markMainStarted();
-  for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'restored-key']) core.setOutput(output, '');
+  for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'registries-conf', 'restored-key']) core.setOutput(output, '');
   try {
     const inputs = getInputs();
     const address = await listenAddress(inputs.listen);
@@ -45,25 +45,15 @@ export async function main(): Promise<void> {
     core.setOutput('hosts-dir', dir.clients.hostsDir);
     core.setOutput('buildkitd-config', dir.clients.buildkitdConfig);
     core.setOutput('k3s-registries', dir.clients.k3sRegistries);
+    core.setOutput('registries-conf', await useRegistriesConf(inputs.registriesConfDir, dir.root, mirrors, state.setRegistriesConf));
 
     const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
-    if (hub) {
-      await useMirror(inputs.daemonConfig, hub.url, state.setDaemon);
-      core.info(`dockerd now pulls Docker Hub images through ${hub.url}`);
-      core.setOutput('mirror', hub.url);
-      const buildkit = builtInBuildkitNotice(await serverVersion(), hub.url);
-      if (buildkit) {
-        core.notice(buildkit);
-        state.setBuiltInBuildkit(buildkit);
-      }
-    }
-    const others = mirrors.filter((m) => m.registry !== DOCKER_HUB);
-    const hostsFiles = others.length ? await useRegistryHosts(inputs.daemonConfig, others, state.setRegistryHosts) : [];
-    if (hostsFiles.length) core.info(`dockerd (containerd image store) now pulls ${hostsFiles.map((f) => f.registry).join(', ')} images through their mirrors`);
+    const daemonPulls = await pointDaemon(inputs.daemonConfig, mirrors, { daemon: state.setDaemon, registryHosts: state.setRegistryHosts, builtInBuildkit: state.setBuiltInBuildkit });
+    if (hub) core.setOutput('mirror', hub.url);
 
     // dockerd mirrors Docker Hub only: what it pulls from elsewhere would not come through the cache.
     const hubImages = restored.images.filter((image) => splitRepository(image.repository).registry === DOCKER_HUB);
-    const refs = inputs.prefetch && hub ? prefetchRefs(restored.index, hubImages) : [];
+    const refs = inputs.prefetch && daemonPulls ? prefetchRefs(restored.index, hubImages) : [];
     if (refs.length) {
       const log = join(dir.root, 'prefetch.log');
       state.setPrefetch({ pid: await startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });

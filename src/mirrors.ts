@@ -18,11 +18,11 @@ export interface MirrorPlan {
 }
 
 /** What each listed registry's proxy pulls from, and as whom. */
-export function mirrorPlans(inputs: Pick<Inputs, 'registries' | 'upstream' | 'registryCredentials' | 'dockerhubUsername' | 'dockerhubToken'>): MirrorPlan[] {
+export function mirrorPlans(inputs: Pick<Inputs, 'registries' | 'registryUpstreams' | 'upstream' | 'registryCredentials' | 'dockerhubUsername' | 'dockerhubToken'>): MirrorPlan[] {
   return inputs.registries.map((registry) =>
     registry === DOCKER_HUB
       ? { registry, upstream: inputs.upstream, credentials: inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null }
-      : { registry, upstream: `https://${registry}`, credentials: inputs.registryCredentials[registry] ?? null },
+      : { registry, upstream: inputs.registryUpstreams[registry] ?? `https://${registry}`, credentials: inputs.registryCredentials[registry] ?? null },
   );
 }
 

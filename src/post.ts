@@ -8,8 +8,9 @@ import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.
 import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
 import { readQuota, type Credentials, type Quota } from './docker-hub.js';
 import { saveStorage, withDeadline } from './persistence.js';
-import { containerImages, finishPrefetch, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
+import { containerImages, finishPrefetch, normalRef, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { mirrorPlans, stopMirrors } from './mirrors.js';
+import { removeRegistriesConf } from './registries-conf.js';
 import { accountUsage, aroundTheCache, mergeUsage, parseAccessLog, renderReport, writeReport, type RegistryRow, type Usage } from './report.js';
 import { state, type MirrorState, type RegistryHostsFile } from './state.js';
 import { displayName, DOCKER_HUB, qualifiedRepository } from './images.js';
@@ -47,6 +48,8 @@ export async function post(): Promise<void> {
   if (mirrors.length) await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => stopMirrors(mirrors));
   const hostsFiles = state.registryHosts();
   if (hostsFiles.length) await attempt('removing the hosts.toml files written into certs.d', () => restoreRegistryHosts(hostsFiles));
+  const registriesConf = state.registriesConf();
+  if (registriesConf) await attempt('removing the registries.conf drop-in', () => removeRegistriesConf(registriesConf));
   const daemon = state.daemon();
   const daemonRestored = daemon ? await attempt(`restoring ${daemon.configPath}`, () => restoreDaemon(daemon)) : undefined;
 
@@ -78,17 +81,16 @@ async function reportAndSave(
   const served = await attempt('reading what the registries served', () =>
     Promise.all(mirrors.map(async (m) => parseAccessLog(await readFile(m.accessLog, 'utf8')).map((r) => ({ ...r, repository: qualifiedRepository(m.registry, r.repository) })))),
   );
-  const usages = served?.map((requests) => accountUsage(requests, baseline.storage, after, manifests));
+  // Prefetched images the job ran without pulling are the job's too.
+  const ranByJob = new Set(prefetch ? (await containerImages(prefetch.jobStarted)).map(normalRef) : []);
+  const usages = served?.map((requests) => accountUsage(requests, baseline.storage, after, manifests, ranByJob));
   const usage = usages ? mergeUsage(usages) : null;
-  const requests = served?.flat() ?? [];
-  const jobAsked = requests.filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => displayName(imageKey(r)));
-  const prefetchUsed = prefetch && prefetchUsage(prefetch.results, jobAsked, await containerImages(prefetch.jobStarted));
+  const prefetchUsed = prefetch && prefetchUsage(prefetch.results, usage?.images.map((i) => displayName(i.key)) ?? []);
   for (const failed of prefetchUsed?.failed ?? []) core.warning(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
   const stored = imagesInStorage(after, manifests);
   const decision = decideSaves(stored, await askUpstreams(stored, (registry) => upstreamOf(mirrors, registry, inputs), inputs.cachePrivate), baseline.restored.images);
   // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
-  const prefetchOnly = new Set(prefetchUsed?.unused.map((u) => u.ref));
-  const used = usage?.images.map((i) => i.key).filter((key) => !prefetchOnly.has(displayName(key)) && !decision.unrefreshed.has(key));
+  const used = usage?.images.map((i) => i.key).filter((key) => key && !decision.unrefreshed.has(key));
   const job = { seen: decision.images, used: new Set(used) };
   const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
   const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
@@ -135,6 +137,7 @@ function registryRows(mirrors: MirrorState[], usages: Usage[] | null): RegistryR
   const none = { blobs: 0, bytes: 0 };
   return mirrors.map((m, i) => ({
     registry: m.registry,
+    upstream: m.upstream,
     mirror: m.url,
     offline: m.offline,
     images: usages?.[i].images.filter((u) => u.key).length ?? 0,

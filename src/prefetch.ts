@@ -114,15 +114,12 @@ export interface PrefetchUsage {
   failed: { ref: string; error: string }[];
 }
 
-/**
- * Which prefetched images the job went on to use: it asked the mirror for them itself (a `docker pull` of a
- * present image still checks its tag; one during the prefetch joins it), or ran a container of them.
- */
-export function prefetchUsage(results: PrefetchResult[], jobAsked: string[], containerImages: string[]): PrefetchUsage {
+/** Which prefetched images the job went on to use (`jobImages`, as accountUsage found them, by display name). */
+export function prefetchUsage(results: PrefetchResult[], jobImages: string[]): PrefetchUsage {
   const used: string[] = [];
   const unused: PrefetchUsage['unused'] = [];
   for (const r of results.filter((r) => r.ok)) {
-    if (jobAsked.includes(r.ref) || containerImages.some((image) => normalRef(image) === r.ref)) used.push(r.ref);
+    if (jobImages.includes(r.ref)) used.push(r.ref);
     else unused.push({ ref: r.ref, ms: r.ended - r.started });
   }
   return { used, unused, failed: results.filter((r) => !r.ok).map((r) => ({ ref: r.ref, error: r.error ?? '' })) };

@@ -1,10 +1,11 @@
 // What the job pulled, and from where. The registry's own counters are wrong in 2.8, so the figures are
-// computed: a blob served under a repository that linked it before the job is a hit; any other blob it
-// served came from upstream during the job.
+// computed from its access log and storage: a blob served under a repository that linked it before the job is a
+// hit; any other blob it served came from upstream during the job. The job's images are reported apart from what
+// the prefetch pulled on speculation.
 import * as core from '@actions/core';
 import { imageKey, type Budget, type Dropped } from './cache-index.js';
 import type { Quota } from './docker-hub.js';
-import type { PrefetchUsage } from './prefetch.js';
+import { PREFETCH_AGENT, type PrefetchUsage } from './prefetch.js';
 import { displayName, DOCKER_HUB, imageContent, splitRepository, type Manifests } from './images.js';
 import { isDigest, type StorageState } from './storage.js';
 
@@ -65,24 +66,60 @@ export interface ImageUsage {
   fromUpstream: Tally;
 }
 
-export interface Usage {
+/** Images and their blobs' origins; the totals count each blob once, however many of the images name it. */
+export interface UsageTable {
   images: ImageUsage[];
   fromCache: Tally;
   fromUpstream: Tally;
 }
 
-/** Per image the job pulled (by tag, or by digest): the configs and layers served, from cache or from upstream. */
-export function accountUsage(requests: RegistryRequest[], before: StorageState, after: StorageState, manifests: Manifests): Usage {
+/** What the job used, and apart from it what the prefetch pulled on speculation and the job never used. */
+export interface Usage extends UsageTable {
+  prefetchOnly: UsageTable;
+}
+
+type Origin = 'cache' | 'upstream';
+
+/** The blobs of one image, by where their bytes came from in this job. */
+interface ImageBlobs {
+  key: string;
+  image: string;
+  blobs: Map<string, Origin>;
+}
+
+/**
+ * Per image used in the job: of the blobs its manifest names, those the restored cache served are hits and those
+ * fetched from the upstream during the job are misses, whichever request (the job's or the prefetch's) carried them,
+ * and even when the daemon had a blob from another image's pull and never asked for it again. A blob no one asked
+ * the mirror for during the job was on the runner already: it is neither. An image is the job's when the job asked
+ * the mirror for it (a pull that joins the prefetch's asks too) or ran a container of it (`ranByJob`, display names);
+ * the rest the prefetch pulled alone.
+ */
+export function accountUsage(requests: RegistryRequest[], before: StorageState, after: StorageState, manifests: Manifests, ranByJob: ReadonlySet<string> = new Set()): Usage {
   const served = requests.filter((r) => r.status === 200);
-  const blobsServed = new Set(served.filter((r) => r.kind === 'blobs' && r.method === 'GET').map((r) => `${r.repository}@${r.reference}`));
+  const blobGets = served.filter((r) => r.kind === 'blobs' && r.method === 'GET');
+  // The registry looks blobs up per repository: one held under another repository is fetched again.
+  const linkedBefore = (repository: string, digest: string) => digest in before.blobs && (before.repositories[repository]?.layers.includes(digest) ?? false);
+  const originOfRequest = (r: RegistryRequest): Origin => (linkedBefore(r.repository, r.reference) ? 'cache' : 'upstream');
+  const servedUnder = new Map(blobGets.map((r) => [`${r.repository}@${r.reference}`, originOfRequest(r)]));
+  // A blob the daemon did not ask for under this image's repository came with the first pull that did ask for it.
+  const firstServed = new Map<string, Origin>();
+  for (const r of blobGets) if (!firstServed.has(r.reference)) firstServed.set(r.reference, originOfRequest(r));
+  const originOf = (repository: string, digest: string) => servedUnder.get(`${repository}@${digest}`) ?? firstServed.get(digest);
+
   const manifestsByDigest = new Set(served.filter((r) => r.kind === 'manifests' && r.method === 'GET' && isDigest(r.reference)).map((r) => `${r.repository}@${r.reference}`));
+  const askedByJob = new Set(served.filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => `${r.repository}@${r.reference}`));
   /** Manifests reached through a tag (or an index): not listed again as pulls by digest. */
   const reached = new Set<string>();
-  const images = new Map<string, { repository: string; reference: string; blobs: string[] }>();
+  const images = new Map<string, ImageBlobs & { byJob: boolean }>();
   const addImage = (repository: string, reference: string, manifest: string) => {
     const content = imageContent(manifest, manifests, (child) => manifestsByDigest.has(`${repository}@${child}`));
     content.manifests.forEach((d) => reached.add(`${repository}@${d}`));
-    images.set(imageKey({ repository, reference }), { repository, reference, blobs: content.blobs });
+    const key = imageKey({ repository, reference });
+    const blobs = new Map(content.blobs.flatMap((d) => (originOf(repository, d) ? [[d, originOf(repository, d)!] as const] : [])));
+    const image = `${displayName(repository)}${isDigest(reference) ? `@${reference.slice(0, 19)}` : `:${reference}`}`;
+    const byJob = (images.get(key)?.byJob ?? false) || askedByJob.has(`${repository}@${reference}`) || ranByJob.has(displayName(key));
+    images.set(key, { key, image, blobs, byJob });
   };
   // dockerd resolves a tag with a HEAD (or a GET), then GETs the manifest by digest.
   for (const r of served.filter((r) => r.kind === 'manifests' && !isDigest(r.reference))) {
@@ -94,39 +131,49 @@ export function accountUsage(requests: RegistryRequest[], before: StorageState, 
     if (!reached.has(key)) addImage(repository, digest, digest);
   }
 
-  const counted = new Set<string>();
-  const tallyOf = (keys: Iterable<string>): Pick<ImageUsage, 'fromCache' | 'fromUpstream'> => {
+  // Blobs served that no image names (a manifest the report could not read): a row of their own, by who asked.
+  const named = new Set([...images.values()].flatMap((i) => [...i.blobs.keys()]));
+  const strays = (byPrefetch: boolean): ImageBlobs[] => {
+    const blobs = new Map(blobGets.filter((r) => !named.has(r.reference) && r.agent.includes(PREFETCH_AGENT) === byPrefetch).map((r) => [r.reference, originOfRequest(r)]));
+    return blobs.size ? [{ key: '', image: '(blobs of no image pulled by tag)', blobs }] : [];
+  };
+  const all = [...images.values()];
+  const job = tabulate([...all.filter((i) => i.byJob), ...strays(false)], new Set(), after, before);
+  const jobBlobs = new Set(all.filter((i) => i.byJob).flatMap((i) => [...i.blobs.keys()]));
+  return { ...job, prefetchOnly: tabulate([...all.filter((i) => !i.byJob), ...strays(true)], jobBlobs, after, before) };
+}
+
+/**
+ * Rows per image, and totals with each blob once per origin (one served from the cache for an image and fetched for
+ * another was moved twice); blobs in `counted` are left out of the totals.
+ */
+function tabulate(rows: ImageBlobs[], counted: ReadonlySet<string>, after: StorageState, before: StorageState): UsageTable {
+  const sizeOf = (digest: string) => after.blobs[digest] ?? before.blobs[digest] ?? 0;
+  const tally = (blobs: Iterable<readonly [string, Origin]>) => {
     const usage = { fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } };
-    for (const key of keys) {
-      if (!blobsServed.has(key) || counted.has(key)) continue;
-      counted.add(key);
-      const [repository, digest] = key.split('@');
-      const hit = digest in before.blobs && (before.repositories[repository]?.layers.includes(digest) ?? false);
-      const tally = hit ? usage.fromCache : usage.fromUpstream;
-      tally.blobs += 1;
-      tally.bytes += after.blobs[digest] ?? before.blobs[digest] ?? 0;
+    for (const [digest, origin] of blobs) {
+      const t = origin === 'cache' ? usage.fromCache : usage.fromUpstream;
+      t.blobs += 1;
+      t.bytes += sizeOf(digest);
     }
     return usage;
   };
-  const rows: ImageUsage[] = [...images].map(([key, i]) => ({
-    key,
-    image: `${displayName(i.repository)}${isDigest(i.reference) ? `@${i.reference.slice(0, 19)}` : `:${i.reference}`}`,
-    ...tallyOf(i.blobs.map((d) => `${i.repository}@${d}`)),
-  }));
-  const rest = tallyOf(blobsServed);
-  if (rest.fromCache.blobs || rest.fromUpstream.blobs) rows.push({ key: '', image: '(blobs of no image pulled by tag)', ...rest });
-  const sum = (pick: (u: ImageUsage) => Tally): Tally => ({ blobs: rows.reduce((s, u) => s + pick(u).blobs, 0), bytes: rows.reduce((s, u) => s + pick(u).bytes, 0) });
-  return { images: rows, fromCache: sum((u) => u.fromCache), fromUpstream: sum((u) => u.fromUpstream) };
+  const once = new Map(rows.flatMap((r) => [...r.blobs].filter(([digest]) => !counted.has(digest)).map(([digest, origin]) => [`${origin} ${digest}`, [digest, origin] as const])));
+  return { images: rows.map((r) => ({ key: r.key, image: r.image, ...tally(r.blobs) })), ...tally(once.values()) };
 }
 
 /** Adds up the usage of each registry's mirror. */
 export function mergeUsage(usages: Usage[]): Usage {
+  return { ...mergeTables(usages), prefetchOnly: mergeTables(usages.map((u) => u.prefetchOnly)) };
+}
+
+function mergeTables(tables: UsageTable[]): UsageTable {
   const add = (a: Tally, b: Tally): Tally => ({ blobs: a.blobs + b.blobs, bytes: a.bytes + b.bytes });
   const none = { blobs: 0, bytes: 0 };
   return {
-    images: usages.flatMap((u) => u.images),
-    fromCache: usages.reduce((t, u) => add(t, u.fromCache), none),
-    fromUpstream: usages.reduce((t, u) => add(t, u.fromUpstream), none),
+    images: tables.flatMap((t) => t.images),
+    fromCache: tables.reduce((sum, t) => add(sum, t.fromCache), none),
+    fromUpstream: tables.reduce((sum, t) => add(sum, t.fromUpstream), none),
   };
 }
 
@@ -155,6 +202,8 @@ export function aroundTheCache(pulled: string[], mirrors: { registry: string; ur
 /** One registry's row: its mirror and what the job pulled through it. */
 export interface RegistryRow {
   registry: string;
+  /** What its mirror pulled from: the registry itself, or an organisation's mirror of it. */
+  upstream: string;
   mirror: string;
   offline: boolean;
   images: number;
@@ -220,25 +269,50 @@ function tallyText(t: Tally): string {
   return t.blobs ? `${count(t.blobs, 'blob')}, ${formatBytes(t.bytes)}` : '–';
 }
 
+/** The images' rows and the total; when images share blobs, a line says the total counts each once. */
+function usageTable(table: UsageTable, source: string, extra?: { heading: string; cell: (u: ImageUsage) => string; totalNote: string }): string[] {
+  const lines = [`| Image | From cache | From ${source} |${extra ? ` ${extra.heading} |` : ''}`, `| --- | --- | --- |${extra ? ' --- |' : ''}`];
+  for (const u of table.images) lines.push(`| ${u.image} | ${tallyText(u.fromCache)} | ${tallyText(u.fromUpstream)} |${extra ? ` ${extra.cell(u)} |` : ''}`);
+  lines.push(`| **Total** | **${tallyText(table.fromCache)}** | **${tallyText(table.fromUpstream)}** |${extra ? ' |' : ''}`, '');
+  const rowBlobs = table.images.reduce((sum, u) => sum + u.fromCache.blobs + u.fromUpstream.blobs, 0);
+  if (rowBlobs > table.fromCache.blobs + table.fromUpstream.blobs) lines.push(extra?.totalNote ?? 'The images share blobs: the total counts each once.', '');
+  return lines;
+}
+
+/** What the prefetch pulled that the job never used: its own table, and what it cost from the upstream. */
+function prefetchOnlyTable(table: UsageTable, prefetch: PrefetchUsage | null, source: string): string[] {
+  const pulling = new Map(prefetch?.unused.map((u) => [u.ref, `${(u.ms / 1000).toFixed(1)} s`]));
+  const lines = ['Prefetched and not used by the job (not in the figures above):', ''];
+  lines.push(...usageTable(table, source, { heading: 'Pulling', cell: (u) => pulling.get(displayName(u.key)) ?? '–', totalNote: "The total counts each blob once, and none of the job's images." }));
+  if (table.fromUpstream.blobs) {
+    lines.push(`The prefetch fetched ${tallyText(table.fromUpstream)} from ${source} for images this job did not use: \`prefetch: false\` turns it off.`);
+  }
+  return lines.at(-1) === '' ? lines.slice(0, -1) : lines;
+}
+
+/** Where a registry's mirror pulled from: the registry's name, or the host of the organisation's mirror in front of it. */
+function upstreamName(r: RegistryRow): string {
+  return r.upstream === `https://${r.registry}` ? r.registry : r.upstream.replace(/^https?:\/\//, '');
+}
+
 /** The report as Markdown: for the job summary, and readable as it is in the log. */
 export function renderReport(f: ReportFacts): string {
   const hub = f.upstream === 'https://registry-1.docker.io' ? 'Docker Hub' : f.upstream.replace(/^https?:\/\//, '');
-  const source = f.registries.length > 1 ? 'upstream' : f.registries[0] && f.registries[0].registry !== DOCKER_HUB ? f.registries[0].registry : hub;
+  const source = f.registries.length > 1 ? 'upstream' : f.registries[0] && f.registries[0].registry !== DOCKER_HUB ? upstreamName(f.registries[0]) : hub;
   const lines = ['## Pull cache', ''];
   if (f.registries.length > 1) {
     lines.push('| Registry | Mirror | Images | From cache | From upstream |', '| --- | --- | --- | --- | --- |');
-    for (const r of f.registries) lines.push(`| ${r.registry} | ${r.mirror}${r.offline ? ' (offline)' : ''} | ${r.images} | ${tallyText(r.fromCache)} | ${tallyText(r.fromUpstream)} |`);
+    for (const r of f.registries) lines.push(`| ${r.registry}${r.registry !== DOCKER_HUB && upstreamName(r) !== r.registry ? ` via ${upstreamName(r)}` : ''} | ${r.mirror}${r.offline ? ' (offline)' : ''} | ${r.images} | ${tallyText(r.fromCache)} | ${tallyText(r.fromUpstream)} |`);
     lines.push('');
   }
   if (f.usage && f.usage.images.length) {
+    lines.push(...usageTable(f.usage, source));
     const total = f.usage.fromCache.bytes + f.usage.fromUpstream.bytes;
-    lines.push(`| Image | From cache | From ${source} |`, '| --- | --- | --- |');
-    for (const u of f.usage.images) lines.push(`| ${u.image} | ${tallyText(u.fromCache)} | ${tallyText(u.fromUpstream)} |`);
-    lines.push(`| **Total** | **${tallyText(f.usage.fromCache)}** | **${tallyText(f.usage.fromUpstream)}** |`, '');
     lines.push(`Hit rate: ${total ? Math.round((100 * f.usage.fromCache.bytes) / total) : 0}% of bytes served (${f.usage.fromCache.blobs} of ${f.usage.fromCache.blobs + f.usage.fromUpstream.blobs} blobs).`);
   } else if (f.usage) {
     lines.push('No image was pulled through the cache in this job.');
   }
+  if (f.usage?.prefetchOnly.images.length) lines.push('', ...prefetchOnlyTable(f.usage.prefetchOnly, f.prefetch, source));
   lines.push('');
   if (f.restoredKey) {
     const damaged = [f.missingEntries && `${count(f.missingEntries, 'entry', 'entries')} gone from the cache`, f.damagedBlobs && `${count(f.damagedBlobs, 'blob')} failed the digest check and dropped`].filter(Boolean);
@@ -276,7 +350,6 @@ export function renderReport(f: ReportFacts): string {
   if (f.prefetch) {
     const { used, unused, failed } = f.prefetch;
     lines.push(`- Prefetched in the background: ${count(used.length + unused.length, 'image')}; used by the job: ${used.join(', ') || 'none'}.`);
-    if (unused.length) lines.push(`- Prefetched and not used: ${unused.map((u) => `${u.ref} (${(u.ms / 1000).toFixed(1)} s of pulling)`).join(', ')}.`);
     for (const x of failed) lines.push(`- ⚠️ Prefetching ${x.ref} failed: ${x.error}`);
   }
   for (const a of f.aroundTheCache) {

@@ -37,6 +37,13 @@ export interface RegistryHostsFile {
   createdDir: boolean;
 }
 
+/** The registries.conf drop-in written for Podman, Buildah and Skopeo. */
+export interface RegistriesConfState {
+  file: string;
+  /** Directories made for it, deepest first: removed with it while empty. */
+  createdDirs: string[];
+}
+
 export interface PrefetchState {
   pid: number;
   log: string;
@@ -72,6 +79,8 @@ export const state = {
   setDaemon: (value: DaemonState | null) => write('daemon', value),
   registryHosts: () => read<RegistryHostsFile[]>('registryHosts') ?? [],
   setRegistryHosts: (value: RegistryHostsFile[]) => write('registryHosts', value),
+  registriesConf: () => read<RegistriesConfState>('registriesConf'),
+  setRegistriesConf: (value: RegistriesConfState) => write('registriesConf', value),
   prefetch: () => read<PrefetchState>('prefetch'),
   setPrefetch: (value: PrefetchState) => write('prefetch', value),
   /** Why `docker build` with dockerd's own BuildKit goes around the cache on this daemon; empty when it does not. */

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse as parseToml } from 'smol-toml';
 import { parse as parseYaml } from 'yaml';
-import { buildkitdToml, hostsToml, k3sRegistriesYaml, writeClientConfigs } from '../src/client-config.js';
+import { buildkitdToml, hostsToml, k3sRegistriesYaml, registriesConf, writeClientConfigs } from '../src/client-config.js';
+import { defaultRegistriesConfDir } from '../src/registries-conf.js';
 import { parseInputs } from '../src/context.js';
 import { firstIPv4, listenAddress, mirrorPlans } from '../src/mirrors.js';
 
@@ -51,6 +52,19 @@ describe('buildkitdToml', () => {
   });
 });
 
+describe('registriesConf', () => {
+  test('containers-registries.conf v2: each registry by its name, its mirror by host:port over plain HTTP', () => {
+    assert.deepEqual(parse(registriesConf(mirrors)), {
+      registry: mirrors.map((m) => ({ prefix: m.registry, location: m.registry, mirror: [{ location: new URL(m.url).host, insecure: true }] })),
+    });
+  });
+
+  test('the drop-in goes where podman reads it: system-wide for root, else under the user\'s home', () => {
+    assert.equal(defaultRegistriesConfDir(0, '/root'), '/etc/containers/registries.conf.d');
+    assert.equal(defaultRegistriesConfDir(1001, '/home/runner'), '/home/runner/.config/containers/registries.conf.d');
+  });
+});
+
 describe('k3sRegistriesYaml', () => {
   test("k3s's registries.yaml: each registry's mirror as its one endpoint", () => {
     assert.deepEqual(parseYaml(k3sRegistriesYaml(mirrors)), {
@@ -87,6 +101,17 @@ describe('mirrorPlans', () => {
       { registry: 'docker.io', upstream: 'https://registry-1.docker.io', credentials: { username: 'hubuser', password: 'hubtoken' } },
       { registry: 'ghcr.io', upstream: 'https://ghcr.io', credentials: { username: 'octocat', password: 'ghp_x' } },
       { registry: 'quay.io', upstream: 'https://quay.io', credentials: null },
+    ]);
+  });
+
+  test('HOST=URL in registries: the mirror pulls from that organisation mirror, with the host\'s credentials', () => {
+    const inputs = parseInputs((name) => ({
+      registries: 'docker.io ghcr.io=https://nexus.example:8444 quay.io=http://quay-mirror.internal:5000/',
+      'registry-credentials': 'ghcr.io=ci:nexus-token',
+    })[name] ?? '');
+    assert.deepEqual(mirrorPlans(inputs).slice(1), [
+      { registry: 'ghcr.io', upstream: 'https://nexus.example:8444', credentials: { username: 'ci', password: 'nexus-token' } },
+      { registry: 'quay.io', upstream: 'http://quay-mirror.internal:5000', credentials: null },
     ]);
   });
 });

@@ -30,6 +30,7 @@ describe('parseInputs: defaults', () => {
       upstream: 'https://registry-1.docker.io',
       registries: ['docker.io'],
       registryCredentials: {},
+      registryUpstreams: {},
       listen: 'loopback',
       cacheKey: 'pull-cache',
       save: true,
@@ -44,6 +45,7 @@ describe('parseInputs: defaults', () => {
       registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
       registryPath: '',
       daemonConfig: '/etc/docker/daemon.json',
+      registriesConfDir: '',
       port: 0,
       failOnError: false,
     });
@@ -342,9 +344,21 @@ describe('parseInputs: daemon-config, registry-path and port', () => {
     assert.equal(parse({ 'daemon-config': '/home/runner/.config/docker/daemon.json' }).daemonConfig, '/home/runner/.config/docker/daemon.json');
   });
 
+  test('daemon-config none: a daemon the action may not touch (null); None or a path named none are not it', () => {
+    assert.equal(parse({ 'daemon-config': 'none' }).daemonConfig, null);
+    refuses({ 'daemon-config': 'None' }, /^daemon-config must be an absolute path, or none for a daemon the action may not touch, got "None"/);
+  });
+
   for (const bad of ['daemon.json', './daemon.json', '~/.config/docker/daemon.json', 'etc/docker/daemon.json']) {
     test(`relative daemon-config "${bad}" is refused`, () => refuses({ 'daemon-config': bad }, /^daemon-config must be an absolute path/, /got "/));
   }
+
+  test('registries-conf-d: empty for the default directory, none for no drop-in, else an absolute path', () => {
+    assert.equal(parse({}).registriesConfDir, '');
+    assert.equal(parse({ 'registries-conf-d': 'none' }).registriesConfDir, null);
+    assert.equal(parse({ 'registries-conf-d': '/home/runner/.config/containers/registries.conf.d' }).registriesConfDir, '/home/runner/.config/containers/registries.conf.d');
+    refuses({ 'registries-conf-d': '.config/containers' }, /^registries-conf-d must be an absolute path, empty for the directory your podman reads, or none, got "\.config\/containers"/);
+  });
 
   test('registry-path is passed through', () => {
     assert.equal(parse({ 'registry-path': '/usr/bin/docker-registry' }).registryPath, '/usr/bin/docker-registry');
@@ -392,6 +406,16 @@ describe('parseInputs: registries, registry-credentials, listen', () => {
     refuses({ registries: 'https://ghcr.io' }, /^registries: "https:\/\/ghcr\.io" is not a registry host/);
     refuses({ registries: 'docker.io registry-1.docker.io' }, /^registries: docker\.io is listed twice/);
     refuses({ registries: Array.from({ length: 11 }, (_, i) => `r${i}.example.com`).join(',') }, /^registries: at most 10 registries, got 11/);
+  });
+
+  test('HOST=URL: the upstream of that registry\'s mirror, an organisation mirror; refused for Docker Hub, or when not a plain http(s) URL', () => {
+    const i = parse({ registries: 'docker.io\nGHCR.io=https://nexus.example:8444/ quay.io' });
+    assert.deepEqual(i.registries, ['docker.io', 'ghcr.io', 'quay.io']);
+    assert.deepEqual(i.registryUpstreams, { 'ghcr.io': 'https://nexus.example:8444' });
+    refuses({ registries: 'docker.io=https://hub-mirror.example' }, /^registries: give Docker Hub's upstream \(https:\/\/hub-mirror\.example\) as the upstream input, not as docker\.io=URL/);
+    refuses({ registries: 'ghcr.io=nexus.example:8444' }, /^registries: the upstream of ghcr\.io must be an http:\/\/ or https:\/\/ URL, got "nexus\.example:8444"/);
+    refuses({ registries: 'ghcr.io=https://me:pw@nexus.example' }, /^registries: the upstream of ghcr\.io must not carry credentials in the URL/);
+    refuses({ registries: '=https://nexus.example' }, /^registries: "" is not a registry host/);
   });
 
   test('registry-credentials: HOST=USERNAME:TOKEN per line for listed registries; a token may hold colons', () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostsToml } from '../src/client-config.js';
 import { clearingMirrors, digestOf, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror, withoutMirror, MIRRORS_KEY } from '../src/daemon-config.js';
-import { configFileOf, restoreRegistryHosts, useRegistryHosts, writeAsRoot } from '../src/daemon.js';
+import { configFileOf, daemonConfigOf, restoreRegistryHosts, useRegistryHosts, writeAsRoot } from '../src/daemon.js';
 
 const PATH = '/etc/docker/daemon.json';
 const MIRROR = 'http://127.0.0.1:41234';
@@ -242,6 +242,23 @@ describe('configFileOf (dockerd command line)', () => {
 
   test('the program name itself is not read as a flag', () => {
     assert.equal(configFileOf(['--config-file=/not/this', '--debug']), undefined);
+  });
+});
+
+describe('daemonConfigOf (the file a dockerd reads)', () => {
+  const rootless = ['ROOTLESSKIT_STATE_DIR=/run/user/1001/dockerd-rootless', 'HOME=/home/runner', 'PATH=/usr/bin'];
+  test('--config-file wins, rootless or not', () => {
+    assert.equal(daemonConfigOf(['dockerd', '--config-file', '/tmp/d.json'], rootless), '/tmp/d.json');
+  });
+
+  test('a rootful dockerd without the flag: /etc/docker/daemon.json', () => {
+    assert.equal(daemonConfigOf(['/usr/bin/dockerd', '-H', 'fd://'], ['HOME=/root']), '/etc/docker/daemon.json');
+    assert.equal(daemonConfigOf(['/usr/bin/dockerd'], []), '/etc/docker/daemon.json', 'an environment it cannot read (root\'s, to a runner user)');
+  });
+
+  test('a rootless dockerd (run by RootlessKit) without the flag: the user\'s config directory', () => {
+    assert.equal(daemonConfigOf(['dockerd'], rootless), '/home/runner/.config/docker/daemon.json');
+    assert.equal(daemonConfigOf(['dockerd'], [...rootless, 'XDG_CONFIG_HOME=/srv/cfg']), '/srv/cfg/docker/daemon.json');
   });
 });
 

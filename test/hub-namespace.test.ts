@@ -49,7 +49,7 @@ describe('Docker Hub under its real names, in a network namespace', { timeout: 1
   const daemon = async (name: string, config: unknown): Promise<Dockerd> => {
     const configFile = join(world.dir, `${name}.json`);
     await writeFile(configFile, `${JSON.stringify(config)}\n`);
-    const d = await startDockerd(join(world.dir, name), { configFile, wrap: world.hubNamespace!.wrap });
+    const d = await startDockerd(join(world.dir, name), { configFile, netns: world.hubNamespace });
     daemons.push(d);
     return d;
   };

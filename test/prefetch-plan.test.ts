@@ -87,44 +87,33 @@ describe('prefetchRefs', () => {
 });
 
 describe('prefetchUsage', () => {
-  // The job's own requests to the mirror (told from the prefetch's by their User-Agent), as images.
+  // The images the job used, as accountUsage found them: asked the mirror for (a pull joining the prefetch asks
+  // too), or ran a container of.
   const T = Date.parse('2026-11-29T19:10:00Z');
   const ok = (r: string, started: number, ended: number): PrefetchResult => ({ ref: r, ok: true, started, ended });
   const failed = (r: string, error: string): PrefetchResult => ({ ref: r, ok: false, started: T, ended: T + 1_000, error });
   const alpha = ok('alpha:1', T, T + 4_300);
 
-  test('the job asked the mirror for the image itself (a docker pull, during or after the prefetch): used', () => {
-    assert.deepEqual(prefetchUsage([alpha], ['alpha:1'], []), { used: ['alpha:1'], unused: [], failed: [] });
+  test('an image of the job\'s: used', () => {
+    assert.deepEqual(prefetchUsage([alpha], ['alpha:1']), { used: ['alpha:1'], unused: [], failed: [] });
   });
 
-  test('nobody but the prefetch asked for it: unused, with the time its pull took', () => {
-    assert.deepEqual(prefetchUsage([alpha], [], []), { used: [], unused: [{ ref: 'alpha:1', ms: 4_300 }], failed: [] });
+  test('not among the job\'s images: unused, with the time its pull took', () => {
+    assert.deepEqual(prefetchUsage([alpha], []), { used: [], unused: [{ ref: 'alpha:1', ms: 4_300 }], failed: [] });
   });
 
-  test('a request for another image, or another tag, is not use of this one', () => {
-    const u = prefetchUsage([alpha], ['beta:1', 'alpha:2', 'octo/alpha:1'], []);
+  test('another image, or another tag, is not use of this one', () => {
+    const u = prefetchUsage([alpha], ['beta:1', 'alpha:2', 'octo/alpha:1']);
     assert.deepEqual(u, { used: [], unused: [{ ref: 'alpha:1', ms: 4_300 }], failed: [] });
   });
 
-  test('a container of the image (docker run of a present image asks the mirror nothing): used', () => {
-    assert.deepEqual(prefetchUsage([alpha], [], ['alpha:1']), { used: ['alpha:1'], unused: [], failed: [] });
-  });
-
-  test('a container of another image is not use', () => {
-    assert.deepEqual(prefetchUsage([alpha], [], ['beta:1', 'alpha:2']).used, []);
-  });
-
-  test('an image pulled by digest is used when a container of it was created', () => {
+  test('an image pulled by digest is used when the job used that digest', () => {
     const r = `gamma@${digest('gamma index')}`;
-    assert.deepEqual(prefetchUsage([ok(r, T, T + 1_500)], [], [r]).used, [r]);
+    assert.deepEqual(prefetchUsage([ok(r, T, T + 1_500)], [r]).used, [r]);
   });
 
   test('failed prefetches are listed with their error, and never counted as used', () => {
-    const u = prefetchUsage(
-      [alpha, failed('beta:1', 'manifest for beta:1 not found'), failed('octo/tool:v1', 'socket hang up')],
-      ['beta:1'],
-      ['octo/tool:v1'],
-    );
+    const u = prefetchUsage([alpha, failed('beta:1', 'manifest for beta:1 not found'), failed('octo/tool:v1', 'socket hang up')], ['beta:1', 'octo/tool:v1']);
     assert.deepEqual(u, {
       used: [],
       unused: [{ ref: 'alpha:1', ms: 4_300 }],
@@ -136,12 +125,12 @@ describe('prefetchUsage', () => {
   });
 
   test('a mix, in the order of the results', () => {
-    const u = prefetchUsage([alpha, ok('beta:1', T, T + 2_000), ok('gamma:2', T, T + 7_900)], ['gamma:2'], ['beta:1']);
+    const u = prefetchUsage([alpha, ok('beta:1', T, T + 2_000), ok('gamma:2', T, T + 7_900)], ['gamma:2', 'beta:1']);
     assert.deepEqual(u, { used: ['beta:1', 'gamma:2'], unused: [{ ref: 'alpha:1', ms: 4_300 }], failed: [] });
   });
 
   test('nothing prefetched: nothing used, unused or failed', () => {
-    assert.deepEqual(prefetchUsage([], ['alpha:1'], ['alpha:1']), { used: [], unused: [], failed: [] });
+    assert.deepEqual(prefetchUsage([], ['alpha:1']), { used: [], unused: [], failed: [] });
   });
 });
 
@@ -176,10 +165,5 @@ describe('normalRef', () => {
     assert.equal(normalRef('library/alpha'), 'alpha:latest');
     assert.equal(normalRef('someuser/app'), 'someuser/app:latest');
     assert.equal(normalRef('alpha@sha256:abc'), 'alpha@sha256:abc');
-  });
-
-  test('a container run from an untagged name counts as using the prefetched :latest', () => {
-    const usage = prefetchUsage([{ ref: 'alpha:latest', ok: true, started: 0, ended: 2_000 }], [], ['alpha']);
-    assert.deepEqual(usage.used, ['alpha:latest']);
   });
 });

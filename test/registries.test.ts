@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'smol-toml';
+import { usesContainerdStore } from '../src/daemon-config.js';
 import { assertSecretNowhere } from './helpers/assertions.js';
 import { startContainerd } from './helpers/containerd.js';
 import { makeLayer, pushImage } from './helpers/images.js';
@@ -60,9 +61,14 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
         assert.deepEqual((await containerd.images()).sort(), [...IMAGES].sort());
         // ci.yml's self-test on hosted runners checks a warm job with this script: it must hold here too.
         if (assertWarm) {
-          const checked = await run(process.execPath, ['test/self-test/assert-warm.mjs'], { env: { ...process.env, RUNNER_TEMP: runner.runnerTemp } });
-          assert.equal(checked.code, 0, checked.stderr);
-          assert.match(checked.stdout, /^(\d+) of \1 blobs served from the restored cache/);
+          const assertWarmWith = (restoredKey: string) =>
+            run(process.execPath, ['test/self-test/assert-warm.mjs'], { env: { ...process.env, RUNNER_TEMP: runner.runnerTemp, RESTORED_KEY: restoredKey, CACHE_KEY: 'pull-cache' } });
+          const checked = await assertWarmWith(main.outputs['restored-key']);
+          assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+          assert.match(checked.stdout, /^restored pull-cache-index-.+\n(\d+) of \1 blobs served from the restored cache/);
+          const nothingRestored = await assertWarmWith('');
+          assert.equal(nothingRestored.code, 1);
+          assert.match(nothingRestored.stdout, /^::error::no cache index was restored under the prefix pull-cache: /);
         }
       } finally {
         await containerd.stop();
@@ -129,7 +135,9 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
     const runner = await world.runner('dockerd-ghcr');
     let throughMirror = '';
     const { post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', 'cache-key': 'dockerd-ghcr' }), async (main) => {
-      // dockerd 20.10 has the classic image store, which reads no hosts.toml: none is written beside its config.
+      // What follows holds for the classic image store, which reads no hosts.toml (so none is written beside the
+      // config): the helper's daemons have it on every engine, Docker 29 included (an explicit --storage-driver).
+      assert.equal(usesContainerdStore((await runner.dockerd.info()).DriverStatus), false, "the daemon's image store is the classic one");
       assert.ok(!existsSync(join(dirname(runner.dockerd.configFile), 'certs.d')));
       throughMirror = `${new URL((JSON.parse(main.outputs.mirrors) as Record<string, string>)['ghcr.io']).host}/org/app:1`;
       await runner.pull(throughMirror);
@@ -142,7 +150,6 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
 
   test('listen: docker-bridge: dockerd and a client in a container on the bridge pull through the gateway address', async () => {
     const runner = await world.runner('bridge');
-    // After the runner's dockerd: started with --bridge=none, it removes a docker0 it finds.
     const bridge = await world.hubNamespace!.bridge();
     try {
       const { main, post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', listen: 'docker-bridge', 'cache-key': 'bridge' }), async (main) => {

@@ -4,9 +4,10 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { builtInBuildkitNotice } from '../src/builtin-buildkit.js';
+import { readFile } from 'node:fs/promises';
 import { imageKey, imagesInStorage, type Dropped } from '../src/cache-index.js';
 import type { Manifests } from '../src/images.js';
-import { accountUsage, aroundTheCache, formatBytes, mergeUsage, parseAccessLog, renderReport, type ReportFacts, type Usage } from '../src/report.js';
+import { accountUsage, aroundTheCache, formatBytes, mergeUsage, parseAccessLog, renderReport, type ReportFacts, type Usage, type UsageTable } from '../src/report.js';
 import type { StorageState } from '../src/storage.js';
 
 const digest = (name: string) => `sha256:${createHash('sha256').update(name).digest('hex')}`;
@@ -216,6 +217,9 @@ const jobLog = [
   line('GET', `/v2/library/gamma/blobs/${d.gammaArmLayer}`, 404, 157),
 ].join('\n');
 
+/** A table with no image in it. */
+const NOTHING: UsageTable = { images: [], fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } };
+
 const rowOf = (usage: Usage, image: string) => {
   const row = usage.images.find((u) => u.image === image);
   assert.ok(row, `no row for ${image} in ${JSON.stringify(usage.images.map((u) => u.image))}`);
@@ -262,7 +266,7 @@ describe('accountUsage', () => {
     assert.deepEqual(usage.fromUpstream, { blobs: 5, bytes: 2_100 + 30_000_000 + 4_000_000 + 1_500 + 5_000_000 });
   });
 
-  test('a blob shared by two tags of the same repository is counted once, under the first', () => {
+  test('a blob shared by two tags of the same repository counts in each row, and once in the total', () => {
     const log = [
       line('GET', '/v2/library/alpha/manifests/1', 200),
       line('GET', `/v2/library/alpha/blobs/${d.alphaConfig}`, 200),
@@ -273,7 +277,7 @@ describe('accountUsage', () => {
     const u = accountUsage(parseAccessLog(log), before, state, manifests);
     assert.deepEqual(u.images.map((r) => r.image), ['alpha:1', 'alpha:latest']);
     assert.deepEqual(rowOf(u, 'alpha:1').fromCache, { blobs: 2, bytes: 2_000 + 30_000_000 });
-    assert.deepEqual(rowOf(u, 'alpha:latest').fromCache, { blobs: 0, bytes: 0 });
+    assert.deepEqual(rowOf(u, 'alpha:latest').fromCache, { blobs: 2, bytes: 2_000 + 30_000_000 });
     assert.deepEqual(u.fromCache, { blobs: 2, bytes: 2_000 + 30_000_000 });
     assert.deepEqual(u.fromUpstream, { blobs: 0, bytes: 0 });
   });
@@ -352,7 +356,7 @@ describe('accountUsage', () => {
   });
 
   test('a job that pulled nothing', () => {
-    assert.deepEqual(accountUsage([], before, before, {}), { images: [], fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } });
+    assert.deepEqual(accountUsage([], before, before, {}), { ...NOTHING, prefetchOnly: NOTHING });
   });
 
   test('each row carries the key the cache index names the image by: repository:tag, with library/ kept', () => {
@@ -397,6 +401,193 @@ describe('accountUsage', () => {
   });
 });
 
+/** A report's facts with nothing remarkable in them; tests set what they look at. */
+const reportFacts: ReportFacts = {
+  upstream: 'https://registry-1.docker.io',
+  registries: [],
+  aroundTheCache: [],
+  builtInBuildkit: '',
+  usage: null,
+  restoredKey: 'pull-cache-index-linux-amd64-123-1-abc',
+  restoredBlobs: 5,
+  restoredBytes: 40_003_000,
+  missingEntries: 0,
+  damagedBlobs: 0,
+  refused: [],
+  dropped: [],
+  budget: { maxBytes: 2_000_000_000, maxAgeDays: 7 },
+  saved: { entries: 4, bytes: 39_006_900, indexKey: 'pull-cache-index-linux-amd64-456-1-def', deferred: 0, stopped: '' },
+  saveDisabled: false,
+  withheld: [],
+  stale: [],
+  unverified: [],
+  quota: null,
+  pullsAs: '',
+  prefetch: null,
+  unpigz: true,
+  problems: [],
+};
+const MiB = 1024 * 1024;
+
+describe('accountUsage: the job apart from the prefetch', () => {
+  const PREFETCH = String.raw`docker/20.10.24 go/go1.19.8 git-commit/5d6db84 kernel/6.1 os/linux arch/amd64 UpstreamClient(pull-cache-action-prefetch)`;
+  const p = (method: string, path: string) => line(method, path, 200, 1234, PREFETCH);
+  // The issue's scenario: the last run pulled base:1, app:2 and someuser/tool:latest; this job pulls app:3, which
+  // shares three blobs with app:2 (one of them with base:1 too) and adds a config and a layer.
+  const b = Object.fromEntries(['baseCfg', 'baseLayer', 'depLayer', 'app2Layer', 'app2Cfg', 'app2', 'app3Cfg', 'app3Layer', 'app3', 'base', 'toolCfg', 'toolLayer', 'tool', 'newCfg', 'newLayer', 'new'].map((n) => [n, digest(`issue16 ${n}`)]));
+  const sizes: Record<string, number> = {
+    [b.baseCfg]: 300, [b.baseLayer]: 2 * MiB, [b.depLayer]: 2 * MiB, [b.app2Layer]: 2 * MiB, [b.app2Cfg]: 64 * 1024, [b.app3Cfg]: 1024, [b.app3Layer]: MiB - 1024,
+    [b.toolCfg]: 700, [b.toolLayer]: 512 * 1024, [b.newCfg]: 400, [b.newLayer]: 3 * MiB, [b.app2]: 500, [b.app3]: 500, [b.base]: 300, [b.tool]: 400, [b.new]: 400,
+  };
+  const m: Manifests = {
+    [b.base]: { config: { digest: b.baseCfg }, layers: [{ digest: b.baseLayer }] },
+    [b.app2]: { config: { digest: b.app2Cfg }, layers: [{ digest: b.baseLayer }, { digest: b.depLayer }, { digest: b.app2Layer }] },
+    [b.app3]: { config: { digest: b.app3Cfg }, layers: [{ digest: b.baseLayer }, { digest: b.depLayer }, { digest: b.app2Layer }, { digest: b.app3Layer }] },
+    [b.tool]: { config: { digest: b.toolCfg }, layers: [{ digest: b.toolLayer }] },
+    [b.new]: { config: { digest: b.newCfg }, layers: [{ digest: b.baseLayer }, { digest: b.newLayer }] },
+  };
+  const only = (...ds: string[]) => Object.fromEntries(ds.map((x) => [x, sizes[x]]));
+  const cached: StorageState = {
+    blobs: only(b.base, b.baseCfg, b.baseLayer, b.app2, b.app2Cfg, b.depLayer, b.app2Layer, b.tool, b.toolCfg, b.toolLayer),
+    repositories: {
+      'library/base': { tags: { '1': b.base }, manifests: [b.base], layers: [b.baseCfg, b.baseLayer] },
+      'library/app': { tags: { '2': b.app2 }, manifests: [b.app2], layers: [b.app2Cfg, b.baseLayer, b.depLayer, b.app2Layer] },
+      'someuser/tool': { tags: { latest: b.tool }, manifests: [b.tool], layers: [b.toolCfg, b.toolLayer] },
+    },
+  };
+  const later: StorageState = {
+    blobs: { ...cached.blobs, ...only(b.app3, b.app3Cfg, b.app3Layer, b.new, b.newCfg, b.newLayer) },
+    repositories: {
+      ...cached.repositories,
+      'library/app': { tags: { '2': b.app2, '3': b.app3 }, manifests: [b.app2, b.app3], layers: [...cached.repositories['library/app'].layers, b.app3Cfg, b.app3Layer] },
+      'library/new': { tags: { '1': b.new }, manifests: [b.new], layers: [b.newCfg, b.baseLayer, b.newLayer] },
+    },
+  };
+  const pulls = (agent: (method: string, path: string) => string, repository: string, tag: string, blobs: string[]) => [
+    agent('HEAD', `/v2/${repository}/manifests/${tag}`),
+    agent('GET', `/v2/${repository}/manifests/${tag}`),
+    ...blobs.map((x) => agent('GET', `/v2/${repository}/blobs/${x}`)),
+  ];
+  const job = (method: string, path: string) => line(method, path, 200);
+  const prefetchOfLastRun = [
+    ...pulls(p, 'library/base', '1', [b.baseCfg, b.baseLayer]),
+    ...pulls(p, 'library/app', '2', [b.app2Cfg, b.depLayer, b.app2Layer]),
+    ...pulls(p, 'someuser/tool', 'latest', [b.toolCfg, b.toolLayer]),
+  ];
+  const account = (log: string[], ranByJob: string[] = []) => accountUsage(parseAccessLog(log.join('\n')), cached, later, m, new Set(ranByJob));
+  const tally = (blobs: number, bytes: number) => ({ blobs, bytes });
+
+  test("the issue's scenario: app:3 alone in the job's figures, 3 of its 5 blobs from the cache though the prefetch's pulls carried them", () => {
+    const u = account([...prefetchOfLastRun, ...pulls(job, 'library/app', '3', [b.app3Cfg, b.app3Layer])]);
+    assert.deepEqual(u.images, [{ key: 'library/app:3', image: 'app:3', fromCache: tally(3, 6 * MiB), fromUpstream: tally(2, MiB) }]);
+    assert.deepEqual([u.fromCache, u.fromUpstream], [tally(3, 6 * MiB), tally(2, MiB)]);
+    assert.deepEqual(u.prefetchOnly.images.map((i) => [i.image, i.fromCache.blobs, i.fromUpstream.blobs]), [['base:1', 2, 0], ['app:2', 4, 0], ['someuser/tool:latest', 2, 0]]);
+    // app:2's shared layers are counted in the job's figures already.
+    assert.deepEqual(u.prefetchOnly.fromCache, tally(4, 300 + 64 * 1024 + 700 + 512 * 1024));
+    assert.deepEqual(u.prefetchOnly.fromUpstream, tally(0, 0));
+  });
+
+  test('job only: no prefetch, everything is the job\'s', () => {
+    const u = account(pulls(job, 'library/app', '2', [b.app2Cfg, b.baseLayer, b.depLayer, b.app2Layer]));
+    assert.deepEqual(u.images.map((i) => [i.image, i.fromCache.blobs]), [['app:2', 4]]);
+    assert.deepEqual(u.prefetchOnly.images, []);
+  });
+
+  test('prefetch only, unused: nothing in the job\'s figures', () => {
+    const u = account(prefetchOfLastRun);
+    assert.deepEqual(u.images, []);
+    assert.deepEqual([u.fromCache, u.fromUpstream], [tally(0, 0), tally(0, 0)]);
+    assert.deepEqual(u.prefetchOnly.images.map((i) => i.image), ['base:1', 'app:2', 'someuser/tool:latest']);
+  });
+
+  test('prefetched, then the job pulled it (the daemon had it: a manifest request, no blobs): the job\'s, with all its blobs', () => {
+    const u = account([...prefetchOfLastRun, job('HEAD', '/v2/library/app/manifests/2')]);
+    assert.deepEqual(u.images, [{ key: 'library/app:2', image: 'app:2', fromCache: tally(4, 6 * MiB + 64 * 1024), fromUpstream: tally(0, 0) }]);
+    assert.deepEqual(u.prefetchOnly.images.map((i) => i.image), ['base:1', 'someuser/tool:latest']);
+  });
+
+  test('prefetched, then the job ran a container of it without pulling: the job\'s', () => {
+    const u = account(prefetchOfLastRun, ['someuser/tool:latest']);
+    assert.deepEqual(u.images.map((i) => [i.image, i.fromCache.blobs]), [['someuser/tool:latest', 2]]);
+    assert.deepEqual(u.prefetchOnly.images.map((i) => i.image), ['base:1', 'app:2']);
+  });
+
+  test('a job pull joining the prefetch in flight: the blobs came on the prefetch\'s requests, the image is the job\'s', () => {
+    const log = [p('GET', '/v2/library/app/manifests/2'), job('GET', '/v2/library/app/manifests/2'), ...[b.app2Cfg, b.baseLayer, b.depLayer, b.app2Layer].map((x) => p('GET', `/v2/library/app/blobs/${x}`))];
+    const u = account(log);
+    assert.deepEqual(u.images, [{ key: 'library/app:2', image: 'app:2', fromCache: tally(4, 6 * MiB + 64 * 1024), fromUpstream: tally(0, 0) }]);
+    assert.deepEqual(u.prefetchOnly.images, []);
+  });
+
+  test('a prefetch miss: fetched from the upstream on speculation, shown apart; a shared blob the job\'s image names is the job\'s', () => {
+    const log = [...pulls(p, 'library/new', '1', [b.newCfg, b.baseLayer, b.newLayer]), ...pulls(job, 'library/base', '1', [b.baseCfg])];
+    const u = account(log);
+    // base:1's layer came from the upstream under library/new, where the cache did not hold it; the daemon then had it.
+    assert.deepEqual(u.images, [{ key: 'library/base:1', image: 'base:1', fromCache: tally(1, 300), fromUpstream: tally(1, 2 * MiB) }]);
+    assert.deepEqual(u.prefetchOnly.images, [{ key: 'library/new:1', image: 'new:1', fromCache: tally(0, 0), fromUpstream: tally(3, 400 + 2 * MiB + 3 * MiB) }]);
+    assert.deepEqual(u.prefetchOnly.fromUpstream, tally(2, 400 + 3 * MiB));
+  });
+
+  test('a blob no one asked the mirror for during the job was on the runner already: neither a hit nor a miss', () => {
+    const u = account(pulls(job, 'library/app', '3', [b.app3Cfg, b.app3Layer]));
+    assert.deepEqual(u.images, [{ key: 'library/app:3', image: 'app:3', fromCache: tally(0, 0), fromUpstream: tally(2, MiB) }]);
+  });
+
+  test('the report: the job\'s table and hit rate, then the prefetch\'s own table with its pulling time', () => {
+    const usage = account([...prefetchOfLastRun, ...pulls(job, 'library/app', '3', [b.app3Cfg, b.app3Layer])]);
+    const unused = ['base:1', 'someuser/tool:latest', 'app:2'].map((ref, i) => ({ ref, ms: 400 + 100 * i }));
+    const md = renderReport({ ...reportFacts, usage, prefetch: { used: [], unused, failed: [] } });
+    const expected = [
+      '| Image | From cache | From Docker Hub |',
+      '| --- | --- | --- |',
+      '| app:3 | 3 blobs, 6.0 MiB | 2 blobs, 1.0 MiB |',
+      '| **Total** | **3 blobs, 6.0 MiB** | **2 blobs, 1.0 MiB** |',
+      '',
+      'Hit rate: 86% of bytes served (3 of 5 blobs).',
+      '',
+      'Prefetched and not used by the job (not in the figures above):',
+      '',
+      '| Image | From cache | From Docker Hub | Pulling |',
+      '| --- | --- | --- | --- |',
+      '| base:1 | 2 blobs, 2.0 MiB | – | 0.4 s |',
+      '| app:2 | 4 blobs, 6.1 MiB | – | 0.6 s |',
+      '| someuser/tool:latest | 2 blobs, 512.7 KiB | – | 0.5 s |',
+      '| **Total** | **4 blobs, 577.0 KiB** | **–** | |',
+      '',
+      "The total counts each blob once, and none of the job's images.",
+      '',
+    ].join('\n');
+    assert.ok(md.includes(expected), md);
+    assert.ok(!md.includes('turns it off'), md);
+  });
+
+  test("the README's example report is what the action prints for this scenario", async () => {
+    const usage = account([...prefetchOfLastRun, ...pulls(job, 'library/app', '3', [b.app3Cfg, b.app3Layer])]);
+    const md = renderReport({
+      ...reportFacts,
+      usage,
+      restoredKey: 'pull-cache-index-linux-amd64-14611-1-m3x9q2-7c1d0e',
+      restoredBlobs: Object.keys(cached.blobs).length,
+      restoredBytes: Object.values(cached.blobs).reduce((a, x) => a + x, 0),
+      saved: { entries: 3, bytes: sizes[b.app3] + sizes[b.app3Cfg] + sizes[b.app3Layer], indexKey: 'pull-cache-index-linux-amd64-14612-1-p8k2w4-91e3aa', deferred: 0, stopped: '' },
+      quota: { limit: 200, remaining: 187, window: 21600 },
+      pullsAs: 'ci-bot',
+      prefetch: { used: [], unused: [{ ref: 'base:1', ms: 420 }, { ref: 'app:2', ms: 1_870 }, { ref: 'someuser/tool:latest', ms: 640 }], failed: [] },
+    });
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+    const example = md.slice('## Pull cache\n\n'.length).trimEnd();
+    assert.ok(readme.includes(`\n${example}\n`), `README.md does not show the report as printed:\n${example}`);
+  });
+
+  test('the report: what the prefetch fetched from the upstream for nothing, and how to stop it', () => {
+    const usage = account(pulls(p, 'library/new', '1', [b.newCfg, b.baseLayer, b.newLayer]));
+    const md = renderReport({ ...reportFacts, usage, prefetch: { used: [], unused: [{ ref: 'new:1', ms: 2_345 }], failed: [] } });
+    assert.ok(md.includes('No image was pulled through the cache in this job.'), md);
+    assert.ok(md.includes('| new:1 | – | 3 blobs, 5.0 MiB | 2.3 s |'), md);
+    assert.ok(md.includes('The prefetch fetched 3 blobs, 5.0 MiB from Docker Hub for images this job did not use: `prefetch: false` turns it off.'), md);
+  });
+});
+
 describe('formatBytes', () => {
   test('KiB, MiB and GiB, named as binary units', () => {
     assert.equal(formatBytes(0), '0.0 KiB');
@@ -408,32 +599,7 @@ describe('formatBytes', () => {
 
 describe('renderReport', () => {
   const usage = accountUsage(parseAccessLog(jobLog), before, after, manifests);
-  const facts = (over: Partial<ReportFacts> = {}): ReportFacts => ({
-    upstream: 'https://registry-1.docker.io',
-    registries: [],
-    aroundTheCache: [],
-    builtInBuildkit: '',
-    usage,
-    restoredKey: 'pull-cache-index-linux-amd64-123-1-abc',
-    restoredBlobs: 5,
-    restoredBytes: 40_003_000,
-    missingEntries: 0,
-    damagedBlobs: 0,
-    refused: [],
-    dropped: [],
-    budget: { maxBytes: 2_000_000_000, maxAgeDays: 7 },
-    saved: { entries: 4, bytes: 39_006_900, indexKey: 'pull-cache-index-linux-amd64-456-1-def', deferred: 0, stopped: '' },
-    saveDisabled: false,
-    withheld: [],
-    stale: [],
-    unverified: [],
-    quota: null,
-    pullsAs: '',
-    prefetch: null,
-    unpigz: true,
-    problems: [],
-    ...over,
-  });
+  const facts = (over: Partial<ReportFacts> = {}): ReportFacts => ({ ...reportFacts, usage, ...over });
 
   test('a table with one row per image, and totals, from cache and from Docker Hub', () => {
     const md = renderReport(facts());
@@ -452,7 +618,7 @@ describe('renderReport', () => {
   });
 
   test('a single blob is "1 blob"', () => {
-    const one: Usage = { images: [{ key: 'library/x:1', image: 'x:1', fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } }], fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } };
+    const one: Usage = { images: [{ key: 'library/x:1', image: 'x:1', fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } }], fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 }, prefetchOnly: NOTHING };
     const md = renderReport(facts({ usage: one }));
     assert.ok(md.includes('| x:1 | 1 blob, 2.0 KiB | – |'), md);
     assert.ok(md.includes('Hit rate: 100% of bytes served (1 of 1 blobs).'), md);
@@ -560,7 +726,7 @@ describe('renderReport', () => {
   });
 
   test('no image pulled, and no usage at all (the log could not be read)', () => {
-    const empty = renderReport(facts({ usage: { images: [], fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } } }));
+    const empty = renderReport(facts({ usage: { ...NOTHING, prefetchOnly: NOTHING } }));
     assert.ok(empty.includes('No image was pulled through the cache in this job.'));
     assert.ok(!empty.includes('| Image |'));
     const none = renderReport(facts({ usage: null }));
@@ -620,20 +786,12 @@ describe('renderReport', () => {
     assert.ok(!renderReport(facts({ quota: null, pullsAs: 'ci-bot' })).includes('quota'));
   });
 
-  test('prefetch: how many were prefetched, which the job used, and the time spent on the others', () => {
+  test('prefetch: how many were prefetched, and which the job used', () => {
     const md = renderReport(facts({ prefetch: { used: ['alpha:1', 'octo/tool:2'], unused: [{ ref: 'beta:1', ms: 2_345 }, { ref: 'gamma:2', ms: 800 }], failed: [] } }));
     assert.ok(md.includes('- Prefetched in the background: 4 images; used by the job: alpha:1, octo/tool:2.\n'), md);
-    assert.ok(md.includes('- Prefetched and not used: beta:1 (2.3 s of pulling), gamma:2 (0.8 s of pulling).\n'), md);
     assert.ok(!md.includes('Prefetching'), md);
-  });
-
-  test('prefetch: all used gives no not-used line; none used says none', () => {
-    const all = renderReport(facts({ prefetch: { used: ['alpha:1'], unused: [], failed: [] } }));
-    assert.ok(all.includes('- Prefetched in the background: 1 image; used by the job: alpha:1.\n'), all);
-    assert.ok(!all.includes('not used'), all);
     const none = renderReport(facts({ prefetch: { used: [], unused: [{ ref: 'beta:1', ms: 12_000 }], failed: [] } }));
     assert.ok(none.includes('- Prefetched in the background: 1 image; used by the job: none.\n'), none);
-    assert.ok(none.includes('- Prefetched and not used: beta:1 (12.0 s of pulling).\n'), none);
   });
 
   test('prefetch: a failed pull is a warning of its own, not counted among the prefetched', () => {
@@ -664,7 +822,7 @@ describe('renderReport', () => {
     );
     const lines = md.split('\n');
     const at = (prefix: string) => lines.findIndex((l) => l.startsWith(prefix));
-    const order = [at('- Saved:'), at('- Not saved:'), at('- Docker Hub pull quota:'), at('- Prefetched in the background:'), at('- Prefetched and not used:'), at('- dockerd decompresses'), at('- ⚠️ boom')];
+    const order = [at('- Saved:'), at('- Not saved:'), at('- Docker Hub pull quota:'), at('- Prefetched in the background:'), at('- dockerd decompresses'), at('- ⚠️ boom')];
     assert.ok(order.every((n, i) => n >= 0 && (i === 0 || n > order[i - 1])), md);
   });
 
@@ -676,8 +834,8 @@ describe('renderReport', () => {
     const tally = (blobs: number, bytes: number) => ({ blobs, bytes });
     const md = renderReport(facts({
       registries: [
-        { registry: 'docker.io', mirror: 'http://127.0.0.1:40001', offline: false, images: 3, fromCache: tally(3, 33_002_000), fromUpstream: tally(5, 39_003_600) },
-        { registry: 'ghcr.io', mirror: 'http://127.0.0.1:40002', offline: true, images: 0, fromCache: tally(0, 0), fromUpstream: tally(0, 0) },
+        { registry: 'docker.io', upstream: 'https://registry-1.docker.io', mirror: 'http://127.0.0.1:40001', offline: false, images: 3, fromCache: tally(3, 33_002_000), fromUpstream: tally(5, 39_003_600) },
+        { registry: 'ghcr.io', upstream: 'https://ghcr.io', mirror: 'http://127.0.0.1:40002', offline: true, images: 0, fromCache: tally(0, 0), fromUpstream: tally(0, 0) },
       ],
     }));
     assert.ok(md.includes('| Registry | Mirror | Images | From cache | From upstream |\n| --- | --- | --- | --- | --- |\n'), md);
@@ -688,9 +846,18 @@ describe('renderReport', () => {
   });
 
   test('one registry other than Docker Hub names it in the image table; no registry table', () => {
-    const md = renderReport(facts({ registries: [{ registry: 'ghcr.io', mirror: 'http://127.0.0.1:40002', offline: false, images: 0, fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } }] }));
+    const md = renderReport(facts({ registries: [{ registry: 'ghcr.io', upstream: 'https://ghcr.io', mirror: 'http://127.0.0.1:40002', offline: false, images: 0, fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } }] }));
     assert.ok(md.includes('| Image | From cache | From ghcr.io |'), md);
     assert.ok(!md.includes('| Registry |'));
+  });
+
+  test('a registry behind an organisation\'s mirror: its row, or the image table, names the org tier it came from', () => {
+    const none = { blobs: 0, bytes: 0 };
+    const ghcr = { registry: 'ghcr.io', upstream: 'https://nexus.example:8444', mirror: 'http://127.0.0.1:40002', offline: false, images: 1, fromCache: none, fromUpstream: { blobs: 2, bytes: 2048 } };
+    const hub = { registry: 'docker.io', upstream: 'https://registry-1.docker.io', mirror: 'http://127.0.0.1:40001', offline: false, images: 0, fromCache: none, fromUpstream: none };
+    assert.ok(renderReport(facts({ registries: [hub, ghcr] })).includes('| ghcr.io via nexus.example:8444 | http://127.0.0.1:40002 | 1 | – | 2 blobs, 2.0 KiB |\n'));
+    assert.ok(renderReport(facts({ registries: [hub, ghcr] })).includes('| docker.io | http://127.0.0.1:40001 | 0 |'));
+    assert.ok(renderReport(facts({ registries: [ghcr] })).includes('| Image | From cache | From nexus.example:8444 |'));
   });
 
   test('images dockerd pulled around the cache: how to pull them through it, or which registry to list', () => {
@@ -726,9 +893,17 @@ describe('aroundTheCache', () => {
 });
 
 describe('mergeUsage', () => {
-  test('the images of every registry, and the totals added up', () => {
-    const a: Usage = { images: [{ key: 'library/x:1', image: 'x:1', fromCache: { blobs: 1, bytes: 10 }, fromUpstream: { blobs: 2, bytes: 20 } }], fromCache: { blobs: 1, bytes: 10 }, fromUpstream: { blobs: 2, bytes: 20 } };
-    const b: Usage = { images: [{ key: 'ghcr.io/o/y:1', image: 'ghcr.io/o/y:1', fromCache: { blobs: 3, bytes: 30 }, fromUpstream: { blobs: 0, bytes: 0 } }], fromCache: { blobs: 3, bytes: 30 }, fromUpstream: { blobs: 0, bytes: 0 } };
-    assert.deepEqual(mergeUsage([a, b]), { images: [...a.images, ...b.images], fromCache: { blobs: 4, bytes: 40 }, fromUpstream: { blobs: 2, bytes: 20 } });
+  test('the images of every registry, and the totals added up, the prefetch-only ones apart', () => {
+    const x = { key: 'library/x:1', image: 'x:1', fromCache: { blobs: 1, bytes: 10 }, fromUpstream: { blobs: 2, bytes: 20 } };
+    const y = { key: 'ghcr.io/o/y:1', image: 'ghcr.io/o/y:1', fromCache: { blobs: 3, bytes: 30 }, fromUpstream: { blobs: 0, bytes: 0 } };
+    const z = { key: 'ghcr.io/o/z:1', image: 'ghcr.io/o/z:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 1, bytes: 5 } };
+    const a: Usage = { images: [x], fromCache: x.fromCache, fromUpstream: x.fromUpstream, prefetchOnly: NOTHING };
+    const b: Usage = { images: [y], fromCache: y.fromCache, fromUpstream: y.fromUpstream, prefetchOnly: { images: [z], fromCache: z.fromCache, fromUpstream: z.fromUpstream } };
+    assert.deepEqual(mergeUsage([a, b]), {
+      images: [x, y],
+      fromCache: { blobs: 4, bytes: 40 },
+      fromUpstream: { blobs: 2, bytes: 20 },
+      prefetchOnly: { images: [z], fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 1, bytes: 5 } },
+    });
   });
 });

@@ -117,7 +117,6 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
 
   test('listen: docker-bridge: a container on the bridge cannot push to any mirror either', async () => {
     const runner = await world.runner('push-bridge', DAEMON_JSON);
-    // After the runner's dockerd: started with --bridge=none, it removes a docker0 it finds.
     const bridge = await world.hubNamespace!.bridge();
     try {
       await runner.job(bothModes(runner, { listen: 'docker-bridge' }), async (main) => {

@@ -1,6 +1,15 @@
-// A real Docker daemon (Debian's docker.io, dockerd 20.10) for tests: its own data-root, exec-root, socket,
-// pidfile and config file, no iptables, no bridge, vfs storage. It starts its own managed containerd (dockerd
-// 20.10 does so when no system containerd socket is at /run/containerd/containerd.sock; checked here).
+// A real Docker daemon (Debian's docker.io, dockerd 20.10; TEST_DOCKERD for another) for tests: its own data-root,
+// exec-root, socket, pidfile, config file and bridge, no iptables, vfs storage (so the classic image store on every
+// engine: an explicitly named graph driver wins over Docker 29's containerd default, moby
+// daemon/image_store_choice.go). It starts its own managed containerd (dockerd does so when no system containerd
+// socket is at /run/containerd/containerd.sock, which is covered below; checked here on 20.10).
+//
+// Its own bridge, not --bridge=none: with none, dockerd deletes any interface named docker0 in its network namespace
+// (moby daemon/daemon_unix.go, removeDefaultBridgeInterface, 20.10 through 29), which on a hosted runner is the
+// system dockerd's. A user-managed bridge (--bridge=NAME) is one dockerd neither creates nor deletes, and it then
+// leaves docker0 alone (host-network.test.ts; seen here on 20.10.24 and on a 28.5.2 built from its Go module). The
+// helper makes it, with an address of its own from 198.18.0.0/15 (RFC 2544's benchmark range: nobody's network), in
+// the namespace the daemon runs in, and deletes it after the daemon.
 //
 // dockerd writes outside its directories: 20.10 creates its identity key at /etc/docker/key.json (not
 // configurable on the command line), makes /run/docker/plugins, and containerd puts shim sockets under
@@ -8,11 +17,12 @@
 // (`unshare --mount --propagation private`, which execs: dockerd keeps the pid we spawned) where each of
 // /etc/docker, /run/docker, /run/containerd that exists is covered by a bind mount of a directory under
 // dir/ns/. Mounts the daemon makes stay inside that namespace and vanish with it.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, readlink, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run, startProcess, waitFor, type RunResult, type Started, type Wrap } from './process.js';
+import { ip, type NetworkPlace } from './netns.js';
+import { run, startProcess, waitFor, type RunResult, type Started } from './process.js';
 
 /** The docker CLI the helpers run: Debian's 20.10 CLI, the daemon's own version (override: TEST_DOCKER_CLI). */
 export const DOCKER_CLI = process.env.TEST_DOCKER_CLI ?? '/usr/bin/docker';
@@ -32,6 +42,8 @@ export interface Dockerd {
   dataRoot: string;
   execRoot: string;
   logFile: string;
+  /** Its bridge (--bridge), made for it in its network namespace. */
+  bridge: string;
   /** Milliseconds from spawn until `docker info` answered. */
   startMs: number;
   process: Started;
@@ -48,8 +60,8 @@ export interface DockerCliOptions {
   input?: string | Buffer;
   env?: Record<string, string>;
   /**
-   * Run the CLI through the daemon's `wrap` too (inside its network namespace): a BuildKit build's client fetches
-   * the registry's tokens itself, for the daemon's BuildKit.
+   * Run the CLI in the daemon's network namespace too: a BuildKit build's client fetches the registry's tokens
+   * itself, for the daemon's BuildKit.
    */
   besideDaemon?: boolean;
 }
@@ -70,8 +82,8 @@ export async function startDockerd(
     extraArgs?: string[];
     /** The dockerd to run (default DOCKERD_BINARY): another engine release. */
     binary?: string;
-    /** Runs the daemon's command line through this (e.g. HubNamespace.wrap: inside a network namespace). */
-    wrap?: Wrap;
+    /** The network namespace to run the daemon in (a HubNamespace, a Netns); default: this process's. */
+    netns?: NetworkPlace;
   } = {},
 ): Promise<Dockerd> {
   if (!existsSync('/etc/docker')) {
@@ -105,9 +117,10 @@ export async function startDockerd(
     }
   }
   const script = [...binds, 'exec "$0" "$@"'].join(' && ');
+  const bridge = await addBridge(opts.netns);
   const args = [
     '--iptables=false',
-    '--bridge=none',
+    `--bridge=${bridge}`,
     '--storage-driver=vfs',
     `--data-root=${dataRoot}`,
     `--exec-root=${execRoot}`,
@@ -121,11 +134,17 @@ export async function startDockerd(
 
   const started = Date.now();
   const unshare = { command: 'unshare', args: ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, opts.binary ?? DOCKERD_BINARY, ...args] };
-  const launch = opts.wrap ? opts.wrap(unshare.command, unshare.args) : unshare;
-  const proc = startProcess(launch.command, launch.args, logFile, { env, graceMs: 20_000 });
+  const launch = opts.netns ? opts.netns.wrap(unshare.command, unshare.args) : unshare;
+  let proc: Started;
+  try {
+    proc = startProcess(launch.command, launch.args, logFile, { env, graceMs: 20_000 });
+  } catch (error) {
+    await ip(...inNetns(opts.netns), 'link', 'delete', bridge);
+    throw error;
+  }
   const cliEnv = { ...env, DOCKER_HOST: host, DOCKER_CONFIG: cliConfig };
   const docker = (cliArgs: string[], o: DockerCliOptions = {}) => {
-    const { command, args } = o.besideDaemon && opts.wrap ? opts.wrap(cli, cliArgs) : { command: cli, args: cliArgs };
+    const { command, args } = o.besideDaemon && opts.netns ? opts.netns.wrap(cli, cliArgs) : { command: cli, args: cliArgs };
     return run(command, args, { env: { ...cliEnv, ...o.env }, timeoutMs: o.timeoutMs ?? 120_000, input: o.input });
   };
   const info = async () => {
@@ -144,11 +163,12 @@ export async function startDockerd(
     dataRoot,
     execRoot,
     logFile,
+    bridge,
     startMs: 0,
     process: proc,
     docker,
     info,
-    stop: () => stopDockerd(daemon, mntNs),
+    stop: () => stopDockerd(daemon, mntNs, opts.netns),
   };
   try {
     await waitFor(
@@ -214,7 +234,25 @@ async function leftovers(mntNs: string): Promise<number[]> {
   return [...ours];
 }
 
-async function stopDockerd(daemon: Dockerd, mntNs: string): Promise<void> {
+/** The ip command's arguments that address the namespace a daemon runs in. */
+const inNetns = (netns?: NetworkPlace) => (netns ? ['-n', netns.name] : []);
+
+/** Makes a bridge for one daemon in its network namespace (see the top of this file); returns its name. */
+async function addBridge(netns?: NetworkPlace): Promise<string> {
+  const random = randomBytes(6);
+  const name = `pcbr${random.toString('hex', 0, 4)}`; // interface names are at most 15 bytes
+  const address = `198.${18 + (random[4] & 1)}.${random[5]}.1/24`;
+  await ip(...inNetns(netns), 'link', 'add', name, 'type', 'bridge');
+  try {
+    await ip(...inNetns(netns), 'addr', 'add', address, 'dev', name);
+  } catch (error) {
+    await ip(...inNetns(netns), 'link', 'delete', name);
+    throw error;
+  }
+  return name;
+}
+
+async function stopDockerd(daemon: Dockerd, mntNs: string, netns?: NetworkPlace): Promise<void> {
   if (!live.has(daemon)) return;
   // On SIGTERM dockerd stops running containers with their stop timeout (10 s by default); kill them first.
   if (!daemon.process.ended()) {
@@ -262,6 +300,8 @@ async function stopDockerd(daemon: Dockerd, mntNs: string): Promise<void> {
     await rm(join('/run/containerd/s', hash), { force: true });
   }
   await rm(daemon.execRoot, { recursive: true, force: true });
+  // Gone already when its namespace was deleted first.
+  if (!netns || existsSync(`/run/netns/${netns.name}`)) await ip(...inNetns(netns), 'link', 'delete', daemon.bridge);
   live.delete(daemon);
   if (live.size === 0) for (const hostDir of createdByUs) await removeEmptyDirs(hostDir);
 }

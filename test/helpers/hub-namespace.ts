@@ -32,12 +32,13 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { Agent, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { startHub, type Hub, type HubOptions } from './hub.js';
+import { deleteNetns, ip } from './netns.js';
 import { run, type Wrap } from './process.js';
 
 export const REGISTRY_HOST = 'registry-1.docker.io';
@@ -83,8 +84,8 @@ export interface HubNamespace {
   wrap: Wrap;
   /**
    * Adds Docker's default bridge inside: docker0 with the gateway address, and a namespace joined to it as a
-   * container on that network is; idempotent. Call it after starting the dockerd: one started with --bridge=none
-   * removes a docker0 it finds.
+   * container on that network is; idempotent. The runners' test daemons each have a bridge of their own
+   * (dockerd.ts), so they leave this docker0 alone, as they leave a hosted runner's.
    */
   bridge(): Promise<DockerBridge>;
   /** Makes 127.0.0.1:PORT of the machine reachable at 127.0.0.1:PORT inside (a byte pipe); idempotent. */
@@ -172,21 +173,6 @@ async function openssl(args: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`openssl ${args[0]}: ${r.code} ${r.stderr}`);
 }
 
-/** Processes whose network namespace is the one at netnsPath. */
-async function processesIn(netnsPath: string): Promise<number[]> {
-  const ino = await stat(netnsPath).then((s) => s.ino, () => undefined);
-  if (ino === undefined) return [];
-  const own = await readlink('/proc/self/ns/net').catch(() => '');
-  const wanted = `net:[${ino}]`;
-  if (own === wanted) return []; // never ourselves
-  const pids: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    if ((await readlink(`/proc/${name}/ns/net`).catch(() => '')) === wanted) pids.push(Number(name));
-  }
-  return pids;
-}
-
 export async function startHubNamespace(dir: string, opts: HubNamespaceOptions = {}): Promise<HubNamespace> {
   if (!existsSync('/etc/docker')) throw new Error('/etc/docker does not exist on this machine; nothing to cover with a bind mount');
   await mkdir(dir, { recursive: true });
@@ -234,10 +220,6 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
   const wrap = wrapIn(netnsPath);
   const containerName = `${name}-c`;
   let bridge: Promise<DockerBridge> | undefined;
-  const ip = async (...args: string[]) => {
-    const r = await run('ip', args, { timeoutMs: 10_000 });
-    if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.code} ${r.stderr}`);
-  };
   // What dockerd makes for its default network: a bridge docker0 with the gateway address, and per container a
   // namespace joined to it by a veth pair, its default route the gateway.
   const addBridge = async (): Promise<DockerBridge> => {
@@ -252,16 +234,15 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
     await ip('-n', containerName, 'link', 'set', 'eth0', 'up');
     await ip('-n', containerName, 'route', 'add', 'default', 'via', BRIDGE_GATEWAY);
     const remove = async () => {
-      await endNamespace(containerName);
-      // The veth's peer went with the container's namespace; a dockerd started since may have removed docker0.
-      await run('ip', ['-n', name, 'link', 'delete', 'docker0'], { timeoutMs: 10_000 });
+      await deleteNetns(containerName);
+      // The veth's peer went with the container's namespace.
+      await ip('-n', name, 'link', 'delete', 'docker0');
       bridge = undefined;
     };
     return { gateway: BRIDGE_GATEWAY, containerWrap: wrapIn(`/run/netns/${containerName}`), remove };
   };
 
-  const added = await run('ip', ['netns', 'add', name], { timeoutMs: 10_000 });
-  if (added.code !== 0) throw new Error(`ip netns add ${name}: ${added.code} ${added.stderr}`);
+  await ip('netns', 'add', name);
   const servers: Server[] = [];
   const sockets = new Set<Socket>();
   const exposedPorts = new Set<number>();
@@ -302,31 +283,12 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
     for (const socket of sockets) socket.destroy();
     agent.destroy();
     if (hub) await hub.stop();
-    if (bridge) await endNamespace(containerName);
-    await endNamespace(name);
-  };
-  /** Ends what is left in a namespace of ours (only what was started through a wrap can be there), then deletes it. */
-  const endNamespace = async (ns: string) => {
-    const path = `/run/netns/${ns}`;
-    for (let round = 0; round < 50; round++) {
-      const pids = await processesIn(path);
-      if (!pids.length) break;
-      for (const pid of pids) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    const deleted = await run('ip', ['netns', 'delete', ns], { timeoutMs: 10_000 });
-    if (deleted.code !== 0 && existsSync(path)) throw new Error(`ip netns delete ${ns}: ${deleted.code} ${deleted.stderr}`);
+    if (bridge) await deleteNetns(containerName);
+    await deleteNetns(name);
   };
 
   try {
-    const up = await run('ip', ['-n', name, 'link', 'set', 'lo', 'up'], { timeoutMs: 10_000 });
-    if (up.code !== 0) throw new Error(`ip -n ${name} link set lo up: ${up.code} ${up.stderr}`);
+    await ip('-n', name, 'link', 'set', 'lo', 'up');
     hub = await startHub(join(dir, 'hub'), opts.hub);
     const h = hub;
     const front = new URL(h.url);

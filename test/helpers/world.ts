@@ -139,7 +139,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
         configFile: join(base, 'daemon.json'),
         extraArgs: options.dockerdArgs,
         binary: options.dockerd,
-        wrap: hubNamespace?.wrap,
+        netns: hubNamespace,
       });
       const stepOptions = (inputs: Record<string, string>, env: Record<string, string>, options: { killMainAfterMs?: number }, temp: string): StepOptions => ({
         ...options,
@@ -164,6 +164,8 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
         inputs: (extra = {}) => ({
           ...(hubNamespace ? {} : { upstream: hub?.url ?? upstream.url }),
           'daemon-config': dockerd.configFile,
+          // As root the action would write its drop-in into the machine's /etc/containers: this runner's own instead.
+          'registries-conf-d': join(base, 'containers', 'registries.conf.d'),
           'registry-download-url': release.baseUrl,
           'registry-sha256': release.sha256,
           ...extra,
