@@ -12,8 +12,8 @@
 export type BuiltInBuildkitBypass = 'mirrors-read-at-start' | 'plain-http-on-loopback-only';
 
 /** The first release whose BuildKit reads a reloaded mirror at all, and the first that reads it on any address. */
-export const LIVE_MIRRORS_SINCE = [25, 0] as const;
-export const ANY_ADDRESS_SINCE = [28, 0] as const;
+const LIVE_MIRRORS_SINCE = [25, 0] as const;
+const ANY_ADDRESS_SINCE = [28, 0] as const;
 
 /** major.minor of `docker info`'s ServerVersion (`20.10.24+dfsg1`, `28.0.4`, `24.0.7-0ubuntu4`); null when unreadable. */
 export function engineRelease(serverVersion: string): [number, number] | null {
