@@ -100,7 +100,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
   const parts = Promise.all([
     hub ? hub.registry : startUpstream(join(dir, 'upstream')),
     startCacheService(join(dir, 'cache-service')),
-    startReleaseServer(join(dir, 'release')),
+    startReleaseServer(),
   ]);
   // A namespace left behind outlives this process; delete it if the rest of the world does not come up.
   if (hubNamespace) void parts.catch(() => hubNamespace.stop().catch(() => {}));
@@ -161,6 +161,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
         inputs: (extra = {}) => ({
           ...(hubNamespace ? {} : { upstream: hub?.url ?? upstream.url }),
           'daemon-config': dockerd.configFile,
+          'registry-version': release.version,
           'registry-download-url': release.baseUrl,
           'registry-sha256': release.sha256,
           ...extra,
