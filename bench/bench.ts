@@ -24,7 +24,7 @@ import { gunzipSync } from 'node:zlib';
 import { DOCKERD_BINARY, startDockerd } from '../test/helpers/dockerd.js';
 import type { StepResult } from '../test/helpers/runner.js';
 import { run } from '../test/helpers/process.js';
-import { REGISTRY_UNDER_TEST } from '../test/helpers/registry-under-test.js';
+import { REGISTRY_RELEASES, REGISTRY_UNDER_TEST } from '../test/helpers/registry-under-test.js';
 import { REGISTRY_BINARY, startUpstream, type Upstream } from '../test/helpers/upstream.js';
 import { startWorld, type Runner, type World } from '../test/helpers/world.js';
 import { benchRegistries } from './registries.js';
@@ -645,7 +645,8 @@ async function describeMachine(driver: string): Promise<Record<string, string>> 
     Memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
     Kernel: `${osType()} ${release()}`,
     dockerd: `${await first(DOCKERD_BINARY, ['--version'])}, storage driver ${driver}, unpigz ${existsSync('/usr/bin/unpigz') ? 'present' : 'absent'}`,
-    'Registry (upstream, floor and the action’s)': await first(REGISTRY_BINARY, ['--version']),
+    'Registry (upstream and floor)': await first(REGISTRY_BINARY, ['--version']),
+    'Registry (the action’s)': `${REGISTRY_UNDER_TEST.version}: ${await first(REGISTRY_UNDER_TEST.binary(), ['--version'])}; cold-2.8: ${REGISTRY_2_8}: ${await first(REGISTRY_RELEASES[REGISTRY_2_8].binary(), ['--version'])} (served as the release tarballs by the tests' release stand-in)`,
     zstd: (await first('zstd', ['--version'])).match(/v\d+\.\d+\.\d+/)?.[0] ?? '?',
     Node: process.version,
     Action: `commit ${await first('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'])}${dirty ? ' with uncommitted changes to src/ or dist/' : ''}, dist/index.js sha256 ${hash}…`,
