@@ -8,9 +8,9 @@ import { REGISTRY_3, REGISTRY_UNDER_TEST } from './helpers/registry-under-test.j
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-test('the quick benchmark runs every variant and prints the results, ratios, the other-work scenario and the cost of extra registries', { timeout: 240_000 }, async () => {
+test('the quick benchmark runs every variant and prints the results, ratios, the other-work scenario and the cost of extra registries', { timeout: 420_000 }, async () => {
   const { code, stdout, stderr } = await new Promise<{ code: number | string | null; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'bench/bench.ts', '--quick'], { cwd: ROOT, timeout: 200_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
+    execFile(process.execPath, ['--import', 'tsx', 'bench/bench.ts', '--quick'], { cwd: ROOT, timeout: 360_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
       resolve({ code: error ? ((error as { code?: number | string }).code ?? 1) : 0, stdout, stderr }),
     );
   });
