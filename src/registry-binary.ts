@@ -14,8 +14,8 @@ const TOOL_NAME = 'distribution-registry';
 const TARBALL = 'registry.tar.gz';
 
 /**
- * SHA-256 of the official release tarballs: those published beside them (.sha256 files), the same the official
- * registry image's Dockerfile checks its download against.
+ * SHA-256 of the official release tarballs, as published beside them (.sha256 files); 3.1.1's as the official
+ * registry:3 image's Dockerfile checks its download of them.
  */
 export const PINNED_SHA256: Record<string, string> = {
   '2.8.3/amd64': 'b1f750ecbe09f38e2143e22c61a25e3da2afe1510d9522859230b480e642ceff',
