@@ -3,8 +3,9 @@
 //   floor       docker pull from a plain registry on loopback that already holds the images;
 //   save/load   restore a `docker save` tarball from the Actions cache, then docker load (what
 //               ScribeMD/docker-cache and satackey/action-docker-layer-caching do);
-//   this action cold (empty cache), warm (cache restored; also with prefetch off), and changed (one image gained a
-//               new top layer since the run that saved the cache), each a real job: main step, pulls, post step;
+//   this action cold (empty cache; with the default registry 3.x and with 2.8.3, which fetches each missed blob
+//               twice), warm (cache restored; also with prefetch off), and changed (one image gained a new top layer
+//               since the run that saved the cache), each a real job: main step, pulls, post step;
 // and, on a warm cache, a job whose first docker command comes after N seconds of other work (a child process
 // spinning one core, standing in for `npm ci`): how long that command blocks, with prefetch, without, and save/load;
 // and what each extra registry listed in `registries` adds to the main and post steps (bench/registries.ts).
@@ -23,6 +24,7 @@ import { gunzipSync } from 'node:zlib';
 import { DOCKERD_BINARY, startDockerd } from '../test/helpers/dockerd.js';
 import type { StepResult } from '../test/helpers/runner.js';
 import { run } from '../test/helpers/process.js';
+import { REGISTRY_RELEASES, REGISTRY_UNDER_TEST } from '../test/helpers/registry-under-test.js';
 import { REGISTRY_BINARY, startUpstream, type Upstream } from '../test/helpers/upstream.js';
 import { startWorld, type Runner, type World } from '../test/helpers/world.js';
 import { benchRegistries } from './registries.js';
@@ -38,7 +40,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // ---------------------------------------------------------------- flags
 
 const USAGE = `usage: npm run bench -- [--reps N] [--bandwidth MBps] [--latency ms] [--quick] [--storage-driver overlay2|vfs]
-                        [--json FILE] [--time-limit s] [--cpu-prof DIR] [--work s,s]
+                        [--json FILE] [--time-limit s] [--cpu-prof DIR] [--work s,s] [--only v,v]
   --reps N            repetitions, medians reported (default 3; --quick: 1)
   --bandwidth MBps    the throttled upstream's bandwidth, MB (10^6 bytes) a second, each direction (default 50)
   --latency ms        the throttled upstream's added round-trip time (default 20)
@@ -48,7 +50,10 @@ const USAGE = `usage: npm run bench -- [--reps N] [--bandwidth MBps] [--latency 
   --time-limit s      stop starting repetitions after this many seconds (default 600); the run reports what it has
   --cpu-prof DIR      write a V8 CPU profile of every step of the action (main, post, prefetch worker) into DIR
   --work s,s          seconds of other work (one core busy) before the job's first docker command, one scenario
-                      each (default 5,20; --quick: 2); its repetitions: the lesser of --reps and 2`;
+                      each (default 5,20; --quick: 2); its repetitions: the lesser of --reps and 2
+  --only v,v          run only these variants (direct floor saveload-warm saveload-changed cold cold-2.8 warm
+                      warm-noprefetch changed), and neither the other-work scenario nor the extra registries;
+                      warm and changed restore what cold saved`;
 
 const OPTIONS = {
   reps: { type: 'string' },
@@ -60,6 +65,7 @@ const OPTIONS = {
   'time-limit': { type: 'string', default: '600' },
   'cpu-prof': { type: 'string' },
   work: { type: 'string' },
+  only: { type: 'string' },
   help: { type: 'boolean', default: false },
 } as const;
 
@@ -106,14 +112,26 @@ const progress = (message: string) => process.stderr.write(`[bench ${((Date.now(
 
 // ---------------------------------------------------------------- measurements
 
-type Variant = 'direct' | 'floor' | 'saveload-warm' | 'saveload-changed' | 'cold' | 'warm' | 'warm-noprefetch' | 'changed';
-const VARIANTS: Variant[] = ['direct', 'floor', 'saveload-warm', 'saveload-changed', 'cold', 'warm', 'warm-noprefetch', 'changed'];
+type Variant = 'direct' | 'floor' | 'saveload-warm' | 'saveload-changed' | 'cold' | 'cold-2.8' | 'warm' | 'warm-noprefetch' | 'changed';
+const VARIANTS: Variant[] = ['direct', 'floor', 'saveload-warm', 'saveload-changed', 'cold', 'cold-2.8', 'warm', 'warm-noprefetch', 'changed'];
+/** The registry release of the cold-2.8 variant: the one before 3.0's single fetch per missed blob. */
+const REGISTRY_2_8 = '2.8.3';
+/** The variants this run measures (--only), in VARIANTS' order; all of them by default. */
+const ONLY = flags.only === undefined ? VARIANTS : (flags.only.split(',').map((v) => v.trim()) as Variant[]);
+for (const v of ONLY) {
+  if (!VARIANTS.includes(v)) {
+    console.error(`bench: --only names variant ${v}, not one of ${VARIANTS.join(', ')}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const want = (v: Variant) => ONLY.includes(v);
 const LABELS: Record<Variant, string> = {
   direct: 'direct: docker pull from the throttled upstream',
   floor: 'floor: docker pull from a local registry',
   'saveload-warm': 'save/load, warm: restore tarball + docker load',
   'saveload-changed': 'save/load, changed: restore + load + pull new image',
-  cold: 'this action, cold job (empty cache)',
+  cold: `this action, cold job (empty cache), registry ${REGISTRY_UNDER_TEST.version}`,
+  'cold-2.8': `this action, cold job (empty cache), registry ${REGISTRY_2_8}`,
   warm: 'this action, warm job (cache restored)',
   'warm-noprefetch': 'this action, warm job, prefetch: false',
   changed: 'this action, changed job (one new top layer)',
@@ -349,11 +367,13 @@ async function main(): Promise<void> {
   const directRefs = workload.images.map((i) => `${th.host}/${i.repository}:${i.tag}`);
   const changedDirectRef = `${th.host}/${workload.changed.repository}:${workload.changed.tag}`;
 
-  // Put the registry binary in the tool cache, as on a runner where the action ran before: every measured main
-  // step then finds it there.
-  {
+  // The inputs that run the cold-2.8 variant's registry instead of the one under test.
+  const registry28 = { 'registry-version': REGISTRY_2_8, 'registry-sha256': w.release.sha256Of(REGISTRY_2_8) };
+  // Put the registry binaries in the tool cache, as on a runner where the action ran before: every measured main
+  // step then finds its own there.
+  for (const registry of [{}, ...(want('cold-2.8') ? [registry28] : [])]) {
     const runner = await fresh(w, 'prime');
-    const { main, post } = await runner.job(runner.inputs({ upstream: th.url, save: 'false', 'cache-key': 'bench-prime' }));
+    const { main, post } = await runner.job(runner.inputs({ upstream: th.url, save: 'false', 'cache-key': 'bench-prime', ...registry }));
     if (main.exitCode !== 0 || main.warnings.length || post.exitCode !== 0) throw new Error(`the priming job failed:\n${main.stdout}\n${main.stderr}\n${post.stdout}\n${post.stderr}`);
     await discard(runner);
   }
@@ -361,7 +381,7 @@ async function main(): Promise<void> {
   // The save/load cache every save/load job restores: the images pulled, `docker save`d into one tarball, saved
   // under one key (that first save is measured too).
   const seed: Record<string, number> = {};
-  {
+  if (want('saveload-warm') || want('saveload-changed')) {
     const runner = await fresh(w, 'saveload-seed');
     await pullAll(runner, floorRefs);
     seed.dockerSave = await docker(runner, ['save', '-o', tarball, ...floorRefs]);
@@ -446,6 +466,7 @@ async function main(): Promise<void> {
 
       // direct and floor: plain pulls on a fresh daemon.
       for (const [variant, refs] of [['direct', directRefs], ['floor', floorRefs]] as const) {
+        if (!want(variant)) continue;
         const runner = await fresh(w, `${variant}-${tag}`);
         const up = await upstreamCounters(w, th);
         const ms = await pullAll(runner, refs);
@@ -455,7 +476,7 @@ async function main(): Promise<void> {
       }
 
       // save/load, warm: the tarball restored, then loaded. Its post saves nothing (the key was an exact hit).
-      {
+      if (want('saveload-warm')) {
         const runner = await fresh(w, `saveload-warm-${tag}`);
         const before = cacheSnapshot(w);
         const { restore, load, w0, w1 } = await restoreAndLoad(runner);
@@ -480,10 +501,13 @@ async function main(): Promise<void> {
 
       // This action: a cold job on an empty cache, then a warm one restoring what it saved.
       const key = `bench-${tag}-${process.pid}`;
-      const job = async (variant: 'cold' | 'warm' | 'warm-noprefetch' | 'changed') =>
+      const job = async (variant: 'cold' | 'warm' | 'warm-noprefetch' | 'changed') => {
         // Releases before prefetch do not declare the input: set it only to turn it off.
-        note(variant, await actionJob(`${variant}-${tag}`, key, variant === 'warm-noprefetch' ? { prefetch: 'false' } : {}, (runner) => pullAll(runner, jobRefs)));
+        if (want(variant)) note(variant, await actionJob(`${variant}-${tag}`, key, variant === 'warm-noprefetch' ? { prefetch: 'false' } : {}, (runner) => pullAll(runner, jobRefs)));
+      };
       await job('cold');
+      // The same cold job on 2.8 (a key of its own: its cache starts empty too).
+      if (want('cold-2.8')) note('cold-2.8', await actionJob(`cold-2.8-${tag}`, `${key}-2.8`, registry28, (runner) => pullAll(runner, jobRefs)));
       await job('warm');
       await job('warm-noprefetch');
 
@@ -493,7 +517,7 @@ async function main(): Promise<void> {
 
       // save/load, changed: the last run's tarball restored and loaded, the changed image pulled, and the post
       // step saves a new tarball of everything under a new key.
-      {
+      if (want('saveload-changed')) {
         const runner = await fresh(w, `saveload-changed-${tag}`);
         const before = cacheSnapshot(w);
         const up = await upstreamCounters(w, th);
@@ -542,7 +566,7 @@ async function main(): Promise<void> {
   // action's jobs pull the workload after the work (prefetch, on by default, has been pulling since the main step);
   // save/load's restore and docker load block in their own step before the work, and the images are there after it.
   let workRepsDone = 0;
-  for (let rep = 1; rep <= WORK_REPS; rep++) {
+  for (let rep = 1; rep <= (flags.only === undefined ? WORK_REPS : 0); rep++) {
     // Its first repetition always runs; more only within a quarter more than the time limit.
     if (rep > 1 && Date.now() - began > TIME_LIMIT_MS * 1.25) {
       progress(`time limit reached: the other-work scenario stops after ${workRepsDone} repetition(s)`);
@@ -581,7 +605,7 @@ async function main(): Promise<void> {
   for (const l of unique) gunzipSync(l.data);
   const gunzipMs = performance.now() - g0;
 
-  const registries = await benchRegistries(REPS, progress);
+  const registries = flags.only === undefined ? await benchRegistries(REPS, progress) : '';
   const machine = await describeMachine(driver);
   const report = render(workload, { driver, seed, gunzipMs, repsDone, workRepsDone, machine }) + registries;
   process.stdout.write(report);
@@ -621,7 +645,8 @@ async function describeMachine(driver: string): Promise<Record<string, string>> 
     Memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
     Kernel: `${osType()} ${release()}`,
     dockerd: `${await first(DOCKERD_BINARY, ['--version'])}, storage driver ${driver}, unpigz ${existsSync('/usr/bin/unpigz') ? 'present' : 'absent'}`,
-    'Registry (upstream, floor and the action’s)': await first(REGISTRY_BINARY, ['--version']),
+    'Registry (upstream and floor)': await first(REGISTRY_BINARY, ['--version']),
+    'Registry (the action’s)': `${REGISTRY_UNDER_TEST.version}: ${await first(REGISTRY_UNDER_TEST.binary(), ['--version'])}; cold-2.8: ${REGISTRY_2_8}: ${await first(REGISTRY_RELEASES[REGISTRY_2_8].binary(), ['--version'])} (served as the release tarballs by the tests' release stand-in)`,
     zstd: (await first('zstd', ['--version'])).match(/v\d+\.\d+\.\d+/)?.[0] ?? '?',
     Node: process.version,
     Action: `commit ${await first('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'])}${dirty ? ' with uncommitted changes to src/ or dist/' : ''}, dist/index.js sha256 ${hash}…`,
@@ -687,7 +712,13 @@ function render(
       ['changed job upload bytes, ours / save-load', `${x(changedUp, slUp)} (${mb(changedUp)} MB vs ${mb(slUp)} MB)`],
       ['changed job post step, ours / save-load', `${x(post('changed')!, post('saveload-changed')!)} (${s(post('changed'))} s vs ${s(post('saveload-changed'))} s)`],
       ['cache stored, ours after cold / save-load tarball', `${x(m('cold', (x) => x.stored), o.seed.entryBytes)} (${mb(m('cold', (x) => x.stored))} MB vs ${mb(o.seed.entryBytes)} MB)`],
-      ['cold upstream bytes / direct upstream bytes', x(m('cold', (x) => x.upstream), m('direct', (x) => x.upstream))],
+      ...(['cold', 'cold-2.8'] as const).flatMap((v) => {
+        const registry = v === 'cold' ? REGISTRY_UNDER_TEST.version : REGISTRY_2_8;
+        return [
+          [`cold upstream bytes / direct upstream bytes, registry ${registry}`, x(m(v, (x) => x.upstream), m('direct', (x) => x.upstream))],
+          [`cold / direct (images ready), registry ${registry}`, x(m(v, (x) => x.ready), m('direct', (x) => x.ready))],
+        ];
+      }),
     ],
   );
 

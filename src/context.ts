@@ -54,7 +54,7 @@ export const DEFAULTS = {
   maxSize: '2GiB',
   maxAge: '7d',
   cacheTimeout: '300',
-  registryVersion: '2.8.3',
+  registryVersion: '3.1.1',
   registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
   daemonConfig: '/etc/docker/daemon.json',
 } as const;
@@ -224,7 +224,7 @@ function cacheKeyPrefix(value: string): string {
 
 function version(value: string): string {
   const v = value.replace(/^v/, '');
-  if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$/.test(v)) throw new InputError(`registry-version must be a release version such as 2.8.3 or 3.0.0, got "${value}"`);
+  if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$/.test(v)) throw new InputError(`registry-version must be a release version such as 3.1.1 or 2.8.3, got "${value}"`);
   return v;
 }
 

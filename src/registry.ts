@@ -42,7 +42,9 @@ export function registryConfig(o: RegistryConfigOptions, instance: string): stri
       maintenance: { uploadpurging: { enabled: false }, readonly: { enabled: true } },
     },
     http: { addr: `${o.address}:${o.port}`, headers: { 'X-Content-Type-Options': ['nosniff'], [INSTANCE_HEADER]: [instance] } },
-    ...(o.upstream === null ? {} : { proxy: { remoteurl: o.upstream, ...credentials } }),
+    // ttl 0: no expiry (3.x; 2.8 ignores the key and expires nothing with deletion disabled). The cache's budget
+    // decides what lives, and 3.x's scheduler would otherwise record every blob in scheduler-state.json.
+    ...(o.upstream === null ? {} : { proxy: { remoteurl: o.upstream, ...credentials, ttl: '0s' } }),
   });
 }
 

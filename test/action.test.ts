@@ -9,6 +9,7 @@ import { makeLayer, pushImage, type PushedImage } from './helpers/images.js';
 import { isRunning } from './helpers/process.js';
 import { hubMirror, type StepResult } from './helpers/runner.js';
 import { startWorld, upstreamBlobFetches, type World } from './helpers/world.js';
+import { releaseFile } from './helpers/release-server.js';
 
 const MiB = 1024 * 1024;
 const TOKEN = 'dckr_pat_TEST-token-7f3a9c';
@@ -51,7 +52,7 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
     assert.match(main.outputs.mirror, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.notEqual(main.outputs.mirror, 'http://127.0.0.1:5000');
     assert.equal(main.outputs['restored-key'], '');
-    assert.deepEqual(world.release.requests, [`/v2.8.3/registry_2.8.3_linux_${process.arch === 'arm64' ? 'arm64' : 'amd64'}.tar.gz`], 'the binary came through the tool cache download');
+    assert.deepEqual(world.release.requests, [`/v${world.release.version}/${releaseFile(world.release.version)}`], 'the binary came through the tool cache download');
     await assertCleanPost(post, runner, hubMirror(main).pid);
 
     // The base layer is fetched once, for alpha, and counts for beta too (each image by its content); the total once.

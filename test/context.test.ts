@@ -40,7 +40,7 @@ describe('parseInputs: defaults', () => {
       cacheTimeoutSeconds: 300,
       prefetch: true,
       prefetchConcurrency: Math.max(2, availableParallelism()),
-      registryVersion: '2.8.3',
+      registryVersion: '3.1.1',
       registrySha256: '',
       registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
       registryPath: '',
@@ -70,13 +70,13 @@ describe('parseInputs: defaults', () => {
     assert.equal(i.port, 0);
     assert.equal(i.save, true);
     assert.equal(i.failOnError, false);
-    assert.equal(i.registryVersion, '2.8.3');
+    assert.equal(i.registryVersion, '3.1.1');
     assert.equal(i.maxSize, 2 * 1024 ** 3);
     assert.equal(i.maxAgeDays, 7);
   });
 
   test('values as action.yml passes its own defaults are accepted', () => {
-    const i = parse({ save: 'true', 'fail-on-error': 'false', 'registry-version': '2.8.3', upstream: 'https://registry-1.docker.io', 'cache-key': 'pull-cache', 'daemon-config': '/etc/docker/daemon.json', 'max-size': '2GiB', 'max-age': '7d' });
+    const i = parse({ save: 'true', 'fail-on-error': 'false', 'registry-version': '3.1.1', upstream: 'https://registry-1.docker.io', 'cache-key': 'pull-cache', 'daemon-config': '/etc/docker/daemon.json', 'max-size': '2GiB', 'max-age': '7d' });
     assert.equal(i.save, true);
     assert.equal(i.failOnError, false);
     assert.equal(i.maxSize, 2 * 1024 ** 3);
@@ -318,7 +318,7 @@ describe('parseInputs: registry version and checksum', () => {
 
   for (const bad of ['2.8', 'latest', '2.8.3.1', '3', 'vv2.8.3', '2.8.x', 'V2.8.3']) {
     test(`registry-version "${bad}" is refused with an example`, () => {
-      refuses({ 'registry-version': bad }, /^registry-version must be a release version such as 2\.8\.3 or 3\.0\.0/, new RegExp(`got "${bad}"`));
+      refuses({ 'registry-version': bad }, /^registry-version must be a release version such as 3\.1\.1 or 2\.8\.3/, new RegExp(`got "${bad}"`));
     });
   }
 

@@ -3,7 +3,8 @@
 # (docker-registry), containerd with ctr (the containerd client tests), skopeo and podman (the registries.conf
 # tests), rootlesskit (a rootless dockerd will not start without its rootlesskit-docker-proxy), zstd (what
 # @actions/cache compresses with on hosted runners), and for the tests that stand Docker Hub's real names up in a
-# network namespace, iproute2, openssl and util-linux; shellcheck for test/lint-workflows.sh. Idempotent.
+# network namespace, iproute2, openssl and util-linux; shellcheck for test/lint-workflows.sh; and real parts written
+# in Go, built from their modules at pinned versions (below). Idempotent.
 set -euo pipefail
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
@@ -35,28 +36,37 @@ for tool in dockerd docker docker-registry containerd ctr zstd ip openssl nsente
   command -v "$tool" >/dev/null || { echo "prerequisites: $tool is still missing after install" >&2; exit 1; }
 done
 
-# ---- BuildKit (buildkitd, buildctl) for the buildx builder tests: test/buildkit.test.ts ----------------------------
-# Built from github.com/moby/buildkit at a pinned release through the Go module proxy, inside the downloaded module
-# (go install refuses it: its go.mod has exclude directives), into $BUILDKIT_DIR, once: later runs find both binaries
-# and build nothing (the Go build cache keeps a rebuild after a wiped dir short). buildkitd's OCI worker runs runc.
-# Keep the version in step with BUILDKIT_VERSION in test/helpers/buildkitd.ts.
-BUILDKIT_VERSION=v0.34.2
+# ---- Go builds at pinned versions ----------------------------------------------------------------------------------
+# go_build_pinned MODULE VERSION PACKAGE_DIR: builds the main package PACKAGE_DIR of the Go module MODULE at VERSION,
+# fetched through the Go module proxy, into $GO_TOOLS_DIR/MODULE@VERSION/ (one binary, named after PACKAGE_DIR's
+# last element). Built once: later runs find the binary and build nothing (the Go build cache makes a rebuild after
+# a wiped tools dir quick too). It builds inside the downloaded module, so the module's own go.mod, replace
+# directives included, decides the dependencies (go install MODULE@VERSION refuses modules with replace directives).
+# Loud on failure: the step fails, naming what could not be built. test/helpers/go-tools.ts finds the result.
 GO_TOOLS_DIR=${PULL_CACHE_GO_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pull-cache-action/go-tools}
-BUILDKIT_DIR=$GO_TOOLS_DIR/github.com/moby/buildkit@$BUILDKIT_VERSION
-build_buildkit() {
-  [ -x "$BUILDKIT_DIR/buildkitd" ] && [ -x "$BUILDKIT_DIR/buildctl" ] && return 0
-  command -v go >/dev/null || { echo "prerequisites: go is missing: it builds buildkitd and buildctl $BUILDKIT_VERSION" >&2; return 1; }
-  echo "prerequisites: building buildkitd and buildctl $BUILDKIT_VERSION (Go module proxy; a few minutes the first time)"
+go_build_pinned() {
+  local module=$1 version=$2 package=$3
+  local out="$GO_TOOLS_DIR/$module@$version" binary
+  binary="$out/$(basename "$package")"
+  [ -x "$binary" ] && return 0
+  command -v go >/dev/null || { echo "prerequisites: go is missing: it builds $module/$package@$version" >&2; return 1; }
+  echo "prerequisites: building $module/$package@$version (Go module proxy)"
   local dir
-  dir=$(go mod download -json "github.com/moby/buildkit@$BUILDKIT_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
-  [ -n "$dir" ] && [ -d "$dir" ] || { echo "prerequisites: go mod download github.com/moby/buildkit@$BUILDKIT_VERSION gave no module directory" >&2; return 1; }
-  mkdir -p "$BUILDKIT_DIR.partial"
-  # Built into a side directory and moved into place whole: a run cut off half-way leaves nothing that looks finished.
-  (cd "$dir" && go build -trimpath -ldflags "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION" -o "$BUILDKIT_DIR.partial/" ./cmd/buildkitd ./cmd/buildctl) ||
-    { rm -rf "$BUILDKIT_DIR.partial"; echo "prerequisites: building buildkitd and buildctl $BUILDKIT_VERSION failed" >&2; return 1; }
-  rm -rf "$BUILDKIT_DIR"
-  mv "$BUILDKIT_DIR.partial" "$BUILDKIT_DIR"
+  dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  [ -n "$dir" ] && [ -d "$dir" ] || { echo "prerequisites: go mod download $module@$version gave no module directory" >&2; return 1; }
+  mkdir -p "$out"
+  # Built to a temporary name and renamed: a run cut off half-way leaves no binary that looks finished.
+  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o "$binary.partial" "./$package") ||
+    { rm -f "$binary.partial"; echo "prerequisites: building $module/$package@$version failed" >&2; return 1; }
+  mv "$binary.partial" "$binary"
 }
+
+# ---- Distribution 3.x: the action's default registry, which the end-to-end suites run against besides Debian's 2.8 ----
+# Keep in step with test/helpers/go-tools.ts (REGISTRY_3) and the default registry-version in action.yml.
+go_build_pinned github.com/distribution/distribution/v3 v3.1.1 cmd/registry
+
+# ---- BuildKit (buildkitd, buildctl) for the buildx builder tests: test/buildkit.test.ts ------------------------------
+# Keep in step with BUILDKIT_VERSION in test/helpers/buildkitd.ts. buildkitd's OCI worker runs runc.
 if ! command -v runc >/dev/null; then
   echo "prerequisites: installing runc (buildkitd's OCI worker runs it)"
   sudo=""
@@ -64,14 +74,15 @@ if ! command -v runc >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends runc >/dev/null
   command -v runc >/dev/null || { echo "prerequisites: runc is still missing after install" >&2; exit 1; }
 fi
-build_buildkit
+go_build_pinned github.com/moby/buildkit v0.34.2 cmd/buildkitd
+go_build_pinned github.com/moby/buildkit v0.34.2 cmd/buildctl
 
 # ---- Docker Engines besides Debian's 20.10 (dockerd only), for test/buildkit.test.ts: dockerd's own BuildKit -------
 # reads a reloaded mirror from 25.0, on any address from 28.0. moby's releases are Go modules without a go.mod
 # (github.com/docker/docker@vX.Y.Z+incompatible, with vendor.mod instead and no vendored code in the module zip), so
 # each is built in a copy of the downloaded module with vendor.mod as its go.mod, its dependencies from the proxy.
-# They run with Debian's containerd and runc (dockerd starts a containerd of its own). Keep the versions in step
-# with ENGINES in test/buildkit.test.ts.
+# They run with Debian's containerd and runc (dockerd starts a containerd of its own); test/buildkit.test.ts runs
+# dockerd's own BuildKit on each engine TEST_ENGINES names.
 build_dockerd() {
   local version=$1
   local out=$GO_TOOLS_DIR/github.com/docker/docker@v$version
@@ -89,5 +100,6 @@ build_dockerd() {
   rm -rf "$out.src" "$out"
   mv "$out.partial" "$out"
 }
-build_dockerd 27.5.1
-build_dockerd 28.5.2
+# Opt-in (TEST_ENGINES="27.5.1 28.5.2"): each takes 5 to 15 minutes to build on 2 cores, more than the rest of the
+# suite's builds together.
+for engine in ${TEST_ENGINES:-}; do build_dockerd "$engine"; done

@@ -15,6 +15,7 @@ import { isRunning, run, waitFor, type Wrap } from './helpers/process.js';
 import { hubMirror, mirrorsOf } from './helpers/runner.js';
 import { markingRegistry, replaceCachedRegistry } from './helpers/tool-cache.js';
 import { startWorld, type Runner, type World } from './helpers/world.js';
+import { REGISTRY_UNDER_TEST } from './helpers/registry-under-test.js';
 
 const MiB = 1024 * 1024;
 const DAEMON_JSON = '{}\n';
@@ -187,10 +188,10 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     assert.deepEqual(await dirsOf(), [], 'nothing left in RUNNER_TEMP');
   });
 
-  /** A registry-path that runs `before` (shell), then Debian's registry in its place. */
+  /** A registry-path that runs `before` (shell), then the registry under test in its place. */
   async function registryWrapper(name: string, before: string): Promise<string> {
     const path = join(world.dir, name);
-    await writeFile(path, `#!/bin/sh\n${before}\nexec /usr/bin/docker-registry "$@"\n`);
+    await writeFile(path, `#!/bin/sh\n${before}\nexec ${REGISTRY_UNDER_TEST.binary()} "$@"\n`);
     await chmod(path, 0o755);
     return path;
   }

@@ -1,6 +1,9 @@
 // An HTTP forwarder in front of a registry that misbehaves on request: answers an error status, stalls,
 // or cuts a blob download half-way. It stands between the action's registry and its upstream only, so
-// dockerd's own fallback to Docker Hub is not affected.
+// dockerd's own fallback to Docker Hub is not affected. A token realm on the target is rewritten to the forwarder's
+// own address, as a registry's front names its own token endpoint: Distribution 3.1 asks for tokens only at a realm on
+// its upstream's host and port (see hub.ts). With `keepRealm` it is left naming the target: an upstream whose token
+// service lives on another host and port.
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
@@ -24,11 +27,12 @@ export interface FaultyForwarder {
   stop(): Promise<void>;
 }
 
-export async function startFaultyForwarder(target: string): Promise<FaultyForwarder> {
+export async function startFaultyForwarder(target: string, options: { keepRealm?: boolean } = {}): Promise<FaultyForwarder> {
   let fault: Fault | null = null;
   let spoiled = 0;
   const sockets = new Set<Socket>();
   const to = new URL(target);
+  let self = '';
   const matches = (req: IncomingMessage) => {
     if (!fault || (fault.count !== undefined && spoiled >= fault.count)) return false;
     const kind = /\/v2\/.+\/(manifests|blobs)\//.exec(req.url ?? '')?.[1];
@@ -41,7 +45,8 @@ export async function startFaultyForwarder(target: string): Promise<FaultyForwar
     if (spoil?.mode === 'status') return void res.writeHead(spoil.status ?? 503, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}');
     if (spoil?.mode === 'stall') return void setTimeout(() => req.socket.destroy(), spoil.stallMs ?? 10_000).unref();
     const upstream = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: { ...req.headers, host: to.host } }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
+      const challenge = options.keepRealm ? undefined : up.headers['www-authenticate'];
+      res.writeHead(up.statusCode ?? 502, { ...up.headers, ...(challenge ? { 'www-authenticate': challenge.split(to.origin).join(self) } : {}) });
       if (spoil?.mode !== 'cut') return void up.pipe(res);
       const half = Number(up.headers['content-length'] ?? 0) / 2;
       let sent = 0;
@@ -65,8 +70,9 @@ export async function startFaultyForwarder(target: string): Promise<FaultyForwar
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
+  self = `http://127.0.0.1:${port}`;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: self,
     port,
     setFault: (f) => {
       fault = f;

@@ -4,9 +4,11 @@
 //   client ──> front (node:http, 127.0.0.1:P1)  ──> registry (Distribution 2.8.2, auth.token, 127.0.0.1:P2)
 //                 counts manifest GETs per identity,      challenge: Bearer realm=tokenUrl,service=...
 //                 adds ratelimit-* headers, answers 429
-//   client ──> token server (node:http, 127.0.0.1:P3)  GET /token?service=S&scope=repository:NAME:pull[,push]
+//   client ──> front's /token (the token endpoint)     GET /token?service=S&scope=repository:NAME:pull[,push]
 //
-// - The token server plays auth.docker.io. GET /token (basic auth optional) and POST /token (OAuth2 password
+// - The token endpoint plays auth.docker.io, on the front's own host and port: Distribution 3.1 as a proxy sends
+//   credentials only to a realm on its upstream's host:port or registrable domain (auth.docker.io is on
+//   registry-1.docker.io's), and on a loopback address only the same host:port is one. GET /token (basic auth optional) and POST /token (OAuth2 password
 //   grant) answer {token, access_token, expires_in, issued_at} with an RS256 JWT for the registry. Its header
 //   carries the signing certificate (`x5c`, the cert that is also the registry's rootcertbundle) and `kid` (the
 //   libtrust fingerprint of the key, which the registry would look up in rootcertbundle when there is no x5c).
@@ -290,8 +292,8 @@ export async function startHub(dir: string, opts: HubOptions = {}): Promise<Hub>
   const checkCredentials = (username: string, password: string): boolean =>
     username === admin.username ? password === admin.password : Object.hasOwn(users, username) && users[username] === password;
 
-  // ---- the token server (auth.docker.io) ----
-  const tokenServer = createServer((req, res) => {
+  // ---- the token endpoint (auth.docker.io), served by the front ----
+  const serveToken = (req: IncomingMessage, res: ServerResponse) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://token');
       const reply = (status: number, body: unknown, line: Omit<TokenLogLine, 'method' | 'status'>) => {
@@ -336,27 +338,16 @@ export async function startHub(dir: string, opts: HubOptions = {}): Promise<Hub>
       if (!res.headersSent) res.writeHead(400);
       res.end();
     });
-  });
-  const tokenPort = await listen(tokenServer);
-  const tokenUrl = `http://127.0.0.1:${tokenPort}/token`;
+  };
 
-  // ---- the registry behind the front ----
-  let registry: Upstream;
-  try {
-    registry = await startUpstream(join(dir, 'registry'), {
-      auth: { token: { realm: tokenUrl, service, issuer, rootcertbundle: certFile } },
-    });
-  } catch (error) {
-    await closeServer(tokenServer);
-    throw error;
-  }
-
-  // ---- the front (registry-1.docker.io's rate limiting) ----
+  // ---- the front (registry-1.docker.io's rate limiting); the registry behind it starts once its port is known ----
+  let registry: Upstream | undefined;
   const budgetOf = (identity: string): number =>
     budgets.get(identity) ?? (identity === 'anonymous' ? anonymousBudget : authenticatedBudget);
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const front = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
+    if (path === '/token') return serveToken(req, res);
     const identity = identityOf(req.headers.authorization);
     const isManifest = MANIFEST_PATH.test(path) && (req.method === 'GET' || req.method === 'HEAD');
     const limit = identity !== undefined ? budgetOf(identity) : Infinity;
@@ -402,7 +393,7 @@ export async function startHub(dir: string, opts: HubOptions = {}): Promise<Hub>
     }
     const upstreamReq = request({
       host: '127.0.0.1',
-      port: registry.port,
+      port: registry!.port, // set before startHub returns the front to anyone
       method: req.method,
       path: req.url,
       headers,
@@ -432,14 +423,18 @@ export async function startHub(dir: string, opts: HubOptions = {}): Promise<Hub>
     req.pipe(upstreamReq);
   });
   front.requestTimeout = UPSTREAM_TIMEOUT_MS * 2;
-  let frontPort: number;
+  const frontPort = await listen(front);
+  const tokenUrl = `http://127.0.0.1:${frontPort}/token`;
   try {
-    frontPort = await listen(front);
+    registry = await startUpstream(join(dir, 'registry'), {
+      auth: { token: { realm: tokenUrl, service, issuer, rootcertbundle: certFile } },
+    });
   } catch (error) {
-    await registry.stop();
-    await closeServer(tokenServer);
+    await closeServer(front);
+    agent.destroy();
     throw error;
   }
+  const inner = registry;
 
   const token = async (scopes: string | string[], credentials?: { username: string; password: string }): Promise<string> => {
     const url = new URL(tokenUrl);
@@ -460,14 +455,14 @@ export async function startHub(dir: string, opts: HubOptions = {}): Promise<Hub>
     tokenUrl,
     service,
     issuer,
-    registry,
+    registry: inner,
     users,
     admin,
     privateRepos,
     certFile,
     async pushImage(repository, tag, layers) {
       const pushToken = await token(`repository:${repository}:pull,push`, admin);
-      return pushImageTo(registry.url, repository, tag, layers, { authorization: `Bearer ${pushToken}` });
+      return pushImageTo(inner.url, repository, tag, layers, { authorization: `Bearer ${pushToken}` });
     },
     token,
     manifestGets(identity) {
@@ -489,8 +484,7 @@ export async function startHub(dir: string, opts: HubOptions = {}): Promise<Hub>
     async stop() {
       await closeServer(front);
       agent.destroy();
-      await closeServer(tokenServer);
-      await registry.stop();
+      await inner.stop();
     },
   };
   try {

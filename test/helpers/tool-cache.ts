@@ -3,13 +3,14 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { REGISTRY_UNDER_TEST } from './registry-under-test.js';
 
 /**
- * A registry that records that it ran (in `marker`), then runs Debian's real one, so that a job running it
+ * A registry that records that it ran (in `marker`), then runs the real one under test, so that a job running it
  * still works and only the marker tells.
  */
 export function markingRegistry(marker: string): string {
-  return `#!/bin/sh\necho "$$" >> '${marker}'\nexec /usr/bin/docker-registry "$@"\n`;
+  return `#!/bin/sh\necho "$$" >> '${marker}'\nexec ${REGISTRY_UNDER_TEST.binary()} "$@"\n`;
 }
 
 /**

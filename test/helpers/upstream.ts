@@ -1,5 +1,5 @@
-// A real Distribution registry (Debian's docker-registry 2.8.2) on loopback: by default a plain open registry standing
-// in for Docker Hub; with options a token-auth registry (see hub.ts) or a pull-through proxy. Its stdout is the HTTP
+// A real Distribution registry (Debian's docker-registry 2.8.2, or another binary) on loopback: by default a plain
+// open registry standing in for Docker Hub; with options a token-auth registry (see hub.ts) or a pull-through proxy. Its stdout is the HTTP
 // access log (gorilla/handlers, Apache combined format), its stderr the application log (logrus); they go to
 // separate files so the access log can be parsed.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -99,6 +99,8 @@ export interface UpstreamOptions {
    * e.g. { proxy: { remoteurl, username, password } } for a pull-through cache. http.addr is always ours.
    */
   config?: Record<string, unknown>;
+  /** The registry binary (default REGISTRY_BINARY), e.g. a 3.x one from registry-under-test.ts. */
+  binary?: string;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -139,7 +141,9 @@ export async function startUpstream(dir: string, opts: UpstreamOptions = {}): Pr
     );
     config.http = { ...(config.http as Record<string, unknown>), addr: `127.0.0.1:${port}` };
     await writeFile(configFile, stringify(config));
-    const proc = startProcess(REGISTRY_BINARY, ['serve', configFile], { stdout: accessLogFile, stderr: registryLogFile });
+    // 3.x exports OpenTelemetry traces to localhost unless told not to; 2.8 ignores the variable.
+    const env = { ...process.env, OTEL_TRACES_EXPORTER: 'none' };
+    const proc = startProcess(opts.binary ?? REGISTRY_BINARY, ['serve', configFile], { stdout: accessLogFile, stderr: registryLogFile }, env);
     const url = `http://127.0.0.1:${port}`;
     try {
       await waitFor(`registry on ${url}`, () => answers(`${url}/v2/`), 15_000, 50, proc);

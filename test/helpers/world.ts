@@ -102,7 +102,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
   const parts = Promise.all([
     hub ? hub.registry : startUpstream(join(dir, 'upstream')),
     startCacheService(join(dir, 'cache-service')),
-    startReleaseServer(join(dir, 'release')),
+    startReleaseServer(),
   ]);
   // A namespace left behind outlives this process; delete it if the rest of the world does not come up.
   if (hubNamespace) void parts.catch(() => hubNamespace.stop().catch(() => {}));
@@ -166,6 +166,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
           'daemon-config': dockerd.configFile,
           // As root the action would write its drop-in into the machine's /etc/containers: this runner's own instead.
           'registries-conf-d': join(base, 'containers', 'registries.conf.d'),
+          'registry-version': release.version,
           'registry-download-url': release.baseUrl,
           'registry-sha256': release.sha256,
           ...extra,
