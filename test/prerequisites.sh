@@ -44,6 +44,10 @@ done
 # directives included, decides the dependencies (go install MODULE@VERSION refuses modules with replace directives).
 # Loud on failure: the step fails, naming what could not be built. test/helpers/go-tools.ts finds the result.
 GO_TOOLS_DIR=${PULL_CACHE_GO_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pull-cache-action/go-tools}
+# module_dir MODULE@VERSION: downloads the module through the proxy and prints the directory it was unpacked in.
+module_dir() {
+  go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p'
+}
 go_build_pinned() {
   local module=$1 version=$2 package=$3
   local out="$GO_TOOLS_DIR/$module@$version" binary
@@ -52,7 +56,7 @@ go_build_pinned() {
   command -v go >/dev/null || { echo "prerequisites: go is missing: it builds $module/$package@$version" >&2; return 1; }
   echo "prerequisites: building $module/$package@$version (Go module proxy)"
   local dir
-  dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  dir=$(module_dir "$module@$version")
   [ -n "$dir" ] && [ -d "$dir" ] || { echo "prerequisites: go mod download $module@$version gave no module directory" >&2; return 1; }
   mkdir -p "$out"
   # Built to a temporary name and renamed: a run cut off half-way leaves no binary that looks finished.
@@ -64,6 +68,9 @@ go_build_pinned() {
 # ---- Distribution 3.x: the action's default registry, which the end-to-end suites run against besides Debian's 2.8 ----
 # Keep in step with test/helpers/go-tools.ts (REGISTRY_3) and the default registry-version in action.yml.
 go_build_pinned github.com/distribution/distribution/v3 v3.1.1 cmd/registry
+
+# ---- actionlint for test/lint-workflows.sh ---------------------------------------------------------------------------
+go_build_pinned github.com/rhysd/actionlint v1.7.12 cmd/actionlint
 
 # ---- BuildKit (buildkitd, buildctl) for the buildx builder tests: test/buildkit.test.ts ------------------------------
 # Keep in step with BUILDKIT_VERSION in test/helpers/buildkitd.ts. buildkitd's OCI worker runs runc.
@@ -90,7 +97,7 @@ build_dockerd() {
   command -v go >/dev/null || { echo "prerequisites: go is missing: it builds dockerd $version" >&2; return 1; }
   echo "prerequisites: building dockerd $version (Go module proxy; a few minutes the first time)"
   local dir
-  dir=$(go mod download -json "github.com/docker/docker@v$version+incompatible" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  dir=$(module_dir "github.com/docker/docker@v$version+incompatible")
   [ -n "$dir" ] && [ -f "$dir/vendor.mod" ] || { echo "prerequisites: go mod download github.com/docker/docker@v$version+incompatible gave no module with a vendor.mod" >&2; return 1; }
   rm -rf "$out.src" "$out.partial"
   mkdir -p "$(dirname "$out")"
