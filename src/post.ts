@@ -4,18 +4,20 @@ import * as core from '@actions/core';
 import { access, constants, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAccessLog } from './access-log.js';
-import { imagesInStorage } from './cache-index.js';
+import { backgroundRestoreFacts, finishRestore, linkedAt, restoreOutcome, type RestoreProgress } from './background-restore.js';
+import { imageKey, imagesInStorage } from './cache-index.js';
+import { stopGate } from './gate.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
 import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
 import { readQuota, type Credentials, type Quota } from './docker-hub.js';
 import { saveStorage, withDeadline } from './persistence.js';
-import { containerImages, finishPrefetch, normalRef, prefetchUsage, type PrefetchResult } from './prefetch.js';
+import { containerImages, finishPrefetch, normalRef, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { mirrorPlans, stopMirrors } from './mirrors.js';
 import { removeRegistriesConf } from './registries-conf.js';
 import { renderReport, writeReport } from './report.js';
 import { reportFacts } from './report-facts.js';
 import { accountUsage, mergeUsage } from './usage.js';
-import { state, type MirrorState, type RegistryHostsFile } from './state.js';
+import { state, type MirrorState, type RegistryHostsFile, type RestoreState } from './state.js';
 import { displayName, DOCKER_HUB, qualifiedRepository } from './images.js';
 import { askUpstreams, decideSaves, type UpstreamOf } from './upstream-check.js';
 import { readManifests, scanStorage } from './storage.js';
@@ -44,12 +46,21 @@ export async function post(): Promise<void> {
   // The quota costs two round trips to Docker Hub: ask while the rest of post runs.
   const quota = inputs && hub ? readQuota(hub.upstream, pulledWith(hub, inputs)) : Promise.resolve(null);
 
+  // The background restore writes into the storage the registries serve: it finishes, or is stopped, first. It
+  // stops itself cache-timeout after it started; with no mirror to report on, there is nothing to wait for.
+  const restore = state.restore();
+  const restoreWaitMs = (r: RestoreState) => (mirrors.length ? r.started + r.timeoutMs + 5_000 - Date.now() : 0);
+  const restoreProgress = restore
+    ? await core.group('Finishing the background restore', () => attempt('finishing the background restore', () => finishRestore(restore.pid, restore.progress, restoreWaitMs(restore))))
+    : null;
   const prefetch = state.prefetch();
   const hostsFiles = state.registryHosts();
   const prefetched = await core.group('Stopping the prefetch and the registries', async () => {
     // The prefetch pulls through the registry: stop it first.
     const results = prefetch ? await attempt('finishing the prefetch', () => finishPrefetch(prefetch.pid, prefetch.log, 2_000)) : null;
     for (const m of mirrors.filter((m) => m.offline)) problems.push(`The upstream of ${m.registry} (${m.upstream}) could not be reached when the job started: the cache served what it holds, offline.`);
+    const gate = state.gate();
+    if (gate) await attempt("stopping the mirrors' front", () => stopGate(gate));
     if (mirrors.length) await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => stopMirrors(mirrors));
     if (hostsFiles.length) await attempt('removing the hosts.toml files written into certs.d', () => restoreRegistryHosts(hostsFiles));
     const registriesConf = state.registriesConf();
@@ -65,7 +76,8 @@ export async function post(): Promise<void> {
     const baseline = await attempt('reading what the cache held at start', () => readBaseline(dir));
     const prefetchRun = prefetch && prefetched ? { results: prefetched, jobStarted: prefetch.jobStarted } : null;
     if (baseline && mirrors.length && inputs) {
-      await attempt('reporting and saving', () => reportAndSave({ dir, baseline, mirrors, hostsFiles, inputs, prefetch: prefetchRun, quota, problems, attempt }));
+      const restoreRun = restore && restoreProgress ? { progress: restoreProgress, started: restore.started } : null;
+      await attempt('reporting and saving', () => reportAndSave({ dir, baseline, mirrors, hostsFiles, inputs, restore: restoreRun, prefetch: prefetchRun, quota, problems, attempt }));
     }
     await attempt('removing the work directory', () => rm(dir.root, { recursive: true, force: true }));
   }
@@ -79,6 +91,7 @@ interface FinishedJob {
   mirrors: MirrorState[];
   hostsFiles: RegistryHostsFile[];
   inputs: Inputs;
+  restore: { progress: RestoreProgress; started: number } | null;
   prefetch: { results: PrefetchResult[]; jobStarted: number } | null;
   quota: Promise<Quota | 'unlimited' | null>;
   /** The report's warnings so far; `attempt` adds to them. */
@@ -88,6 +101,8 @@ interface FinishedJob {
 
 async function reportAndSave(job: FinishedJob): Promise<void> {
   const { dir, baseline, mirrors, inputs, prefetch, attempt } = job;
+  const restored = job.restore ? restoreOutcome(baseline.restored, job.restore.progress) : baseline.restored;
+  for (const problem of job.restore?.progress.entries.flatMap((r) => (r.refused ? [r.refused] : [])) ?? []) core.warning(`pull-cache-action: refused a cache entry: ${problem}`);
   const after = await scanStorage(dir.storage);
   const manifests = await readManifests(dir.storage, after);
   // Each mirror's log names repositories as its registry does; the cache names them as docker does.
@@ -96,25 +111,35 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
   );
   // Prefetched images the job ran without pulling are the job's too.
   const ranByJob = new Set(prefetch ? (await containerImages(prefetch.jobStarted)).map(normalRef) : []);
-  const usages = served?.map((requests) => accountUsage(requests, baseline.storage, after, manifests, ranByJob)) ?? null;
+  const restoredAt = job.restore ? linkedAt(job.restore.progress) : new Map<string, number>();
+  const usages = served?.map((requests) => accountUsage(requests, baseline.storage, after, manifests, ranByJob, restoredAt)) ?? null;
   const usage = usages && mergeUsage(usages);
   const prefetchUsed = prefetch && prefetchUsage(prefetch.results, usage?.images.map((i) => displayName(i.key)) ?? []);
   for (const failed of prefetchUsed?.failed ?? []) core.warning(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
   const stored = imagesInStorage(after, manifests);
-  const decision = decideSaves(stored, await askUpstreams(stored, (registry) => upstreamOf(mirrors, registry, inputs), inputs.cachePrivate), baseline.restored.images);
+  const decision = decideSaves(stored, await askUpstreams(stored, (registry) => upstreamOf(mirrors, registry, inputs), inputs.cachePrivate), restored.images);
   // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
   const used = usage?.images.map((i) => i.key).filter((key) => key && !decision.unrefreshed.has(key));
   const images = { seen: decision.images, used: new Set(used) };
   const run = { id: process.env.GITHUB_RUN_ID || 'local', attempt: process.env.GITHUB_RUN_ATTEMPT || '1' };
   const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
-  const saved = inputs.save
-    ? await core.group('Saving the cache', () =>
-        attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, (signal) => saveStorage(scope, baseline.restored, after, images, run, signal))),
-      )
-    : null;
+  // An unfinished restore leaves entries untried: an index saved now would lose their images, so nothing is saved.
+  const saved =
+    inputs.save && restored.finished
+      ? await core.group('Saving the cache', () =>
+          attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, (signal) => saveStorage(scope, restored, after, images, run, signal))),
+        )
+      : null;
+  const firstAsked = new Map<string, number>();
+  for (const r of served?.flat() ?? []) {
+    const key = imageKey(r);
+    if (r.kind === 'manifests' && r.status === 200 && !r.agent.includes(PREFETCH_AGENT) && !(r.at >= (firstAsked.get(key) ?? Infinity))) firstAsked.set(key, r.at);
+  }
   const facts = reportFacts({
     inputs,
     baseline,
+    restored,
+    background: job.restore && backgroundRestoreFacts(restored, job.restore.progress, job.restore.started, firstAsked),
     mirrors,
     usages,
     decision,

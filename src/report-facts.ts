@@ -4,7 +4,8 @@ import { aroundTheCache } from './around-the-cache.js';
 import type { Inputs } from './context.js';
 import type { Quota } from './docker-hub.js';
 import { DOCKER_HUB } from './images.js';
-import type { Saved } from './persistence.js';
+import type { BackgroundRestoreFacts } from './background-restore.js';
+import type { Restored, Saved } from './persistence.js';
 import type { PrefetchUsage } from './prefetch.js';
 import type { RegistryRow, ReportFacts } from './report.js';
 import type { MirrorState } from './state.js';
@@ -17,6 +18,9 @@ export interface JobOutcome {
   inputs: Pick<Inputs, 'upstream' | 'save' | 'maxSize' | 'maxAgeDays'>;
   /** What the cache held when the job started. */
   baseline: Baseline;
+  /** What the restore came to (main's selection and the background restore's outcome). */
+  restored: Restored;
+  background: BackgroundRestoreFacts | null;
   mirrors: MirrorState[];
   /** What the job pulled through each mirror, in the order of `mirrors`. */
   usages: Usage[] | null;
@@ -35,14 +39,16 @@ export interface JobOutcome {
 }
 
 export function reportFacts(o: JobOutcome): ReportFacts {
-  const { restored, storage } = o.baseline;
+  const { restored } = o;
+  const present = new Set([...Object.keys(o.baseline.storage.blobs), ...restored.present]);
   return {
     upstream: o.inputs.upstream,
     registries: registryRows(o.mirrors, o.usages),
     usage: o.usages ? mergeUsage(o.usages) : null,
     restoredKey: restored.restoredKey,
-    restoredBlobs: Object.keys(storage.blobs).length,
-    restoredBytes: Object.values(storage.blobs).reduce((a, b) => a + b, 0),
+    restoredBlobs: present.size,
+    restoredBytes: [...present].reduce((sum, d) => sum + (o.baseline.storage.blobs[d] ?? restored.index?.blobs[d] ?? 0), 0),
+    background: o.background,
     missingEntries: restored.missingEntries,
     damagedBlobs: restored.damaged.length,
     refused: restored.refused,

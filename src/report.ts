@@ -3,6 +3,7 @@
 import * as core from '@actions/core';
 import type { AroundTheCache } from './around-the-cache.js';
 import type { Budget, Dropped } from './cache-index.js';
+import type { BackgroundRestoreFacts } from './background-restore.js';
 import type { Quota } from './docker-hub.js';
 import type { PrefetchUsage } from './prefetch.js';
 import { displayName, DOCKER_HUB, splitRepository } from './images.js';
@@ -31,6 +32,8 @@ export interface ReportFacts {
   restoredBytes: number;
   missingEntries: number;
   damagedBlobs: number;
+  /** How the background restore went, and which of the job's images it asked for before they were in place. */
+  background: BackgroundRestoreFacts | null;
   /** What was refused from the restored cache as invalid or hostile, one line each. */
   refused: string[];
   /** Images the index named that this run left out, and why. */
@@ -129,6 +132,7 @@ export function renderReport(f: ReportFacts): string {
   } else {
     lines.push(f.refused.length ? '- Restored: nothing (the cache index was refused, see below).' : '- Restored: nothing (no cache yet for this key prefix and platform).');
   }
+  lines.push(...backgroundRestoreLines(f.background));
   if (f.refused.length) {
     lines.push(`- Refused from the cache as invalid (not restored, not served): ${count(f.refused.length, 'item')}:`);
     for (const problem of f.refused.slice(0, MAX_REFUSED_LINES)) lines.push(`  - ${problem}`);
@@ -169,6 +173,23 @@ export function renderReport(f: ReportFacts): string {
   if (!f.unpigz) lines.push('- dockerd decompresses layers without unpigz: installing `pigz` makes pulls about 20% faster.');
   for (const p of f.problems) lines.push(`- ⚠️ ${p}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** When the background restore finished, and the job's pulls that came before their image was in place. */
+function backgroundRestoreLines(b: BackgroundRestoreFacts | null): string[] {
+  if (!b) return [];
+  if (!b.finished) {
+    return ['- ⚠️ The background restore did not finish within cache-timeout: nothing was saved, so the next run restores the cache as it was.'];
+  }
+  const lines = [`- Restored in the background: ${count(b.images, 'image')} in ${b.seconds} s after the main step${b.early.length ? '.' : ', before the job asked for any of them.'}`];
+  if (b.early.length) {
+    lines.push(`- Asked for before the restore had them in place (the pull waited for the image; what the restore did not bring came from the upstream): ${count(b.early.length, 'image')}:`);
+    for (const e of b.early) {
+      const inPlace = e.inPlaceAt === null ? 'not restored whole' : `in place at ${e.inPlaceAt} s`;
+      lines.push(`  - ${e.image}: asked at ${e.askedAt} s, ${inPlace}; ${Math.round(e.restoredShare * 100)}% of the restore was done when asked.`);
+    }
+  }
+  return lines;
 }
 
 /** dockerd's own BuildKit, when this daemon's cannot pull through the mirror: a line saying so and the ways through. */

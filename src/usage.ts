@@ -51,13 +51,26 @@ interface ImageBlobs {
  * the mirror for it (a pull that joins the prefetch's asks too) or ran a container of it (`ranByJob`, display names);
  * the rest the prefetch pulled alone.
  */
-export function accountUsage(requests: RegistryRequest[], before: StorageState, after: StorageState, manifests: Manifests, ranByJob: ReadonlySet<string> = new Set()): Usage {
+export function accountUsage(
+  requests: RegistryRequest[],
+  before: StorageState,
+  after: StorageState,
+  manifests: Manifests,
+  ranByJob: ReadonlySet<string> = new Set(),
+  restoredAt: ReadonlyMap<string, number> = new Map(),
+): Usage {
   const served = requests.filter((r) => r.status === 200);
   const blobGets = served.filter((r) => r.kind === 'blobs' && r.method === 'GET');
-  // The registry looks blobs up per repository: one held under another repository is fetched again.
-  const linkedBefore = (repository: string, digest: string) => digest in before.blobs && (before.repositories[repository]?.layers.includes(digest) ?? false);
-  const originOfRequest = (r: RegistryRequest): Origin => (linkedBefore(r.repository, r.reference) ? 'cache' : 'upstream');
-  const servedUnder = new Map(blobGets.map((r) => [`${r.repository}@${r.reference}`, originOfRequest(r)]));
+  // The registry looks blobs up per repository: one held under another repository is fetched again. A link the
+  // background restore wrote serves the requests of its second too (the log's times are whole seconds): the
+  // mirrors' front holds a request for an image until its links are written, so none in that second came first.
+  const linkedBefore = (r: RegistryRequest) =>
+    (r.reference in before.blobs && (before.repositories[r.repository]?.layers.includes(r.reference) ?? false)) ||
+    (restoredAt.get(`${r.repository}@${r.reference}`) ?? Infinity) < r.at + 1000;
+  const originOfRequest = (r: RegistryRequest): Origin => (linkedBefore(r) ? 'cache' : 'upstream');
+  // The first request for a blob under a repository is the one that moved its bytes.
+  const servedUnder = new Map<string, Origin>();
+  for (const r of blobGets) if (!servedUnder.has(`${r.repository}@${r.reference}`)) servedUnder.set(`${r.repository}@${r.reference}`, originOfRequest(r));
   // A blob the daemon did not ask for under this image's repository came with the first pull that did ask for it.
   const firstServed = new Map<string, Origin>();
   for (const r of blobGets) if (!firstServed.has(r.reference)) firstServed.set(r.reference, originOfRequest(r));

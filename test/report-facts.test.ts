@@ -32,13 +32,12 @@ const hub = mirror('docker.io', 5000, 'ci-bot');
 const ghcr = mirror('ghcr.io', 5001);
 
 function outcome(over: Partial<JobOutcome> = {}): JobOutcome {
+  const restored = { ...NOTHING_RESTORED, restoredKey: 'pull-cache-linux-x64-1', missingEntries: 1, damaged: [digest('bad')], refused: ['entry x: not a tar'] };
   return {
     inputs: { upstream: 'https://registry-1.docker.io', save: true, maxSize: 4 * 1024 ** 3, maxAgeDays: 14 },
-    baseline: {
-      started: 0,
-      restored: { ...NOTHING_RESTORED, restoredKey: 'pull-cache-linux-x64-1', missingEntries: 1, damaged: [digest('bad')], refused: ['entry x: not a tar'] },
-      storage: { blobs: { [digest('a')]: 1000, [digest('b')]: 24 }, repositories: {} },
-    },
+    baseline: { started: 0, restored, storage: { blobs: { [digest('a')]: 1000, [digest('b')]: 24 }, repositories: {} } },
+    restored,
+    background: null,
     mirrors: [hub, ghcr],
     usages: [usage([{ key: 'library/alpha:1', cached: 1000, fetched: 0 }]), usage([{ key: 'ghcr.io/o/tool:2', cached: 0, fetched: 500 }, { key: '', cached: 0, fetched: 7 }])],
     decision: { withheld: ['o/private:1'], stale: [], unverified: [] },

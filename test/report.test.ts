@@ -413,6 +413,7 @@ const reportFacts: ReportFacts = {
   usage: null,
   restoredKey: 'pull-cache-index-linux-amd64-123-1-abc',
   restoredBlobs: 5,
+  background: null,
   restoredBytes: 40_003_000,
   missingEntries: 0,
   damagedBlobs: 0,
