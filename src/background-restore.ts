@@ -189,26 +189,22 @@ export interface BackgroundRestoreFacts {
   /** Seconds from the start of the restore to its end; null when it was stopped unfinished. */
   seconds: number | null;
   finished: boolean;
-  /** The job's images it asked for before they were in place (each blob not in place yet came from the upstream). */
+  /** Images the job asked for before they were in place: its pull waited for them (seconds after the restore started). */
   early: { image: string; askedAt: number; inPlaceAt: number | null; restoredShare: number }[];
 }
 
 /**
- * How far the restore had come when the job first asked for each of its images (`firstAsked`: image key -> epoch
- * ms, whole seconds as the access log gives them). Times in the result are seconds after the restore started.
+ * How far the restore had come when the job first asked for each image the mirrors' front held (`held`: image
+ * key -> epoch ms). Times in the result are seconds after the restore started.
  */
-export function backgroundRestoreFacts(restored: Restored, progress: RestoreProgress, started: number, firstAsked: ReadonlyMap<string, number>): BackgroundRestoreFacts {
+export function backgroundRestoreFacts(restored: Restored, progress: RestoreProgress, started: number, held: ReadonlyMap<string, number>): BackgroundRestoreFacts {
   const total = progress.entries.reduce((sum, r) => sum + r.bytes, 0) || 1;
   const inPlace = new Map(progress.images.filter((i) => i.whole).map((i) => [i.image, i.at]));
   const seconds = (ms: number) => Math.max(0, Math.round((ms - started) / 100) / 10);
-  const early = restored.images.flatMap((image) => {
-    const key = imageKey(image);
-    const asked = firstAsked.get(key);
+  const early = [...held].map(([key, asked]) => {
+    const share = progress.entries.filter((r) => r.at <= asked).reduce((sum, r) => sum + r.bytes, 0) / total;
     const at = inPlace.get(key);
-    // The front held a request for an image until it was in place: one logged in that same second was held.
-    if (asked === undefined || (at !== undefined && at < asked + 1000)) return [];
-    const share = progress.entries.filter((r) => r.at < asked).reduce((sum, r) => sum + r.bytes, 0) / total;
-    return [{ image: displayName(key), askedAt: seconds(asked), inPlaceAt: at === undefined ? null : seconds(at), restoredShare: Math.round(share * 100) / 100 }];
+    return { image: displayName(key), askedAt: seconds(asked), inPlaceAt: at === undefined ? null : seconds(at), restoredShare: Math.round(share * 100) / 100 };
   });
   return { images: restored.images.length, seconds: restored.finished && progress.done ? seconds(progress.done.at) : null, finished: restored.finished, early };
 }

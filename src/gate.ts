@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { Agent, createServer as createHttpServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { readProgress } from './background-restore.js';
@@ -109,6 +109,26 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
+/** Where the worker records the first request it held for each image: one JSON line each. */
+function gateLog(workDir: string): string {
+  return join(workDir, 'gate-held.jsonl');
+}
+
+/** When the job first asked for each image the front held (image key -> epoch ms). */
+export async function heldImages(workDir: string): Promise<Map<string, number>> {
+  const lines = (await readFile(gateLog(workDir), 'utf8').catch(() => '')).split('\n');
+  const held = new Map<string, number>();
+  for (const line of lines) {
+    try {
+      const { image, at } = JSON.parse(line) as { image: string; at: number };
+      if (!held.has(image)) held.set(image, at);
+    } catch {
+      // a line being written as it is read
+    }
+  }
+  return held;
+}
+
 export function gatePlanFile(argv: string[]): string | undefined {
   return argv[2] === GATE_ARGUMENT ? argv[3] : undefined;
 }
@@ -133,7 +153,14 @@ export async function runGate(planFile: string): Promise<void> {
         if (p.done || Date.now() >= plan.deadline) restoring = false;
       })
       .finally(() => (look = null)));
+  // The first request held for each image, for the report: the registry's log shows it only once released.
+  const held = new Set<string>();
   const inPlace = async (registry: string, path: string) => {
+    const image = restoring ? waitsFor(pending.values(), registry, path) : undefined;
+    if (image && !held.has(image.key)) {
+      held.add(image.key);
+      await appendFile(gateLog(plan.workDir), `${JSON.stringify({ image: image.key, at: Date.now() })}\n`);
+    }
     while (restoring && waitsFor(pending.values(), registry, path)) await lookAgain();
   };
   await Promise.all(plan.fronts.map((front) => serve(front, inPlace, () => restoring)));

@@ -5,13 +5,13 @@ import { access, constants, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAccessLog } from './access-log.js';
 import { backgroundRestoreFacts, finishRestore, linkedAt, restoreOutcome, type RestoreProgress } from './background-restore.js';
-import { imageKey, imagesInStorage } from './cache-index.js';
-import { stopGate } from './gate.js';
+import { imagesInStorage } from './cache-index.js';
+import { heldImages, stopGate } from './gate.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
 import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
 import { readQuota, type Credentials, type Quota } from './docker-hub.js';
 import { saveStorage, withDeadline } from './persistence.js';
-import { containerImages, finishPrefetch, normalRef, PREFETCH_AGENT, prefetchUsage, type PrefetchResult } from './prefetch.js';
+import { containerImages, finishPrefetch, normalRef, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { mirrorPlans, stopMirrors } from './mirrors.js';
 import { removeRegistriesConf } from './registries-conf.js';
 import { renderReport, writeReport } from './report.js';
@@ -130,16 +130,11 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
           attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, (signal) => saveStorage(scope, restored, after, images, run, signal))),
         )
       : null;
-  const firstAsked = new Map<string, number>();
-  for (const r of served?.flat() ?? []) {
-    const key = imageKey(r);
-    if (r.kind === 'manifests' && r.status === 200 && !r.agent.includes(PREFETCH_AGENT) && !(r.at >= (firstAsked.get(key) ?? Infinity))) firstAsked.set(key, r.at);
-  }
   const facts = reportFacts({
     inputs,
     baseline,
     restored,
-    background: job.restore && backgroundRestoreFacts(restored, job.restore.progress, job.restore.started, firstAsked),
+    background: job.restore && backgroundRestoreFacts(restored, job.restore.progress, job.restore.started, await heldImages(dir.root)),
     mirrors,
     usages,
     decision,

@@ -65,7 +65,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     try {
       const { main, post } = await runner.job(runner.inputs({ 'cache-key': 'cache-hangs', 'cache-timeout': '3', save: 'false' }), () => runner.pull('alpha:1'));
       assert.ok(main.ms < 15_000, `main took ${main.ms} ms`);
-      assert.match(main.warnings.join('\n'), /restoring the cache took longer than 3 s/);
+      assert.match(main.warnings.join('\n'), /restoring the cache index took longer than 3 s/);
       await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
     } finally {
       world.cache.setFault(null);

@@ -36,6 +36,8 @@ export interface CacheEntry {
 
 export interface CacheFault {
   methods?: string[];
+  /** Only requests whose key matches (default: any key). */
+  keys?: RegExp;
   status?: number;
   hangMs?: number;
 }
@@ -173,7 +175,8 @@ class ServiceState {
       if (req.method !== 'POST' || !method) throw new TwirpError(404, 'bad_route', `no handler for ${req.method} ${url.pathname}`);
       this.requests[method] = (this.requests[method] ?? 0) + 1;
       if (req.headers.authorization !== `Bearer ${token}`) throw new TwirpError(401, 'unauthenticated', 'invalid or missing bearer token');
-      const fault = this.fault && (!this.fault.methods || this.fault.methods.includes(method)) ? this.fault : null;
+      const key = keyOf(body);
+      const fault = this.fault && (!this.fault.methods || this.fault.methods.includes(method)) && (!this.fault.keys || this.fault.keys.test(key)) ? this.fault : null;
       if (fault?.hangMs) await new Promise((resolve) => setTimeout(resolve, fault.hangMs).unref());
       if (fault?.status === 429) {
         res.setHeader('retry-after', '60');
@@ -314,4 +317,13 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** The key a request names, for faults that pick requests by key; '' when its body is not JSON. */
+function keyOf(body: Buffer): string {
+  try {
+    return String((JSON.parse(body.toString('utf8') || '{}') as { key?: unknown }).key ?? '');
+  } catch {
+    return '';
+  }
 }
