@@ -30,7 +30,7 @@
 // - Logs: hub.requests() / hub.tokenRequests(), and DIR/front.log, DIR/token.log (JSON lines); the registry's own
 //   access and application logs under DIR/registry/.
 //
-// Seen against it (hub.test.ts): Distribution 2.8.2 as a proxy HEADs the tag on every pull and GETs the manifest
+// Seen against it (e2e/hub-stand-in.test.ts): Distribution 2.8.2 as a proxy HEADs the tag on every pull and GETs the manifest
 // by tag only when it does not have it (a warm pull spends nothing); with wrong credentials the token server's
 // 401 is swallowed for manifests (client gets 404 MANIFEST_UNKNOWN, the log says only "unknown tag") and reported
 // for blobs (500 UNKNOWN "unauthorized: incorrect username or password"); over the limit a cold pull gets 500
