@@ -1,6 +1,7 @@
 // The Docker Hub stand-in (helpers/hub.ts) against real clients: Distribution 2.8.2 in proxy mode (what the
 // action runs) with right, wrong and no upstream credentials, and a real dockerd pulling from it directly until
-// the rate limit stops it. Also checks the ratelimitpreview recipe of NOTES.md section 4.
+// the rate limit stops it. Also checks Docker's recipe for reading the quota (a HEAD of
+// ratelimitpreview/test:latest with a pull token: docs.docker.com/docker-hub/usage/pulls/).
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
