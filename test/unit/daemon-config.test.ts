@@ -2,12 +2,7 @@
 // action cannot read safely is left alone with a message naming the file.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { hostsToml } from '../../src/client-config.js';
 import { clearingMirrors, digestOf, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror, withoutMirror, MIRRORS_KEY } from '../../src/daemon-config.js';
-import { configFileOf, daemonConfigOf, restoreRegistryHosts, useRegistryHosts, writeAsRoot } from '../../src/daemon.js';
 
 const PATH = '/etc/docker/daemon.json';
 const MIRROR = 'http://127.0.0.1:41234';
@@ -225,43 +220,6 @@ describe('mirrorIsLive', () => {
   });
 });
 
-describe('configFileOf (dockerd command line)', () => {
-  test('--config-file PATH', () => {
-    assert.equal(configFileOf(['/usr/bin/dockerd', '-H', 'fd://', '--config-file', '/tmp/d.json', '--debug']), '/tmp/d.json');
-  });
-
-  test('--config-file=PATH', () => {
-    assert.equal(configFileOf(['dockerd', '--data-root=/var/lib/docker', '--config-file=/tmp/d.json']), '/tmp/d.json');
-  });
-
-  test('absent: undefined (dockerd then reads the default path)', () => {
-    assert.equal(configFileOf(['/usr/bin/dockerd', '-H', 'fd://', '--containerd=/run/containerd/containerd.sock']), undefined);
-    assert.equal(configFileOf(['/usr/bin/dockerd']), undefined);
-    assert.equal(configFileOf([]), undefined);
-  });
-
-  test('the program name itself is not read as a flag', () => {
-    assert.equal(configFileOf(['--config-file=/not/this', '--debug']), undefined);
-  });
-});
-
-describe('daemonConfigOf (the file a dockerd reads)', () => {
-  const rootless = ['ROOTLESSKIT_STATE_DIR=/run/user/1001/dockerd-rootless', 'HOME=/home/runner', 'PATH=/usr/bin'];
-  test('--config-file wins, rootless or not', () => {
-    assert.equal(daemonConfigOf(['dockerd', '--config-file', '/tmp/d.json'], rootless), '/tmp/d.json');
-  });
-
-  test('a rootful dockerd without the flag: /etc/docker/daemon.json', () => {
-    assert.equal(daemonConfigOf(['/usr/bin/dockerd', '-H', 'fd://'], ['HOME=/root']), '/etc/docker/daemon.json');
-    assert.equal(daemonConfigOf(['/usr/bin/dockerd'], []), '/etc/docker/daemon.json', 'an environment it cannot read (root\'s, to a runner user)');
-  });
-
-  test('a rootless dockerd (run by RootlessKit) without the flag: the user\'s config directory', () => {
-    assert.equal(daemonConfigOf(['dockerd'], rootless), '/home/runner/.config/docker/daemon.json');
-    assert.equal(daemonConfigOf(['dockerd'], [...rootless, 'XDG_CONFIG_HOME=/srv/cfg']), '/srv/cfg/docker/daemon.json');
-  });
-});
-
 describe('usesContainerdStore (docker info DriverStatus)', () => {
   test('the containerd image store names its snapshotter as driver-type', () => {
     assert.equal(usesContainerdStore([['driver-type', 'io.containerd.snapshotter.v1']]), true);
@@ -271,103 +229,5 @@ describe('usesContainerdStore (docker info DriverStatus)', () => {
     assert.equal(usesContainerdStore([['Backing Filesystem', 'extfs'], ['Supports d_type', 'true']]), false);
     assert.equal(usesContainerdStore(null), false);
     assert.equal(usesContainerdStore([]), false);
-  });
-});
-
-describe('writeAsRoot: replaces a file in one step', () => {
-  test('keeps the mode and owner of the file it replaces, leaves no temporary file', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'write-as-root-'));
-    try {
-      const file = join(dir, 'daemon.json');
-      await writeFile(file, '{}\n');
-      await chmod(file, 0o640);
-      await chown(file, 1234, 5678);
-      const before = await stat(file);
-      await writeAsRoot(file, '{"debug": true}\n');
-      const after = await stat(file);
-      assert.equal(await readFile(file, 'utf8'), '{"debug": true}\n');
-      assert.deepEqual([after.mode & 0o7777, after.uid, after.gid], [0o640, 1234, 5678]);
-      assert.notEqual(after.ino, before.ino, 'a new file renamed over the old, not the old one truncated');
-      assert.deepEqual(await readdir(dir), ['daemon.json']);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-
-  test('a new file is 0644 whatever the umask; a symlink stays a symlink to the file it names', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'write-as-root-'));
-    const umask = process.umask(0o077);
-    try {
-      await writeAsRoot(join(dir, 'sub', 'new.json'), '{}\n');
-      assert.equal((await stat(join(dir, 'sub', 'new.json'))).mode & 0o7777, 0o644);
-      await writeFile(join(dir, 'real.json'), '{}\n');
-      await symlink('real.json', join(dir, 'daemon.json'));
-      await writeAsRoot(join(dir, 'daemon.json'), '{"debug": true}\n');
-      assert.equal(await readFile(join(dir, 'real.json'), 'utf8'), '{"debug": true}\n');
-      assert.deepEqual((await readdir(dir)).sort(), ['daemon.json', 'real.json', 'sub']);
-    } finally {
-      process.umask(umask);
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-});
-
-describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', () => {
-  const mirrors = [{ registry: 'ghcr.io', url: 'http://127.0.0.1:40002' }, { registry: 'quay.io', url: 'http://127.0.0.1:40003' }];
-
-  test('containerd image store: a hosts.toml per mirror, the user\'s own kept; post leaves certs.d as it was', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'certs-d-'));
-    try {
-      const config = join(dir, 'daemon.json');
-      const users = '# the user\'s own\nserver = "https://quay.io"\n';
-      await mkdir(join(dir, 'certs.d', 'quay.io'), { recursive: true });
-      await writeFile(join(dir, 'certs.d', 'quay.io', 'hosts.toml'), users);
-      const recorded: unknown[] = [];
-      const written = await useRegistryHosts(config, mirrors, (files) => recorded.push([...files]), async () => true);
-      assert.deepEqual(written, [{ registry: 'ghcr.io', file: join(dir, 'certs.d', 'ghcr.io', 'hosts.toml'), createdDir: true }]);
-      assert.deepEqual(recorded.at(-1), written, 'recorded for post as soon as written');
-      assert.equal(await readFile(written[0].file, 'utf8'), hostsToml(mirrors[0]));
-      assert.equal(await readFile(join(dir, 'certs.d', 'quay.io', 'hosts.toml'), 'utf8'), users);
-
-      await restoreRegistryHosts(written);
-      assert.deepEqual(await readdir(join(dir, 'certs.d')), ['quay.io']);
-      assert.equal(await readFile(join(dir, 'certs.d', 'quay.io', 'hosts.toml'), 'utf8'), users);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-
-  test('one that cannot be removed does not keep the others; the error names each one left', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'certs-d-'));
-    try {
-      const config = join(dir, 'daemon.json');
-      const three = [...mirrors, { registry: 'registry.gitlab.com', url: 'http://127.0.0.1:40004' }];
-      const written = await useRegistryHosts(config, three, () => {}, async () => true);
-      assert.equal(written.length, 3);
-      // A job step put a file of its own beside ours, and turned another of ours into a directory.
-      await writeFile(join(dir, 'certs.d', 'ghcr.io', 'ca.crt'), 'the user\'s\n');
-      await rm(written[1].file);
-      await mkdir(join(written[1].file, 'inside'), { recursive: true });
-      await assert.rejects(restoreRegistryHosts(written), (e: Error) => {
-        assert.match(e.message, /^2 of 3 could not be removed: /);
-        assert.match(e.message, new RegExp(`cannot remove ${join(dir, 'certs.d', 'ghcr.io')}: .*not empty`));
-        assert.match(e.message, new RegExp(`cannot remove ${written[1].file}: `));
-        return true;
-      });
-      assert.deepEqual((await readdir(join(dir, 'certs.d'))).sort(), ['ghcr.io', 'quay.io'], 'registry.gitlab.com, after both, was removed');
-      assert.deepEqual(await readdir(join(dir, 'certs.d', 'ghcr.io')), ['ca.crt'], 'our hosts.toml gone, the user\'s file kept');
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-
-  test('classic image store: nothing written', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'certs-d-'));
-    try {
-      assert.deepEqual(await useRegistryHosts(join(dir, 'daemon.json'), mirrors, () => assert.fail('nothing to record'), async () => false), []);
-      assert.deepEqual(await readdir(dir), []);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
   });
 });
