@@ -7,7 +7,10 @@ import { builtInBuildkitNotice } from '../../src/builtin-buildkit.js';
 import { readFile } from 'node:fs/promises';
 import { imageKey, imagesInStorage, type Dropped } from '../../src/cache-index.js';
 import type { Manifests } from '../../src/images.js';
-import { accountUsage, aroundTheCache, formatBytes, mergeUsage, parseAccessLog, renderReport, type ReportFacts, type Usage, type UsageTable } from '../../src/report.js';
+import { parseAccessLog } from '../../src/access-log.js';
+import { aroundTheCache } from '../../src/around-the-cache.js';
+import { formatBytes, renderReport, type ReportFacts } from '../../src/report.js';
+import { accountUsage, mergeUsage, type Usage, type UsageTable } from '../../src/usage.js';
 import type { StorageState } from '../../src/storage.js';
 
 const digest = (name: string) => `sha256:${createHash('sha256').update(name).digest('hex')}`;
