@@ -11,6 +11,13 @@ import { MANIFEST_V2, IMAGE_CONFIG, LAYER_GZIP, makeConfig, makeLayer, sha256 } 
 
 const V2 = 'docker/registry/v2';
 
+/** A storage root; holdsDigest's files lie beside what scanStorage reads, which they do not disturb. */
+let root: string;
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'storage-'));
+});
+after(() => rm(root, { recursive: true, force: true }));
+
 /** An image's config, layers and manifest written into the storage at root as the registry stores them. */
 async function storeImage(root: string, repository: string, reference: string | null, seeds: string[]): Promise<ImageLinks & { sizes: Record<string, number> }> {
   const layers = seeds.map((seed) => makeLayer(seed, [{ path: `${seed}.txt`, bytes: 64, content: 'text' }]));
@@ -55,33 +62,21 @@ describe('inside', () => {
 });
 
 describe('holdsDigest', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'holds-digest-'));
-  });
-  after(() => rm(dir, { recursive: true, force: true }));
-
   test('a regular file whose bytes have the digest', async () => {
-    await writeFile(join(dir, 'right'), 'layer bytes');
-    assert.equal(await holdsDigest(join(dir, 'right'), sha256('layer bytes')), true);
+    await writeFile(join(root, 'right'), 'layer bytes');
+    assert.equal(await holdsDigest(join(root, 'right'), sha256('layer bytes')), true);
   });
 
   test('other bytes, a missing file, a directory, or a link even to the right bytes: not held', async () => {
-    await writeFile(join(dir, 'wrong'), 'other bytes');
-    await mkdir(join(dir, 'directory'));
-    await writeFile(join(dir, 'target'), 'layer bytes');
-    await symlink(join(dir, 'target'), join(dir, 'link'));
-    for (const name of ['wrong', 'missing', 'directory', 'link']) assert.equal(await holdsDigest(join(dir, name), sha256('layer bytes')), false, name);
+    await writeFile(join(root, 'wrong'), 'other bytes');
+    await mkdir(join(root, 'directory'));
+    await writeFile(join(root, 'target'), 'layer bytes');
+    await symlink(join(root, 'target'), join(root, 'link'));
+    for (const name of ['wrong', 'missing', 'directory', 'link']) assert.equal(await holdsDigest(join(root, name), sha256('layer bytes')), false, name);
   });
 });
 
 describe('writeLinks and scanStorage', () => {
-  let root: string;
-  before(async () => {
-    root = await mkdtemp(join(tmpdir(), 'storage-'));
-  });
-  after(() => rm(root, { recursive: true, force: true }));
-
   test("Docker Hub's repositories at the root, another registry's under registries/HOST sharing the blobs; scanStorage reads back what was linked", async () => {
     const alpine = await storeImage(root, 'library/alpine', '3', ['base', 'alpine']);
     const app = await storeImage(root, 'ghcr.io/org/app', '1', ['base', 'app']);
