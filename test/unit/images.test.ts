@@ -5,7 +5,8 @@ import { describe, test } from 'node:test';
 import { displayName, imageContent, isRegistryHost, qualifiedRepository, splitRepository, type Manifests } from '../../src/images.js';
 import { sha256 } from '../helpers/images.js';
 
-const [index, amd64, arm64, configA, layerA, configB, layerB, shared] = ['index', 'amd64', 'arm64', 'config-a', 'layer-a', 'config-b', 'layer-b', 'shared'].map(sha256);
+const names = ['index', 'amd64', 'arm64', 'config-a', 'layer-a', 'config-b', 'layer-b', 'shared'];
+const [index, amd64, arm64, configA, layerA, configB, layerB, shared] = names.map(sha256);
 const manifests: Manifests = {
   [index]: { manifests: [{ digest: amd64 }, { digest: arm64 }] },
   [amd64]: { config: { digest: configA }, layers: [{ digest: shared }, { digest: layerA }] },
@@ -65,7 +66,8 @@ describe('isRegistryHost', () => {
   });
 
   test('a bare name, capitals, a path, a scheme, a dangling port or label, or a port of six digits: not a host', () => {
-    for (const value of ['registry', 'GHCR.io', 'ghcr.io/org', 'https://ghcr.io', 'ghcr.io:', '-ghcr.io', 'ghcr-.io', 'ghcr..io', 'ghcr.io:123456', '', 'docker.io ']) {
+    const refused = ['registry', 'GHCR.io', 'ghcr.io/org', 'https://ghcr.io', 'ghcr.io:', '-ghcr.io', 'ghcr-.io', 'ghcr..io', 'ghcr.io:123456', '', 'docker.io '];
+    for (const value of refused) {
       assert.equal(isRegistryHost(value), false, JSON.stringify(value));
     }
   });

@@ -18,8 +18,10 @@ before(async () => {
 });
 after(() => rm(root, { recursive: true, force: true }));
 
+type StoredImage = ImageLinks & { sizes: Record<string, number> };
+
 /** An image's config, layers and manifest written into the storage at root as the registry stores them. */
-async function storeImage(root: string, repository: string, reference: string | null, seeds: string[]): Promise<ImageLinks & { sizes: Record<string, number> }> {
+async function storeImage(root: string, repository: string, reference: string | null, seeds: string[]): Promise<StoredImage> {
   const layers = seeds.map((seed) => makeLayer(seed, [{ path: `${seed}.txt`, bytes: 64, content: 'text' }]));
   const config = makeConfig(layers);
   const manifest = Buffer.from(
@@ -77,7 +79,7 @@ describe('holdsDigest', () => {
 });
 
 describe('writeLinks and scanStorage', () => {
-  test("Docker Hub's repositories at the root, another registry's under registries/HOST sharing the blobs; scanStorage reads back what was linked", async () => {
+  test("Docker Hub's repositories at the root, another's under registries/HOST sharing the blobs; scanStorage reads them back", async () => {
     const alpine = await storeImage(root, 'library/alpine', '3', ['base', 'alpine']);
     const app = await storeImage(root, 'ghcr.io/org/app', '1', ['base', 'app']);
     const present = new Set([...Object.keys(alpine.sizes), ...Object.keys(app.sizes)]);

@@ -64,7 +64,10 @@ describe('createWorkDir and the baseline', () => {
     const baseline: Baseline = {
       started: Date.parse('2026-12-02T10:00:00Z'),
       restored: { ...NOTHING_RESTORED, restoredKey: 'pull-cache-index-x64-1', missingEntries: 1 },
-      storage: { blobs: { [sha256('layer')]: 5 }, repositories: { 'library/alpine': { tags: { '3': sha256('manifest') }, manifests: [sha256('manifest')], layers: [sha256('layer')] } } },
+      storage: {
+        blobs: { [sha256('layer')]: 5 },
+        repositories: { 'library/alpine': { tags: { '3': sha256('manifest') }, manifests: [sha256('manifest')], layers: [sha256('layer')] } },
+      },
     };
     await writeBaseline(dir, baseline);
     assert.deepEqual(await readBaseline(dir), baseline);
