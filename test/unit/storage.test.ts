@@ -20,8 +20,8 @@ after(() => rm(root, { recursive: true, force: true }));
 
 type StoredImage = ImageLinks & { sizes: Record<string, number> };
 
-/** An image's config, layers and manifest written into the storage at root as the registry stores them. */
-async function storeImage(root: string, repository: string, reference: string | null, seeds: string[]): Promise<StoredImage> {
+/** An image's config, layers and manifest written into `storage` as the registry stores them. */
+async function storeImage(storage: string, repository: string, reference: string | null, seeds: string[]): Promise<StoredImage> {
   const layers = seeds.map((seed) => makeLayer(seed, [{ path: `${seed}.txt`, bytes: 64, content: 'text' }]));
   const config = makeConfig(layers);
   const manifest = Buffer.from(
@@ -34,7 +34,7 @@ async function storeImage(root: string, repository: string, reference: string | 
   );
   const sizes: Record<string, number> = {};
   for (const bytes of [manifest, config, ...layers.map((l) => l.data)]) {
-    const path = join(root, blobPath(sha256(bytes)));
+    const path = join(storage, blobPath(sha256(bytes)));
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, bytes);
     sizes[sha256(bytes)] = bytes.length;
