@@ -1,7 +1,7 @@
 // A local stand-in for the GitHub Actions cache service (v2) that the real @actions/cache talks to:
 // Twirp JSON on an in-process node:http server, archives stored in Azurite through SAS URLs.
 //
-// Reproduced GitHub semantics (see NOTES.md section 3):
+// Reproduced GitHub semantics (GitHub's docs, "Caching dependencies to speed up workflows": matching a cache key):
 // - a key+version is immutable: CreateCacheEntry on a key+version that is reserved or finalized answers
 //   HTTP 200 {ok:false} (no message, so @actions/cache logs only "Failed to save: Unable to reserve cache ...";
 //   github.com itself answers HTTP 409 already_exists for a finalized entry, which the client treats the same way);
