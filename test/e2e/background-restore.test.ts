@@ -5,10 +5,10 @@
 // restore slow enough to race.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { assertLeftAsItWas, workersOf } from './helpers/assertions.js';
-import { makeLayer, pushImage, type PushedImage } from './helpers/images.js';
-import { isRunning } from './helpers/process.js';
-import { startWorld, upstreamBlobFetches, type World } from './helpers/world.js';
+import { assertLeftAsItWas, workersOf } from '../helpers/assertions.js';
+import { makeLayer, pushImage, type PushedImage } from '../helpers/images.js';
+import { isRunning } from '../helpers/process.js';
+import { startWorld, upstreamBlobFetches, type World } from '../helpers/world.js';
 
 const MiB = 1024 * 1024;
 const DAEMON_JSON = '{\n  "debug": false\n}\n';
