@@ -3,7 +3,7 @@
 import * as core from '@actions/core';
 import { access, constants, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { imageKey, imagesInStorage } from './cache-index.js';
+import { imagesInStorage } from './cache-index.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
 import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
 import { readQuota, type Credentials, type Quota } from './docker-hub.js';
