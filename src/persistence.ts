@@ -186,7 +186,9 @@ export async function saveStorage(scope: CacheScope, restored: Restored, after: 
   const end = () => {
     try {
       process.kill(-child.pid!, 'SIGKILL');
-    } catch {}
+    } catch {
+      // gone already
+    }
   };
   signal.addEventListener('abort', end, { once: true });
   try {

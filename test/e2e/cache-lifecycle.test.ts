@@ -16,13 +16,12 @@ const blobEntry = (digest: string) => `pull-cache-blob-${digest.replace(':', '-'
 describe('the cache over many runs', { timeout: 300_000 }, () => {
   let world: World;
   let alpha: PushedImage;
-  let beta: PushedImage;
 
   before(async () => {
     world = await startWorld('pull-cache-lifecycle');
     const base = makeLayer('base', [{ path: 'usr/lib/base.bin', bytes: 2 * MiB }]);
     alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [base, makeLayer('alpha', [{ path: 'opt/alpha.bin', bytes: 1.5 * MiB }])]);
-    beta = await pushImage(world.upstream.url, 'someuser/beta', '1', [base, makeLayer('beta', [{ path: 'opt/beta.bin', bytes: 1.5 * MiB }])]);
+    await pushImage(world.upstream.url, 'someuser/beta', '1', [base, makeLayer('beta', [{ path: 'opt/beta.bin', bytes: 1.5 * MiB }])]);
   });
   after(() => world?.stop());
 

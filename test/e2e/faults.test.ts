@@ -10,7 +10,7 @@ import { makeLayer, pushImage, type PushedImage } from '../helpers/images.js';
 import { assertLeftAsItWas, processesHolding } from '../helpers/assertions.js';
 import { freePort, isRunning, waitFor } from '../helpers/process.js';
 import { hubMirror, type StepResult } from '../helpers/runner.js';
-import { startWorld, upstreamBlobFetches, type Runner, type World } from '../helpers/world.js';
+import { startWorld, upstreamBlobFetches, type World } from '../helpers/world.js';
 
 const MiB = 1024 * 1024;
 const DAEMON_JSON = '{\n  "max-concurrent-downloads": 3\n}\n';

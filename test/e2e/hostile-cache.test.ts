@@ -72,6 +72,7 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
 
   const plantIndex = (text: string) => world.cache.replaceEntryContent(indexKey, zstd(rawTar([file('index.json', text)])));
   /** The saved index, changed by `edit` (which may return anything: the index is hostile). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the index is edited into any shape on purpose
   const editIndex = (edit: (index: any) => unknown) => plantIndex(JSON.stringify(edit(JSON.parse(goodIndex))));
   const plantLayerEntry = (members: RawMember[]) => world.cache.replaceEntryContent(layerKey, zstd(rawTar(members)));
   /** An image of the saved index under another name: valid but for what `change` does to it. */

@@ -653,7 +653,7 @@ describe('renderReport', () => {
   test('what was refused from the cache is named, the first ten of it', () => {
     const refused = Array.from({ length: 12 }, (_, i) => `image ${i + 1} (../x): not a repository name`);
     const md = renderReport(facts({ refused }));
-    assert.match(md, /- Refused from the cache as invalid \(not restored, not served\): 12 items:\n  - image 1 \(\.\.\/x\): not a repository name\n/);
+    assert.match(md, /- Refused from the cache as invalid \(not restored, not served\): 12 items:\n {2}- image 1 \(\.\.\/x\): not a repository name\n/);
     assert.ok(md.includes('  - image 10 (../x)'));
     assert.ok(!md.includes('  - image 11 (../x)'));
     assert.ok(md.includes('  - and 2 more (see the step\'s warnings)'));

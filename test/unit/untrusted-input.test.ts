@@ -116,7 +116,7 @@ describe('inside over generated paths', () => {
     fc.assert(
       fc.property(hostileText, (relative) => {
         const under = resolve(ROOT, relative).startsWith(`${ROOT}/`);
-        let path = '';
+        let path: string;
         try {
           path = inside(ROOT, relative);
         } catch {
