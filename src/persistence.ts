@@ -31,7 +31,7 @@ import {
 import { mapBounded } from './bounded.js';
 import { restoreEntry, RefusedArchive } from './cache-entry.js';
 import { saveEnvironment } from './processes.js';
-import { blobPath, holdsDigest, inside, writeLinks, type StorageState } from './storage.js';
+import { blobPath, holdsDigest, inside, type StorageState } from './storage.js';
 
 const SAVE_CONCURRENCY = 4;
 /** How long a save waits for another job's upload of the same entry to finish. */

@@ -297,6 +297,24 @@ describe('accountUsage', () => {
     assert.deepEqual(u.fromUpstream, { blobs: 2, bytes: 2_000 + 30_000_000 });
   });
 
+  test('restored in the background: a blob linked by the end of the second its request was logged in is a hit, one linked later a miss', () => {
+    // Nothing was in storage when the job started; the restore linked alpha's blobs while the job pulled.
+    const empty: StorageState = { blobs: {}, repositories: {} };
+    const log = [
+      line('GET', '/v2/library/alpha/manifests/1', 200),
+      line('GET', `/v2/library/alpha/blobs/${d.alphaConfig}`, 200),
+      line('GET', `/v2/library/alpha/blobs/${d.base}`, 200),
+    ].join('\n');
+    // The config in the same second as its request (the front held it until then), the base layer a second later.
+    const restoredAt = new Map([
+      [`library/alpha@${d.alphaConfig}`, AT + 900],
+      [`library/alpha@${d.base}`, AT + 1000],
+    ]);
+    const u = accountUsage(parseAccessLog(log), empty, before, manifests, new Set(), restoredAt);
+    assert.deepEqual(u.fromCache, { blobs: 1, bytes: 2_000 });
+    assert.deepEqual(u.fromUpstream, { blobs: 1, bytes: 30_000_000 });
+  });
+
   test('an image pulled by digest gets a row named by repository@digest prefix', () => {
     const log = [
       line('GET', `/v2/library/beta/manifests/${d.betaManifest}`, 200),
@@ -747,6 +765,16 @@ describe('renderReport', () => {
     assert.ok(!md.includes('library/alpha'), md);
     const one = renderReport(facts({ withheld: ['ci-bot/secret:1'] }));
     assert.ok(one.includes('- Not saved: 1 image anonymous users cannot pull (ci-bot/secret:1), '), one);
+  });
+
+  test('the background restore: when it ended, and the images the job asked for before they were in place', () => {
+    const done = renderReport(facts({ background: { images: 5, seconds: 2.4, finished: true, early: [] } }));
+    assert.ok(done.includes('- Restored in the background: 5 images in 2.4 s after the main step, before the job asked for any of them.\n'), done);
+    const early = renderReport(facts({ background: { images: 5, seconds: 2.4, finished: true, early: [{ image: 'alpha:1', askedAt: 0.3, inPlaceAt: 1.1, restoredShare: 0.25 }] } }));
+    assert.ok(early.includes('- Restored in the background: 5 images in 2.4 s after the main step.\n'), early);
+    assert.ok(early.includes('  - alpha:1: asked at 0.3 s, in place at 1.1 s; 25% of the restore was done when asked.\n'), early);
+    const cut = renderReport(facts({ background: { images: 5, seconds: null, finished: false, early: [] }, saved: null }));
+    assert.ok(cut.includes('- ⚠️ The background restore did not finish within cache-timeout: nothing was saved, so the next run restores the cache as it was.\n'), cut);
   });
 
   test('nothing withheld: no Not saved line', () => {

@@ -2,7 +2,7 @@
 // serve (Docker Hub's at the root, other registries' under registries/HOST with the blobs shared), read back by
 // scanStorage, and the digest check every restored blob passes before it is served. Real files in a temp dir.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, readlink, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -114,6 +114,20 @@ describe('writeLinks and scanStorage', () => {
     assert.deepEqual(repositories['library/partial'].layers, partial.blobs.slice(0, 2).sort());
     assert.equal(repositories['library/absent'], undefined);
     assert.deepEqual(repositories['library/pinned'], { tags: {}, manifests: pinned.manifests, layers: [...pinned.blobs].sort() });
+  });
+
+  test('written while the registry serves: a tag it linked meanwhile stays, every other link is written whole, no temporary file left', async () => {
+    const restored = await storeImage(root, 'library/moved', '1', ['moved-old']);
+    const fresher = sha256('the manifest the upstream names now');
+    const tag = join(root, V2, 'repositories/library/moved/_manifests/tags/1/current/link');
+    await mkdir(dirname(tag), { recursive: true });
+    await writeFile(tag, fresher);
+    await writeLinks(root, [restored], new Set(Object.keys(restored.sizes)));
+    assert.equal(await readFile(tag, 'utf8'), fresher, "the registry's own tag link is kept");
+    const { repositories } = await scanStorage(root);
+    assert.deepEqual(repositories['library/moved'].layers, [...restored.blobs].sort());
+    const files = await readdir(join(root, V2, 'repositories/library/moved'), { recursive: true });
+    assert.deepEqual(files.filter((f) => /link\./.test(f)), [], 'no temporary link left');
   });
 
   test('a tag link that does not hold a digest is not read as a tag', async () => {
