@@ -60,7 +60,7 @@ function progressOf(outcomes: Record<string, { found: boolean; present: string[]
       }
     }
   }
-  if (done) p.done = { done: true, at: (at += 10), ...done };
+  if (done) p.done = { done: true, at: at + 10, ...done };
   return p;
 }
 

@@ -591,6 +591,7 @@ describe('accountUsage: the job apart from the prefetch', () => {
       restoredKey: 'pull-cache-index-linux-amd64-14611-1-m3x9q2-7c1d0e',
       restoredBlobs: Object.keys(cached.blobs).length,
       restoredBytes: Object.values(cached.blobs).reduce((a, x) => a + x, 0),
+      background: { images: 3, seconds: 0.8, finished: true, early: [] },
       saved: { entries: 3, bytes: sizes[b.app3] + sizes[b.app3Cfg] + sizes[b.app3Layer], indexKey: 'pull-cache-index-linux-amd64-14612-1-p8k2w4-91e3aa', deferred: 0, stopped: '' },
       quota: { limit: 200, remaining: 187, window: 21600 },
       pullsAs: 'ci-bot',

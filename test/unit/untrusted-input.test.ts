@@ -91,10 +91,12 @@ describe('readIndex over generated input', () => {
         if (field in target) target[field] = replacement;
         const read = readIndex(JSON.stringify(index), RULES);
         assertWellFormed(read.index);
-        // Only the item changed can be dropped, and a dropped item is named.
+        // Only the item changed can be dropped, and a dropped item is named, unless it now names a registry this run
+        // does not cache (left out quietly, as images of a registry taken out of `registries` are).
         const kept = read.index.images.length + read.index.entries.length;
         assert.ok(kept >= 3, `kept ${kept} of 4`);
-        assert.ok(kept === 4 || read.invalid.length === 1, read.invalid.join('\n'));
+        const otherRegistry = field === 'repository' && typeof replacement === 'string' && !RULES.registries.includes(splitRepository(replacement).registry);
+        assert.ok(kept === 4 || read.invalid.length === 1 || (otherRegistry && read.invalid.length === 0), read.invalid.join('\n'));
       }),
       RUNS,
     );
