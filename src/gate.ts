@@ -63,40 +63,38 @@ export function waitsFor(pending: Iterable<GatedImage>, registry: string, path: 
   return undefined;
 }
 
-/**
- * Puts a front before each mirror: the registries keep their ports, the clients get the fronts'. Docker Hub's
- * front takes the `port` input when it is set. `spawned` gets the worker's pid as soon as it exists.
- */
-export async function frontMirrors(mirrors: MirrorState[], o: Omit<GatePlan, 'fronts'> & { address: string; hubPort: number }, spawned: (pid: number) => void): Promise<MirrorState[]> {
-  const fronts = await Promise.all(
-    mirrors.map(async (m) => ({
-      registry: m.registry,
-      address: o.address,
-      port: m.registry === DOCKER_HUB && o.hubPort ? (await assertPortFree(o.hubPort, o.address), o.hubPort) : await freePort(o.address),
-      target: Number(new URL(m.url).port),
-    })),
-  );
-  await startGate({ workDir: o.workDir, fronts, images: o.images, progress: o.progress, deadline: o.deadline }, spawned);
-  return mirrors.map((m, i) => ({ ...m, url: `http://${o.address}:${fronts[i].port}` }));
+/** A front for each registry: on the `port` input for Docker Hub's when it is set, on free ports otherwise. */
+export async function planFronts(registries: string[], address: string, hubPort: number): Promise<Front[]> {
+  const port = async (registry: string) => (registry === DOCKER_HUB && hubPort ? (await assertPortFree(hubPort, address), hubPort) : await freePort(address));
+  return Promise.all(registries.map(async (registry) => ({ registry, address, port: await port(registry), target: await freePort(address) })));
 }
 
-/** Starts the worker detached, with no environment of the job's; returns once every front answers. */
-async function startGate(plan: GatePlan, spawned: (pid: number) => void, timeoutMs = 10_000): Promise<void> {
+/**
+ * Starts the worker detached, with no environment of the job's, and returns at once: it loads while the registries
+ * start. `spawned` gets its pid.
+ */
+export async function startGate(plan: GatePlan, spawned: (pid: number) => void): Promise<void> {
   const planFile = join(plan.workDir, 'gate-plan.json');
   await writeFile(planFile, JSON.stringify(plan), { mode: 0o600 });
   const child = spawn(process.execPath, [process.argv[1], GATE_ARGUMENT, planFile], { detached: true, stdio: 'ignore', env: {} });
   child.unref();
   spawned(child.pid!);
+}
+
+/** The mirrors as clients reach them, through their fronts, once each front passes a request on to its registry. */
+export async function throughFronts(mirrors: MirrorState[], fronts: Front[], timeoutMs = 10_000): Promise<MirrorState[]> {
   const deadline = Date.now() + timeoutMs;
-  for (const front of plan.fronts) {
-    while (!(await answers(`http://${front.address}:${front.port}/v2/`))) {
-      if (Date.now() > deadline) {
-        await stopGate(child.pid!);
-        throw new Error(`the mirrors' front did not answer on ${front.address}:${front.port} within ${timeoutMs / 1000} s`);
+  return Promise.all(
+    mirrors.map(async (m) => {
+      const front = fronts.find((f) => f.registry === m.registry)!;
+      const url = `http://${front.address}:${front.port}`;
+      while (!(await answers(`${url}/v2/`))) {
+        if (Date.now() > deadline) throw new Error(`the mirrors' front did not answer on ${url} within ${timeoutMs / 1000} s`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
+      return { ...m, url };
+    }),
+  );
 }
 
 async function answers(url: string): Promise<boolean> {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { writeClientConfigs } from './client-config.js';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
 import { pointDaemon } from './daemon.js';
-import { frontMirrors, gatedImages } from './gate.js';
+import { gatedImages, planFronts, startGate, throughFronts } from './gate.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
 import { startRestore } from './background-restore.js';
@@ -50,12 +50,17 @@ export async function main(): Promise<void> {
     }
 
     // While the restore runs, a front holds each mirror's port, so that a pull of an image on its way waits for it.
-    const fronted = restored.entries.length > 0;
-    const options = { binary, dir, address, port: fronted ? 0 : inputs.port, restoredImages: restored.images.map((i) => i.repository) };
+    // It starts first and loads while the registries start behind it.
+    const fronts = restored.entries.length ? await planFronts(plans.map((p) => p.registry), address, inputs.port) : [];
+    if (fronts.length) {
+      const plan = { workDir: dir.root, fronts, images: gatedImages(restored.images), progress: restoreProgress, deadline: Date.now() + timeoutMs };
+      await startGate(plan, state.setGate);
+    }
+    const ports = new Map(fronts.length ? fronts.map((f) => [f.registry, f.target]) : inputs.port ? [[DOCKER_HUB, inputs.port]] : []);
+    const options = { binary, dir, address, ports, restoredImages: restored.images.map((i) => i.repository) };
     let mirrors = await startMirrors(plans, probes, options, state.setMirrors);
-    if (fronted) {
-      const front = { workDir: dir.root, address, hubPort: inputs.port, images: gatedImages(restored.images), progress: restoreProgress, deadline: Date.now() + timeoutMs };
-      mirrors = await frontMirrors(mirrors, front, state.setGate);
+    if (fronts.length) {
+      mirrors = await throughFronts(mirrors, fronts);
       state.setMirrors(mirrors);
     }
     await writeClientConfigs(dir.clients, mirrors);

@@ -56,8 +56,8 @@ export interface MirrorsOptions {
   binary: string;
   dir: WorkDir;
   address: string;
-  /** The docker.io mirror's port from the `port` input; 0 for a free one. */
-  port: number;
+  /** The port of each registry's proxy where it is set (docker.io's `port` input, or one behind a front); a free one otherwise. */
+  ports: ReadonlyMap<string, number>;
   /** The repository of each image restored: a registry that cannot be reached still serves its images. */
   restoredImages: string[];
 }
@@ -109,7 +109,8 @@ async function startMirror(plan: MirrorPlan, probe: UpstreamProbe, o: MirrorsOpt
     );
   }
   const pullsAs = probe.credentials === 'refused' ? null : plan.credentials;
-  const port = registry === DOCKER_HUB && o.port ? (await assertPortFree(o.port, o.address), o.port) : await freePort(o.address);
+  const asked = o.ports.get(registry);
+  const port = asked ? (await assertPortFree(asked, o.address), asked) : await freePort(o.address);
   const files = o.dir.registry(registry);
   const options = {
     address: o.address,
