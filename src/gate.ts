@@ -5,9 +5,9 @@
 // pull of an image the cache does not hold goes straight on. Once the restore is done, new connections are
 // joined to the registry byte for byte, with no HTTP parsing in between.
 import { spawn } from 'node:child_process';
-import { Agent, createServer as createHttpServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { readProgress } from './background-restore.js';
@@ -24,7 +24,7 @@ const POLL_MS = 50;
 export interface Front {
   registry: string;
   address: string;
-  /** The port clients use. */
+  /** The port clients use: 0 for one the worker's listen picks. */
   port: number;
   /** The port of the registry behind it, on the same address. */
   target: number;
@@ -63,9 +63,12 @@ export function waitsFor(pending: Iterable<GatedImage>, registry: string, path: 
   return undefined;
 }
 
-/** A front for each registry: on the `port` input for Docker Hub's when it is set, on free ports otherwise. */
+/**
+ * A front for each registry: Docker Hub's on the `port` input when it is set, the others on a port the worker's own
+ * listen picks (no other process can take it between choosing and binding); each registry behind on a free port.
+ */
 export async function planFronts(registries: string[], address: string, hubPort: number): Promise<Front[]> {
-  const port = async (registry: string) => (registry === DOCKER_HUB && hubPort ? (await assertPortFree(hubPort, address), hubPort) : await freePort(address));
+  const port = async (registry: string) => (registry === DOCKER_HUB && hubPort ? (await assertPortFree(hubPort, address), hubPort) : 0);
   return Promise.all(registries.map(async (registry) => ({ registry, address, port: await port(registry), target: await freePort(address) })));
 }
 
@@ -81,15 +84,31 @@ export async function startGate(plan: GatePlan, spawned: (pid: number) => void):
   spawned(child.pid!);
 }
 
+/** What the worker writes once every front listens: the port of each, or why one could not listen. */
+interface Listening {
+  ports?: Record<string, number>;
+  error?: string;
+}
+
+function listeningFile(workDir: string): string {
+  return join(workDir, 'gate-listening.json');
+}
+
 /** The mirrors as clients reach them, through their fronts, once each front passes a request on to its registry. */
-export async function throughFronts(mirrors: MirrorState[], fronts: Front[], timeoutMs = 10_000): Promise<MirrorState[]> {
+export async function throughFronts(mirrors: MirrorState[], workDir: string, address: string, timeoutMs = 10_000): Promise<MirrorState[]> {
   const deadline = Date.now() + timeoutMs;
+  const timedOut = (what: string) => new Error(`the mirrors' front did not ${what} within ${timeoutMs / 1000} s`);
+  let listening: Listening | undefined;
+  while (!(listening = await readFile(listeningFile(workDir), 'utf8').then((text) => JSON.parse(text) as Listening, () => undefined))) {
+    if (Date.now() > deadline) throw timedOut('listen');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  if (listening.error) throw new Error(`the mirrors' front could not listen: ${listening.error}`);
   return Promise.all(
     mirrors.map(async (m) => {
-      const front = fronts.find((f) => f.registry === m.registry)!;
-      const url = `http://${front.address}:${front.port}`;
+      const url = `http://${address}:${listening.ports![m.registry]}`;
       while (!(await answers(`${url}/v2/`))) {
-        if (Date.now() > deadline) throw new Error(`the mirrors' front did not answer on ${url} within ${timeoutMs / 1000} s`);
+        if (Date.now() > deadline) throw timedOut(`answer on ${url}`);
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       return { ...m, url };
@@ -161,14 +180,24 @@ export async function runGate(planFile: string): Promise<void> {
     }
     while (restoring && waitsFor(pending.values(), registry, path)) await lookAgain();
   };
-  await Promise.all(plan.fronts.map((front) => serve(front, inPlace, () => restoring)));
+  const listening: Listening = {};
+  try {
+    const ports = await Promise.all(plan.fronts.map((front) => serve(front, inPlace, () => restoring)));
+    listening.ports = Object.fromEntries(plan.fronts.map((f, i) => [f.registry, ports[i]]));
+  } catch (e) {
+    listening.error = (e as Error).message;
+  }
+  const written = `${listeningFile(plan.workDir)}.${process.pid}`;
+  await writeFile(written, JSON.stringify(listening));
+  await rename(written, listeningFile(plan.workDir));
+  if (listening.error) return;
   await new Promise(() => {});
 }
 
-async function serve(front: Front, inPlace: (registry: string, path: string) => Promise<void>, restoring: () => boolean): Promise<Server> {
-  const agent = new Agent({ keepAlive: true });
+/** Listens for one front; returns its port. */
+async function serve(front: Front, inPlace: (registry: string, path: string) => Promise<void>, restoring: () => boolean): Promise<number> {
   const http = createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => {
-    void inPlace(front.registry, req.url ?? '').then(() => pass(req, res, front, agent));
+    void inPlace(front.registry, req.url ?? '').then(() => pass(req, res, front));
   });
   const server = createServer((socket: Socket) => {
     if (restoring()) return http.emit('connection', socket);
@@ -179,15 +208,21 @@ async function serve(front: Front, inPlace: (registry: string, path: string) => 
     socket.pipe(registry).pipe(socket);
   });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(front.port, front.address, resolve));
-  return server;
+  // Past the start, a failing accept is the listener's own trouble: the worker goes on serving.
+  server.on('error', () => {});
+  return (server.address() as AddressInfo).port;
 }
 
 /** Headers of one connection, not of the request: not passed on. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'upgrade']);
 
-function pass(req: IncomingMessage, res: ServerResponse, front: Front, agent: Agent): void {
+/**
+ * One request passed on to the registry, on a connection of its own: a kept-alive one the registry closes as it is
+ * reused would fail the request, and dockerd would then go around the mirror.
+ */
+function pass(req: IncomingMessage, res: ServerResponse, front: Front): void {
   const headers = Object.fromEntries(Object.entries(req.headers).filter(([name]) => !HOP_BY_HOP.has(name)));
-  const forward = request({ host: front.address, port: front.target, method: req.method, path: req.url, headers, agent }, (answer) => {
+  const forward = request({ host: front.address, port: front.target, method: req.method, path: req.url, headers, agent: false }, (answer) => {
     const raw = answer.rawHeaders.flatMap((value, i, all) => (i % 2 === 0 && !HOP_BY_HOP.has(value.toLowerCase()) ? [value, all[i + 1]] : []));
     res.writeHead(answer.statusCode ?? 502, answer.statusMessage, raw);
     pipeline(answer, res, () => {});

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { writeClientConfigs } from './client-config.js';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
 import { pointDaemon } from './daemon.js';
-import { gatedImages, planFronts, startGate, throughFronts } from './gate.js';
+import { gatedImages, planFronts, startGate, stopGate, throughFronts } from './gate.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
 import { startRestore } from './background-restore.js';
@@ -60,7 +60,13 @@ export async function main(): Promise<void> {
     const options = { binary, dir, address, ports, restoredImages: restored.images.map((i) => i.repository) };
     let mirrors = await startMirrors(plans, probes, options, state.setMirrors);
     if (fronts.length) {
-      mirrors = await throughFronts(mirrors, fronts);
+      const direct = mirrors;
+      // Without its front a mirror still serves: a pull that comes before its image goes to the upstream instead.
+      mirrors = await throughFronts(mirrors, dir.root, address).catch(async (e: Error) => {
+        core.warning(`pull-cache-action: ${e.message}; pulls of images still being restored go to the upstream.`);
+        await stopGate(state.gate()!);
+        return direct;
+      });
       state.setMirrors(mirrors);
     }
     await writeClientConfigs(dir.clients, mirrors);
