@@ -6,7 +6,6 @@
 import { spawn } from 'node:child_process';
 import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mapBounded } from './bounded.js';
 import { contentOf, imageKey, STORAGE_DIR, type CachedImage, type EntryRef } from './cache-index.js';
 import { displayName } from './images.js';
 import { restoreBlobs, withDeadline, type Restored } from './persistence.js';
@@ -90,6 +89,9 @@ async function restoreEntries(plan: RestorePlan, record: (r: EntryRecord | Image
   const restoring = join(plan.workDir, 'restoring');
   const present = new Set<string>();
   const waiting = new Set(plan.images);
+  const queue = [...plan.entries];
+  let started = 0;
+  const nextEntry = async () => queue.splice(nextInQueue(queue, plan.images, await heldImages(plan.workDir)), 1)[0];
   const link = async (image: CachedImage, whole: boolean) => {
     waiting.delete(image);
     await writeLinks(storage, [image], present);
@@ -97,18 +99,49 @@ async function restoreEntries(plan: RestorePlan, record: (r: EntryRecord | Image
     await record({ image: key, ref: displayName(key), repository: image.repository, linked: contentOf(image).filter((d) => present.has(d)), whole, at: Date.now() });
   };
   try {
-    await mapBounded(plan.entries, RESTORE_CONCURRENCY, async (entry, i) => {
-      const outcome = await restoreBlobs(entry, plan.sizes, join(restoring, String(i)), storage, signal);
-      outcome.present.forEach((d) => present.add(d));
-      const bytes = outcome.present.reduce((sum, d) => sum + (plan.sizes[d] ?? 0), 0);
-      await record({ entry: entry.key, ...outcome, bytes, at: Date.now() });
-      for (const image of [...waiting]) if (waiting.has(image) && contentOf(image).every((d) => present.has(d))) await link(image, true);
-    });
+    const worker = async () => {
+      for (let entry = await nextEntry(); entry; entry = await nextEntry()) {
+        const outcome = await restoreBlobs(entry, plan.sizes, join(restoring, String(started++)), storage, signal);
+        outcome.present.forEach((d) => present.add(d));
+        const bytes = outcome.present.reduce((sum, d) => sum + (plan.sizes[d] ?? 0), 0);
+        await record({ entry: entry.key, ...outcome, bytes, at: Date.now() });
+        for (const image of [...waiting]) if (waiting.has(image) && contentOf(image).every((d) => present.has(d))) await link(image, true);
+      }
+    };
+    await Promise.all(Array.from({ length: RESTORE_CONCURRENCY }, worker));
     // Images left had a blob refused or missing: what they have still serves, the rest comes from the upstream.
     for (const image of [...waiting]) await link(image, false);
   } finally {
     await rm(restoring, { recursive: true, force: true });
   }
+}
+
+/**
+ * Which entry of the queue to restore next: the first that holds a blob of an image a pull is waiting for (the
+ * mirrors' front records those), else the first (the queue is in restore order, most recently used first).
+ */
+export function nextInQueue(queue: EntryRef[], images: CachedImage[], held: ReadonlyMap<string, number>): number {
+  const wanted = new Set(images.filter((i) => held.has(imageKey(i))).flatMap(contentOf));
+  return Math.max(0, queue.findIndex((e) => e.digests.some((d) => wanted.has(d))));
+}
+
+/** Where the mirrors' front records the first request it held for each image: one JSON line each. */
+export function heldFile(workDir: string): string {
+  return join(workDir, 'gate-held.jsonl');
+}
+
+/** When the job first asked for each image the front held (image key -> epoch ms). */
+export async function heldImages(workDir: string): Promise<Map<string, number>> {
+  const held = new Map<string, number>();
+  for (const line of (await readFile(heldFile(workDir), 'utf8').catch(() => '')).split('\n')) {
+    try {
+      const { image, at } = JSON.parse(line) as { image: string; at: number };
+      if (!held.has(image)) held.set(image, at);
+    } catch {
+      // a line being written as it is read
+    }
+  }
+  return held;
 }
 
 /** The worker's records so far (a line being written as it is read is skipped). */

@@ -10,7 +10,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
-import { readProgress } from './background-restore.js';
+import { heldFile, readProgress } from './background-restore.js';
 import { contentOf, imageKey, type CachedImage } from './cache-index.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { isRunning } from './processes.js';
@@ -126,26 +126,6 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-/** Where the worker records the first request it held for each image: one JSON line each. */
-function gateLog(workDir: string): string {
-  return join(workDir, 'gate-held.jsonl');
-}
-
-/** When the job first asked for each image the front held (image key -> epoch ms). */
-export async function heldImages(workDir: string): Promise<Map<string, number>> {
-  const lines = (await readFile(gateLog(workDir), 'utf8').catch(() => '')).split('\n');
-  const held = new Map<string, number>();
-  for (const line of lines) {
-    try {
-      const { image, at } = JSON.parse(line) as { image: string; at: number };
-      if (!held.has(image)) held.set(image, at);
-    } catch {
-      // a line being written as it is read
-    }
-  }
-  return held;
-}
-
 export function gatePlanFile(argv: string[]): string | undefined {
   return argv[2] === GATE_ARGUMENT ? argv[3] : undefined;
 }
@@ -176,7 +156,7 @@ export async function runGate(planFile: string): Promise<void> {
     const image = restoring ? waitsFor(pending.values(), registry, path) : undefined;
     if (image && !held.has(image.key)) {
       held.add(image.key);
-      await appendFile(gateLog(plan.workDir), `${JSON.stringify({ image: image.key, at: Date.now() })}\n`);
+      await appendFile(heldFile(plan.workDir), `${JSON.stringify({ image: image.key, at: Date.now() })}\n`);
     }
     while (restoring && waitsFor(pending.values(), registry, path)) await lookAgain();
   };

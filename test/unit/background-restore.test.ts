@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { backgroundRestoreFacts, linkedAt, parseProgress, restoreOutcome, type RestoreProgress } from '../../src/background-restore.js';
+import { backgroundRestoreFacts, linkedAt, nextInQueue, parseProgress, restoreOutcome, type RestoreProgress } from '../../src/background-restore.js';
 import { restoreOrder, type CachedImage, type EntryRef } from '../../src/cache-index.js';
 import { NOTHING_RESTORED, type Restored } from '../../src/persistence.js';
 
@@ -27,6 +27,22 @@ describe('restoreOrder', () => {
 
   test('only the entries the images need', () => {
     assert.deepEqual(restoreOrder([app], entries).map((e) => e.key), ['pack', entry(base).key, entry(l1).key]);
+  });
+});
+
+describe('nextInQueue', () => {
+  const queue = restoreOrder([app, tool], entries);
+  test('in restore order while no pull waits', () => {
+    assert.equal(nextInQueue(queue, [app, tool], new Map()), 0);
+  });
+
+  test('an entry of the image a pull waits for jumps the queue', () => {
+    const waitingForTool = new Map([['library/tool:2', T0]]);
+    // The pack holds tool's manifest and config: first anyway. Past it, tool's own layer before app's.
+    assert.equal(nextInQueue(queue, [app, tool], waitingForTool), 0);
+    assert.deepEqual(queue.slice(2).map((e) => e.key), [entry(l1).key, entry(l2).key]);
+    assert.equal(nextInQueue(queue.slice(2), [app, tool], waitingForTool), 1);
+    assert.equal(nextInQueue(queue.slice(2, 3), [app, tool], waitingForTool), 0, 'nothing of tool left: the queue as it is');
   });
 });
 
