@@ -71,6 +71,34 @@ export const FULL = spec('full', (mb) => Math.round(mb * MB), (n) => n);
 /** --quick: the same shape at about a fifteenth of the size, for CI. */
 export const QUICK = spec('quick', (mb) => Math.max(512, Math.round((mb * MB) / 15)), (n) => Math.max(1, Math.round(n / 10)));
 
+/**
+ * The 1 GB variants' workload: about 1 GB as pulled, five images on two bases like the default one, every file
+ * incompressible (so the cache holds about 1 GB: zstd gains nothing either) and few, large files (cheap to build
+ * and to extract: the restore's time shows, not the daemon's file creation). Its changed layer is never pushed.
+ */
+export const LARGE: WorkloadSpec = (() => {
+  const L = (id: string, files: number, mb: number): LayerSpec => ({ id, files, bytes: mb * MB, randomShare: 1 });
+  const image = (name: string, layers: string[]): ImageSpec => ({ ref: `large/${name}:1`, repository: `large/${name}`, tag: '1', layers });
+  return {
+    name: 'large',
+    layers: [L('large-base', 60, 250), L('large-runtime', 40, 200), L('large-web', 30, 150), L('large-tools-base', 20, 100), L('large-tools', 20, 100), L('large-app-deps', 40, 200), L('large-app', 10, 20)],
+    images: [
+      image('base', ['large-base']),
+      image('runtime', ['large-base', 'large-runtime']),
+      image('web', ['large-base', 'large-web']),
+      image('tools', ['large-tools-base', 'large-tools']),
+      image('app', ['large-base', 'large-runtime', 'large-app-deps', 'large-app']),
+    ],
+    change: { ref: 'large/app:1', layer: L('large-app-hotfix', 1, 1) },
+  };
+})();
+
+/** The image a partial-use job pulls: the median one by compressed size (nginx:1.27 in the default workloads). */
+export function medianImage(workload: Workload): BuiltImage {
+  const bySize = [...workload.images].sort((a, b) => a.compressed - b.compressed);
+  return bySize[Math.floor(bySize.length / 2)];
+}
+
 /** A deterministic xorshift generator, so the same spec always gives the same bytes. */
 function rng(seed: string): () => number {
   let x = 2166136261;
