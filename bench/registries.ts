@@ -1,7 +1,7 @@
 // What each extra registry in `registries` costs the main and post steps when the job pulls nothing from it:
 // one more probe of its upstream, one more registry process started (all at once) and stopped. Jobs alternate
 // between docker.io alone and docker.io with three more registries (stand-ins under their real names in a
-// network namespace, as in test/registries.test.ts), with nothing restored and nothing saved, so the difference
+// network namespace, as in test/e2e/registries.test.ts), with nothing restored and nothing saved, so the difference
 // is the mirrors alone. Called by bench.ts; returns its section of the report.
 import type { StepResult } from '../test/helpers/runner.js';
 import { mirrorsOf } from '../test/helpers/runner.js';

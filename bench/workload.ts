@@ -2,7 +2,7 @@
 // language runtime on top of it, a web server on the same base, a small service on its own Alpine-like base, and an
 // application on the runtime, sharing layers as real images do. Files are mostly compressible text (gzip about
 // 2.2:1) with some incompressible ones, in a few hundred to a couple of thousand files a layer.
-import { makeLayer, makeTar, pushImage, type Layer, type TarFile } from '../test/helpers/images.js';
+import { makeLayer, pushImage, type Layer, type TarFile } from '../test/helpers/images.js';
 
 const MB = 1_000_000;
 

@@ -82,7 +82,7 @@ export function imageKey(image: Pick<CachedImage, 'repository' | 'reference'>): 
   return `${image.repository}${isDigest(image.reference) ? '@' : ':'}${image.reference}`;
 }
 
-function contentOf(image: CachedImage): string[] {
+export function contentOf(image: Pick<CachedImage, 'manifests' | 'blobs'>): string[] {
   return [...image.manifests, ...image.blobs];
 }
 
@@ -94,7 +94,7 @@ export interface Dropped {
 
 export interface Selection {
   images: CachedImage[];
-  /** The entries that hold anything the images need. */
+  /** The entries that hold anything the images need, most recently used image's first. */
   entries: EntryRef[];
   dropped: Dropped[];
 }
@@ -122,7 +122,17 @@ export function selectImages(index: CacheIndex, budget: Budget, now: Date): Sele
       total += bytes;
     }
   }
-  return { images, entries: index.entries.filter((e) => e.digests.some((d) => taken.has(d))), dropped };
+  return { images, entries: restoreOrder(images, index.entries), dropped };
+}
+
+/**
+ * The entries the images need, in the order the background restore takes them: those of the most recently used
+ * image first (its manifest first), so the images a job is likeliest to pull are in place soonest.
+ */
+export function restoreOrder(images: CachedImage[], entries: EntryRef[]): EntryRef[] {
+  const ordered = new Set<EntryRef>();
+  for (const digest of new Set(images.flatMap(contentOf))) for (const entry of entries.filter((e) => e.digests.includes(digest))) ordered.add(entry);
+  return [...ordered];
 }
 
 export interface EntryPlan {

@@ -16,7 +16,7 @@ export function parseDaemonConfig(text: string, path: string, outcome = 'it was 
   try {
     value = JSON.parse(text.trim() === '' ? '{}' : text);
   } catch (e) {
-    throw new Error(`${path} is not valid JSON (${(e as Error).message}); ${outcome}`);
+    throw new Error(`${path} is not valid JSON (${(e as Error).message}); ${outcome}`, { cause: e });
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new Error(`${path} does not hold a JSON object; ${outcome}`);

@@ -222,7 +222,7 @@ async function reload(pid: number): Promise<void> {
   try {
     process.kill(pid, 'SIGHUP');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw new Error(`cannot signal dockerd (pid ${pid}): ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw new Error(`cannot signal dockerd (pid ${pid}): ${(e as Error).message}`, { cause: e });
     await sudo(['kill', '-s', 'HUP', String(pid)]);
   }
 }
@@ -326,7 +326,7 @@ async function removeAsRoot(path: string): Promise<void> {
   try {
     await rm(path, { force: true });
   } catch (e) {
-    if (!isPermissionError(e)) throw new Error(`cannot remove ${path}: ${(e as Error).message}`);
+    if (!isPermissionError(e)) throw new Error(`cannot remove ${path}: ${(e as Error).message}`, { cause: e });
     await sudo(['rm', '-f', path]);
   }
 }
@@ -335,7 +335,7 @@ async function removeDirAsRoot(dir: string): Promise<void> {
   try {
     await rmdir(dir);
   } catch (e) {
-    if (!isPermissionError(e)) throw new Error(`cannot remove ${dir}: ${(e as Error).message}`);
+    if (!isPermissionError(e)) throw new Error(`cannot remove ${dir}: ${(e as Error).message}`, { cause: e });
     await sudo(['rmdir', dir]);
   }
 }

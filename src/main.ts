@@ -1,14 +1,17 @@
-// The main step: restore the cache, start a mirror per registry on it, point the daemon and the other
-// clients at them. Any failure is a warning and the job pulls directly, unless fail-on-error is set.
+// The main step: restore the cache's index, start a mirror per registry, point the daemon and the other clients at
+// them, and leave the cache's entries to restore in the background behind the mirrors. Any failure is a warning and the job pulls directly, unless fail-on-error is set.
 import * as core from '@actions/core';
 import { join } from 'node:path';
 import { writeClientConfigs } from './client-config.js';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
 import { pointDaemon } from './daemon.js';
+import { frontMirrors, gatedImages } from './gate.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
-import { NOTHING_RESTORED, restoreStorage, withDeadline, type Restored } from './persistence.js';
+import { startRestore } from './background-restore.js';
+import { NOTHING_RESTORED, restoredBytes, restoreIndex, withDeadline, type Restored } from './persistence.js';
 import { prefetchRefs, startPrefetch } from './prefetch.js';
+import { formatBytes } from './report.js';
 import { installRegistry } from './registry-binary.js';
 import { useRegistriesConf } from './registries-conf.js';
 import { state } from './state.js';
@@ -28,8 +31,9 @@ export async function main(): Promise<void> {
 
     const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
     const plans = mirrorPlans(inputs);
+    const timeoutMs = inputs.cacheTimeoutSeconds * 1000;
     const [restored, binary, probes] = await Promise.all([
-      restoreOrStartEmpty(() => withDeadline('restoring the cache', inputs.cacheTimeoutSeconds * 1000, (signal) => restoreStorage(scope, budget, inputs.registries, new Date(), signal))),
+      restoreOrStartEmpty(() => withDeadline('restoring the cache index', timeoutMs, (signal) => restoreIndex(scope, budget, inputs.registries, new Date(), signal))),
       installRegistry(inputs, join(dir.root, 'download')),
       probeUpstreams(plans),
     ]);
@@ -37,9 +41,23 @@ export async function main(): Promise<void> {
     await writeBaseline(dir, { started: jobStarted, restored, storage });
     state.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
     core.setOutput('restored-key', restored.restoredKey);
+    // The entries come in behind the mirrors: the job goes on while they download.
+    const restoreProgress = join(dir.root, 'restore-progress.jsonl');
+    if (restored.entries.length) {
+      const plan = { workDir: dir.root, entries: restored.entries, images: restored.images, sizes: restored.index!.blobs, progress: restoreProgress, timeoutMs };
+      state.setRestore({ pid: await startRestore(plan), progress: restoreProgress, started: Date.now(), timeoutMs });
+      core.info(`Restoring ${restored.images.length} images (${formatBytes(restoredBytes(restored))} in ${restored.entries.length} cache entries) in the background, most recently used first.`);
+    }
 
-    const options = { binary, dir, address, port: inputs.port, restoredImages: restored.images.map((i) => i.repository) };
-    const mirrors = await startMirrors(plans, probes, options, state.setMirrors);
+    // While the restore runs, a front holds each mirror's port, so that a pull of an image on its way waits for it.
+    const fronted = restored.entries.length > 0;
+    const options = { binary, dir, address, port: fronted ? 0 : inputs.port, restoredImages: restored.images.map((i) => i.repository) };
+    let mirrors = await startMirrors(plans, probes, options, state.setMirrors);
+    if (fronted) {
+      const front = { workDir: dir.root, address, hubPort: inputs.port, images: gatedImages(restored.images), progress: restoreProgress, deadline: Date.now() + timeoutMs };
+      mirrors = await frontMirrors(mirrors, front, state.setGate);
+      state.setMirrors(mirrors);
+    }
     await writeClientConfigs(dir.clients, mirrors);
     core.setOutput('mirrors', JSON.stringify(Object.fromEntries(mirrors.map((m) => [m.registry, m.url]))));
     core.setOutput('hosts-dir', dir.clients.hostsDir);
@@ -56,7 +74,8 @@ export async function main(): Promise<void> {
     const refs = inputs.prefetch && daemonPulls ? prefetchRefs(restored.index, hubImages) : [];
     if (refs.length) {
       const log = join(dir.root, 'prefetch.log');
-      state.setPrefetch({ pid: await startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log }), log, jobStarted });
+      const waitForRestore = restored.entries.length ? { restoreProgress, waitMs: timeoutMs } : {};
+      state.setPrefetch({ pid: await startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log, ...waitForRestore }), log, jobStarted });
       core.info(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
     }
   } catch (e) {

@@ -31,9 +31,8 @@ import {
 import { mapBounded } from './bounded.js';
 import { restoreEntry, RefusedArchive } from './cache-entry.js';
 import { saveEnvironment } from './processes.js';
-import { blobPath, holdsDigest, inside, writeLinks, type StorageState } from './storage.js';
+import { blobPath, holdsDigest, inside, type StorageState } from './storage.js';
 
-const RESTORE_CONCURRENCY = 8;
 const SAVE_CONCURRENCY = 4;
 /** How long a save waits for another job's upload of the same entry to finish. */
 const ENTRY_WAIT_MS = 10_000;
@@ -47,9 +46,15 @@ export interface CacheScope {
 export interface Restored {
   restoredKey: string;
   index: CacheIndex | null;
-  /** The images restored (within budget). */
+  /** The images selected within budget, most recently used first. */
   images: CachedImage[];
   dropped: Dropped[];
+  /** The entries holding what the images need, in the order they are restored. */
+  entries: EntryRef[];
+  /** Whether every entry was tried before the post step: only then does the job save (nothing twice, nothing lost). */
+  finished: boolean;
+  /** Blobs restored and verified. */
+  present: string[];
   /** Entries restored whole and verified: the next index can keep naming them. */
   kept: EntryRef[];
   missingEntries: number;
@@ -59,7 +64,13 @@ export interface Restored {
   refused: string[];
 }
 
-export const NOTHING_RESTORED: Restored = { restoredKey: '', index: null, images: [], dropped: [], kept: [], missingEntries: 0, damaged: [], refused: [] };
+export const NOTHING_RESTORED: Restored = { restoredKey: '', index: null, images: [], dropped: [], entries: [], finished: true, present: [], kept: [], missingEntries: 0, damaged: [], refused: [] };
+
+/** The bytes of the blobs the restore brings in. */
+export function restoredBytes(restored: Restored): number {
+  const digests = new Set(restored.entries.flatMap((e) => e.digests));
+  return [...digests].reduce((sum, d) => sum + (restored.index?.blobs[d] ?? 0), 0);
+}
 
 export interface Saved {
   entries: EntryRef[];
@@ -72,53 +83,34 @@ export interface Saved {
 }
 
 /**
- * Restores the index and, within budget, the images of the listed registries that it names. Nothing restored is
- * trusted: the index is read strictly, each entry's archive is checked before it is extracted into a directory of
- * its own, and each blob moves into the storage only once its bytes match its digest. `signal` cancels it all,
- * downloads and tar alike.
+ * Restores the index and selects, within budget, the images of the listed registries that it names. Nothing
+ * restored is trusted: the index is read strictly. The entries holding the images' blobs are restored afterwards,
+ * in the background (background-restore.ts). `signal` cancels the download and tar.
  */
-export async function restoreStorage(scope: CacheScope, budget: Budget, registries: string[], now: Date, signal: AbortSignal): Promise<Restored> {
-  const restoring = join(scope.workDir, 'restoring');
+export async function restoreIndex(scope: CacheScope, budget: Budget, registries: string[], now: Date, signal: AbortSignal): Promise<Restored> {
+  const indexDir = join(scope.workDir, 'restoring-index');
+  let restoredKey: string | undefined;
+  let read: ReadIndex;
   try {
-    const indexDir = join(restoring, 'index');
-    let restoredKey: string | undefined;
-    let read: ReadIndex;
-    try {
-      restoredKey = await restoreEntry({ paths: [INDEX_FILE], key: indexKeyPrefix(scope.prefix, scope.arch), expected: new Map([[INDEX_FILE, MAX_INDEX_BYTES]]), into: indexDir, signal });
-      if (!restoredKey) return NOTHING_RESTORED;
-      read = readIndex(await readFile(join(indexDir, INDEX_FILE), 'utf8'), { prefix: scope.prefix, registries });
-    } catch (e) {
-      if (signal.aborted || !(e instanceof RefusedArchive || e instanceof InvalidIndex)) throw e;
-      // An index that cannot be read at all is a cache to start over: this run saves a new one.
-      core.warning(`pull-cache-action: refused the cache index: ${e.message}. Starting with an empty cache.`);
-      return { ...NOTHING_RESTORED, refused: [e instanceof InvalidIndex ? `${restoredKey}: ${e.message}` : e.message] };
-    }
-    const { index, invalid } = read;
-    for (const problem of invalid) core.warning(`pull-cache-action: dropped from the restored cache index: ${problem}`);
-    const selection = selectImages(index, budget, now);
-    const storage = join(scope.workDir, STORAGE_DIR);
-    // Each entry is checked as soon as it is down, so the hashing overlaps the other downloads.
-    const outcomes = await mapBounded(selection.entries, RESTORE_CONCURRENCY, (entry, i) => restoreBlobs(entry, index.blobs, join(restoring, String(i)), storage, signal));
-    const refusedEntries = outcomes.flatMap((o) => (o.refused ? [o.refused] : []));
-    for (const problem of refusedEntries) core.warning(`pull-cache-action: refused a cache entry: ${problem}`);
-    const present = new Set(outcomes.flatMap((o) => o.present));
-    await writeLinks(storage, selection.images, present);
-    return {
-      restoredKey,
-      index,
-      images: selection.images,
-      dropped: selection.dropped,
-      kept: selection.entries.filter((entry, i) => outcomes[i].found && entry.digests.every((d) => present.has(d))),
-      missingEntries: outcomes.filter((o) => !o.found).length,
-      damaged: selection.entries.flatMap((entry, i) => (outcomes[i].found ? entry.digests.filter((d) => !present.has(d)) : [])),
-      refused: [...invalid, ...refusedEntries],
-    };
+    restoredKey = await restoreEntry({ paths: [INDEX_FILE], key: indexKeyPrefix(scope.prefix, scope.arch), expected: new Map([[INDEX_FILE, MAX_INDEX_BYTES]]), into: indexDir, signal });
+    if (!restoredKey) return NOTHING_RESTORED;
+    read = readIndex(await readFile(join(indexDir, INDEX_FILE), 'utf8'), { prefix: scope.prefix, registries });
+  } catch (e) {
+    if (signal.aborted || !(e instanceof RefusedArchive || e instanceof InvalidIndex)) throw e;
+    // An index that cannot be read at all is a cache to start over: this run saves a new one.
+    core.warning(`pull-cache-action: refused the cache index: ${e.message}. Starting with an empty cache.`);
+    return { ...NOTHING_RESTORED, refused: [e instanceof InvalidIndex ? `${restoredKey}: ${e.message}` : e.message] };
   } finally {
-    await rm(restoring, { recursive: true, force: true });
+    await rm(indexDir, { recursive: true, force: true });
   }
+  const { index, invalid } = read;
+  for (const problem of invalid) core.warning(`pull-cache-action: dropped from the restored cache index: ${problem}`);
+  const selection = selectImages(index, budget, now);
+  return { ...NOTHING_RESTORED, restoredKey, index, images: selection.images, dropped: selection.dropped, entries: selection.entries, finished: selection.entries.length === 0, refused: invalid };
 }
 
-interface EntryOutcome {
+/** What restoring one entry came to. */
+export interface EntryOutcome {
   /** Whether the cache had the entry. */
   found: boolean;
   /** Its blobs now in storage, each checked against its digest. */
@@ -127,8 +119,11 @@ interface EntryOutcome {
   refused?: string;
 }
 
-/** One entry: restored into its own directory, each blob moved into the storage once it matches its digest. */
-async function restoreBlobs(entry: EntryRef, sizes: Record<string, number>, into: string, storage: string, signal: AbortSignal): Promise<EntryOutcome> {
+/**
+ * One entry: restored into its own directory, each blob moved into the storage once it matches its digest. The
+ * move is a rename: the registry, serving meanwhile, sees a blob whole or not at all.
+ */
+export async function restoreBlobs(entry: EntryRef, sizes: Record<string, number>, into: string, storage: string, signal: AbortSignal): Promise<EntryOutcome> {
   const paths = entryPaths(entry);
   const expected = new Map(entry.digests.map((d) => [`${STORAGE_DIR}/${blobPath(d)}`, sizes[d]]));
   let key: string | undefined;
@@ -191,7 +186,9 @@ export async function saveStorage(scope: CacheScope, restored: Restored, after: 
   const end = () => {
     try {
       process.kill(-child.pid!, 'SIGKILL');
-    } catch {}
+    } catch {
+      // gone already
+    }
   };
   signal.addEventListener('abort', end, { once: true });
   try {

@@ -5,6 +5,7 @@ import { execFile, spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { whenInPlace } from './background-restore.js';
 import { imageKey, type CacheIndex } from './cache-index.js';
 import { displayName } from './images.js';
 import { mapBounded } from './bounded.js';
@@ -17,6 +18,9 @@ export interface PrefetchPlan {
   refs: string[];
   concurrency: number;
   log: string;
+  /** The background restore's progress file: each image is pulled once the cache can serve it. */
+  restoreProgress?: string;
+  waitMs?: number;
 }
 
 export interface PrefetchResult {
@@ -68,6 +72,7 @@ export const PREFETCH_AGENT = 'pull-cache-action-prefetch';
 export async function runPrefetch(planFile: string): Promise<void> {
   const plan = JSON.parse(await readFile(planFile, 'utf8')) as PrefetchPlan;
   await mapBounded(plan.refs, plan.concurrency, async (ref) => {
+    if (plan.restoreProgress) await whenInPlace(plan.restoreProgress, ref, plan.waitMs ?? 0);
     const started = Date.now();
     const error = await pull(ref).then(
       () => undefined,

@@ -1,203 +1,13 @@
-// What the job pulled, and from where. The registry's own counters are wrong in 2.8, so the figures are
-// computed from its access log and storage: a blob served under a repository that linked it before the job is a
-// hit; any other blob it served came from upstream during the job. The job's images are reported apart from what
-// the prefetch pulled on speculation.
+// The job's report as Markdown, for the job summary and the log: what the job pulled and from where (usage.ts),
+// what was restored, refused, dropped and saved, and what went around the cache.
 import * as core from '@actions/core';
-import { imageKey, type Budget, type Dropped } from './cache-index.js';
+import type { AroundTheCache } from './around-the-cache.js';
+import type { Budget, Dropped } from './cache-index.js';
+import type { BackgroundRestoreFacts } from './background-restore.js';
 import type { Quota } from './docker-hub.js';
-import { PREFETCH_AGENT, type PrefetchUsage } from './prefetch.js';
-import { displayName, DOCKER_HUB, imageContent, splitRepository, type Manifests } from './images.js';
-import { isDigest, type StorageState } from './storage.js';
-
-export interface RegistryRequest {
-  /** Epoch milliseconds, to the second. */
-  at: number;
-  /** The client's User-Agent: dockerd's, naming the API client in UpstreamClient(...). */
-  agent: string;
-  method: string;
-  repository: string;
-  kind: 'manifests' | 'blobs';
-  reference: string;
-  status: number;
-}
-
-const REQUEST_LINE = /\[([^\]]+)\] "(GET|HEAD) \/v2\/(.+)\/(manifests|blobs)\/([^ ?"]+)[^"]*" (\d{3}) \S+(?: "(?:[^"\\]|\\.)*" "((?:[^"\\]|\\.)*)")?/;
-const MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec';
-
-/** `29/Nov/2026:19:14:15 +0000`, the access log's time, in epoch milliseconds. */
-function logTime(text: string): number {
-  const m = /^(\d\d)\/(\w{3})\/(\d{4}):(\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)$/.exec(text);
-  if (!m) return NaN;
-  const month = String(MONTHS.indexOf(m[2]) / 3 + 1).padStart(2, '0');
-  return Date.parse(`${m[3]}-${month}-${m[1]}T${m[4]}${m[5]}:${m[6]}`);
-}
-
-/** Parses the registry's access log (Apache combined format) into the requests for manifests and blobs. */
-export function parseAccessLog(text: string): RegistryRequest[] {
-  const requests: RegistryRequest[] = [];
-  for (const line of text.split('\n')) {
-    const m = REQUEST_LINE.exec(line);
-    const reference = m && decodeSafely(m[5]);
-    if (m && reference) requests.push({ at: logTime(m[1]), agent: m[7] ?? '', method: m[2], repository: m[3], kind: m[4] as RegistryRequest['kind'], reference, status: Number(m[6]) });
-  }
-  return requests;
-}
-
-/** A stray request with a broken escape is not a pull: skip it rather than lose the report. */
-function decodeSafely(text: string): string | undefined {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return undefined;
-  }
-}
-
-export interface Tally {
-  blobs: number;
-  bytes: number;
-}
-
-export interface ImageUsage {
-  /** repository:tag or repository@digest, as the cache index names images. */
-  key: string;
-  /** As docker shows it (library/ left out). */
-  image: string;
-  fromCache: Tally;
-  fromUpstream: Tally;
-}
-
-/** Images and their blobs' origins; the totals count each blob once, however many of the images name it. */
-export interface UsageTable {
-  images: ImageUsage[];
-  fromCache: Tally;
-  fromUpstream: Tally;
-}
-
-/** What the job used, and apart from it what the prefetch pulled on speculation and the job never used. */
-export interface Usage extends UsageTable {
-  prefetchOnly: UsageTable;
-}
-
-type Origin = 'cache' | 'upstream';
-
-/** The blobs of one image, by where their bytes came from in this job. */
-interface ImageBlobs {
-  key: string;
-  image: string;
-  blobs: Map<string, Origin>;
-}
-
-/**
- * Per image used in the job: of the blobs its manifest names, those the restored cache served are hits and those
- * fetched from the upstream during the job are misses, whichever request (the job's or the prefetch's) carried them,
- * and even when the daemon had a blob from another image's pull and never asked for it again. A blob no one asked
- * the mirror for during the job was on the runner already: it is neither. An image is the job's when the job asked
- * the mirror for it (a pull that joins the prefetch's asks too) or ran a container of it (`ranByJob`, display names);
- * the rest the prefetch pulled alone.
- */
-export function accountUsage(requests: RegistryRequest[], before: StorageState, after: StorageState, manifests: Manifests, ranByJob: ReadonlySet<string> = new Set()): Usage {
-  const served = requests.filter((r) => r.status === 200);
-  const blobGets = served.filter((r) => r.kind === 'blobs' && r.method === 'GET');
-  // The registry looks blobs up per repository: one held under another repository is fetched again.
-  const linkedBefore = (repository: string, digest: string) => digest in before.blobs && (before.repositories[repository]?.layers.includes(digest) ?? false);
-  const originOfRequest = (r: RegistryRequest): Origin => (linkedBefore(r.repository, r.reference) ? 'cache' : 'upstream');
-  const servedUnder = new Map(blobGets.map((r) => [`${r.repository}@${r.reference}`, originOfRequest(r)]));
-  // A blob the daemon did not ask for under this image's repository came with the first pull that did ask for it.
-  const firstServed = new Map<string, Origin>();
-  for (const r of blobGets) if (!firstServed.has(r.reference)) firstServed.set(r.reference, originOfRequest(r));
-  const originOf = (repository: string, digest: string) => servedUnder.get(`${repository}@${digest}`) ?? firstServed.get(digest);
-
-  const manifestsByDigest = new Set(served.filter((r) => r.kind === 'manifests' && r.method === 'GET' && isDigest(r.reference)).map((r) => `${r.repository}@${r.reference}`));
-  const askedByJob = new Set(served.filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => `${r.repository}@${r.reference}`));
-  /** Manifests reached through a tag (or an index): not listed again as pulls by digest. */
-  const reached = new Set<string>();
-  const images = new Map<string, ImageBlobs & { byJob: boolean }>();
-  const addImage = (repository: string, reference: string, manifest: string) => {
-    const content = imageContent(manifest, manifests, (child) => manifestsByDigest.has(`${repository}@${child}`));
-    content.manifests.forEach((d) => reached.add(`${repository}@${d}`));
-    const key = imageKey({ repository, reference });
-    const blobs = new Map(content.blobs.flatMap((d) => (originOf(repository, d) ? [[d, originOf(repository, d)!] as const] : [])));
-    const image = `${displayName(repository)}${isDigest(reference) ? `@${reference.slice(0, 19)}` : `:${reference}`}`;
-    const byJob = (images.get(key)?.byJob ?? false) || askedByJob.has(`${repository}@${reference}`) || ranByJob.has(displayName(key));
-    images.set(key, { key, image, blobs, byJob });
-  };
-  // dockerd resolves a tag with a HEAD (or a GET), then GETs the manifest by digest.
-  for (const r of served.filter((r) => r.kind === 'manifests' && !isDigest(r.reference))) {
-    const digest = after.repositories[r.repository]?.tags[r.reference];
-    if (digest) addImage(r.repository, r.reference, digest);
-  }
-  for (const key of manifestsByDigest) {
-    const [repository, digest] = key.split('@');
-    if (!reached.has(key)) addImage(repository, digest, digest);
-  }
-
-  // Blobs served that no image names (a manifest the report could not read): a row of their own, by who asked.
-  const named = new Set([...images.values()].flatMap((i) => [...i.blobs.keys()]));
-  const strays = (byPrefetch: boolean): ImageBlobs[] => {
-    const blobs = new Map(blobGets.filter((r) => !named.has(r.reference) && r.agent.includes(PREFETCH_AGENT) === byPrefetch).map((r) => [r.reference, originOfRequest(r)]));
-    return blobs.size ? [{ key: '', image: '(blobs of no image pulled by tag)', blobs }] : [];
-  };
-  const all = [...images.values()];
-  const job = tabulate([...all.filter((i) => i.byJob), ...strays(false)], new Set(), after, before);
-  const jobBlobs = new Set(all.filter((i) => i.byJob).flatMap((i) => [...i.blobs.keys()]));
-  return { ...job, prefetchOnly: tabulate([...all.filter((i) => !i.byJob), ...strays(true)], jobBlobs, after, before) };
-}
-
-/**
- * Rows per image, and totals with each blob once per origin (one served from the cache for an image and fetched for
- * another was moved twice); blobs in `counted` are left out of the totals.
- */
-function tabulate(rows: ImageBlobs[], counted: ReadonlySet<string>, after: StorageState, before: StorageState): UsageTable {
-  const sizeOf = (digest: string) => after.blobs[digest] ?? before.blobs[digest] ?? 0;
-  const tally = (blobs: Iterable<readonly [string, Origin]>) => {
-    const usage = { fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } };
-    for (const [digest, origin] of blobs) {
-      const t = origin === 'cache' ? usage.fromCache : usage.fromUpstream;
-      t.blobs += 1;
-      t.bytes += sizeOf(digest);
-    }
-    return usage;
-  };
-  const once = new Map(rows.flatMap((r) => [...r.blobs].filter(([digest]) => !counted.has(digest)).map(([digest, origin]) => [`${origin} ${digest}`, [digest, origin] as const])));
-  return { images: rows.map((r) => ({ key: r.key, image: r.image, ...tally(r.blobs) })), ...tally(once.values()) };
-}
-
-/** Adds up the usage of each registry's mirror. */
-export function mergeUsage(usages: Usage[]): Usage {
-  return { ...mergeTables(usages), prefetchOnly: mergeTables(usages.map((u) => u.prefetchOnly)) };
-}
-
-function mergeTables(tables: UsageTable[]): UsageTable {
-  const add = (a: Tally, b: Tally): Tally => ({ blobs: a.blobs + b.blobs, bytes: a.bytes + b.bytes });
-  const none = { blobs: 0, bytes: 0 };
-  return {
-    images: tables.flatMap((t) => t.images),
-    fromCache: tables.reduce((sum, t) => add(sum, t.fromCache), none),
-    fromUpstream: tables.reduce((sum, t) => add(sum, t.fromUpstream), none),
-  };
-}
-
-/** An image dockerd pulled from a registry other than Docker Hub, which its registry-mirrors do not cover. */
-export interface AroundTheCache {
-  image: string;
-  /** The same image through its registry's mirror (MIRROR_HOST/NAME:TAG); empty when the registry has no mirror. */
-  throughMirror: string;
-}
-
-/**
- * Of what dockerd pulled, the images that went around the cache: from a registry dockerd has no mirror for
- * (Docker Hub it has; others only through a hosts.toml of ours, `viaHostsToml`), and not from a mirror itself.
- */
-export function aroundTheCache(pulled: string[], mirrors: { registry: string; url: string }[], viaHostsToml: string[] = []): AroundTheCache[] {
-  const mirrorHosts = new Set(mirrors.map((m) => new URL(m.url).host));
-  const mirrored = new Set([DOCKER_HUB, ...viaHostsToml]);
-  return pulled.flatMap((image) => {
-    const { registry, repository } = splitRepository(image);
-    if (mirrored.has(registry) || mirrorHosts.has(registry)) return [];
-    const mirror = mirrors.find((m) => m.registry === registry);
-    return [{ image, throughMirror: mirror ? `${new URL(mirror.url).host}/${repository}` : '' }];
-  });
-}
+import type { PrefetchUsage } from './prefetch.js';
+import { displayName, DOCKER_HUB, splitRepository } from './images.js';
+import type { ImageUsage, Tally, Usage, UsageTable } from './usage.js';
 
 /** One registry's row: its mirror and what the job pulled through it. */
 export interface RegistryRow {
@@ -222,6 +32,8 @@ export interface ReportFacts {
   restoredBytes: number;
   missingEntries: number;
   damagedBlobs: number;
+  /** How the background restore went, and which of the job's images it asked for before they were in place. */
+  background: BackgroundRestoreFacts | null;
   /** What was refused from the restored cache as invalid or hostile, one line each. */
   refused: string[];
   /** Images the index named that this run left out, and why. */
@@ -320,6 +132,7 @@ export function renderReport(f: ReportFacts): string {
   } else {
     lines.push(f.refused.length ? '- Restored: nothing (the cache index was refused, see below).' : '- Restored: nothing (no cache yet for this key prefix and platform).');
   }
+  lines.push(...backgroundRestoreLines(f.background));
   if (f.refused.length) {
     lines.push(`- Refused from the cache as invalid (not restored, not served): ${count(f.refused.length, 'item')}:`);
     for (const problem of f.refused.slice(0, MAX_REFUSED_LINES)) lines.push(`  - ${problem}`);
@@ -360,6 +173,23 @@ export function renderReport(f: ReportFacts): string {
   if (!f.unpigz) lines.push('- dockerd decompresses layers without unpigz: installing `pigz` makes pulls about 20% faster.');
   for (const p of f.problems) lines.push(`- ⚠️ ${p}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** When the background restore finished, and the job's pulls that came before their image was in place. */
+function backgroundRestoreLines(b: BackgroundRestoreFacts | null): string[] {
+  if (!b) return [];
+  if (!b.finished) {
+    return ['- ⚠️ The background restore did not finish within cache-timeout: nothing was saved, so the next run restores the cache as it was.'];
+  }
+  const lines = [`- Restored in the background: ${count(b.images, 'image')} in ${b.seconds} s after the main step${b.early.length ? '.' : ', before the job asked for any of them.'}`];
+  if (b.early.length) {
+    lines.push(`- Asked for before the restore had them in place (the pull waited for the image; what the restore did not bring came from the upstream): ${count(b.early.length, 'image')}:`);
+    for (const e of b.early) {
+      const inPlace = e.inPlaceAt === null ? 'not restored whole' : `in place at ${e.inPlaceAt} s`;
+      lines.push(`  - ${e.image}: asked at ${e.askedAt} s, ${inPlace}; ${Math.round(e.restoredShare * 100)}% of the restore was done when asked.`);
+    }
+  }
+  return lines;
 }
 
 /** dockerd's own BuildKit, when this daemon's cannot pull through the mirror: a line saying so and the ways through. */

@@ -51,6 +51,14 @@ export interface PrefetchState {
   jobStarted: number;
 }
 
+export interface RestoreState {
+  pid: number;
+  progress: string;
+  /** Epoch ms: the worker stops itself timeoutMs after. */
+  started: number;
+  timeoutMs: number;
+}
+
 export interface CacheState {
   workDir: string;
   restoredKey: string;
@@ -81,6 +89,11 @@ export const state = {
   setRegistryHosts: (value: RegistryHostsFile[]) => write('registryHosts', value),
   registriesConf: () => read<RegistriesConfState>('registriesConf'),
   setRegistriesConf: (value: RegistriesConfState) => write('registriesConf', value),
+  restore: () => read<RestoreState>('restore'),
+  /** The pid of the mirrors' front (gate.ts), while the cache restores in the background. */
+  gate: () => read<number>('gate'),
+  setGate: (pid: number) => write('gate', pid),
+  setRestore: (value: RestoreState) => write('restore', value),
   prefetch: () => read<PrefetchState>('prefetch'),
   setPrefetch: (value: PrefetchState) => write('prefetch', value),
   /** Why `docker build` with dockerd's own BuildKit goes around the cache on this daemon; empty when it does not. */

@@ -3,9 +3,9 @@
 // repository that links it). Docker Hub's proxy has the storage root; every other registry's proxy has a
 // root of its own under registries/HOST, whose blobs directory is a link to the shared one, so a layer
 // two registries serve is stored, and cached, once.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { mapBounded } from './bounded.js';
 import { DOCKER_HUB, splitRepository, type Manifests } from './images.js';
@@ -111,9 +111,11 @@ export interface ImageLinks {
 /**
  * Writes the links that make the images serve, for the blobs present only. Every config and layer an image
  * needs is linked under the image's repository, so the proxy serves it from storage even when this
- * repository never asked for it (the daemon had the layer already from another image).
+ * repository never asked for it (the daemon had the layer already from another image). The registry may be
+ * serving while they are written: each link appears whole, and a tag it linked itself in the meantime (fresher
+ * than the cache's) is left as it is.
  */
-export async function writeLinks(root: string, images: ImageLinks[], present: Set<string>): Promise<void> {
+export async function writeLinks(root: string, images: ImageLinks[], present: ReadonlySet<string>): Promise<void> {
   const links = new Map<string, string>();
   const registries = new Set<string>();
   for (const image of images) {
@@ -133,7 +135,15 @@ export async function writeLinks(root: string, images: ImageLinks[], present: Se
   await mapBounded([...links], 32, async ([dir, digest]) => {
     const path = inside(root, `${dir}/link`);
     await mkdir(join(path, '..'), { recursive: true });
-    await writeFile(path, digest);
+    const written = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    await writeFile(written, digest);
+    try {
+      // A tag's current link is made only where there is none; every other link names its own digest.
+      if (dir.endsWith('/current')) await link(written, path).catch((e: NodeJS.ErrnoException) => (e.code === 'EEXIST' ? undefined : Promise.reject(e)));
+      else await rename(written, path);
+    } finally {
+      await rm(written, { force: true });
+    }
   });
 }
 

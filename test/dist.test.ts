@@ -1,4 +1,6 @@
-// The runner executes dist/, not src/: the committed bundle must be exactly what src/ builds to.
+// The runner executes dist/, not src/: the committed bundle must be exactly what src/ builds to. npm run test:e2e runs
+// this first and stops on a stale bundle: the end-to-end tests run dist/index.js too, and nothing rebuilds it for them,
+// so a commit whose dist/ lags its src/ fails here, in CI as on a laptop.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';

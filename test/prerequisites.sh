@@ -72,7 +72,7 @@ go_build_pinned github.com/distribution/distribution/v3 v3.1.1 cmd/registry
 # ---- actionlint for test/lint-workflows.sh ---------------------------------------------------------------------------
 go_build_pinned github.com/rhysd/actionlint v1.7.12 cmd/actionlint
 
-# ---- BuildKit (buildkitd, buildctl) for the buildx builder tests: test/buildkit.test.ts ------------------------------
+# ---- BuildKit (buildkitd, buildctl) for the buildx builder tests: test/e2e/buildkit.test.ts --------------------------
 # Keep in step with BUILDKIT_VERSION in test/helpers/buildkitd.ts. buildkitd's OCI worker runs runc.
 if ! command -v runc >/dev/null; then
   echo "prerequisites: installing runc (buildkitd's OCI worker runs it)"
@@ -84,11 +84,11 @@ fi
 go_build_pinned github.com/moby/buildkit v0.34.2 cmd/buildkitd
 go_build_pinned github.com/moby/buildkit v0.34.2 cmd/buildctl
 
-# ---- Docker Engines besides Debian's 20.10 (dockerd only), for test/buildkit.test.ts: dockerd's own BuildKit -------
+# ---- Docker Engines besides Debian's 20.10 (dockerd only), for test/e2e/buildkit.test.ts: dockerd's own BuildKit ---
 # reads a reloaded mirror from 25.0, on any address from 28.0. moby's releases are Go modules without a go.mod
 # (github.com/docker/docker@vX.Y.Z+incompatible, with vendor.mod instead and no vendored code in the module zip), so
 # each is built in a copy of the downloaded module with vendor.mod as its go.mod, its dependencies from the proxy.
-# They run with Debian's containerd and runc (dockerd starts a containerd of its own); test/buildkit.test.ts runs
+# They run with Debian's containerd and runc (dockerd starts a containerd of its own); test/e2e/buildkit.test.ts runs
 # dockerd's own BuildKit on each engine TEST_ENGINES names.
 build_dockerd() {
   local version=$1

@@ -14,7 +14,15 @@ export async function assertLeftAsItWas(runner: Runner, daemonJson: string, main
   assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), daemonJson, 'daemon.json byte for byte');
   assert.deepEqual((await runner.dockerd.info()).RegistryConfig.Mirrors ?? [], [], 'no mirror left live');
   for (const mirror of mirrorsOf(main)) assert.ok(!isRunning(mirror.pid), `the ${mirror.registry} mirror is stopped`);
+  for (const [worker, pid] of Object.entries(workersOf(main))) assert.ok(!isRunning(pid), `the ${worker} is stopped`);
   assert.deepEqual(await readdir(runnerTemp), [], 'nothing left in RUNNER_TEMP');
+}
+
+/** The detached workers a main step started (besides the registries), by what they are. */
+export function workersOf(main: StepResult): Record<string, number> {
+  const pid = (name: string) => (main.state[name] ? (JSON.parse(main.state[name]) as { pid: number } | number) : undefined);
+  const pids = { 'restore worker': pid('restore'), "mirrors' front": pid('gate'), 'prefetch worker': pid('prefetch') };
+  return Object.fromEntries(Object.entries(pids).flatMap(([worker, p]) => (p === undefined ? [] : [[worker, typeof p === 'number' ? p : p.pid]])));
 }
 
 /**
@@ -53,7 +61,7 @@ export async function assertSecretNowhere(
 }
 
 function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name));
+  return readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
 
 /** A process's environment, as /proc/PID/environ shows it. */

@@ -1,7 +1,7 @@
 // A local stand-in for the GitHub Actions cache service (v2) that the real @actions/cache talks to:
 // Twirp JSON on an in-process node:http server, archives stored in Azurite through SAS URLs.
 //
-// Reproduced GitHub semantics (see NOTES.md section 3):
+// Reproduced GitHub semantics (GitHub's docs, "Caching dependencies to speed up workflows": matching a cache key):
 // - a key+version is immutable: CreateCacheEntry on a key+version that is reserved or finalized answers
 //   HTTP 200 {ok:false} (no message, so @actions/cache logs only "Failed to save: Unable to reserve cache ...";
 //   github.com itself answers HTTP 409 already_exists for a finalized entry, which the client treats the same way);
@@ -36,6 +36,8 @@ export interface CacheEntry {
 
 export interface CacheFault {
   methods?: string[];
+  /** Only requests whose key matches (default: any key). */
+  keys?: RegExp;
   status?: number;
   hangMs?: number;
 }
@@ -173,7 +175,8 @@ class ServiceState {
       if (req.method !== 'POST' || !method) throw new TwirpError(404, 'bad_route', `no handler for ${req.method} ${url.pathname}`);
       this.requests[method] = (this.requests[method] ?? 0) + 1;
       if (req.headers.authorization !== `Bearer ${token}`) throw new TwirpError(401, 'unauthenticated', 'invalid or missing bearer token');
-      const fault = this.fault && (!this.fault.methods || this.fault.methods.includes(method)) ? this.fault : null;
+      const key = keyOf(body);
+      const fault = this.fault && (!this.fault.methods || this.fault.methods.includes(method)) && (!this.fault.keys || this.fault.keys.test(key)) ? this.fault : null;
       if (fault?.hangMs) await new Promise((resolve) => setTimeout(resolve, fault.hangMs).unref());
       if (fault?.status === 429) {
         res.setHeader('retry-after', '60');
@@ -314,4 +317,13 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** The key a request names, for faults that pick requests by key; '' when its body is not JSON. */
+function keyOf(body: Buffer): string {
+  try {
+    return String((JSON.parse(body.toString('utf8') || '{}') as { key?: unknown }).key ?? '');
+  } catch {
+    return '';
+  }
 }

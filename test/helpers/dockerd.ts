@@ -50,6 +50,7 @@ export interface Dockerd {
   /** Runs the docker CLI against this daemon; `env` adds to its environment (DOCKER_BUILDKIT=1, say). */
   docker(args: string[], options?: DockerCliOptions): Promise<RunResult>;
   /** `docker info --format '{{json .}}'`, parsed. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- docker's JSON, read a field at a time by the tests
   info(): Promise<any>;
   /** Stops the daemon, then anything left of it (containerd, shims, containers), its mounts and its exec-root. */
   stop(): Promise<void>;
@@ -187,7 +188,7 @@ export async function startDockerd(
     live.add(daemon);
     await daemon.stop();
     const log = await readFile(logFile, 'utf8').catch(() => '');
-    throw new Error(`${(error as Error).message}; see ${logFile}:\n${log.slice(-3000)}`);
+    throw new Error(`${(error as Error).message}; see ${logFile}:\n${log.slice(-3000)}`, { cause: error });
   }
   live.add(daemon);
   return daemon;

@@ -1,7 +1,8 @@
 // Docker Hub under its real names, with no internet: a network namespace in which registry-1.docker.io:443 and
 // auth.docker.io:443 are the Docker Hub stand-in of hub.ts (token auth, ratelimit headers, private repositories),
-// over TLS with a test CA. For dockerd's own fallback when its mirror fails (always https://registry-1.docker.io)
-// and for the action's default `upstream`. See NOTES.md section 2.
+// over TLS with a test CA. For dockerd's own fallback when its mirror fails (always https://registry-1.docker.io,
+// whatever the mirror proxies: test (b) of test/e2e/hub-namespace.test.ts, dockerd 20.10) and for the action's
+// default `upstream`.
 //
 //   inside the namespace (own loopback)              this test process (the machine's loopback)
 //   ───────────────────────────────────              ──────────────────────────────────────────

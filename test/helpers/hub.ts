@@ -24,17 +24,19 @@
 //   `ratelimit-limit: N;w=21600`, `ratelimit-remaining: M;w=21600` and `docker-ratelimit-source`; an identity with
 //   an Infinity budget (the admin) gets none, as on Hub without a limit.
 // - `ratelimitpreview/test:latest` is pushed at start (public), so `HEAD /v2/ratelimitpreview/test/manifests/latest`
-//   reads the remaining quota without spending it (NOTES.md section 4). A manifest request whose Accept names no
-//   manifest type (none, */*) gets the schema 2 / OCI types added by the front, so it is served as stored, as on
-//   Hub (2.8 alone would answer it 400, trying a schema 1 conversion).
+//   reads the remaining quota without spending it (Docker's recipe: docs.docker.com/docker-hub/usage/pulls/, "View
+//   pull rate and limit"; only manifest GETs count). A manifest request whose Accept names no manifest type (none,
+//   */*) gets the schema 2 / OCI types added by the front, so it is served as stored, as on Hub (2.8 alone would
+//   answer it 400, trying a schema 1 conversion).
 // - Logs: hub.requests() / hub.tokenRequests(), and DIR/front.log, DIR/token.log (JSON lines); the registry's own
 //   access and application logs under DIR/registry/.
 //
-// Seen against it (hub.test.ts): Distribution 2.8.2 as a proxy HEADs the tag on every pull and GETs the manifest
-// by tag only when it does not have it (a warm pull spends nothing); with wrong credentials the token server's
-// 401 is swallowed for manifests (client gets 404 MANIFEST_UNKNOWN, the log says only "unknown tag") and reported
-// for blobs (500 UNKNOWN "unauthorized: incorrect username or password"); over the limit a cold pull gets 500
-// UNKNOWN wrapping TOOMANYREQUESTS. dockerd 20.10 pulling directly HEADs the tag, then GETs the manifest by digest.
+// Seen against it (test/e2e/hub-stand-in.test.ts): Distribution 2.8.2 as a proxy HEADs the tag on every pull and
+// GETs the manifest by tag only when it does not have it (a warm pull spends nothing); with wrong credentials the
+// token server's 401 is swallowed for manifests (client gets 404 MANIFEST_UNKNOWN, the log says only "unknown tag")
+// and reported for blobs (500 UNKNOWN "unauthorized: incorrect username or password"); over the limit a cold pull
+// gets 500 UNKNOWN wrapping TOOMANYREQUESTS. dockerd 20.10 pulling directly HEADs the tag, then GETs the manifest by
+// digest.
 import { X509Certificate, createPrivateKey, createPublicKey, createHash, createSign, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -160,6 +162,7 @@ export function libtrustKeyId(publicKey: KeyObject): string {
 }
 
 /** Decodes (does not verify) a JWT's claims; undefined when it is not one. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- claims of any shape, read a field at a time by the tests
 export function jwtClaims(token: string): Record<string, any> | undefined {
   const parts = token.split('.');
   if (parts.length !== 3) return undefined;

@@ -126,7 +126,7 @@ export async function startRootlessDockerd(user: RootlessUser, opts: { ownNetwor
     ns = await mntNs();
   } catch (e) {
     await daemon.stop();
-    throw new Error(`${(e as Error).message}; ${logFile}:\n${(await readFile(logFile, 'utf8').catch(() => '')).slice(-2000)}`);
+    throw new Error(`${(e as Error).message}; ${logFile}:\n${(await readFile(logFile, 'utf8').catch(() => '')).slice(-2000)}`, { cause: e });
   }
   return daemon;
 }

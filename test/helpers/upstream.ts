@@ -151,7 +151,7 @@ export async function startUpstream(dir: string, opts: UpstreamOptions = {}): Pr
       await proc.stop();
       const log = await readFile(registryLogFile, 'utf8').catch(() => '');
       if (attempt < 3 && /address already in use/.test(log)) continue;
-      throw new Error(`${(error as Error).message}; see ${registryLogFile}:\n${log.slice(-2000)}`);
+      throw new Error(`${(error as Error).message}; see ${registryLogFile}:\n${log.slice(-2000)}`, { cause: error });
     }
     const accessLog = async () => parseAccessLog(await readFile(accessLogFile, 'utf8'));
     return {

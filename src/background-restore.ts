@@ -1,0 +1,210 @@
+// The cache's entries, restored in the background while the job runs: main starts this bundle again, detached,
+// with --restore and the path of its plan, once the mirrors serve. Most recently used images come first; a blob
+// moves into the storage only whole and checked, and an image's links appear only once all of its blobs are in
+// place, so a pull that comes earlier goes to the upstream as a miss and never meets a partial image. The worker
+// writes one JSON line per entry and per image to its progress file: the prefetch waits on it, post reads it.
+import { spawn } from 'node:child_process';
+import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { mapBounded } from './bounded.js';
+import { contentOf, imageKey, STORAGE_DIR, type CachedImage, type EntryRef } from './cache-index.js';
+import { displayName } from './images.js';
+import { restoreBlobs, withDeadline, type Restored } from './persistence.js';
+import { isRunning, saveEnvironment } from './processes.js';
+import { writeLinks } from './storage.js';
+
+const RESTORE_ARGUMENT = '--restore';
+const RESTORE_CONCURRENCY = 8;
+
+export interface RestorePlan {
+  workDir: string;
+  entries: EntryRef[];
+  images: CachedImage[];
+  /** Each blob's size, as the index gives it: what an entry's archive may hold. */
+  sizes: Record<string, number>;
+  progress: string;
+  timeoutMs: number;
+}
+
+/** An entry tried: whether the cache had it, and which of its blobs are now in the storage. */
+export interface EntryRecord {
+  entry: string;
+  found: boolean;
+  present: string[];
+  refused?: string;
+  bytes: number;
+  at: number;
+}
+
+/** An image linked: `whole` once all its blobs were in place; at the end, an incomplete one with what it has. */
+export interface ImageRecord {
+  image: string;
+  /** As the prefetch names it. */
+  ref: string;
+  repository: string;
+  linked: string[];
+  whole: boolean;
+  at: number;
+}
+
+export interface DoneRecord {
+  done: true;
+  at: number;
+  error?: string;
+}
+
+export interface RestoreProgress {
+  entries: EntryRecord[];
+  images: ImageRecord[];
+  done?: DoneRecord;
+}
+
+/** Starts the worker detached (it outlives the main step) with the cache service's environment only; returns its pid. */
+export async function startRestore(plan: RestorePlan): Promise<number> {
+  const planFile = join(plan.workDir, 'restore-plan.json');
+  await writeFile(planFile, JSON.stringify(plan), { mode: 0o600 });
+  await writeFile(plan.progress, '');
+  const child = spawn(process.execPath, [process.argv[1], RESTORE_ARGUMENT, planFile], { detached: true, stdio: 'ignore', env: saveEnvironment(process.env, plan.workDir) });
+  child.unref();
+  return child.pid!;
+}
+
+/** The plan's path when this process is the restore worker (`node index.js --restore PLAN`); undefined otherwise. */
+export function restorePlanFile(argv: string[]): string | undefined {
+  return argv[2] === RESTORE_ARGUMENT ? argv[3] : undefined;
+}
+
+/** The worker: restores the plan's entries within its deadline, then records that it is done (and why, if cut off). */
+export async function runRestore(planFile: string): Promise<void> {
+  const plan = JSON.parse(await readFile(planFile, 'utf8')) as RestorePlan;
+  const record = (r: EntryRecord | ImageRecord | DoneRecord) => appendFile(plan.progress, `${JSON.stringify(r)}\n`);
+  const error = await withDeadline('restoring the cache', plan.timeoutMs, (signal) => restoreEntries(plan, record, signal)).then(
+    () => undefined,
+    (e: Error) => e.message,
+  );
+  await record({ done: true, at: Date.now(), ...(error ? { error } : {}) });
+}
+
+async function restoreEntries(plan: RestorePlan, record: (r: EntryRecord | ImageRecord) => Promise<void>, signal: AbortSignal): Promise<void> {
+  const storage = join(plan.workDir, STORAGE_DIR);
+  const restoring = join(plan.workDir, 'restoring');
+  const present = new Set<string>();
+  const waiting = new Set(plan.images);
+  const link = async (image: CachedImage, whole: boolean) => {
+    waiting.delete(image);
+    await writeLinks(storage, [image], present);
+    const key = imageKey(image);
+    await record({ image: key, ref: displayName(key), repository: image.repository, linked: contentOf(image).filter((d) => present.has(d)), whole, at: Date.now() });
+  };
+  try {
+    await mapBounded(plan.entries, RESTORE_CONCURRENCY, async (entry, i) => {
+      const outcome = await restoreBlobs(entry, plan.sizes, join(restoring, String(i)), storage, signal);
+      outcome.present.forEach((d) => present.add(d));
+      const bytes = outcome.present.reduce((sum, d) => sum + (plan.sizes[d] ?? 0), 0);
+      await record({ entry: entry.key, ...outcome, bytes, at: Date.now() });
+      for (const image of [...waiting]) if (waiting.has(image) && contentOf(image).every((d) => present.has(d))) await link(image, true);
+    });
+    // Images left had a blob refused or missing: what they have still serves, the rest comes from the upstream.
+    for (const image of [...waiting]) await link(image, false);
+  } finally {
+    await rm(restoring, { recursive: true, force: true });
+  }
+}
+
+/** The worker's records so far (a line being written as it is read is skipped). */
+export function parseProgress(text: string): RestoreProgress {
+  const progress: RestoreProgress = { entries: [], images: [] };
+  for (const line of text.split('\n')) {
+    let r: Partial<EntryRecord & ImageRecord & DoneRecord>;
+    try {
+      r = JSON.parse(line) as typeof r;
+    } catch {
+      continue;
+    }
+    if (r.done) progress.done = r as DoneRecord;
+    else if (r.entry) progress.entries.push(r as EntryRecord);
+    else if (r.image) progress.images.push(r as ImageRecord);
+  }
+  return progress;
+}
+
+export async function readProgress(file: string): Promise<RestoreProgress> {
+  return parseProgress(await readFile(file, 'utf8').catch(() => ''));
+}
+
+/**
+ * Waits for the worker until it is done or `waitMs` have passed, then ends it (its process group: the worker and
+ * its tar); returns what it recorded.
+ */
+export async function finishRestore(pid: number, progress: string, waitMs: number): Promise<RestoreProgress> {
+  const deadline = Date.now() + waitMs;
+  while ((await isRunning(pid, RESTORE_ARGUMENT)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  if (await isRunning(pid, RESTORE_ARGUMENT)) process.kill(-pid, 'SIGKILL');
+  return readProgress(progress);
+}
+
+/**
+ * What the restore came to, from what main selected and the worker recorded: an entry is kept when every blob
+ * it holds is in place, missing when the cache did not have it, and its blobs are damaged when it was there but
+ * they failed their check. Entries the worker never finished leave the restore unfinished.
+ */
+export function restoreOutcome(selected: Restored, progress: RestoreProgress): Restored {
+  const tried = new Map(progress.entries.map((r) => [r.entry, r]));
+  const present = new Set(progress.entries.flatMap((r) => r.present));
+  const done = selected.entries.filter((e) => tried.has(e.key));
+  return {
+    ...selected,
+    finished: done.length === selected.entries.length && !progress.done?.error,
+    present: [...present],
+    kept: done.filter((e) => tried.get(e.key)!.found && e.digests.every((d) => present.has(d))),
+    missingEntries: done.filter((e) => !tried.get(e.key)!.found).length,
+    damaged: done.flatMap((e) => (tried.get(e.key)!.found ? e.digests.filter((d) => !present.has(d)) : [])),
+    refused: [...selected.refused, ...progress.entries.flatMap((r) => (r.refused ? [r.refused] : []))],
+  };
+}
+
+/** When each repository came to link each blob: a request before that went to the upstream. */
+export function linkedAt(progress: RestoreProgress): Map<string, number> {
+  const at = new Map<string, number>();
+  for (const image of progress.images) for (const d of image.linked) if (!at.has(`${image.repository}@${d}`)) at.set(`${image.repository}@${d}`, image.at);
+  return at;
+}
+
+/**
+ * Waits (bounded) until the image is linked or the restore is done, whichever comes first: the prefetch pulls an
+ * image only once the cache can serve it.
+ */
+export async function whenInPlace(progress: string, ref: string, waitMs: number): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const p = await readProgress(progress);
+    if (p.done || p.images.some((i) => i.ref === ref) || Date.now() >= deadline) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** What the report says of the background restore. */
+export interface BackgroundRestoreFacts {
+  images: number;
+  /** Seconds from the start of the restore to its end; null when it was stopped unfinished. */
+  seconds: number | null;
+  finished: boolean;
+  /** Images the job asked for before they were in place: its pull waited for them (seconds after the restore started). */
+  early: { image: string; askedAt: number; inPlaceAt: number | null; restoredShare: number }[];
+}
+
+/**
+ * How far the restore had come when the job first asked for each image the mirrors' front held (`held`: image
+ * key -> epoch ms). Times in the result are seconds after the restore started.
+ */
+export function backgroundRestoreFacts(restored: Restored, progress: RestoreProgress, started: number, held: ReadonlyMap<string, number>): BackgroundRestoreFacts {
+  const total = progress.entries.reduce((sum, r) => sum + r.bytes, 0) || 1;
+  const inPlace = new Map(progress.images.filter((i) => i.whole).map((i) => [i.image, i.at]));
+  const seconds = (ms: number) => Math.max(0, Math.round((ms - started) / 100) / 10);
+  const early = [...held].map(([key, asked]) => {
+    const share = progress.entries.filter((r) => r.at <= asked).reduce((sum, r) => sum + r.bytes, 0) / total;
+    const at = inPlace.get(key);
+    return { image: displayName(key), askedAt: seconds(asked), inPlaceAt: at === undefined ? null : seconds(at), restoredShare: Math.round(share * 100) / 100 };
+  });
+  return { images: restored.images.length, seconds: restored.finished && progress.done ? seconds(progress.done.at) : null, finished: restored.finished, early };
+}
