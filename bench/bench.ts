@@ -111,7 +111,11 @@ const WORK: (number | 'auto')[] = [
   ...new Set(
     (flags.work ?? (flags.quick ? 'auto' : '5,20')).split(',').map((w) => {
       const n = Number(w.trim());
-      return w.trim() === 'auto' ? 'auto' : Number.isFinite(n) && n >= 0 && n <= 600 ? n : usageError(`--work takes seconds from 0 to 600 or auto, got ${w}`);
+      return w.trim() === 'auto'
+        ? 'auto'
+        : Number.isFinite(n) && n >= 0 && n <= 600
+          ? n
+          : usageError(`--work takes seconds from 0 to 600 or auto, got ${w}`);
     }),
   ),
 ];
@@ -126,7 +130,8 @@ const loadAtStart = loadavg()[0];
 /** The 1-minute load average every 5 s while the bench runs (its own daemons count too). */
 const loadSamples: number[] = [];
 setInterval(() => loadSamples.push(loadavg()[0]), 5_000).unref();
-const progress = (message: string) => process.stderr.write(`[bench ${((Date.now() - began) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
+const progress = (message: string) =>
+  process.stderr.write(`[bench ${((Date.now() - began) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 
 // ---------------------------------------------------------------- measurements
 
@@ -156,7 +161,10 @@ const RESTORE_COLD: Variant[] = ['warm', 'warm-noprefetch', 'warm-partial', 'war
 /** The registry release of the cold-2.8 variant: the one before 3.0's single fetch per missed blob. */
 const REGISTRY_2_8 = '2.8.3';
 /** The variants this run measures (--only), in VARIANTS' order; by default all of them (--quick: but the 1 GB ones). */
-const ONLY: Variant[] = flags.only === undefined ? VARIANTS.filter((v) => !(flags.quick && LARGE_VARIANTS.includes(v))) : (flags.only.split(',').map((v) => v.trim()) as Variant[]);
+const ONLY: Variant[] =
+  flags.only === undefined
+    ? VARIANTS.filter((v) => !(flags.quick && LARGE_VARIANTS.includes(v)))
+    : (flags.only.split(',').map((v) => v.trim()) as Variant[]);
 for (const v of ONLY) if (!VARIANTS.includes(v)) usageError(`--only names variant ${v}, not one of ${VARIANTS.join(', ')}`);
 const want = (v: Variant) => ONLY.includes(v);
 /** The save/load cache keys: the tarball of the default workload, and of the 1 GB one. */
@@ -243,7 +251,12 @@ const postOf = (v: Variant) => (samples[v].some((x) => x.post !== null) ? med(v,
  * plus the floor's images ready.
  */
 function restorePlusFloor(): number {
-  return Math.max(med('warm', (x) => x.blocks), med('saveload-warm', (x) => x.restore)) + med('floor', (x) => x.ready);
+  return (
+    Math.max(
+      med('warm', (x) => x.blocks),
+      med('saveload-warm', (x) => x.restore),
+    ) + med('floor', (x) => x.ready)
+  );
 }
 // ---------------------------------------------------------------- the world
 
@@ -358,7 +371,9 @@ async function quietly<T>(log: string, fn: () => Promise<T>): Promise<T> {
 /** The job's other work before its first docker command (a stand-in for `npm ci`): one core busy for `seconds`. */
 async function busyWork(seconds: number): Promise<number> {
   const t = performance.now();
-  const r = await run(process.execPath, ['-e', `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);`], { timeoutMs: seconds * 1000 + 60_000 });
+  const r = await run(process.execPath, ['-e', `const end = Date.now() + ${seconds * 1000}; while (Date.now() < end);`], {
+    timeoutMs: seconds * 1000 + 60_000,
+  });
   if (r.code !== 0) throw new Error(`the busy work failed: ${r.stderr}`);
   return performance.now() - t;
 }
@@ -379,14 +394,15 @@ async function againIfExtractionKilled(what: string, attempt: (again: boolean) =
       const logs = await Promise.all([...liveRunners].map((r) => readFile(r.dockerd.logFile, 'utf8').catch(() => '')));
       for (const runner of [...liveRunners]) await discard(runner).catch(() => {});
       if (n < 2 && [(error as Error).message, ...logs].some((text) => /Error processing tar file\(signal: killed\)/.test(text))) {
-        progress(`${what}: dockerd's layer extraction was killed (${(error as Error).message.split('\n')[0].slice(0, 160)}); running it again`);
+        progress(
+          `${what}: dockerd's layer extraction was killed (${(error as Error).message.split('\n')[0].slice(0, 160)}); running it again`,
+        );
         continue;
       }
       throw error;
     }
   }
 }
-
 
 // ---------------------------------------------------------------- main
 
@@ -407,7 +423,25 @@ async function main(): Promise<void> {
   process.stdout.write(render({ workload: b.workload, large, driver, seed, gunzipMs, repsDone, work, workRepsDone, machine }) + registries);
   if (flags.json) {
     const largeJson = large && { workload: describeWorkload(large.workload), seed: large.seed, repsDone: large.repsDone };
-    await writeFile(flags.json, JSON.stringify({ flags, machine, driver, seed, gunzipMs, repsDone, workload: describeWorkload(b.workload), large: largeJson, samples, work: Object.fromEntries(workSamples) }, null, 2));
+    await writeFile(
+      flags.json,
+      JSON.stringify(
+        {
+          flags,
+          machine,
+          driver,
+          seed,
+          gunzipMs,
+          repsDone,
+          workload: describeWorkload(b.workload),
+          large: largeJson,
+          samples,
+          work: Object.fromEntries(workSamples),
+        },
+        null,
+        2,
+      ),
+    );
   }
 }
 
@@ -446,7 +480,9 @@ interface Bench {
 async function setUp(driver: string): Promise<Bench> {
   const buildStart = performance.now();
   const workload = buildWorkload(SPEC);
-  progress(`built ${workload.unique.layers} layers, ${(workload.unique.compressed / MB).toFixed(1)} MB compressed, ${(workload.unique.uncompressed / MB).toFixed(1)} MB uncompressed, in ${((performance.now() - buildStart) / 1000).toFixed(1)} s`);
+  progress(
+    `built ${workload.unique.layers} layers, ${(workload.unique.compressed / MB).toFixed(1)} MB compressed, ${(workload.unique.uncompressed / MB).toFixed(1)} MB uncompressed, in ${((performance.now() - buildStart) / 1000).toFixed(1)} s`,
+  );
 
   const w = (world = await startWorld('pull-cache-bench', { dockerdArgs: [`--storage-driver=${driver}`] }));
   const f = (floor = await startUpstream(join(w.dir, 'floor')));
@@ -458,7 +494,9 @@ async function setUp(driver: string): Promise<Bench> {
   const th = await throttle(BANDWIDTH);
   const slow = await throttle(SLOW_BANDWIDTH);
   await Promise.all([pushWorkload(w.upstream.url, workload), pushWorkload(f.url, workload)]);
-  progress(`upstream ${w.upstream.url} behind the throttles at ${th.url} and ${slow.url} (${SLOW_BANDWIDTH / MB} MB/s); floor registry ${f.url}`);
+  progress(
+    `upstream ${w.upstream.url} behind the throttles at ${th.url} and ${slow.url} (${SLOW_BANDWIDTH / MB} MB/s); floor registry ${f.url}`,
+  );
 
   // The bench process runs @actions/cache itself for save/load, against the same cache service.
   const saveloadDir = join(w.dir, 'saveload');
@@ -497,7 +535,8 @@ async function primeToolCache(b: Bench): Promise<void> {
   for (const registry of [{}, ...(want('cold-2.8') ? [b.registry28] : [])]) {
     const runner = await fresh(b.w, 'prime');
     const { main, post } = await runner.job(runner.inputs({ upstream: b.th.url, save: 'false', 'cache-key': 'bench-prime', ...registry }));
-    if (main.exitCode !== 0 || main.warnings.length || post.exitCode !== 0) throw new Error(`the priming job failed:\n${main.stdout}\n${main.stderr}\n${post.stdout}\n${post.stderr}`);
+    if (main.exitCode !== 0 || main.warnings.length || post.exitCode !== 0)
+      throw new Error(`the priming job failed:\n${main.stdout}\n${main.stderr}\n${post.stdout}\n${post.stderr}`);
     await discard(runner);
   }
 }
@@ -519,7 +558,9 @@ async function seedSaveLoad(b: Bench, refs: string[], key: string): Promise<Reco
   seed.entryBytes = cacheDelta(before, cacheSnapshot(b.w)).up;
   await discard(runner);
   await rm(b.tarball, { force: true });
-  progress(`save/load cache ${key}: docker save ${(seed.tarBytes / MB).toFixed(1)} MB tar in ${(seed.dockerSave / 1000).toFixed(1)} s, saved as ${(seed.entryBytes / MB).toFixed(1)} MB in ${(seed.saveCache / 1000).toFixed(1)} s`);
+  progress(
+    `save/load cache ${key}: docker save ${(seed.tarBytes / MB).toFixed(1)} MB tar in ${(seed.dockerSave / 1000).toFixed(1)} s, saved as ${(seed.entryBytes / MB).toFixed(1)} MB in ${(seed.saveCache / 1000).toFixed(1)} s`,
+  );
   return seed;
 }
 
@@ -548,7 +589,9 @@ async function measureVariants(b: Bench): Promise<{ repsDone: number; warmKey: s
 
 /** Logs a variant's sample as it comes. */
 function logSample(what: string, v: Variant, s: Sample): void {
-  progress(`${what} ${v.padEnd(16)} ready ${(s.ready / 1000).toFixed(2)} s${s.post !== null ? `, post ${(s.post / 1000).toFixed(2)} s` : ''}, upstream ${(s.upstream / MB).toFixed(1)} MB, cache ↓${(s.cacheDown / MB).toFixed(1)} ↑${(s.cacheUp / MB).toFixed(1)} MB`);
+  progress(
+    `${what} ${v.padEnd(16)} ready ${(s.ready / 1000).toFixed(2)} s${s.post !== null ? `, post ${(s.post / 1000).toFixed(2)} s` : ''}, upstream ${(s.upstream / MB).toFixed(1)} MB, cache ↓${(s.cacheDown / MB).toFixed(1)} ↑${(s.cacheUp / MB).toFixed(1)} MB`,
+  );
 }
 
 /** One repetition of the default workload's variants (`tag` names its jobs and cache keys). */
@@ -570,7 +613,11 @@ async function repetition(b: Bench, what: string, tag: string): Promise<{ got: P
   // save/load, warm: the tarball restored, then loaded; partial: the same, for a job that needs one of its images.
   // Their post saves nothing (the key was an exact hit).
   if (want('saveload-warm')) note('saveload-warm', await saveloadJob(b, `saveload-warm-${tag}`, SAVELOAD_KEY));
-  if (want('saveload-partial')) note('saveload-partial', await saveloadJob(b, `saveload-partial-${tag}`, SAVELOAD_KEY, refsOn(b.floor.host, [medianImage(workload)])[0]));
+  if (want('saveload-partial'))
+    note(
+      'saveload-partial',
+      await saveloadJob(b, `saveload-partial-${tag}`, SAVELOAD_KEY, refsOn(b.floor.host, [medianImage(workload)])[0]),
+    );
 
   // This action: a cold job on an empty cache, then warm ones restoring what it saved.
   const key = `bench-${tag}-${process.pid}`;
@@ -586,7 +633,11 @@ async function repetition(b: Bench, what: string, tag: string): Promise<{ got: P
   if (want('warm-noprefetch')) note('warm-noprefetch', await actionJob(b, `warm-noprefetch-${tag}`, key, { prefetch: 'false' }, pulls));
   // Partial use: the job pulls one of the five images the cache holds. It saves nothing, so the jobs after it still
   // restore a cache whose last run pulled all five (what prefetch pulls).
-  if (want('warm-partial')) note('warm-partial', await actionJob(b, `warm-partial-${tag}`, key, { save: 'false' }, (runner) => pullAll(runner, [medianImage(workload).ref])));
+  if (want('warm-partial'))
+    note(
+      'warm-partial',
+      await actionJob(b, `warm-partial-${tag}`, key, { save: 'false' }, (runner) => pullAll(runner, [medianImage(workload).ref])),
+    );
   if (want('warm-20')) note('warm-20', await actionJob(b, `warm-20-${tag}`, key, {}, pulls, b.slow));
 
   // Since that run, one image gained a new top layer upstream.
@@ -605,7 +656,9 @@ async function measureLarge(b: Bench): Promise<{ workload: Workload; seed: Recor
   const buildStart = performance.now();
   const workload = buildWorkload(LARGE);
   await pushWorkload(b.w.upstream.url, workload);
-  progress(`1 GB workload: ${workload.unique.layers} layers, ${(workload.unique.compressed / MB).toFixed(1)} MB compressed, built and pushed in ${((performance.now() - buildStart) / 1000).toFixed(1)} s`);
+  progress(
+    `1 GB workload: ${workload.unique.layers} layers, ${(workload.unique.compressed / MB).toFixed(1)} MB compressed, built and pushed in ${((performance.now() - buildStart) / 1000).toFixed(1)} s`,
+  );
   // Its tarball's images come straight from the upstream on loopback: only their save is measured.
   const seed = want('saveload-1g') ? await seedSaveLoad(b, refsOn(b.w.upstream.host, workload.images), SAVELOAD_1G_KEY) : {};
   const pulls = (runner: Runner) => pullAll(runner, jobRefs(workload));
@@ -627,7 +680,8 @@ async function measureLarge(b: Bench): Promise<{ workload: Workload; seed: Recor
         if (!want('cold-1g')) delete got['cold-1g'];
       }
       if (want('warm-1g')) logSample(what, 'warm-1g', (got['warm-1g'] = await actionJob(b, `warm-${tag}`, key, {}, pulls)));
-      if (want('saveload-1g')) logSample(what, 'saveload-1g', (got['saveload-1g'] = await saveloadJob(b, `saveload-${tag}`, SAVELOAD_1G_KEY)));
+      if (want('saveload-1g'))
+        logSample(what, 'saveload-1g', (got['saveload-1g'] = await saveloadJob(b, `saveload-${tag}`, SAVELOAD_1G_KEY)));
       for (const [v, sample] of Object.entries(got)) samples[v as Variant].push(sample);
     });
     repsDone++;
@@ -645,7 +699,8 @@ async function measureLarge(b: Bench): Promise<{ workload: Workload; seed: Recor
 async function measureOtherWork(b: Bench, warmKey: string): Promise<{ work: number[]; workRepsDone: number }> {
   if (flags.only !== undefined) return { work: [], workRepsDone: 0 };
   const auto = Math.ceil(restorePlusFloor() / 1000);
-  if (WORK.includes('auto') && !Number.isFinite(auto)) throw new Error('--work auto needs the warm, save/load warm and floor variants of this run');
+  if (WORK.includes('auto') && !Number.isFinite(auto))
+    throw new Error('--work auto needs the warm, save/load warm and floor variants of this run');
   const work = [...new Set(WORK.map((n) => (n === 'auto' ? auto : n)))];
   if (WORK.includes('auto')) progress(`other work: auto is ${auto} s (restore + floor: ${(restorePlusFloor() / 1000).toFixed(2)} s)`);
   for (const n of work) workSamples.set(n, { prefetch: [], noprefetch: [], saveload: [] });
@@ -660,7 +715,9 @@ async function measureOtherWork(b: Bench, warmKey: string): Promise<{ work: numb
       await againIfExtractionKilled(`other work ${n} s, rep ${rep}`, async (again) => {
         const got = await afterOtherWork(b, warmKey, n, `work${n}-r${rep}${again ? '-again' : ''}`);
         for (const v of WORK_VARIANTS) workSamples.get(n)![v].push(got[v]);
-        progress(`other work ${n} s, rep ${rep}/${WORK_REPS}: docker blocks ${WORK_VARIANTS.map((v) => `${v} ${(got[v].blocking / 1000).toFixed(2)} s`).join(', ')}`);
+        progress(
+          `other work ${n} s, rep ${rep}/${WORK_REPS}: docker blocks ${WORK_VARIANTS.map((v) => `${v} ${(got[v].blocking / 1000).toFixed(2)} s`).join(', ')}`,
+        );
       });
     }
     workRepsDone++;
@@ -704,7 +761,19 @@ async function plainPulls(b: Bench, name: string, refs: string[], th: Throttle):
   const ms = await pullAll(runner, refs);
   const up2 = await upstreamCounters(b.w, th);
   await discard(runner);
-  return { ready: ms, blocks: NaN, restore: NaN, pull: ms, post: null, cacheDown: 0, cacheUp: 0, entriesUp: 0, stored: null, upstream: up2.bytes - up.bytes, upstreamBlobGets: up2.blobGets - up.blobGets };
+  return {
+    ready: ms,
+    blocks: NaN,
+    restore: NaN,
+    pull: ms,
+    post: null,
+    cacheDown: 0,
+    cacheUp: 0,
+    entriesUp: 0,
+    stored: null,
+    upstream: up2.bytes - up.bytes,
+    upstreamBlobGets: up2.blobGets - up.blobGets,
+  };
 }
 
 /** save/load's restore: the tarball saved under `key` from the Actions cache (restoreCache), then docker load. */
@@ -763,7 +832,13 @@ async function saveloadChangedJob(b: Bench, tag: string): Promise<Sample> {
   const pull = await pullAll(runner, [changedRef]);
   const up2 = await upstreamCounters(w, b.th);
   await rm(tarball, { force: true });
-  const refs = [...refsOn(b.floor.host, workload.images.filter((i) => i.ref !== workload.changed.ref)), changedRef];
+  const refs = [
+    ...refsOn(
+      b.floor.host,
+      workload.images.filter((i) => i.ref !== workload.changed.ref),
+    ),
+    changedRef,
+  ];
   const dockerSave = await docker(runner, ['save', '-o', tarball, ...refs]);
   const s0 = performance.now();
   const w0 = Date.now();
@@ -796,7 +871,14 @@ async function saveloadChangedJob(b: Bench, tag: string): Promise<Sample> {
  * A job of this action on a fresh runner, as the Actions runner runs it: main step, the job's own steps (`steps`,
  * which returns how long its docker commands took), post step. `extra` adds inputs; `th` is the upstream's link.
  */
-async function actionJob(b: Bench, name: string, key: string, extra: Record<string, string>, steps: (runner: Runner) => Promise<number>, th = b.th): Promise<Sample> {
+async function actionJob(
+  b: Bench,
+  name: string,
+  key: string,
+  extra: Record<string, string>,
+  steps: (runner: Runner) => Promise<number>,
+  th = b.th,
+): Promise<Sample> {
   const { w } = b;
   const runner = await fresh(w, name);
   const trace = join(w.dir, `trace-${name}.log`);
@@ -806,12 +888,14 @@ async function actionJob(b: Bench, name: string, key: string, extra: Record<stri
   const { main, post } = await runner.job(
     runner.inputs({ upstream: th.url, 'cache-key': key, ...extra }),
     async (m: StepResult) => {
-      if (m.exitCode !== 0 || m.warnings.length || !m.outputs.mirror) throw new Error(`main step failed (exit ${m.exitCode}): ${m.warnings.join('; ')}\n${m.stdout}\n${m.stderr}`);
+      if (m.exitCode !== 0 || m.warnings.length || !m.outputs.mirror)
+        throw new Error(`main step failed (exit ${m.exitCode}): ${m.warnings.join('; ')}\n${m.stdout}\n${m.stderr}`);
       pull = await steps(runner);
     },
     b.traceEnv(trace),
   );
-  if (post.exitCode !== 0 || post.warnings.length) throw new Error(`post step failed (exit ${post.exitCode}): ${post.warnings.join('; ')}\n${post.stdout}\n${post.stderr}`);
+  if (post.exitCode !== 0 || post.warnings.length)
+    throw new Error(`post step failed (exit ${post.exitCode}): ${post.warnings.join('; ')}\n${post.stdout}\n${post.stderr}`);
   const up2 = await upstreamCounters(w, th);
   const d = cacheDelta(before, cacheSnapshot(w));
   const { main: mainEvents, post: postEvents } = stepProcesses(await readTrace(trace));
@@ -838,16 +922,27 @@ function describeWorkload(workload: Workload) {
   return {
     images: workload.images.map((i) => ({ ref: i.ref, layers: i.layers.length, compressed: i.compressed, uncompressed: i.uncompressed })),
     unique: workload.unique,
-    change: { ref: workload.changed.ref, layer: workload.spec.change.layer.id, compressed: workload.layers.get(workload.spec.change.layer.id)!.size },
+    change: {
+      ref: workload.changed.ref,
+      layer: workload.spec.change.layer.id,
+      compressed: workload.layers.get(workload.spec.change.layer.id)!.size,
+    },
   };
 }
 
 const s = (ms: number | null | undefined) => (ms === null || ms === undefined || !Number.isFinite(ms) ? '–' : (ms / 1000).toFixed(2));
-const mb = (bytes: number | null | undefined) => (bytes === null || bytes === undefined || !Number.isFinite(bytes) ? '–' : (bytes / MB).toFixed(1));
+const mb = (bytes: number | null | undefined) =>
+  bytes === null || bytes === undefined || !Number.isFinite(bytes) ? '–' : (bytes / MB).toFixed(1);
 const x = (a: number, b: number) => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : '–');
 
 function table(head: string[], rows: (string | number)[][]): string {
-  return [`| ${head.join(' | ')} |`, `| ${head.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n') + '\n';
+  return (
+    [
+      `| ${head.join(' | ')} |`,
+      `| ${head.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`,
+      ...rows.map((r) => `| ${r.join(' | ')} |`),
+    ].join('\n') + '\n'
+  );
 }
 
 /** The machine and the software measured, for the report. */
@@ -856,7 +951,10 @@ async function describeMachine(driver: string): Promise<Record<string, string>> 
     const r = await run(command, args, { timeoutMs: 10_000 });
     return r.code === 0 ? r.stdout.trim().split('\n')[0] : `(${command} failed)`;
   };
-  const hash = createHash('sha256').update(await readFile(join(ROOT, 'dist/index.js'))).digest('hex').slice(0, 12);
+  const hash = createHash('sha256')
+    .update(await readFile(join(ROOT, 'dist/index.js')))
+    .digest('hex')
+    .slice(0, 12);
   const dirty = (await run('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src', 'dist'], { timeoutMs: 10_000 })).stdout.trim();
   return {
     CPUs: `${availableParallelism()} × ${cpus()[0]?.model ?? '?'}`,
@@ -872,7 +970,6 @@ async function describeMachine(driver: string): Promise<Record<string, string>> 
     Command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
   };
 }
-
 
 /** What the report is made of, besides the samples. */
 interface Report {
@@ -929,7 +1026,20 @@ function renderWorkload(r: Report): string {
 function renderResults(r: Report): string {
   let out = `\n## Results\n\n`;
   out += table(
-    ['Variant', 'Images ready (s)', 'min–max (s)', 'Main step blocks (s)', 'restore (s)', 'pull/load (s)', 'Post step (s)', 'Cache ↓ (MB)', 'Cache ↑ (MB)', 'Cache stored (MB)', 'Upstream (MB)', 'Upstream blob GETs'],
+    [
+      'Variant',
+      'Images ready (s)',
+      'min–max (s)',
+      'Main step blocks (s)',
+      'restore (s)',
+      'pull/load (s)',
+      'Post step (s)',
+      'Cache ↓ (MB)',
+      'Cache ↑ (MB)',
+      'Cache stored (MB)',
+      'Upstream (MB)',
+      'Upstream blob GETs',
+    ],
     VARIANTS.filter((v) => samples[v].length).map((v) => [
       LABELS[v],
       s(med(v, (x) => x.ready)),
@@ -969,19 +1079,46 @@ function renderRatios(r: Report): string {
         ['warm with prefetch: false / save-load warm (images ready)', x(ready('warm-noprefetch'), ready('saveload-warm'))],
         ['changed / save-load changed (images ready)', x(ready('changed'), ready('saveload-changed'))],
         ['changed job upload bytes, ours / save-load', `${x(changedUp, slUp)} (${mb(changedUp)} MB vs ${mb(slUp)} MB)`],
-        ['changed job post step, ours / save-load', `${x(postOf('changed')!, postOf('saveload-changed')!)} (${s(postOf('changed'))} s vs ${s(postOf('saveload-changed'))} s)`],
-        ['cache stored, ours after cold / save-load tarball', `${x(med('cold', (x) => x.stored), r.seed.entryBytes)} (${mb(med('cold', (x) => x.stored))} MB vs ${mb(r.seed.entryBytes)} MB)`],
+        [
+          'changed job post step, ours / save-load',
+          `${x(postOf('changed')!, postOf('saveload-changed')!)} (${s(postOf('changed'))} s vs ${s(postOf('saveload-changed'))} s)`,
+        ],
+        [
+          'cache stored, ours after cold / save-load tarball',
+          `${x(
+            med('cold', (x) => x.stored),
+            r.seed.entryBytes,
+          )} (${mb(med('cold', (x) => x.stored))} MB vs ${mb(r.seed.entryBytes)} MB)`,
+        ],
         ...(['cold', 'cold-2.8'] as const).flatMap((v) => {
           const registry = v === 'cold' ? REGISTRY_UNDER_TEST.version : REGISTRY_2_8;
           return [
-            [`cold upstream bytes / direct upstream bytes, registry ${registry}`, x(med(v, (x) => x.upstream), med('direct', (x) => x.upstream))],
-            [`cold / direct (images ready), registry ${registry}`, x(med(v, (x) => x.ready), ready('direct'))],
+            [
+              `cold upstream bytes / direct upstream bytes, registry ${registry}`,
+              x(
+                med(v, (x) => x.upstream),
+                med('direct', (x) => x.upstream),
+              ),
+            ],
+            [
+              `cold / direct (images ready), registry ${registry}`,
+              x(
+                med(v, (x) => x.ready),
+                ready('direct'),
+              ),
+            ],
           ];
         }),
         ['partial use: warm, 1 of 5 images / save-load (images ready)', x(ready('warm-partial'), ready('saveload-partial'))],
         [`warm / direct, upstream at ${SLOW_BANDWIDTH / MB} MB/s (images ready)`, x(ready('warm-20'), ready('direct-20'))],
         ['warm / save-load warm, 1 GB (images ready)', x(ready('warm-1g'), ready('saveload-1g'))],
-        ['warm / save-load warm, 1 GB (main step blocks)', x(med('warm-1g', (x) => x.blocks), med('saveload-1g', (x) => x.blocks))],
+        [
+          'warm / save-load warm, 1 GB (main step blocks)',
+          x(
+            med('warm-1g', (x) => x.blocks),
+            med('saveload-1g', (x) => x.blocks),
+          ),
+        ],
       ],
     )
   );
@@ -1006,8 +1143,14 @@ function renderOverhead(): string {
 
 function renderWhereTimeGoes(r: Report): string {
   const steps = ['cold', 'warm', 'changed'] as const;
-  const mainRow = (label: string, f: (p: MainPhases) => number, format: (n: number) => string | number = s) => [label, ...steps.map((v) => format(med(v, (x) => (x.main ? f(x.main) : NaN))))];
-  const postRow = (label: string, f: (p: PostPhases) => number, format: (n: number) => string | number = s) => [label, ...steps.map((v) => format(med(v, (x) => (x.postPhases ? f(x.postPhases) : NaN))))];
+  const mainRow = (label: string, f: (p: MainPhases) => number, format: (n: number) => string | number = s) => [
+    label,
+    ...steps.map((v) => format(med(v, (x) => (x.main ? f(x.main) : NaN)))),
+  ];
+  const postRow = (label: string, f: (p: PostPhases) => number, format: (n: number) => string | number = s) => [
+    label,
+    ...steps.map((v) => format(med(v, (x) => (x.postPhases ? f(x.postPhases) : NaN)))),
+  ];
   const count = (n: number) => n;
   const part = (v: Variant, k: string) => med(v, (x) => x.parts?.[k] ?? NaN);
   let out = `\n## Where the time goes\n\n`;
@@ -1076,21 +1219,32 @@ function renderOtherWork(r: Report): string {
   out += `before the work; save/load's restore + \`docker load\` block in their own step before the work, so its blocking time is `;
   out += `restore + load. Floor: the plain local-registry pull above, no overlap. Medians of ${r.workRepsDone} repetition(s).\n\n`;
   out += table(
-    ['Other work (s)', 'Floor (s)', 'Blocks, prefetch on (s)', 'Blocks, prefetch: false (s)', 'Blocks, save/load: restore + load (s)', 'prefetch / floor', 'prefetch / prefetch: false', 'Job to images ready: prefetch on / off / save/load (s)'],
-    r.work.filter((n) => workSamples.get(n)!.prefetch.length).map((n) => {
-      const on = wm(n, 'prefetch', (x) => x.blocking);
-      const off = wm(n, 'noprefetch', (x) => x.blocking);
-      return [
-        n,
-        s(floorReady),
-        s(on),
-        s(off),
-        s(wm(n, 'saveload', (x) => x.blocking)),
-        x(on, floorReady),
-        x(on, off),
-        WORK_VARIANTS.map((v) => s(wm(n, v, (x) => x.ready))).join(' / '),
-      ];
-    }),
+    [
+      'Other work (s)',
+      'Floor (s)',
+      'Blocks, prefetch on (s)',
+      'Blocks, prefetch: false (s)',
+      'Blocks, save/load: restore + load (s)',
+      'prefetch / floor',
+      'prefetch / prefetch: false',
+      'Job to images ready: prefetch on / off / save/load (s)',
+    ],
+    r.work
+      .filter((n) => workSamples.get(n)!.prefetch.length)
+      .map((n) => {
+        const on = wm(n, 'prefetch', (x) => x.blocking);
+        const off = wm(n, 'noprefetch', (x) => x.blocking);
+        return [
+          n,
+          s(floorReady),
+          s(on),
+          s(off),
+          s(wm(n, 'saveload', (x) => x.blocking)),
+          x(on, floorReady),
+          x(on, off),
+          WORK_VARIANTS.map((v) => s(wm(n, v, (x) => x.ready))).join(' / '),
+        ];
+      }),
   );
   return out;
 }
@@ -1098,11 +1252,17 @@ function renderOtherWork(r: Report): string {
 /** Issue 13's targets, each against this run's figures: met, missed, or not measured (variants not run). */
 function renderTargets(r: Report): string {
   const ready = (v: Variant) => med(v, (x) => x.ready);
-  const verdict = (value: number, met: (v: number) => boolean) => (Number.isFinite(value) ? (met(value) ? 'met' : 'missed') : 'not measured');
+  const verdict = (value: number, met: (v: number) => boolean) =>
+    Number.isFinite(value) ? (met(value) ? 'met' : 'missed') : 'not measured';
   const ratio = (a: number, b: number, goal: string, met: (v: number) => boolean) => [x(a, b), goal, verdict(a / b, met)];
   const mainStep = (v: Variant, workload: Workload | undefined) => {
     const blocks = med(v, (x) => x.blocks);
-    return [`main step blocks, warm job, ${workload ? `${mb(workload.unique.compressed)} MB` : '1 GB'} cache (${v})`, `${s(blocks)} s`, '≤ 0.60 s', verdict(blocks, (b) => b <= 600)];
+    return [
+      `main step blocks, warm job, ${workload ? `${mb(workload.unique.compressed)} MB` : '1 GB'} cache (${v})`,
+      `${s(blocks)} s`,
+      '≤ 0.60 s',
+      verdict(blocks, (b) => b <= 600),
+    ];
   };
   const floorReady = ready('floor');
   const needed = restorePlusFloor();
@@ -1116,10 +1276,22 @@ function renderTargets(r: Report): string {
     [
       mainStep('warm', r.workload),
       mainStep('warm-1g', r.large?.workload),
-      [`other work ≥ restore + floor (${s(needed)} s): first docker command blocks / floor${n === undefined ? '' : ` (${n} s of work)`}`, ...ratio(blocks, floorReady, '≤ 0.10×', (v) => v <= 0.1)],
-      ['no other work: images ready, warm / floor', ...ratio(ready('warm'), floorReady, `≤ ${TODAY_WARM_OVER_FLOOR.toFixed(2)}× (before issue 13)`, (v) => v <= TODAY_WARM_OVER_FLOOR)],
-      [`partial use (${partial}): images ready, save/load / warm`, ...ratio(ready('saveload-partial'), ready('warm-partial'), '≥ 3.00×', (v) => v >= 3)],
-      [`upstream at ${SLOW_BANDWIDTH / MB} MB/s: images ready, warm / direct`, ...ratio(ready('warm-20'), ready('direct-20'), '≤ 0.50× (2× faster)', (v) => v <= 0.5)],
+      [
+        `other work ≥ restore + floor (${s(needed)} s): first docker command blocks / floor${n === undefined ? '' : ` (${n} s of work)`}`,
+        ...ratio(blocks, floorReady, '≤ 0.10×', (v) => v <= 0.1),
+      ],
+      [
+        'no other work: images ready, warm / floor',
+        ...ratio(ready('warm'), floorReady, `≤ ${TODAY_WARM_OVER_FLOOR.toFixed(2)}× (before issue 13)`, (v) => v <= TODAY_WARM_OVER_FLOOR),
+      ],
+      [
+        `partial use (${partial}): images ready, save/load / warm`,
+        ...ratio(ready('saveload-partial'), ready('warm-partial'), '≥ 3.00×', (v) => v >= 3),
+      ],
+      [
+        `upstream at ${SLOW_BANDWIDTH / MB} MB/s: images ready, warm / direct`,
+        ...ratio(ready('warm-20'), ready('direct-20'), '≤ 0.50× (2× faster)', (v) => v <= 0.5),
+      ],
     ],
   );
   out += `\nrestore + floor = the warm main step or the save/load restoreCache, the longer, plus the floor's images ready (\`--work auto\` runs exactly that, rounded up). `;

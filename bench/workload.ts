@@ -33,7 +33,12 @@ export interface WorkloadSpec {
 }
 
 function spec(name: string, scale: (mb: number) => number, files: (n: number) => number): WorkloadSpec {
-  const L = (id: string, n: number, mb: number, randomShare?: number): LayerSpec => ({ id, files: files(n), bytes: scale(mb), randomShare });
+  const L = (id: string, n: number, mb: number, randomShare?: number): LayerSpec => ({
+    id,
+    files: files(n),
+    bytes: scale(mb),
+    randomShare,
+  });
   return {
     name,
     layers: [
@@ -52,7 +57,12 @@ function spec(name: string, scale: (mb: number) => number, files: (n: number) =>
     ],
     images: [
       { ref: 'debian:12', repository: 'library/debian', tag: '12', layers: ['debian-rootfs'] },
-      { ref: 'python:3.12', repository: 'library/python', tag: '3.12', layers: ['debian-rootfs', 'python-apt-deps', 'python-runtime', 'python-pip', 'python-entrypoint'] },
+      {
+        ref: 'python:3.12',
+        repository: 'library/python',
+        tag: '3.12',
+        layers: ['debian-rootfs', 'python-apt-deps', 'python-runtime', 'python-pip', 'python-entrypoint'],
+      },
       { ref: 'nginx:1.27', repository: 'library/nginx', tag: '1.27', layers: ['debian-rootfs', 'nginx', 'nginx-conf'] },
       { ref: 'redis:7-alpine', repository: 'library/redis', tag: '7-alpine', layers: ['alpine-rootfs', 'redis', 'redis-entrypoint'] },
       {
@@ -67,9 +77,17 @@ function spec(name: string, scale: (mb: number) => number, files: (n: number) =>
 }
 
 /** The default workload: about 330 MB of unique layers uncompressed, 150 MB as pulled. */
-export const FULL = spec('full', (mb) => Math.round(mb * MB), (n) => n);
+export const FULL = spec(
+  'full',
+  (mb) => Math.round(mb * MB),
+  (n) => n,
+);
 /** --quick: the same shape at about a fifteenth of the size, for CI. */
-export const QUICK = spec('quick', (mb) => Math.max(512, Math.round((mb * MB) / 15)), (n) => Math.max(1, Math.round(n / 10)));
+export const QUICK = spec(
+  'quick',
+  (mb) => Math.max(512, Math.round((mb * MB) / 15)),
+  (n) => Math.max(1, Math.round(n / 10)),
+);
 
 /**
  * The 1 GB variants' workload: about 1 GB as pulled, five images on two bases like the default one, every file
@@ -81,7 +99,15 @@ export const LARGE: WorkloadSpec = (() => {
   const image = (name: string, layers: string[]): ImageSpec => ({ ref: `large/${name}:1`, repository: `large/${name}`, tag: '1', layers });
   return {
     name: 'large',
-    layers: [L('large-base', 60, 250), L('large-runtime', 40, 200), L('large-web', 30, 150), L('large-tools-base', 20, 100), L('large-tools', 20, 100), L('large-app-deps', 40, 200), L('large-app', 10, 20)],
+    layers: [
+      L('large-base', 60, 250),
+      L('large-runtime', 40, 200),
+      L('large-web', 30, 150),
+      L('large-tools-base', 20, 100),
+      L('large-tools', 20, 100),
+      L('large-app-deps', 40, 200),
+      L('large-app', 10, 20),
+    ],
     images: [
       image('base', ['large-base']),
       image('runtime', ['large-base', 'large-runtime']),
@@ -113,7 +139,16 @@ function rng(seed: string): () => number {
   };
 }
 
-const DIRS = ['usr/lib/x86_64-linux-gnu', 'usr/share/doc', 'usr/bin', 'usr/lib/python3/dist-packages', 'etc', 'usr/share/locale', 'var/lib/dpkg/info', 'opt/app'];
+const DIRS = [
+  'usr/lib/x86_64-linux-gnu',
+  'usr/share/doc',
+  'usr/bin',
+  'usr/lib/python3/dist-packages',
+  'etc',
+  'usr/share/locale',
+  'var/lib/dpkg/info',
+  'opt/app',
+];
 
 /** The files of a layer: sizes drawn from a skewed distribution summing to spec.bytes. */
 export function layerFiles(spec: LayerSpec): TarFile[] {
@@ -173,7 +208,11 @@ export function buildWorkload(spec: WorkloadSpec): Workload {
     layers,
     images,
     changed,
-    unique: { layers: used.length, compressed: used.reduce((s, l) => s + l.size, 0), uncompressed: used.reduce((s, l) => s + l.uncompressed, 0) },
+    unique: {
+      layers: used.length,
+      compressed: used.reduce((s, l) => s + l.size, 0),
+      uncompressed: used.reduce((s, l) => s + l.uncompressed, 0),
+    },
   };
 }
 
