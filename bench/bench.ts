@@ -52,7 +52,7 @@ const USAGE = `usage: npm run bench -- [--reps N] [--bandwidth MBps] [--latency 
   --quick             small images, 1 repetition, no 1 GB variants unless --only names them: the CI version
   --storage-driver D  the daemons' storage driver (default overlay2, vfs when overlay2 cannot start)
   --json FILE         also write every sample, the workload and the machine as JSON
-  --time-limit s      stop starting repetitions after this many seconds (default 600); the run reports what it has
+  --time-limit s      stop starting repetitions after this many seconds (default 900); the run reports what it has
   --cpu-prof DIR      write a V8 CPU profile of every step of the action (main, post, prefetch worker) into DIR
   --work s,s          seconds of other work (one core busy) before the job's first docker command, one scenario
                       each (default 5,20; --quick: auto); auto: this run's restore + floor seconds, rounded up (the
@@ -71,7 +71,7 @@ const OPTIONS = {
   quick: { type: 'boolean', default: false },
   'storage-driver': { type: 'string', default: 'overlay2' },
   json: { type: 'string' },
-  'time-limit': { type: 'string', default: '600' },
+  'time-limit': { type: 'string', default: '900' },
   'cpu-prof': { type: 'string' },
   work: { type: 'string' },
   only: { type: 'string' },
