@@ -1143,14 +1143,15 @@ function renderOverhead(): string {
 
 function renderWhereTimeGoes(r: Report): string {
   const steps = ['cold', 'warm', 'changed'] as const;
-  const mainRow = (label: string, f: (p: MainPhases) => number, format: (n: number) => string | number = s) => [
-    label,
-    ...steps.map((v) => format(med(v, (x) => (x.main ? f(x.main) : NaN)))),
-  ];
-  const postRow = (label: string, f: (p: PostPhases) => number, format: (n: number) => string | number = s) => [
-    label,
-    ...steps.map((v) => format(med(v, (x) => (x.postPhases ? f(x.postPhases) : NaN)))),
-  ];
+  /** A row of a phase table: one phase's medians for each step, from the phases `of` a sample. */
+  const phaseRow =
+    <P>(of: (x: Sample) => P | undefined) =>
+    (label: string, f: (p: P) => number, format: (n: number) => string | number = s) => [
+      label,
+      ...steps.map((v) => format(med(v, (x) => (of(x) ? f(of(x)!) : NaN)))),
+    ];
+  const mainRow = phaseRow((x) => x.main);
+  const postRow = phaseRow((x) => x.postPhases);
   const count = (n: number) => n;
   const part = (v: Variant, k: string) => med(v, (x) => x.parts?.[k] ?? NaN);
   let out = `\n## Where the time goes\n\n`;
