@@ -27,7 +27,9 @@ export async function benchRegistries(reps: number, progress: (line: string) => 
     const runner = await world.runner('registries');
     let job = 0;
     const measure = async (registries: string[]): Promise<StepTimes> => {
-      const { main, post } = await runner.job(runner.inputs({ registries: registries.join(' '), 'cache-key': `bench-registries-${++job}`, save: 'false', prefetch: 'false' }));
+      const { main, post } = await runner.job(
+        runner.inputs({ registries: registries.join(' '), 'cache-key': `bench-registries-${++job}`, save: 'false', prefetch: 'false' }),
+      );
       check(main, post, registries.length);
       return { main: main.ms, post: post.ms };
     };
@@ -36,7 +38,9 @@ export async function benchRegistries(reps: number, progress: (line: string) => 
     for (let rep = 1; rep <= reps; rep++) {
       samples.one.push(await measure(['docker.io']));
       samples.four.push(await measure(['docker.io', ...EXTRA]));
-      progress(`registries, rep ${rep}/${reps}: main ${samples.one.at(-1)!.main} / ${samples.four.at(-1)!.main} ms, post ${samples.one.at(-1)!.post} / ${samples.four.at(-1)!.post} ms (docker.io alone / ${EXTRA.length} more)`);
+      progress(
+        `registries, rep ${rep}/${reps}: main ${samples.one.at(-1)!.main} / ${samples.four.at(-1)!.main} ms, post ${samples.one.at(-1)!.post} / ${samples.four.at(-1)!.post} ms (docker.io alone / ${EXTRA.length} more)`,
+      );
     }
   } finally {
     await world.stop();
@@ -48,7 +52,10 @@ export async function benchRegistries(reps: number, progress: (line: string) => 
   out += `Main and post step of a job with \`registries: docker.io\` and with \`docker.io ${EXTRA.join(' ')}\`, nothing restored or saved, `;
   out += `alternating on one runner; medians of ${reps} job(s) each. Per extra registry: the difference over ${EXTRA.length}.\n\n`;
   out += '| Step | docker.io alone (s) | with 3 more (s) | added per extra registry (s) | ratio |\n| --- | ---: | ---: | ---: | ---: |\n';
-  for (const [name, f] of [['main', (t: StepTimes) => t.main], ['post', (t: StepTimes) => t.post]] as const) {
+  for (const [name, f] of [
+    ['main', (t: StepTimes) => t.main],
+    ['post', (t: StepTimes) => t.post],
+  ] as const) {
     out += `| ${name} | ${s(m('one', f))} | ${s(m('four', f))} | ${s(perExtra(f))} | ${(m('four', f) / m('one', f)).toFixed(2)}× |\n`;
   }
   return out;
@@ -58,7 +65,8 @@ export async function benchRegistries(reps: number, progress: (line: string) => 
 function check(main: StepResult, post: StepResult, registries: number): void {
   const mirrors = mirrorsOf(main);
   const problems = [...main.warnings, ...post.warnings];
-  if (mirrors.length !== registries || problems.length) throw new Error(`the job set up ${mirrors.length} of ${registries} mirrors: ${problems.join('; ')}`);
+  if (mirrors.length !== registries || problems.length)
+    throw new Error(`the job set up ${mirrors.length} of ${registries} mirrors: ${problems.join('; ')}`);
   const running = mirrors.filter((m) => isRunning(m.pid));
   if (running.length) throw new Error(`post left ${running.map((m) => m.registry).join(', ')} running`);
 }

@@ -82,7 +82,9 @@ export function installTrace(file) {
       const id = nextId++;
       try {
         const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
-        log(`req ${id} ${init?.method ?? (typeof input === 'object' && 'method' in input ? input.method : 'GET')} ${url.host} ${url.pathname}`);
+        log(
+          `req ${id} ${init?.method ?? (typeof input === 'object' && 'method' in input ? input.method : 'GET')} ${url.host} ${url.pathname}`,
+        );
       } catch {
         // observe only
       }

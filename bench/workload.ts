@@ -33,7 +33,12 @@ export interface WorkloadSpec {
 }
 
 function spec(name: string, scale: (mb: number) => number, files: (n: number) => number): WorkloadSpec {
-  const L = (id: string, n: number, mb: number, randomShare?: number): LayerSpec => ({ id, files: files(n), bytes: scale(mb), randomShare });
+  const L = (id: string, n: number, mb: number, randomShare?: number): LayerSpec => ({
+    id,
+    files: files(n),
+    bytes: scale(mb),
+    randomShare,
+  });
   return {
     name,
     layers: [
@@ -52,7 +57,12 @@ function spec(name: string, scale: (mb: number) => number, files: (n: number) =>
     ],
     images: [
       { ref: 'debian:12', repository: 'library/debian', tag: '12', layers: ['debian-rootfs'] },
-      { ref: 'python:3.12', repository: 'library/python', tag: '3.12', layers: ['debian-rootfs', 'python-apt-deps', 'python-runtime', 'python-pip', 'python-entrypoint'] },
+      {
+        ref: 'python:3.12',
+        repository: 'library/python',
+        tag: '3.12',
+        layers: ['debian-rootfs', 'python-apt-deps', 'python-runtime', 'python-pip', 'python-entrypoint'],
+      },
       { ref: 'nginx:1.27', repository: 'library/nginx', tag: '1.27', layers: ['debian-rootfs', 'nginx', 'nginx-conf'] },
       { ref: 'redis:7-alpine', repository: 'library/redis', tag: '7-alpine', layers: ['alpine-rootfs', 'redis', 'redis-entrypoint'] },
       {
@@ -67,9 +77,53 @@ function spec(name: string, scale: (mb: number) => number, files: (n: number) =>
 }
 
 /** The default workload: about 330 MB of unique layers uncompressed, 150 MB as pulled. */
-export const FULL = spec('full', (mb) => Math.round(mb * MB), (n) => n);
+export const FULL = spec(
+  'full',
+  (mb) => Math.round(mb * MB),
+  (n) => n,
+);
 /** --quick: the same shape at about a fifteenth of the size, for CI. */
-export const QUICK = spec('quick', (mb) => Math.max(512, Math.round((mb * MB) / 15)), (n) => Math.max(1, Math.round(n / 10)));
+export const QUICK = spec(
+  'quick',
+  (mb) => Math.max(512, Math.round((mb * MB) / 15)),
+  (n) => Math.max(1, Math.round(n / 10)),
+);
+
+/**
+ * The 1 GB variants' workload: about 1 GB as pulled, five images on two bases like the default one, every file
+ * incompressible (so the cache holds about 1 GB: zstd gains nothing either) and few, large files (cheap to build
+ * and to extract: the restore's time shows, not the daemon's file creation). Its changed layer is never pushed.
+ */
+export const LARGE: WorkloadSpec = (() => {
+  const L = (id: string, files: number, mb: number): LayerSpec => ({ id, files, bytes: mb * MB, randomShare: 1 });
+  const image = (name: string, layers: string[]): ImageSpec => ({ ref: `large/${name}:1`, repository: `large/${name}`, tag: '1', layers });
+  return {
+    name: 'large',
+    layers: [
+      L('large-base', 60, 250),
+      L('large-runtime', 40, 200),
+      L('large-web', 30, 150),
+      L('large-tools-base', 20, 100),
+      L('large-tools', 20, 100),
+      L('large-app-deps', 40, 200),
+      L('large-app', 10, 20),
+    ],
+    images: [
+      image('base', ['large-base']),
+      image('runtime', ['large-base', 'large-runtime']),
+      image('web', ['large-base', 'large-web']),
+      image('tools', ['large-tools-base', 'large-tools']),
+      image('app', ['large-base', 'large-runtime', 'large-app-deps', 'large-app']),
+    ],
+    change: { ref: 'large/app:1', layer: L('large-app-hotfix', 1, 1) },
+  };
+})();
+
+/** The image a partial-use job pulls: the median one by compressed size (nginx:1.27 in the default workloads). */
+export function medianImage(workload: Workload): BuiltImage {
+  const bySize = [...workload.images].sort((a, b) => a.compressed - b.compressed);
+  return bySize[Math.floor(bySize.length / 2)];
+}
 
 /** A deterministic xorshift generator, so the same spec always gives the same bytes. */
 function rng(seed: string): () => number {
@@ -85,7 +139,16 @@ function rng(seed: string): () => number {
   };
 }
 
-const DIRS = ['usr/lib/x86_64-linux-gnu', 'usr/share/doc', 'usr/bin', 'usr/lib/python3/dist-packages', 'etc', 'usr/share/locale', 'var/lib/dpkg/info', 'opt/app'];
+const DIRS = [
+  'usr/lib/x86_64-linux-gnu',
+  'usr/share/doc',
+  'usr/bin',
+  'usr/lib/python3/dist-packages',
+  'etc',
+  'usr/share/locale',
+  'var/lib/dpkg/info',
+  'opt/app',
+];
 
 /** The files of a layer: sizes drawn from a skewed distribution summing to spec.bytes. */
 export function layerFiles(spec: LayerSpec): TarFile[] {
@@ -145,7 +208,11 @@ export function buildWorkload(spec: WorkloadSpec): Workload {
     layers,
     images,
     changed,
-    unique: { layers: used.length, compressed: used.reduce((s, l) => s + l.size, 0), uncompressed: used.reduce((s, l) => s + l.uncompressed, 0) },
+    unique: {
+      layers: used.length,
+      compressed: used.reduce((s, l) => s + l.size, 0),
+      uncompressed: used.reduce((s, l) => s + l.uncompressed, 0),
+    },
   };
 }
 
