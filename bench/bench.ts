@@ -147,6 +147,7 @@ const VARIANTS = [
   'warm',
   'warm-noprefetch',
   'warm-partial',
+  'warm-partial-noprefetch',
   'warm-20',
   'changed',
   'cold-1g',
@@ -157,7 +158,7 @@ type Variant = (typeof VARIANTS)[number];
 /** The 1 GB cache's variants: a workload of their own, measured after the others. */
 const LARGE_VARIANTS: Variant[] = ['cold-1g', 'warm-1g', 'saveload-1g'];
 /** The jobs that restore what the repetition's cold job saved: the cold job runs, unmeasured if need be, before them. */
-const RESTORE_COLD: Variant[] = ['warm', 'warm-noprefetch', 'warm-partial', 'warm-20', 'changed'];
+const RESTORE_COLD: Variant[] = ['warm', 'warm-noprefetch', 'warm-partial', 'warm-partial-noprefetch', 'warm-20', 'changed'];
 /** The registry release of the cold-2.8 variant: the one before 3.0's single fetch per missed blob. */
 const REGISTRY_2_8 = '2.8.3';
 /** The variants this run measures (--only), in VARIANTS' order; by default all of them (--quick: but the 1 GB ones). */
@@ -184,6 +185,7 @@ const LABELS: Record<Variant, string> = {
   warm: 'this action, warm job (cache restored)',
   'warm-noprefetch': 'this action, warm job, prefetch: false',
   'warm-partial': 'this action, warm job using 1 of the 5 cached images',
+  'warm-partial-noprefetch': 'this action, warm job using 1 of the 5, prefetch: false',
   'warm-20': `this action, warm job, upstream at ${SLOW_BANDWIDTH / MB} MB/s`,
   changed: 'this action, changed job (one new top layer)',
   'cold-1g': 'this action, cold job, 1 GB workload',
@@ -633,11 +635,10 @@ async function repetition(b: Bench, what: string, tag: string): Promise<{ got: P
   if (want('warm-noprefetch')) note('warm-noprefetch', await actionJob(b, `warm-noprefetch-${tag}`, key, { prefetch: 'false' }, pulls));
   // Partial use: the job pulls one of the five images the cache holds. It saves nothing, so the jobs after it still
   // restore a cache whose last run pulled all five (what prefetch pulls).
-  if (want('warm-partial'))
-    note(
-      'warm-partial',
-      await actionJob(b, `warm-partial-${tag}`, key, { save: 'false' }, (runner) => pullAll(runner, [medianImage(workload).ref])),
-    );
+  for (const variant of ['warm-partial', 'warm-partial-noprefetch'] as const) {
+    const inputs: Record<string, string> = variant === 'warm-partial' ? { save: 'false' } : { save: 'false', prefetch: 'false' };
+    if (want(variant)) note(variant, await actionJob(b, `${variant}-${tag}`, key, inputs, (runner) => pullAll(runner, [medianImage(workload).ref])));
+  }
   if (want('warm-20')) note('warm-20', await actionJob(b, `warm-20-${tag}`, key, {}, pulls, b.slow));
 
   // Since that run, one image gained a new top layer upstream.
@@ -1110,6 +1111,7 @@ function renderRatios(r: Report): string {
           ];
         }),
         ['partial use: warm, 1 of 5 images / save-load (images ready)', x(ready('warm-partial'), ready('saveload-partial'))],
+        ['partial use, prefetch: false / save-load (images ready)', x(ready('warm-partial-noprefetch'), ready('saveload-partial'))],
         [`warm / direct, upstream at ${SLOW_BANDWIDTH / MB} MB/s (images ready)`, x(ready('warm-20'), ready('direct-20'))],
         ['warm / save-load warm, 1 GB (images ready)', x(ready('warm-1g'), ready('saveload-1g'))],
         [
@@ -1288,6 +1290,10 @@ function renderTargets(r: Report): string {
       [
         `partial use (${partial}): images ready, save/load / warm`,
         ...ratio(ready('saveload-partial'), ready('warm-partial'), '≥ 3.00×', (v) => v >= 3),
+      ],
+      [
+        `partial use (${partial}), prefetch: false: images ready, save/load / warm`,
+        ...ratio(ready('saveload-partial'), ready('warm-partial-noprefetch'), '≥ 3.00×', (v) => v >= 3),
       ],
       [
         `upstream at ${SLOW_BANDWIDTH / MB} MB/s: images ready, warm / direct`,
