@@ -4,9 +4,9 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Credentials } from './docker-hub.js';
 import { DOCKER_HUB, isRegistryHost } from './images.js';
-import { releaseAsset } from './registry-binary.js';
+import { InputError } from './input-error.js';
+import { releaseAsset, type Arch } from './registry-release.js';
 
-export type Arch = 'amd64' | 'arm64';
 export type Listen = 'loopback' | 'docker-bridge';
 
 export interface Inputs {
@@ -58,10 +58,6 @@ export const DEFAULTS = {
   registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
   daemonConfig: '/etc/docker/daemon.json',
 } as const;
-
-export class InputError extends Error {
-  override name = 'InputError';
-}
 
 /** Parses the inputs as `read(name)` gives them (the trimmed text of `with:`, empty when unset). */
 export function parseInputs(read: (name: string) => string): Inputs {

@@ -2,7 +2,8 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
-import { credentialSecrets, DEFAULTS, InputError, parseInputs, runnerArch } from '../src/context.js';
+import { credentialSecrets, DEFAULTS, parseInputs, runnerArch } from '../src/context.js';
+import { InputError } from '../src/input-error.js';
 
 /** parseInputs over a `with:` block; unset inputs read as empty, as @actions/core gives them. */
 function parse(inputs: Record<string, string> = {}) {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { parse } from 'yaml';
 import { INSTANCE_HEADER, registryConfig, type RegistryConfigOptions } from '../src/registry.js';
 import { prefetchEnvironment, registryEnvironment } from '../src/processes.js';
-import { PINNED_SHA256, releaseAsset } from '../src/registry-binary.js';
+import { PINNED_SHA256, releaseAsset } from '../src/registry-release.js';
 import { DEFAULTS } from '../src/context.js';
 
 interface ParsedConfig {
