@@ -2,12 +2,13 @@
 // clients at them. Any failure is a warning and the job pulls directly, unless fail-on-error is set.
 import * as core from '@actions/core';
 import { join } from 'node:path';
+import { withDeadline } from './bounded.js';
 import { writeClientConfigs } from './client-config.js';
 import { failOnErrorInput, getInputs, runnerArch } from './context.js';
 import { pointDaemon } from './daemon.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
-import { NOTHING_RESTORED, restoreStorage, withDeadline, type Restored } from './persistence.js';
+import { NOTHING_RESTORED, restoreStorage, type Restored } from './persistence.js';
 import { prefetchRefs, startPrefetch } from './prefetch.js';
 import { installRegistry } from './registry-binary.js';
 import { useRegistriesConf } from './registries-conf.js';

@@ -1,10 +1,10 @@
 // One Distribution proxy per registry host (a proxy serves one upstream), each on its own port, with its
 // own root in the shared storage: the mirrors the job's clients pull through.
 import * as core from '@actions/core';
-import { execFile } from 'node:child_process';
 import type { Inputs, Listen } from './context.js';
 import { probeUpstream, type Credentials, type UpstreamProbe } from './docker-hub.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
+import { commandOutput } from './processes.js';
 import { assertPortFree, freePort, startRegistry, stopRegistry } from './registry.js';
 import type { MirrorState } from './state.js';
 import { prepareRegistryRoot } from './storage.js';
@@ -44,7 +44,7 @@ export async function listenAddress(listen: Listen, showDocker0 = ipAddrShowDock
 }
 
 function ipAddrShowDocker0(): Promise<string> {
-  return new Promise((resolve) => execFile('ip', ['-4', '-o', 'addr', 'show', 'dev', 'docker0'], { timeout: 5_000 }, (e, stdout) => resolve(e ? '' : stdout)));
+  return commandOutput('ip', ['-4', '-o', 'addr', 'show', 'dev', 'docker0'], { timeout: 5_000 }).catch(() => '');
 }
 
 /** The first address of `ip -4 -o addr show` output ("3: docker0    inet 172.17.0.1/16 brd ..."). */

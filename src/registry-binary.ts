@@ -5,11 +5,11 @@
 // earlier job on a persistent runner, just like the binary.
 import * as core from '@actions/core';
 import * as tc from '@actions/tool-cache';
-import { createHash } from 'node:crypto';
 import { access, constants, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runnerArch, type Inputs } from './context.js';
 import { releaseAsset } from './registry-release.js';
+import { sha256Hex } from './sha256.js';
 
 const TOOL_NAME = 'distribution-registry';
 const TARBALL = 'registry.tar.gz';
@@ -28,7 +28,7 @@ export async function installRegistry(inputs: Inputs, scratchDir: string): Promi
     const path = join(cached, TARBALL);
     // The bytes hashed are the bytes unpacked: the tool cache is read once.
     const tarball = await readFile(path).catch(() => null);
-    const actual = tarball && sha256(tarball);
+    const actual = tarball && sha256Hex(tarball);
     if (tarball && actual === asset.sha256) {
       core.info(`Registry ${inputs.registryVersion} found in the tool cache (SHA-256 checked)`);
       return unpack(tarball, scratchDir, path);
@@ -40,7 +40,7 @@ export async function installRegistry(inputs: Inputs, scratchDir: string): Promi
   core.info(`Downloading ${asset.url}`);
   const download = await tc.downloadTool(asset.url, join(scratchDir, 'download.tar.gz'));
   const tarball = await readFile(download);
-  const actual = sha256(tarball);
+  const actual = sha256Hex(tarball);
   if (actual !== asset.sha256) throw new Error(`checksum mismatch for ${asset.url}: expected ${asset.sha256}, got ${actual}`);
   await tc.cacheFile(download, TARBALL, TOOL_NAME, inputs.registryVersion, arch).catch((e: Error) => core.info(`Could not keep the registry in the tool cache: ${e.message}`));
   return unpack(tarball, scratchDir, asset.url);
@@ -57,8 +57,4 @@ async function unpack(tarball: Buffer, scratchDir: string, from: string): Promis
     throw new Error(`${from} holds no executable named registry at its root`);
   });
   return binary;
-}
-
-function sha256(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }

@@ -3,12 +3,12 @@
 // repository that links it). Docker Hub's proxy has the storage root; every other registry's proxy has a
 // root of its own under registries/HOST, whose blobs directory is a link to the shared one, so a layer
 // two registries serve is stored, and cached, once.
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { mapBounded } from './bounded.js';
 import { DOCKER_HUB, splitRepository, type Manifests } from './images.js';
+import { streamSha256Hex } from './sha256.js';
 
 const V2 = 'docker/registry/v2';
 const REGISTRIES = 'registries';
@@ -142,14 +142,11 @@ export async function writeLinks(root: string, images: ImageLinks[], present: Se
  * never served: the caller moves only checked files into the storage.
  */
 export async function holdsDigest(path: string, digest: string): Promise<boolean> {
-  const hash = createHash('sha256');
   try {
-    if (!(await lstat(path)).isFile()) return false;
-    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    return (await lstat(path)).isFile() && `sha256:${await streamSha256Hex(createReadStream(path))}` === digest;
   } catch {
     return false;
   }
-  return `sha256:${hash.digest('hex')}` === digest;
 }
 
 /** Every manifest a repository in storage names, parsed. */
