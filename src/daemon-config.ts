@@ -3,6 +3,9 @@
 // everything else in the file (the user's keys, order, formatting, a job step's own edits) stays as it is.
 import { sha256Hex } from './sha256.js';
 
+/** The file dockerd reads its config from when run without --config-file (rootful). */
+export const DOCKERD_CONFIG = '/etc/docker/daemon.json';
+
 export const MIRRORS_KEY = 'registry-mirrors';
 
 type DaemonJson = Record<string, unknown>;

@@ -9,12 +9,10 @@ import { pollUntil } from './bounded.js';
 import { builtInBuildkitNotice } from './builtin-buildkit.js';
 import { hostsToml, type MirrorAddress } from './client-config.js';
 import { withConfigLock } from './config-lock.js';
-import { clearingMirrors, digestOf, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror } from './daemon-config.js';
+import { clearingMirrors, digestOf, DOCKERD_CONFIG, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror } from './daemon-config.js';
 import { DOCKER_HUB } from './images.js';
 import { commandOutput, isRunning } from './processes.js';
 import type { DaemonState, RegistryHostsFile } from './state.js';
-
-const DEFAULT_CONFIG = '/etc/docker/daemon.json';
 
 /**
  * Points the dockerd that reads configPath at the mirrors (Docker Hub's in daemon.json, the others in certs.d), or,
@@ -200,7 +198,7 @@ export function daemonConfigOf(argv: string[], environ: string[]): string {
   const flag = configFileOf(argv);
   if (flag) return flag;
   const env = (name: string) => environ.find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1) ?? '';
-  if (!env('ROOTLESSKIT_STATE_DIR')) return DEFAULT_CONFIG;
+  if (!env('ROOTLESSKIT_STATE_DIR')) return DOCKERD_CONFIG;
   return join(env('XDG_CONFIG_HOME') || join(env('HOME'), '.config'), 'docker', 'daemon.json');
 }
 

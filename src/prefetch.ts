@@ -6,7 +6,7 @@ import { request } from 'node:http';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { imageKey, type CacheIndex } from './cache-index.js';
-import { displayName } from './images.js';
+import { displayName, withoutHubHost } from './images.js';
 import { mapBounded, pollUntil } from './bounded.js';
 import { commandOutput, isRunning, prefetchEnvironment } from './processes.js';
 
@@ -126,7 +126,7 @@ export function prefetchUsage(results: PrefetchResult[], jobImages: string[]): P
 
 /** A reference as the user typed it (`alpha`, `docker.io/library/alpha:1`) in the form prefetch uses (`alpha:latest`, `alpha:1`). */
 export function normalRef(image: string): string {
-  const name = displayName(image.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, ''));
+  const name = displayName(withoutHubHost(image));
   return /@|:[^/]*$/.test(name) ? name : `${name}:latest`;
 }
 
