@@ -75,14 +75,6 @@ describe('parseInputs: defaults', () => {
     assert.equal(i.maxSize, 2 * 1024 ** 3);
     assert.equal(i.maxAgeDays, 7);
   });
-
-  test('values as action.yml passes its own defaults are accepted', () => {
-    const i = parse({ save: 'true', 'fail-on-error': 'false', 'registry-version': '3.1.1', upstream: 'https://registry-1.docker.io', 'cache-key': 'pull-cache', 'daemon-config': '/etc/docker/daemon.json', 'max-size': '2GiB', 'max-age': '7d' });
-    assert.equal(i.save, true);
-    assert.equal(i.failOnError, false);
-    assert.equal(i.maxSize, 2 * 1024 ** 3);
-    assert.equal(i.maxAgeDays, 7);
-  });
 });
 
 describe('parseInputs: Docker Hub credentials', () => {
