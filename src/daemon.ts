@@ -11,6 +11,7 @@ import { hostsToml, type MirrorAddress } from './client-config.js';
 import { withConfigLock } from './config-lock.js';
 import { clearingMirrors, digestOf, DOCKERD_CONFIG, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror } from './daemon-config.js';
 import { DOCKER_HUB } from './images.js';
+import { warn } from './log.js';
 import { commandOutput, isRunning } from './processes.js';
 import type { DaemonState, RegistryHostsFile } from './state.js';
 
@@ -29,7 +30,7 @@ export async function pointDaemon(
     if (!hub) return false;
     const live = await liveMirrors().catch(() => null);
     if (live && mirrorIsLive(live, hub.url)) core.info(`daemon-config is none: dockerd already pulls Docker Hub images through ${hub.url}`);
-    else if (live) core.warning(`pull-cache-action: daemon-config is none, and the dockerd at ${process.env.DOCKER_HOST || 'the default socket'} does not name ${hub.url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${hub.url} (and set port).`);
+    else if (live) warn(`daemon-config is none, and the dockerd at ${process.env.DOCKER_HOST || 'the default socket'} does not name ${hub.url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${hub.url} (and set port).`);
     return !!live && mirrorIsLive(live, hub.url);
   }
   if (hub) {

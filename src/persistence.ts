@@ -30,6 +30,7 @@ import {
 } from './cache-index.js';
 import { mapBounded, pollUntil } from './bounded.js';
 import { restoreEntry, RefusedArchive } from './cache-entry.js';
+import { warn } from './log.js';
 import { saveEnvironment } from './processes.js';
 import { blobPath, holdsDigest, inside, writeLinks, type StorageState } from './storage.js';
 
@@ -90,17 +91,17 @@ export async function restoreStorage(scope: CacheScope, budget: Budget, registri
     } catch (e) {
       if (signal.aborted || !(e instanceof RefusedArchive || e instanceof InvalidIndex)) throw e;
       // An index that cannot be read at all is a cache to start over: this run saves a new one.
-      core.warning(`pull-cache-action: refused the cache index: ${e.message}. Starting with an empty cache.`);
+      warn(`refused the cache index: ${e.message}. Starting with an empty cache.`);
       return { ...NOTHING_RESTORED, refused: [e instanceof InvalidIndex ? `${restoredKey}: ${e.message}` : e.message] };
     }
     const { index, invalid } = read;
-    for (const problem of invalid) core.warning(`pull-cache-action: dropped from the restored cache index: ${problem}`);
+    for (const problem of invalid) warn(`dropped from the restored cache index: ${problem}`);
     const selection = selectImages(index, budget, now);
     const storage = join(scope.workDir, STORAGE_DIR);
     // Each entry is checked as soon as it is down, so the hashing overlaps the other downloads.
     const outcomes = await mapBounded(selection.entries, RESTORE_CONCURRENCY, (entry, i) => restoreBlobs(entry, index.blobs, join(restoring, String(i)), storage, signal));
     const refusedEntries = outcomes.flatMap((o) => (o.refused ? [o.refused] : []));
-    for (const problem of refusedEntries) core.warning(`pull-cache-action: refused a cache entry: ${problem}`);
+    for (const problem of refusedEntries) warn(`refused a cache entry: ${problem}`);
     const present = new Set(outcomes.flatMap((o) => o.present));
     await writeLinks(storage, selection.images, present);
     return {

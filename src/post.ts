@@ -9,6 +9,7 @@ import { imagesInStorage } from './cache-index.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
 import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
 import { readQuota, type Credentials, type Quota } from './docker-hub.js';
+import { warn } from './log.js';
 import { saveStorage } from './persistence.js';
 import { containerImages, finishPrefetch, normalRef, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { mirrorPlans, stopMirrors } from './mirrors.js';
@@ -31,7 +32,7 @@ export async function post(): Promise<void> {
       return await fn();
     } catch (e) {
       problems.push(`${what}: ${(e as Error).message}`);
-      core.warning(`pull-cache-action: ${what}: ${(e as Error).message}`);
+      warn(`${what}: ${(e as Error).message}`);
       return null;
     }
   };
@@ -100,7 +101,7 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
   const usages = served?.map((requests) => accountUsage(requests, baseline.storage, after, manifests, ranByJob)) ?? null;
   const usage = usages && mergeUsage(usages);
   const prefetchUsed = prefetch && prefetchUsage(prefetch.results, usage?.images.map((i) => displayName(i.key)) ?? []);
-  for (const failed of prefetchUsed?.failed ?? []) core.warning(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
+  for (const failed of prefetchUsed?.failed ?? []) warn(`prefetching ${failed.ref} failed: ${failed.error}`);
   const stored = imagesInStorage(after, manifests);
   const decision = decideSaves(stored, await askUpstreams(stored, (registry) => upstreamOf(mirrors, registry, inputs), inputs.cachePrivate), baseline.restored.images);
   // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.

@@ -8,6 +8,7 @@ import * as tc from '@actions/tool-cache';
 import { access, constants, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runnerArch, type Inputs } from './context.js';
+import { warn } from './log.js';
 import { releaseAsset } from './registry-release.js';
 import { sha256Hex } from './sha256.js';
 
@@ -34,7 +35,7 @@ export async function installRegistry(inputs: Inputs, scratchDir: string): Promi
       return unpack(tarball, scratchDir, path);
     }
     const expected = `${asset.sha256}${inputs.registrySha256 ? ' (registry-sha256)' : ''}`;
-    if (tarball) core.warning(`pull-cache-action: the registry tarball in the tool cache (${path}) has SHA-256 ${actual}, not ${expected}: it is not run; downloading the release again.`);
+    if (tarball) warn(`the registry tarball in the tool cache (${path}) has SHA-256 ${actual}, not ${expected}: it is not run; downloading the release again.`);
     else core.info(`The tool cache's registry ${inputs.registryVersion} has no ${TARBALL} (kept by an older version of this action): downloading it`);
   }
   core.info(`Downloading ${asset.url}`);

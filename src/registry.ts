@@ -1,6 +1,5 @@
 // The local Distribution registry: its config, and the detached process that serves the mirror for the
 // rest of the job.
-import * as core from '@actions/core';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
@@ -8,6 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { stringify } from 'yaml';
 import { pollUntil } from './bounded.js';
+import { warn } from './log.js';
 import { isRunning, registryEnvironment } from './processes.js';
 
 export interface RegistryConfigOptions {
@@ -112,7 +112,7 @@ export async function stopRegistry(pid: number, configPath: string, graceMs = 10
   if (!(await isRunning(pid, configPath))) return;
   process.kill(pid, 'SIGTERM');
   if (await pollUntil(async () => !(await isRunning(pid, configPath)), graceMs, 50)) return;
-  core.warning(`the registry (pid ${pid}) did not stop within ${graceMs / 1000} s of SIGTERM; killing it`);
+  warn(`the registry (pid ${pid}) did not stop within ${graceMs / 1000} s of SIGTERM; killing it`);
   process.kill(pid, 'SIGKILL');
 }
 
