@@ -6,9 +6,10 @@
 import { spawn } from 'node:child_process';
 import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { withDeadline } from './bounded.js';
 import { contentOf, imageKey, STORAGE_DIR, type CachedImage, type EntryRef } from './cache-index.js';
 import { displayName } from './images.js';
-import { restoreBlobs, withDeadline, type Restored } from './persistence.js';
+import { restoreBlobs, type Restored } from './persistence.js';
 import { isRunning, saveEnvironment } from './processes.js';
 import { writeLinks } from './storage.js';
 

@@ -1,5 +1,6 @@
-// Work over many items with a bound on how much runs at once: restored names can number in the thousands, and
-// file descriptors and connections run out long before that.
+// Work with bounds: on how much runs at once (restored names can number in the thousands, and file descriptors
+// and connections run out long before that), on how long an operation may take, and on how long a wait polls.
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Runs fn over items with at most `limit` at once; results in order. */
 export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
@@ -13,4 +14,35 @@ export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T, 
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
+}
+
+/**
+ * The operation's result, or an error once timeoutMs have passed. At the deadline the operation's signal aborts
+ * it: its requests are cut off and the processes it started are ended.
+ */
+export async function withDeadline<T>(what: string, timeoutMs: number, operation: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new Error(`${what} took longer than ${timeoutMs / 1000} s (cache-timeout)`);
+      controller.abort(error);
+      reject(error);
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([operation(controller.signal), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Asks `done` every intervalMs until it says yes or timeoutMs have passed (it is asked at least once); whether it did. */
+export async function pollUntil(done: () => Promise<boolean>, timeoutMs: number, intervalMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await done()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(intervalMs);
+  }
 }

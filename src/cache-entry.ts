@@ -4,14 +4,15 @@
 // (the same Twirp call and signed URL the library uses), downloads it with a size bound, lists the archive, refuses
 // it unless every member is a regular file or directory it expects, no larger than expected, and only then
 // extracts it, without -P, into an empty directory of its own.
-import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReadableStream } from 'node:stream/web';
+import { commandOutput } from './processes.js';
+import { sha256Hex } from './sha256.js';
 
 /** How @actions/cache compresses on this runner; part of every entry's version. */
 export type Compression = 'zstd-without-long' | 'gzip';
@@ -26,14 +27,14 @@ export class RefusedArchive extends Error {
 
 /** The version @actions/cache gives an entry saved with these paths (its getCacheVersion, salt 1.0, on Linux). */
 export function cacheVersion(paths: string[], compression: Compression): string {
-  return createHash('sha256').update([...paths, compression, '1.0'].join('|')).digest('hex');
+  return sha256Hex([...paths, compression, '1.0'].join('|'));
 }
 
 let compressionOnRunner: Promise<Compression> | undefined;
 
 /** As @actions/cache decides: zstd when the zstd CLI answers, gzip otherwise. */
 function runnerCompression(): Promise<Compression> {
-  compressionOnRunner ??= new Promise((resolve) => execFile('zstd', ['--quiet', '--version'], { timeout: 10_000 }, (e, out) => resolve(!e && out.trim() ? 'zstd-without-long' : 'gzip')));
+  compressionOnRunner ??= commandOutput('zstd', ['--quiet', '--version'], { timeout: 10_000 }).then((out) => (out.trim() ? 'zstd-without-long' : 'gzip'), () => 'gzip');
   return compressionOnRunner;
 }
 
@@ -105,7 +106,7 @@ async function lookupEntry(paths: string[], key: string, compression: Compressio
       failure = `the cache service could not be reached looking up ${key} (${(e.cause as Error | undefined)?.message ?? e.message})`;
     }
     if (attempt === LOOKUP_ATTEMPTS) throw new Error(failure);
-    await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    await sleep(500 * attempt);
   }
 }
 
@@ -166,7 +167,5 @@ function quote(text: string): string {
 }
 
 function tar(args: string[], signal: AbortSignal): Promise<string> {
-  return new Promise((resolve, reject) =>
-    execFile('tar', args, { signal, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => (error ? reject(new Error(`tar ${args[0]} failed: ${String(stderr).trim() || error.message}`)) : resolve(stdout))),
-  );
+  return commandOutput('tar', args, { signal, maxBuffer: 16 * 1024 * 1024 });
 }

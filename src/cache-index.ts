@@ -1,8 +1,8 @@
 // What the Actions cache holds, computed: the keys, which blobs go into which entry, which images a run
 // restores within its budget, and the index the next run restores. Pure, so the rules are unit-tested
 // without a cache service.
-import { createHash } from 'node:crypto';
 import { imageContent, isRegistryHost, splitRepository, type Manifests } from './images.js';
+import { sha256Hex } from './sha256.js';
 import { blobPath, isDigest, type StorageState } from './storage.js';
 
 /** One Actions cache entry and the blobs it holds. */
@@ -53,8 +53,7 @@ export function blobKey(prefix: string, digest: string): string {
 }
 
 export function packKey(prefix: string, digests: string[]): string {
-  const hash = createHash('sha256').update([...digests].sort().join('\n')).digest('hex');
-  return `${prefix}-pack-sha256-${hash}`;
+  return `${prefix}-pack-sha256-${sha256Hex([...digests].sort().join('\n'))}`;
 }
 
 /** Index keys are per platform: the same tag resolves to other blobs on another architecture. */

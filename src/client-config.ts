@@ -4,7 +4,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { DOCKER_HUB } from './images.js';
+import { DOCKER_HUB, DOCKER_HUB_API } from './images.js';
 
 export interface MirrorAddress {
   /** The registry host, as image names spell it. */
@@ -15,7 +15,7 @@ export interface MirrorAddress {
 
 /** Where a client goes when the mirror fails: the registry's own API endpoint. */
 function registryServer(registry: string): string {
-  return registry === DOCKER_HUB ? 'https://registry-1.docker.io' : `https://${registry}`;
+  return registry === DOCKER_HUB ? DOCKER_HUB_API : `https://${registry}`;
 }
 
 /** A TOML basic string. */

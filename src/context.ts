@@ -3,10 +3,11 @@ import * as core from '@actions/core';
 import { accessSync, constants, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Credentials } from './docker-hub.js';
-import { DOCKER_HUB, isRegistryHost } from './images.js';
-import { releaseAsset } from './registry-binary.js';
+import { DOCKERD_CONFIG } from './daemon-config.js';
+import { DOCKER_HUB, DOCKER_HUB_ALIASES, DOCKER_HUB_API, isRegistryHost } from './images.js';
+import { InputError } from './input-error.js';
+import { releaseAsset, type Arch } from './registry-release.js';
 
-export type Arch = 'amd64' | 'arm64';
 export type Listen = 'loopback' | 'docker-bridge';
 
 export interface Inputs {
@@ -49,19 +50,15 @@ export interface Inputs {
 }
 
 export const DEFAULTS = {
-  upstream: 'https://registry-1.docker.io',
+  upstream: DOCKER_HUB_API,
   cacheKey: 'pull-cache',
   maxSize: '2GiB',
   maxAge: '7d',
   cacheTimeout: '300',
   registryVersion: '3.1.1',
   registryDownloadUrl: 'https://github.com/distribution/distribution/releases/download',
-  daemonConfig: '/etc/docker/daemon.json',
+  daemonConfig: DOCKERD_CONFIG,
 } as const;
-
-export class InputError extends Error {
-  override name = 'InputError';
-}
 
 /** Parses the inputs as `read(name)` gives them (the trimmed text of `with:`, empty when unset). */
 export function parseInputs(read: (name: string) => string): Inputs {
@@ -159,7 +156,6 @@ function httpUrl(name: string, value: string): string {
   return value.replace(/\/+$/, '');
 }
 
-const DOCKER_HUB_ALIASES = new Set([DOCKER_HUB, 'index.docker.io', 'registry-1.docker.io']);
 const MAX_REGISTRIES = 10;
 
 /**
@@ -171,7 +167,7 @@ function registries(value: string): { registries: string[]; registryUpstreams: R
   const upstreams: Record<string, string> = {};
   for (const item of value.split(/[\s,]+/).filter(Boolean)) {
     const [host, upstream] = item.includes('=') ? [item.slice(0, item.indexOf('=')).toLowerCase(), item.slice(item.indexOf('=') + 1)] : [item.toLowerCase(), null];
-    const name = DOCKER_HUB_ALIASES.has(host) ? DOCKER_HUB : host;
+    const name = DOCKER_HUB_ALIASES.includes(host) ? DOCKER_HUB : host;
     if (!isRegistryHost(name)) throw new InputError(`registries: "${host}" is not a registry host; give hosts as image names spell them, such as docker.io, ghcr.io, quay.io, registry.k8s.io`);
     if (out.includes(name)) throw new InputError(`registries: ${name} is listed twice`);
     if (upstream !== null && name === DOCKER_HUB) throw new InputError(`registries: give Docker Hub's upstream (${upstream}) as the upstream input, not as docker.io=URL`);
@@ -202,7 +198,7 @@ function registryCredentials(value: string, listed: string[]): Record<string, Cr
     const m = /^([^=\s]+)\s*=\s*([^:\s]+):(.+)$/.exec(line);
     if (!m) throw new InputError(`registry-credentials line ${i + 1} must be HOST=USERNAME:TOKEN, such as ghcr.io=\${{ github.actor }}:\${{ secrets.GITHUB_TOKEN }}`);
     const host = m[1].toLowerCase();
-    if (DOCKER_HUB_ALIASES.has(host)) throw new InputError(`registry-credentials line ${i + 1}: give Docker Hub's credentials as dockerhub-username and dockerhub-token`);
+    if (DOCKER_HUB_ALIASES.includes(host)) throw new InputError(`registry-credentials line ${i + 1}: give Docker Hub's credentials as dockerhub-username and dockerhub-token`);
     if (!listed.includes(host)) throw new InputError(`registry-credentials line ${i + 1} names ${host}, which registries does not list (${listed.join(', ')})`);
     if (out[host]) throw new InputError(`registry-credentials: ${host} is given twice`);
     out[host] = { username: m[2], password: m[3].trim() };

@@ -1,7 +1,10 @@
 // daemon.json as text in, text out: what the daemon reads while the mirror is up, and what goes back after.
 // The action's edits are minimal and textual: it inserts its mirror, and later takes out exactly that, so that
 // everything else in the file (the user's keys, order, formatting, a job step's own edits) stays as it is.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './sha256.js';
+
+/** The file dockerd reads its config from when run without --config-file (rootful). */
+export const DOCKERD_CONFIG = '/etc/docker/daemon.json';
 
 export const MIRRORS_KEY = 'registry-mirrors';
 
@@ -30,7 +33,7 @@ export function parseDaemonConfig(text: string, path: string, outcome = 'it was 
 
 /** SHA-256 (hex) of a config's bytes: how post tells whether the file is still the one main wrote. */
 export function digestOf(content: string | Buffer): string {
-  return createHash('sha256').update(content).digest('hex');
+  return sha256Hex(content);
 }
 
 /**

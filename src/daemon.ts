@@ -1,19 +1,19 @@
 // The Docker daemon: point it at the mirror by a live reload (never a restart), and put it back as it was.
 import * as core from '@actions/core';
 import * as exec from '@actions/exec';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { pollUntil } from './bounded.js';
 import { builtInBuildkitNotice } from './builtin-buildkit.js';
 import { hostsToml, type MirrorAddress } from './client-config.js';
 import { withConfigLock } from './config-lock.js';
-import { clearingMirrors, digestOf, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror } from './daemon-config.js';
+import { clearingMirrors, digestOf, DOCKERD_CONFIG, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror } from './daemon-config.js';
 import { DOCKER_HUB } from './images.js';
+import { warn } from './log.js';
+import { commandOutput, isRunning } from './processes.js';
 import type { DaemonState, RegistryHostsFile } from './state.js';
-
-const DEFAULT_CONFIG = '/etc/docker/daemon.json';
 
 /**
  * Points the dockerd that reads configPath at the mirrors (Docker Hub's in daemon.json, the others in certs.d), or,
@@ -30,7 +30,7 @@ export async function pointDaemon(
     if (!hub) return false;
     const live = await liveMirrors().catch(() => null);
     if (live && mirrorIsLive(live, hub.url)) core.info(`daemon-config is none: dockerd already pulls Docker Hub images through ${hub.url}`);
-    else if (live) core.warning(`pull-cache-action: daemon-config is none, and the dockerd at ${process.env.DOCKER_HOST || 'the default socket'} does not name ${hub.url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${hub.url} (and set port).`);
+    else if (live) warn(`daemon-config is none, and the dockerd at ${process.env.DOCKER_HOST || 'the default socket'} does not name ${hub.url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${hub.url} (and set port).`);
     return !!live && mirrorIsLive(live, hub.url);
   }
   if (hub) {
@@ -91,7 +91,7 @@ async function putBack(daemon: DaemonState): Promise<void> {
   const saved = { original: daemon.original === null ? null : Buffer.from(daemon.original, 'base64'), written: daemon.written, mirror: daemon.mirror };
   const final = restoredConfig(await readConfig(daemon.configPath), saved, daemon.configPath);
   try {
-    if (await isRunning(daemon.pid)) {
+    if (await isRunning(daemon.pid, isDockerd)) {
       // dockerd keeps its live mirrors when the key is merely absent on reload, so when the final config does
       // not name registry-mirrors, a copy of it that clears them explicitly is what gets reloaded.
       await writeAsRoot(daemon.configPath, clearingMirrors(final?.toString('utf8') ?? null, daemon.configPath) ?? final!);
@@ -160,7 +160,7 @@ async function exists(path: string): Promise<boolean> {
 /** The images dockerd pulled since sinceMs, as each pull event names them; empty when the events cannot be read. */
 export async function imagesPulledSince(sinceMs: number): Promise<string[]> {
   const args = ['events', '--since', String(Math.floor(sinceMs / 1000)), '--until', String(Math.ceil(Date.now() / 1000)), '--filter', 'type=image', '--filter', 'event=pull', '--format', '{{.Actor.ID}}'];
-  const out = await new Promise<string>((resolve) => execFile('docker', args, { timeout: 10_000 }, (e, stdout) => resolve(e ? '' : stdout)));
+  const out = await commandOutput('docker', args, { timeout: 10_000 }).catch(() => '');
   return [...new Set(out.split('\n').filter(Boolean))];
 }
 
@@ -170,7 +170,7 @@ export async function findDockerd(configPath: string): Promise<number> {
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
-    if (argv.length === 0 || !/(^|\/)dockerd$/.test(argv[0])) continue;
+    if (!isDockerd(argv)) continue;
     // Another user's process (root's dockerd, to a runner user) does not show its environment: it is no rootless one of ours.
     const environ = (await readFile(`/proc/${entry}/environ`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
     if (resolve(daemonConfigOf(argv, environ)) === wanted) return Number(entry);
@@ -199,7 +199,7 @@ export function daemonConfigOf(argv: string[], environ: string[]): string {
   const flag = configFileOf(argv);
   if (flag) return flag;
   const env = (name: string) => environ.find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1) ?? '';
-  if (!env('ROOTLESSKIT_STATE_DIR')) return DEFAULT_CONFIG;
+  if (!env('ROOTLESSKIT_STATE_DIR')) return DOCKERD_CONFIG;
   return join(env('XDG_CONFIG_HOME') || join(env('HOME'), '.config'), 'docker', 'daemon.json');
 }
 
@@ -213,9 +213,9 @@ export function configFileOf(argv: string[]): string | undefined {
   return file;
 }
 
-async function isRunning(pid: number): Promise<boolean> {
-  const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  return /(^|\/)dockerd\0/.test(argv);
+/** A command line that runs dockerd. */
+function isDockerd(argv: string[]): boolean {
+  return /(^|\/)dockerd$/.test(argv[0] ?? '');
 }
 
 async function reload(pid: number): Promise<void> {
@@ -240,26 +240,25 @@ async function liveMirrors(): Promise<string[]> {
 
 /** A field of `docker info`, parsed; a CLI that hangs is cut off, so every wait around it stays bounded. */
 async function dockerInfo(format: string, timeoutMs = 5_000): Promise<unknown> {
-  const stdout = await new Promise<string>((resolve, reject) =>
-    execFile('docker', ['info', '--format', format], { timeout: timeoutMs, killSignal: 'SIGKILL' }, (error, out, err) =>
-      error ? reject(new Error(`docker info failed: ${String(err).trim() || error.message}`)) : resolve(out),
-    ),
-  );
+  const stdout = await commandOutput('docker', ['info', '--format', format], { timeout: timeoutMs, killSignal: 'SIGKILL' });
   return JSON.parse(stdout.trim() || 'null');
 }
 
 async function waitForMirrors(what: string, ok: (live: string[]) => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (ok(await liveMirrors())) return;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? ` (${(last as Error).message})` : ''}; see the daemon's log`);
+  const seen = await pollUntil(
+    async () => {
+      try {
+        return ok(await liveMirrors());
+      } catch (e) {
+        last = e;
+        return false;
+      }
+    },
+    timeoutMs,
+    100,
+  );
+  if (!seen) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? ` (${(last as Error).message})` : ''}; see the daemon's log`);
 }
 
 /**

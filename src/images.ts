@@ -42,6 +42,18 @@ export function displayName(repository: string): string {
 /** Docker Hub, as image names and containerd's hosts directory call it. */
 export const DOCKER_HUB = 'docker.io';
 
+/** Every host name an image name may give Docker Hub by. */
+export const DOCKER_HUB_ALIASES: readonly string[] = [DOCKER_HUB, 'index.docker.io', 'registry-1.docker.io'];
+
+/** Docker Hub's registry API, where docker.io's pulls go. */
+export const DOCKER_HUB_API = 'https://registry-1.docker.io';
+
+/** An image name without the Docker Hub host it may start with (docker.io/library/alpine:3 is library/alpine:3). */
+export function withoutHubHost(image: string): string {
+  const slash = image.indexOf('/');
+  return slash > 0 && DOCKER_HUB_ALIASES.includes(image.slice(0, slash)) ? image.slice(slash + 1) : image;
+}
+
 /**
  * The name the cache gives a repository of a registry: as docker names its images, with Docker Hub's left
  * bare (library/alpine) and every other registry's host in front (ghcr.io/org/app).

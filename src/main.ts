@@ -1,15 +1,18 @@
 // The main step: restore the cache's index, start a mirror per registry, point the daemon and the other clients at
-// them, and leave the cache's entries to restore in the background behind the mirrors. Any failure is a warning and the job pulls directly, unless fail-on-error is set.
+// them, and leave the cache's entries to restore in the background behind the mirrors. Any failure is a warning
+// and the job pulls directly, unless fail-on-error is set.
 import * as core from '@actions/core';
 import { join } from 'node:path';
+import { startRestore } from './background-restore.js';
+import { withDeadline } from './bounded.js';
 import { writeClientConfigs } from './client-config.js';
-import { failOnErrorInput, getInputs, runnerArch } from './context.js';
+import { getInputs, runnerArch } from './context.js';
 import { pointDaemon } from './daemon.js';
 import { gatedImages, planFronts, startGate, stopGate, throughFronts } from './gate.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
+import { failOrWarn, warn } from './log.js';
 import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
-import { startRestore } from './background-restore.js';
-import { NOTHING_RESTORED, restoredBytes, restoreIndex, withDeadline, type Restored } from './persistence.js';
+import { NOTHING_RESTORED, restoredBytes, restoreIndex, type Restored } from './persistence.js';
 import { prefetchRefs, startPrefetch } from './prefetch.js';
 import { formatBytes } from './report.js';
 import { installRegistry } from './registry-binary.js';
@@ -63,7 +66,7 @@ export async function main(): Promise<void> {
       const direct = mirrors;
       // Without its front a mirror still serves: a pull that comes before its image goes to the upstream instead.
       mirrors = await throughFronts(mirrors, dir.root, address).catch(async (e: Error) => {
-        core.warning(`pull-cache-action: ${e.message}; pulls of images still being restored go to the upstream.`);
+        warn(`${e.message}; pulls of images still being restored go to the upstream.`);
         await stopGate(state.gate()!);
         return direct;
       });
@@ -90,10 +93,8 @@ export async function main(): Promise<void> {
       core.info(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
     }
   } catch (e) {
-    const message = `pull-cache-action could not set up the cache: ${(e as Error).message}. The job goes on pulling directly.`;
     state.setMainError((e as Error).message);
-    if (failOnErrorInput()) core.setFailed(message);
-    else core.warning(message);
+    failOrWarn(`could not set up the cache: ${(e as Error).message}. The job goes on pulling directly.`);
   }
 }
 
@@ -102,7 +103,7 @@ async function restoreOrStartEmpty(restore: () => Promise<Restored>): Promise<Re
   try {
     return await restore();
   } catch (e) {
-    core.warning(`Restoring the cache failed (${(e as Error).message}); starting with an empty cache.`);
+    warn(`restoring the cache failed (${(e as Error).message}); starting with an empty cache.`);
     return NOTHING_RESTORED;
   }
 }

@@ -1,10 +1,11 @@
 // One Distribution proxy per registry host (a proxy serves one upstream), each on its own port, with its
 // own root in the shared storage: the mirrors the job's clients pull through.
 import * as core from '@actions/core';
-import { execFile } from 'node:child_process';
 import type { Inputs, Listen } from './context.js';
 import { probeUpstream, type Credentials, type UpstreamProbe } from './docker-hub.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
+import { warn } from './log.js';
+import { commandOutput } from './processes.js';
 import { assertPortFree, freePort, startRegistry, stopRegistry } from './registry.js';
 import type { MirrorState } from './state.js';
 import { prepareRegistryRoot } from './storage.js';
@@ -44,7 +45,7 @@ export async function listenAddress(listen: Listen, showDocker0 = ipAddrShowDock
 }
 
 function ipAddrShowDocker0(): Promise<string> {
-  return new Promise((resolve) => execFile('ip', ['-4', '-o', 'addr', 'show', 'dev', 'docker0'], { timeout: 5_000 }, (e, stdout) => resolve(e ? '' : stdout)));
+  return commandOutput('ip', ['-4', '-o', 'addr', 'show', 'dev', 'docker0'], { timeout: 5_000 }).catch(() => '');
 }
 
 /** The first address of `ip -4 -o addr show` output ("3: docker0    inet 172.17.0.1/16 brd ..."). */
@@ -90,7 +91,7 @@ export async function startMirrors(plans: MirrorPlan[], probes: UpstreamProbe[],
   const mirrors = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
   const failures = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ registry: plans[i].registry, error: o.reason as Error }] : []));
   if (!mirrors.length) throw failures[0].error;
-  for (const { registry, error } of failures) core.warning(`pull-cache-action: no mirror for ${registry}: ${error.message}. Pulls from ${registry} go to it directly.`);
+  for (const { registry, error } of failures) warn(`no mirror for ${registry}: ${error.message}. Pulls from ${registry} go to it directly.`);
   return mirrors;
 }
 
@@ -99,10 +100,10 @@ async function startMirror(plan: MirrorPlan, probe: UpstreamProbe, o: MirrorsOpt
   const cached = o.restoredImages.filter((r) => splitRepository(r).registry === registry).length;
   // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
   if (!probe.reachable && cached === 0) throw new Error(`${upstream} cannot be reached and the cache holds nothing to serve`);
-  if (!probe.reachable) core.warning(`${upstream} cannot be reached: the mirror serves what the cache holds (${cached} image${cached === 1 ? '' : 's'}), offline.`);
+  if (!probe.reachable) warn(`${upstream} cannot be reached: the mirror serves what the cache holds (${cached} image${cached === 1 ? '' : 's'}), offline.`);
   // With credentials it refuses, a 2.8 proxy answers "manifest unknown" even for public images: go anonymous.
   if (probe.credentials === 'refused') {
-    core.warning(
+    warn(
       registry === DOCKER_HUB
         ? `${upstream} refused dockerhub-username "${plan.credentials!.username}" with the given dockerhub-token: check both inputs. The cache pulls anonymously in this job (public images, anonymous rate limit).`
         : `${upstream} refused the registry-credentials of ${registry} (user "${plan.credentials!.username}"): check them. The cache pulls from ${registry} anonymously in this job (public images only).`,

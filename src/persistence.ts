@@ -28,8 +28,9 @@ import {
   type JobImages,
   type ReadIndex,
 } from './cache-index.js';
-import { mapBounded } from './bounded.js';
+import { mapBounded, pollUntil } from './bounded.js';
 import { restoreEntry, RefusedArchive } from './cache-entry.js';
+import { warn } from './log.js';
 import { saveEnvironment } from './processes.js';
 import { blobPath, holdsDigest, inside, type StorageState } from './storage.js';
 
@@ -98,13 +99,13 @@ export async function restoreIndex(scope: CacheScope, budget: Budget, registries
   } catch (e) {
     if (signal.aborted || !(e instanceof RefusedArchive || e instanceof InvalidIndex)) throw e;
     // An index that cannot be read at all is a cache to start over: this run saves a new one.
-    core.warning(`pull-cache-action: refused the cache index: ${e.message}. Starting with an empty cache.`);
+    warn(`refused the cache index: ${e.message}. Starting with an empty cache.`);
     return { ...NOTHING_RESTORED, refused: [e instanceof InvalidIndex ? `${restoredKey}: ${e.message}` : e.message] };
   } finally {
     await rm(indexDir, { recursive: true, force: true });
   }
   const { index, invalid } = read;
-  for (const problem of invalid) core.warning(`pull-cache-action: dropped from the restored cache index: ${problem}`);
+  for (const problem of invalid) warn(`dropped from the restored cache index: ${problem}`);
   const selection = selectImages(index, budget, now);
   return { ...NOTHING_RESTORED, restoredKey, index, images: selection.images, dropped: selection.dropped, entries: selection.entries, finished: selection.entries.length === 0, refused: invalid };
 }
@@ -264,31 +265,5 @@ async function saveEntries(request: SaveRequest): Promise<Saved> {
 
 /** Whether the entry is, or within waitMs comes to be, in the cache (another job's upload of it finishing). */
 async function entryAppears(paths: string[], key: string, waitMs = ENTRY_WAIT_MS): Promise<boolean> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    if (await cache.restoreCache(paths, key, [], { lookupOnly: true }).catch(() => undefined)) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-}
-
-/**
- * The operation's result, or an error once timeoutMs have passed. At the deadline the operation's signal aborts
- * it: its requests are cut off and the processes it started are ended.
- */
-export async function withDeadline<T>(what: string, timeoutMs: number, operation: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new Error(`${what} took longer than ${timeoutMs / 1000} s (cache-timeout)`);
-      controller.abort(error);
-      reject(error);
-    }, timeoutMs);
-  });
-  try {
-    return await Promise.race([operation(controller.signal), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return pollUntil(async () => Boolean(await cache.restoreCache(paths, key, [], { lookupOnly: true }).catch(() => undefined)), waitMs, 500);
 }

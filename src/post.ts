@@ -5,12 +5,14 @@ import { access, constants, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAccessLog } from './access-log.js';
 import { backgroundRestoreFacts, finishRestore, heldImages, linkedAt, restoreOutcome, type RestoreProgress } from './background-restore.js';
+import { withDeadline } from './bounded.js';
 import { imagesInStorage } from './cache-index.js';
 import { stopGate } from './gate.js';
 import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.js';
 import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
 import { readQuota, type Credentials, type Quota } from './docker-hub.js';
-import { saveStorage, withDeadline } from './persistence.js';
+import { warn } from './log.js';
+import { saveStorage } from './persistence.js';
 import { containerImages, finishPrefetch, normalRef, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { mirrorPlans, stopMirrors } from './mirrors.js';
 import { removeRegistriesConf } from './registries-conf.js';
@@ -32,7 +34,7 @@ export async function post(): Promise<void> {
       return await fn();
     } catch (e) {
       problems.push(`${what}: ${(e as Error).message}`);
-      core.warning(`pull-cache-action: ${what}: ${(e as Error).message}`);
+      warn(`${what}: ${(e as Error).message}`);
       return null;
     }
   };
@@ -102,7 +104,7 @@ interface FinishedJob {
 async function reportAndSave(job: FinishedJob): Promise<void> {
   const { dir, baseline, mirrors, inputs, prefetch, attempt } = job;
   const restored = job.restore ? restoreOutcome(baseline.restored, job.restore.progress) : baseline.restored;
-  for (const problem of job.restore?.progress.entries.flatMap((r) => (r.refused ? [r.refused] : [])) ?? []) core.warning(`pull-cache-action: refused a cache entry: ${problem}`);
+  for (const problem of job.restore?.progress.entries.flatMap((r) => (r.refused ? [r.refused] : [])) ?? []) warn(`refused a cache entry: ${problem}`);
   const after = await scanStorage(dir.storage);
   const manifests = await readManifests(dir.storage, after);
   // Each mirror's log names repositories as its registry does; the cache names them as docker does.
@@ -115,7 +117,7 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
   const usages = served?.map((requests) => accountUsage(requests, baseline.storage, after, manifests, ranByJob, restoredAt)) ?? null;
   const usage = usages && mergeUsage(usages);
   const prefetchUsed = prefetch && prefetchUsage(prefetch.results, usage?.images.map((i) => displayName(i.key)) ?? []);
-  for (const failed of prefetchUsed?.failed ?? []) core.warning(`pull-cache-action: prefetching ${failed.ref} failed: ${failed.error}`);
+  for (const failed of prefetchUsed?.failed ?? []) warn(`prefetching ${failed.ref} failed: ${failed.error}`);
   const stored = imagesInStorage(after, manifests);
   const decision = decideSaves(stored, await askUpstreams(stored, (registry) => upstreamOf(mirrors, registry, inputs), inputs.cachePrivate), restored.images);
   // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.

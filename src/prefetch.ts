@@ -1,15 +1,15 @@
 // Prefetch: right after the mirror is up, pull in the background what the last run pulled, so the daemon's
 // download and extraction overlap the job's own first steps. A detached worker (this bundle, started again
 // with --prefetch and the path of its plan) pulls a few images at a time and writes one JSON line per image.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { whenInPlace } from './background-restore.js';
 import { imageKey, type CacheIndex } from './cache-index.js';
-import { displayName } from './images.js';
-import { mapBounded } from './bounded.js';
-import { isRunning, prefetchEnvironment } from './processes.js';
+import { displayName, withoutHubHost } from './images.js';
+import { mapBounded, pollUntil } from './bounded.js';
+import { commandOutput, isRunning, prefetchEnvironment } from './processes.js';
 
 /** The argument that makes this bundle the prefetch worker; the path of its plan follows it. */
 const PREFETCH_ARGUMENT = '--prefetch';
@@ -106,8 +106,7 @@ async function pull(ref: string, timeoutMs = 15 * 60_000): Promise<void> {
 
 /** Waits (bounded) for the worker, then stops it and the pulls it started; returns what it did. */
 export async function finishPrefetch(pid: number, log: string, waitMs: number): Promise<PrefetchResult[]> {
-  const deadline = Date.now() + waitMs;
-  while ((await isRunning(pid, process.argv[1])) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  await pollUntil(async () => !(await isRunning(pid, process.argv[1])), waitMs, 100);
   if (await isRunning(pid, process.argv[1])) process.kill(-pid, 'SIGKILL'); // its process group: the worker and anything it started
   const text = await readFile(log, 'utf8').catch(() => '');
   return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as PrefetchResult);
@@ -132,15 +131,13 @@ export function prefetchUsage(results: PrefetchResult[], jobImages: string[]): P
 
 /** A reference as the user typed it (`alpha`, `docker.io/library/alpha:1`) in the form prefetch uses (`alpha:latest`, `alpha:1`). */
 export function normalRef(image: string): string {
-  const name = displayName(image.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, ''));
+  const name = displayName(withoutHubHost(image));
   return /@|:[^/]*$/.test(name) ? name : `${name}:latest`;
 }
 
 /** Images of the containers the job created (what `docker run` and compose used without pulling). */
 export async function containerImages(sinceMs: number): Promise<string[]> {
-  const out = await new Promise<string>((resolve) =>
-    execFile('docker', ['ps', '--all', '--no-trunc', '--format', '{{.Image}}\t{{.CreatedAt}}'], { timeout: 10_000 }, (e, stdout) => resolve(e ? '' : stdout)),
-  );
+  const out = await commandOutput('docker', ['ps', '--all', '--no-trunc', '--format', '{{.Image}}\t{{.CreatedAt}}'], { timeout: 10_000 }).catch(() => '');
   return out
     .split('\n')
     .map((line) => line.split('\t'))

@@ -1,13 +1,29 @@
-// Processes this action starts (the registries, the prefetch worker, the save worker), and
-// the environment each gets: only what it needs, so that no token of the job (INPUT_*, ACTIONS_RUNTIME_TOKEN,
-// GITHUB_TOKEN) sits in /proc/PID/environ of a process that outlives the step.
+// Processes this action starts: short commands run for their output (docker, ip, tar, zstd), and the ones that
+// outlive the step (the registries, the prefetch worker, the save worker) with the environment each gets: only
+// what it needs, so that no token of the job (INPUT_*, ACTIONS_RUNTIME_TOKEN, GITHUB_TOKEN) sits in
+// /proc/PID/environ of a process that outlives the step.
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 
-/** Running (not a zombie waiting to be reaped), and, when `argument` is given, started with that argument. */
-export async function isRunning(pid: number, argument?: string): Promise<boolean> {
+/**
+ * Runs a short command to its end and gives what it wrote to stdout. Bounded: killed (with killSignal) after
+ * `timeout` ms or when `signal` aborts. Its error names the command and quotes what it wrote to stderr.
+ */
+export function commandOutput(file: string, args: string[], options: { timeout?: number; signal?: AbortSignal; maxBuffer?: number; killSignal?: NodeJS.Signals } = {}): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(file, args, options, (error, stdout, stderr) => (error ? reject(new Error(`${file} ${args[0]} failed: ${String(stderr).trim() || error.message}`)) : resolve(stdout))),
+  );
+}
+
+/**
+ * Running (not a zombie waiting to be reaped), and, when `started` is given, started as it says: with that
+ * argument, or with a command line it accepts. A pid the system gave to another program since does not count.
+ */
+export async function isRunning(pid: number, started?: string | ((argv: string[]) => boolean)): Promise<boolean> {
   const [stat, cmdline] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/cmdline`, 'utf8')]).catch(() => ['', '']);
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state !== '' && state !== 'Z' && (argument === undefined || cmdline.split('\0').includes(argument));
+  const argv = cmdline.split('\0');
+  return state !== '' && state !== 'Z' && (started === undefined || (typeof started === 'string' ? argv.includes(started) : started(argv)));
 }
 
 /** A runner behind an HTTP proxy, or with its own CA bundle, needs these to reach the upstream; Go reads them. */

@@ -6,6 +6,7 @@ import { mkdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { registriesConf, type MirrorAddress } from './client-config.js';
+import { warn } from './log.js';
 import type { RegistriesConfState } from './state.js';
 
 /** Where the drop-in goes when the registries-conf-d input is empty: the directory the user's podman reads. */
@@ -55,7 +56,7 @@ export async function useRegistriesConf(input: string | null, workDir: string, m
     core.info(`Podman, Buildah and Skopeo now pull ${mirrors.map((m) => m.registry).join(', ')} images through the mirrors (${file})`);
     return file;
   } catch (e) {
-    core.warning(`pull-cache-action: cannot write a registries.conf drop-in in ${dir} (${(e as Error).message}): Podman, Buildah and Skopeo pull directly. Set registries-conf-d to a directory they read, or to none.`);
+    warn(`cannot write a registries.conf drop-in in ${dir} (${(e as Error).message}): Podman, Buildah and Skopeo pull directly. Set registries-conf-d to a directory they read, or to none.`);
     return '';
   }
 }

@@ -5,41 +5,15 @@
 // earlier job on a persistent runner, just like the binary.
 import * as core from '@actions/core';
 import * as tc from '@actions/tool-cache';
-import { createHash } from 'node:crypto';
 import { access, constants, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InputError, runnerArch, type Arch, type Inputs } from './context.js';
+import { runnerArch, type Inputs } from './context.js';
+import { warn } from './log.js';
+import { releaseAsset } from './registry-release.js';
+import { sha256Hex } from './sha256.js';
 
 const TOOL_NAME = 'distribution-registry';
 const TARBALL = 'registry.tar.gz';
-
-/**
- * SHA-256 of the official release tarballs, as published beside them (.sha256 files); 3.1.1's as the official
- * registry:3 image's Dockerfile checks its download of them.
- */
-export const PINNED_SHA256: Record<string, string> = {
-  '2.8.3/amd64': 'b1f750ecbe09f38e2143e22c61a25e3da2afe1510d9522859230b480e642ceff',
-  '2.8.3/arm64': '7d2252eeeac97dd60fb9b36bebd15b95d7f947c4c82b8e0824cb55233ece9cd0',
-  '3.0.0/amd64': '61c9a2c0d5981a78482025b6b69728521fbc78506d68b223d4a2eb825de5ca3d',
-  '3.0.0/arm64': '6c2ee1d135626fa42e0d6fb66a0e0f42e22439e5050087d04f4c5ff53655892e',
-  '3.1.1/amd64': '6f330a3ba9ea1d23a6ee189f449d792595240585bb2f159123d76ac594f70dd8',
-  '3.1.1/arm64': '8167316d2b4a57e10d44f8c8a3c75fea5f3ec1c71872760bb903e5e8e52e9ad6',
-};
-
-export interface ReleaseAsset {
-  url: string;
-  sha256: string;
-}
-
-/** Where the release tarball is and the hash it must have. */
-export function releaseAsset(version: string, arch: Arch, baseUrl: string, givenSha256: string): ReleaseAsset {
-  const sha256 = givenSha256 || PINNED_SHA256[`${version}/${arch}`];
-  if (!sha256) {
-    const known = [...new Set(Object.keys(PINNED_SHA256).map((k) => k.split('/')[0]))].join(', ');
-    throw new InputError(`registry-version ${version} has no pinned checksum (known: ${known}): set registry-sha256 to the SHA-256 of registry_${version}_linux_${arch}.tar.gz`);
-  }
-  return { url: `${baseUrl}/v${version}/registry_${version}_linux_${arch}.tar.gz`, sha256 };
-}
 
 /**
  * Returns the path of a registry binary ready to run, unpacked in scratchDir (inside the work directory) from a
@@ -55,19 +29,19 @@ export async function installRegistry(inputs: Inputs, scratchDir: string): Promi
     const path = join(cached, TARBALL);
     // The bytes hashed are the bytes unpacked: the tool cache is read once.
     const tarball = await readFile(path).catch(() => null);
-    const actual = tarball && sha256(tarball);
+    const actual = tarball && sha256Hex(tarball);
     if (tarball && actual === asset.sha256) {
       core.info(`Registry ${inputs.registryVersion} found in the tool cache (SHA-256 checked)`);
       return unpack(tarball, scratchDir, path);
     }
     const expected = `${asset.sha256}${inputs.registrySha256 ? ' (registry-sha256)' : ''}`;
-    if (tarball) core.warning(`pull-cache-action: the registry tarball in the tool cache (${path}) has SHA-256 ${actual}, not ${expected}: it is not run; downloading the release again.`);
+    if (tarball) warn(`the registry tarball in the tool cache (${path}) has SHA-256 ${actual}, not ${expected}: it is not run; downloading the release again.`);
     else core.info(`The tool cache's registry ${inputs.registryVersion} has no ${TARBALL} (kept by an older version of this action): downloading it`);
   }
   core.info(`Downloading ${asset.url}`);
   const download = await tc.downloadTool(asset.url, join(scratchDir, 'download.tar.gz'));
   const tarball = await readFile(download);
-  const actual = sha256(tarball);
+  const actual = sha256Hex(tarball);
   if (actual !== asset.sha256) throw new Error(`checksum mismatch for ${asset.url}: expected ${asset.sha256}, got ${actual}`);
   await tc.cacheFile(download, TARBALL, TOOL_NAME, inputs.registryVersion, arch).catch((e: Error) => core.info(`Could not keep the registry in the tool cache: ${e.message}`));
   return unpack(tarball, scratchDir, asset.url);
@@ -84,8 +58,4 @@ async function unpack(tarball: Buffer, scratchDir: string, from: string): Promis
     throw new Error(`${from} holds no executable named registry at its root`);
   });
   return binary;
-}
-
-function sha256(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }

@@ -1,12 +1,13 @@
 // The local Distribution registry: its config, and the detached process that serves the mirror for the
 // rest of the job.
-import * as core from '@actions/core';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { stringify } from 'yaml';
+import { pollUntil } from './bounded.js';
+import { warn } from './log.js';
 import { isRunning, registryEnvironment } from './processes.js';
 
 export interface RegistryConfigOptions {
@@ -81,14 +82,14 @@ export async function startRegistry(binary: string, files: RegistryFiles, option
   child.once('error', (e) => (exit = `could not be started: ${e.message}`));
   child.unref();
   if (child.pid !== undefined) spawned(child.pid);
-  const deadline = Date.now() + timeoutMs;
-  while (!(await answersV2(url, instance))) {
+  const answering = await pollUntil(async () => {
+    if (await answersV2(url, instance)) return true;
     if (exit !== undefined) throw new Error(`the registry ${exit} at start: ${await lastLines(files.log)}`);
-    if (Date.now() > deadline) {
-      await stopRegistry(child.pid!, files.config);
-      throw new Error(`the registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await lastLines(files.log)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    return false;
+  }, timeoutMs, 50);
+  if (!answering) {
+    await stopRegistry(child.pid!, files.config);
+    throw new Error(`the registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await lastLines(files.log)}`);
   }
   return { pid: child.pid!, url };
 }
@@ -110,12 +111,8 @@ async function answersV2(url: string, instance: string): Promise<boolean> {
 export async function stopRegistry(pid: number, configPath: string, graceMs = 10_000): Promise<void> {
   if (!(await isRunning(pid, configPath))) return;
   process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline) {
-    if (!(await isRunning(pid, configPath))) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  core.warning(`the registry (pid ${pid}) did not stop within ${graceMs / 1000} s of SIGTERM; killing it`);
+  if (await pollUntil(async () => !(await isRunning(pid, configPath)), graceMs, 50)) return;
+  warn(`the registry (pid ${pid}) did not stop within ${graceMs / 1000} s of SIGTERM; killing it`);
   process.kill(pid, 'SIGKILL');
 }
 

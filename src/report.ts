@@ -6,7 +6,7 @@ import type { Budget, Dropped } from './cache-index.js';
 import type { BackgroundRestoreFacts } from './background-restore.js';
 import type { Quota } from './docker-hub.js';
 import type { PrefetchUsage } from './prefetch.js';
-import { displayName, DOCKER_HUB, splitRepository } from './images.js';
+import { displayName, DOCKER_HUB, DOCKER_HUB_API, splitRepository } from './images.js';
 import type { ImageUsage, Tally, Usage, UsageTable } from './usage.js';
 
 /** One registry's row: its mirror and what the job pulled through it. */
@@ -109,7 +109,7 @@ function upstreamName(r: RegistryRow): string {
 
 /** The report as Markdown: for the job summary, and readable as it is in the log. */
 export function renderReport(f: ReportFacts): string {
-  const hub = f.upstream === 'https://registry-1.docker.io' ? 'Docker Hub' : f.upstream.replace(/^https?:\/\//, '');
+  const hub = f.upstream === DOCKER_HUB_API ? 'Docker Hub' : f.upstream.replace(/^https?:\/\//, '');
   const source = f.registries.length > 1 ? 'upstream' : f.registries[0] && f.registries[0].registry !== DOCKER_HUB ? upstreamName(f.registries[0]) : hub;
   const lines = ['## Pull cache', ''];
   if (f.registries.length > 1) {

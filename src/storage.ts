@@ -3,12 +3,13 @@
 // repository that links it). Docker Hub's proxy has the storage root; every other registry's proxy has a
 // root of its own under registries/HOST, whose blobs directory is a link to the shared one, so a layer
 // two registries serve is stored, and cached, once.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { link, lstat, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { mapBounded } from './bounded.js';
 import { DOCKER_HUB, splitRepository, type Manifests } from './images.js';
+import { streamSha256Hex } from './sha256.js';
 
 const V2 = 'docker/registry/v2';
 const REGISTRIES = 'registries';
@@ -152,14 +153,11 @@ export async function writeLinks(root: string, images: ImageLinks[], present: Re
  * never served: the caller moves only checked files into the storage.
  */
 export async function holdsDigest(path: string, digest: string): Promise<boolean> {
-  const hash = createHash('sha256');
   try {
-    if (!(await lstat(path)).isFile()) return false;
-    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    return (await lstat(path)).isFile() && `sha256:${await streamSha256Hex(createReadStream(path))}` === digest;
   } catch {
     return false;
   }
-  return `sha256:${hash.digest('hex')}` === digest;
 }
 
 /** Every manifest a repository in storage names, parsed. */

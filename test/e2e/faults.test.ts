@@ -50,7 +50,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
         await runner.pull('alpha:1');
       });
       assert.ok(main.ms < 20_000 && post.ms < 20_000, `main ${main.ms} ms, post ${post.ms} ms`);
-      assert.match(main.warnings.join('\n'), /Restoring the cache failed \(the cache service answered 500 looking up cache-500-index-linux-[a-z0-9]+-\); starting with an empty cache/);
+      assert.match(main.warnings.join('\n'), /restoring the cache failed \(the cache service answered 500 looking up cache-500-index-linux-[a-z0-9]+-\); starting with an empty cache/);
       assert.match(post.summary, /\| alpha:1 \| – \| 3 blobs/);
       assert.match(post.summary, /saving the cache: saving the cache took longer than 5 s/);
       await assertLeftAsItWas(runner, DAEMON_JSON, main, post);

@@ -51,7 +51,7 @@ describe('bad inputs', { timeout: 300_000 }, () => {
       const { main, post } = await runner.job(runner.inputs(inputs()));
       assert.equal(main.exitCode, 0, 'the job goes on');
       assert.equal(main.warnings.length, 1, main.stdout);
-      const reason = main.warnings[0].replace(/^pull-cache-action could not set up the cache: /, '');
+      const reason = main.warnings[0].replace(/^pull-cache-action: could not set up the cache: /, '');
       assert.match(reason, message);
       assert.match(reason, /The job goes on pulling directly\.$/);
       assert.equal(post.exitCode, 0);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { CacheIndex, CachedImage } from '../../src/cache-index.js';
-import { NOTHING_RESTORED, saveRequestFile, saveStorage, withDeadline, type CacheScope, type Restored } from '../../src/persistence.js';
+import { NOTHING_RESTORED, saveRequestFile, saveStorage, type CacheScope, type Restored } from '../../src/persistence.js';
 import { sha256 } from '../helpers/images.js';
 
 const RUN = { id: '7', attempt: '1' };
@@ -49,26 +49,5 @@ describe('saveRequestFile', () => {
   test('the main and post steps are not', () => {
     assert.equal(saveRequestFile(['/usr/bin/node', '/action/dist/index.js']), undefined);
     assert.equal(saveRequestFile(['/usr/bin/node', '/action/dist/index.js', '--other', '/tmp/w/save-request.json']), undefined);
-  });
-});
-
-describe('withDeadline', () => {
-  test("the operation's result when it finishes in time", async () => {
-    assert.equal(await withDeadline('the restore', 5_000, async () => 'restored'), 'restored');
-  });
-
-  test("past the deadline: an error naming what and the limit, and the operation's signal aborted with it", async () => {
-    let seen: AbortSignal | undefined;
-    const outcome = withDeadline('the save', 50, (signal) => {
-      seen = signal;
-      return new Promise<never>(() => {});
-    });
-    await assert.rejects(outcome, { message: 'the save took longer than 0.05 s (cache-timeout)' });
-    assert.equal(seen?.aborted, true);
-    assert.equal((seen?.reason as Error).message, 'the save took longer than 0.05 s (cache-timeout)');
-  });
-
-  test("the operation's own failure comes through as it is", async () => {
-    await assert.rejects(withDeadline('the restore', 5_000, async () => Promise.reject(new Error('cache service down'))), { message: 'cache service down' });
   });
 });

@@ -1,7 +1,7 @@
 // Where the registry binary comes from: the official release tarball of each pinned version and arch, its hash.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PINNED_SHA256, releaseAsset } from '../../src/registry-binary.js';
+import { PINNED_SHA256, releaseAsset } from '../../src/registry-release.js';
 import { DEFAULTS } from '../../src/context.js';
 
 describe('releaseAsset', () => {
