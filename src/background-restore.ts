@@ -3,14 +3,13 @@
 // moves into the storage only whole and checked, and an image's links appear only once all of its blobs are in
 // place, so a pull that comes earlier goes to the upstream as a miss and never meets a partial image. The worker
 // writes one JSON line per entry and per image to its progress file: the prefetch waits on it, post reads it.
-import { spawn } from 'node:child_process';
 import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { withDeadline } from './bounded.js';
+import { pollUntil, withDeadline } from './bounded.js';
 import { contentOf, imageKey, STORAGE_DIR, type CachedImage, type EntryRef } from './cache-index.js';
 import { displayName } from './images.js';
 import { restoreBlobs, type Restored } from './persistence.js';
-import { isRunning, saveEnvironment } from './processes.js';
+import { isRunning, receiveCacheToken, startCacheWorker } from './processes.js';
 import { writeLinks } from './storage.js';
 
 const RESTORE_ARGUMENT = '--restore';
@@ -64,7 +63,7 @@ export async function startRestore(plan: RestorePlan): Promise<number> {
   const planFile = join(plan.workDir, 'restore-plan.json');
   await writeFile(planFile, JSON.stringify(plan), { mode: 0o600 });
   await writeFile(plan.progress, '');
-  const child = spawn(process.execPath, [process.argv[1], RESTORE_ARGUMENT, planFile], { detached: true, stdio: 'ignore', env: saveEnvironment(process.env, plan.workDir) });
+  const child = startCacheWorker([RESTORE_ARGUMENT, planFile], plan.workDir, 'ignore');
   child.unref();
   return child.pid!;
 }
@@ -76,6 +75,7 @@ export function restorePlanFile(argv: string[]): string | undefined {
 
 /** The worker: restores the plan's entries within its deadline, then records that it is done (and why, if cut off). */
 export async function runRestore(planFile: string): Promise<void> {
+  await receiveCacheToken();
   const plan = JSON.parse(await readFile(planFile, 'utf8')) as RestorePlan;
   const record = (r: EntryRecord | ImageRecord | DoneRecord) => appendFile(plan.progress, `${JSON.stringify(r)}\n`);
   const error = await withDeadline('restoring the cache', plan.timeoutMs, (signal) => restoreEntries(plan, record, signal)).then(
@@ -171,8 +171,7 @@ export async function readProgress(file: string): Promise<RestoreProgress> {
  * its tar); returns what it recorded.
  */
 export async function finishRestore(pid: number, progress: string, waitMs: number): Promise<RestoreProgress> {
-  const deadline = Date.now() + waitMs;
-  while ((await isRunning(pid, RESTORE_ARGUMENT)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  await pollUntil(async () => !(await isRunning(pid, RESTORE_ARGUMENT)), waitMs, 100);
   if (await isRunning(pid, RESTORE_ARGUMENT)) process.kill(-pid, 'SIGKILL');
   return readProgress(progress);
 }
@@ -209,12 +208,7 @@ export function linkedAt(progress: RestoreProgress): Map<string, number> {
  * image only once the cache can serve it.
  */
 export async function whenInPlace(progress: string, ref: string, waitMs: number): Promise<void> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    const p = await readProgress(progress);
-    if (p.done || p.images.some((i) => i.ref === ref) || Date.now() >= deadline) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await pollUntil(async () => readProgress(progress).then((p) => !!p.done || p.images.some((i) => i.ref === ref)), waitMs, 100);
 }
 
 /** What the report says of the background restore. */

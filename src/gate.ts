@@ -11,6 +11,7 @@ import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { heldFile, readProgress } from './background-restore.js';
+import { pollUntil } from './bounded.js';
 import { contentOf, imageKey, type CachedImage } from './cache-index.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { isRunning } from './processes.js';
@@ -99,18 +100,13 @@ export async function throughFronts(mirrors: MirrorState[], workDir: string, add
   const deadline = Date.now() + timeoutMs;
   const timedOut = (what: string) => new Error(`the mirrors' front did not ${what} within ${timeoutMs / 1000} s`);
   let listening: Listening | undefined;
-  while (!(listening = await readFile(listeningFile(workDir), 'utf8').then((text) => JSON.parse(text) as Listening, () => undefined))) {
-    if (Date.now() > deadline) throw timedOut('listen');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  if (listening.error) throw new Error(`the mirrors' front could not listen: ${listening.error}`);
+  const read = async () => !!(listening = await readFile(listeningFile(workDir), 'utf8').then((text) => JSON.parse(text) as Listening, () => undefined));
+  if (!(await pollUntil(read, timeoutMs, 20))) throw timedOut('listen');
+  if (listening!.error) throw new Error(`the mirrors' front could not listen: ${listening!.error}`);
   return Promise.all(
     mirrors.map(async (m) => {
-      const url = `http://${address}:${listening.ports![m.registry]}`;
-      while (!(await answers(`${url}/v2/`))) {
-        if (Date.now() > deadline) throw timedOut(`answer on ${url}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      const url = `http://${address}:${listening!.ports![m.registry]}`;
+      if (!(await pollUntil(() => answers(`${url}/v2/`), deadline - Date.now(), 20))) throw timedOut(`answer on ${url}`);
       return { ...m, url };
     }),
   );

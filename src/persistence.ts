@@ -4,7 +4,6 @@
 import * as cache from '@actions/cache';
 import { randomBytes } from 'node:crypto';
 import * as core from '@actions/core';
-import { spawn } from 'node:child_process';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
@@ -31,7 +30,7 @@ import {
 import { mapBounded, pollUntil } from './bounded.js';
 import { restoreEntry, RefusedArchive } from './cache-entry.js';
 import { warn } from './log.js';
-import { saveEnvironment } from './processes.js';
+import { receiveCacheToken, startCacheWorker } from './processes.js';
 import { blobPath, holdsDigest, inside, type StorageState } from './storage.js';
 
 const SAVE_CONCURRENCY = 4;
@@ -176,12 +175,7 @@ export async function saveStorage(scope: CacheScope, restored: Restored, after: 
   if (plan.entries.length === 0 && !indexChanged(restored.index, index)) return NOTHING_SAVED;
   const requestFile = join(scope.workDir, 'save-request.json');
   await writeFile(requestFile, JSON.stringify(request), { mode: 0o600 });
-  const child = spawn(process.execPath, [process.argv[1], SAVE_ARGUMENT, requestFile], {
-    cwd: scope.workDir,
-    detached: true,
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: saveEnvironment(process.env, scope.workDir),
-  });
+  const child = startCacheWorker([SAVE_ARGUMENT, requestFile], scope.workDir, 'inherit');
   const exit = new Promise<number | null>((resolve, reject) => child.once('exit', resolve).once('error', reject));
   // Its process group: the worker and its tar and zstd (gone already if it exited just now).
   const end = () => {
@@ -207,6 +201,7 @@ export function saveRequestFile(argv: string[]): string | undefined {
 
 /** The save worker: saves the request's new entries and index, and writes what it saved beside the request. */
 export async function runSave(requestFile: string): Promise<void> {
+  await receiveCacheToken();
   const request = JSON.parse(await readFile(requestFile, 'utf8')) as SaveRequest;
   const saved = await saveEntries(request);
   await writeFile(join(dirname(requestFile), 'save-result.json'), JSON.stringify(saved));

@@ -1,8 +1,9 @@
 // Processes this action starts: short commands run for their output (docker, ip, tar, zstd), and the ones that
-// outlive the step (the registries, the prefetch worker, the save worker) with the environment each gets: only
+// outlive the step (the registries, the mirrors' front, the restore, prefetch and save workers) with the
+// environment each gets: only
 // what it needs, so that no token of the job (INPUT_*, ACTIONS_RUNTIME_TOKEN, GITHUB_TOKEN) sits in
 // /proc/PID/environ of a process that outlives the step.
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 
 /**
@@ -47,12 +48,38 @@ function pick(env: NodeJS.ProcessEnv, names: string[]): Record<string, string> {
 }
 
 /** What @actions/cache reads to reach the cache service, and the tools it archives with (tar, zstd on PATH). */
-const CACHE_SERVICE = ['ACTIONS_CACHE_SERVICE_V2', 'ACTIONS_RESULTS_URL', 'ACTIONS_RUNTIME_TOKEN', 'ACTIONS_CACHE_URL', 'GITHUB_SERVER_URL', 'RUNNER_DEBUG', 'PATH'];
+const CACHE_SERVICE = ['ACTIONS_CACHE_SERVICE_V2', 'ACTIONS_RESULTS_URL', 'ACTIONS_CACHE_URL', 'GITHUB_SERVER_URL', 'RUNNER_DEBUG', 'PATH'];
+/** The cache service's token: a cache worker gets it on its stdin, never in its environment or arguments. */
+const CACHE_TOKEN = 'ACTIONS_RUNTIME_TOKEN';
 
 /**
- * The save worker's environment: the cache service and the network settings, with the work directory as the
- * workspace the library archives paths from and the place of its temporary files. No registry token.
+ * A cache worker's environment (the background restore, the save): the cache service and the network settings,
+ * with the work directory as the workspace the library archives paths from and the place of its temporary files.
+ * No token: /proc/PID/environ of a worker running while the job's steps run is readable by those steps.
  */
-export function saveEnvironment(env: NodeJS.ProcessEnv, workDir: string): Record<string, string> {
+export function cacheWorkerEnvironment(env: NodeJS.ProcessEnv, workDir: string): Record<string, string> {
   return { ...pick(env, [...CACHE_SERVICE, ...UPSTREAM_NETWORK]), GITHUB_WORKSPACE: workDir, RUNNER_TEMP: `${workDir}/tmp` };
+}
+
+/**
+ * Starts this bundle again, detached, as a cache worker (`args` say which), in the work directory, and hands it the
+ * cache service's token on its stdin.
+ */
+export function startCacheWorker(args: string[], workDir: string, output: 'ignore' | 'inherit'): ChildProcess {
+  const child = spawn(process.execPath, [process.argv[1], ...args], { cwd: workDir, detached: true, stdio: ['pipe', output, output], env: cacheWorkerEnvironment(process.env, workDir) });
+  // A worker that failed to start does not read it: that is its exit to report, not this pipe's.
+  child.stdin!.on('error', () => {});
+  child.stdin!.end(JSON.stringify({ token: process.env[CACHE_TOKEN] ?? '' }));
+  return child;
+}
+
+/**
+ * In a cache worker: takes the token from stdin into this process's environment, where the cache library reads
+ * it. /proc/PID/environ still shows only the environment the process started with.
+ */
+export async function receiveCacheToken(): Promise<void> {
+  let text = '';
+  for await (const chunk of process.stdin) text += String(chunk);
+  const { token } = JSON.parse(text || '{}') as { token?: string };
+  if (token) process.env[CACHE_TOKEN] = token;
 }

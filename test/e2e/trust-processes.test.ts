@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { assertLeftAsItWas, environmentOf, processesHolding } from '../helpers/assertions.js';
+import { assertLeftAsItWas, environmentOf, processesHolding, workersOf } from '../helpers/assertions.js';
 import { startEngineGate } from '../helpers/engine-gate.js';
 import { makeLayer, pushImage, type PushedImage } from '../helpers/images.js';
 import { isRunning, run, waitFor, type Wrap } from '../helpers/process.js';
@@ -23,7 +23,10 @@ const HUB_USER = 'octocat';
 const HUB_TOKEN = 'dckr_pat_trustBoundaryHubToken_4f1c9e';
 const GHCR_TOKEN = 'ghp_trustBoundaryGhcrToken_8d2a7b5e01';
 /** What a registry's environment may hold: OpenTelemetry off, and the runner's proxy and CA settings to reach its upstream. */
-const REGISTRY_MAY_GET = ['OTEL_TRACES_EXPORTER', 'HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
+const NETWORK = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
+const REGISTRY_MAY_GET = ['OTEL_TRACES_EXPORTER', ...NETWORK];
+/** The cache service's address, not its token (that comes on stdin), and the work directory. */
+const RESTORE_WORKER_MAY_GET = ['ACTIONS_CACHE_SERVICE_V2', 'ACTIONS_RESULTS_URL', 'ACTIONS_CACHE_URL', 'GITHUB_SERVER_URL', 'RUNNER_DEBUG', 'PATH', 'GITHUB_WORKSPACE', 'RUNNER_TEMP', ...NETWORK];
 
 describe('trust boundary: restored bytes, pushes, child processes', { timeout: 600_000 }, () => {
   let world: World;
@@ -136,10 +139,19 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     const gate = await startEngineGate(runner.dockerd.socket, join(world.dir, 'tokens-engine.sock'));
     const secrets = [HUB_TOKEN, GHCR_TOKEN, world.cache.env.ACTIONS_RUNTIME_TOKEN];
     const inputs = runner.inputs({ registries: 'docker.io ghcr.io', 'dockerhub-username': HUB_USER, 'dockerhub-token': HUB_TOKEN, 'registry-credentials': `ghcr.io=${HUB_USER}:${GHCR_TOKEN}` });
+    // The entries' lookups stall: the background restore and the mirrors' front are running while the steps look.
+    world.cache.setFault({ methods: ['GetCacheEntryDownloadURL'], keys: /^pull-cache-(?!index-)/, hangMs: 3_000 });
     try {
       const { main, post } = await runner.job(
         inputs,
         async (main) => {
+          const workers = workersOf(main);
+          for (const worker of ['restore worker', "mirrors' front"]) assert.ok(isRunning(workers[worker]), `the ${worker} runs`);
+          assert.deepEqual(processesHolding(secrets), [], 'while the cache restores');
+          assert.deepEqual(environmentOf(workers["mirrors' front"]), {}, "the mirrors' front");
+          const restoreEnv = Object.keys(environmentOf(workers['restore worker']));
+          assert.deepEqual(restoreEnv.filter((name) => !RESTORE_WORKER_MAY_GET.includes(name)), [], 'the restore worker: the cache service, without its token');
+          world.cache.setFault(null);
           const mirrors = mirrorsOf(main);
           const prefetch = JSON.parse(main.state.prefetch) as { pid: number };
           await waitFor('the prefetch to reach the gate', async () => gate.held() > 0, 30_000);
@@ -159,6 +171,7 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
       assert.deepEqual([...main.warnings, ...post.warnings], []);
       assert.match(post.summary, /Prefetched in the background: 1 image/);
     } finally {
+      world.cache.setFault(null);
       gate.open();
       await gate.stop();
     }

@@ -1,7 +1,7 @@
 // What the action's child processes inherit: only what each needs of the runner's environment, never its secrets.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { prefetchEnvironment, registryEnvironment } from '../../src/processes.js';
+import { cacheWorkerEnvironment, prefetchEnvironment, registryEnvironment } from '../../src/processes.js';
 
 describe('child environments', () => {
   const runner = {
@@ -21,6 +21,18 @@ describe('child environments', () => {
 
   test("the registry gets the runner's proxy and CA settings, OpenTelemetry off, and nothing else", () => {
     assert.deepEqual(registryEnvironment(runner), { HTTPS_PROXY: 'http://proxy.corp:3128', no_proxy: 'localhost,127.0.0.1', SSL_CERT_FILE: '/etc/corp/ca.pem', OTEL_TRACES_EXPORTER: 'none' });
+  });
+
+  test("a cache worker (restore, save) gets the cache service's address, the network settings and its work directory: no token", () => {
+    assert.deepEqual(cacheWorkerEnvironment(runner, '/tmp/work'), {
+      PATH: '/usr/bin:/bin',
+      ACTIONS_RESULTS_URL: 'https://results.example/',
+      HTTPS_PROXY: 'http://proxy.corp:3128',
+      no_proxy: 'localhost,127.0.0.1',
+      SSL_CERT_FILE: '/etc/corp/ca.pem',
+      GITHUB_WORKSPACE: '/tmp/work',
+      RUNNER_TEMP: '/tmp/work/tmp',
+    });
   });
 
   test("the prefetch worker gets the daemon's address and nothing else", () => {
