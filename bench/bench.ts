@@ -637,7 +637,8 @@ async function repetition(b: Bench, what: string, tag: string): Promise<{ got: P
   // restore a cache whose last run pulled all five (what prefetch pulls).
   for (const variant of ['warm-partial', 'warm-partial-noprefetch'] as const) {
     const inputs: Record<string, string> = variant === 'warm-partial' ? { save: 'false' } : { save: 'false', prefetch: 'false' };
-    if (want(variant)) note(variant, await actionJob(b, `${variant}-${tag}`, key, inputs, (runner) => pullAll(runner, [medianImage(workload).ref])));
+    if (want(variant))
+      note(variant, await actionJob(b, `${variant}-${tag}`, key, inputs, (runner) => pullAll(runner, [medianImage(workload).ref])));
   }
   if (want('warm-20')) note('warm-20', await actionJob(b, `warm-20-${tag}`, key, {}, pulls, b.slow));
 

@@ -13,7 +13,8 @@ export interface RegistryRequest {
   status: number;
 }
 
-const REQUEST_LINE = /\[([^\]]+)\] "(GET|HEAD) \/v2\/(.+)\/(manifests|blobs)\/([^ ?"]+)[^"]*" (\d{3}) \S+(?: "(?:[^"\\]|\\.)*" "((?:[^"\\]|\\.)*)")?/;
+const REQUEST_LINE =
+  /\[([^\]]+)\] "(GET|HEAD) \/v2\/(.+)\/(manifests|blobs)\/([^ ?"]+)[^"]*" (\d{3}) \S+(?: "(?:[^"\\]|\\.)*" "((?:[^"\\]|\\.)*)")?/;
 const MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec';
 
 /** `29/Nov/2026:19:14:15 +0000`, the access log's time, in epoch milliseconds. */
@@ -30,7 +31,16 @@ export function parseAccessLog(text: string): RegistryRequest[] {
   for (const line of text.split('\n')) {
     const m = REQUEST_LINE.exec(line);
     const reference = m && decodeSafely(m[5]);
-    if (m && reference) requests.push({ at: logTime(m[1]), agent: m[7] ?? '', method: m[2], repository: m[3], kind: m[4] as RegistryRequest['kind'], reference, status: Number(m[6]) });
+    if (m && reference)
+      requests.push({
+        at: logTime(m[1]),
+        agent: m[7] ?? '',
+        method: m[2],
+        repository: m[3],
+        kind: m[4] as RegistryRequest['kind'],
+        reference,
+        status: Number(m[6]),
+      });
   }
   return requests;
 }

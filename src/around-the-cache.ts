@@ -13,7 +13,11 @@ export interface AroundTheCache {
  * Of what dockerd pulled, the images that went around the cache: from a registry dockerd has no mirror for
  * (Docker Hub it has; others only through a hosts.toml of ours, `viaHostsToml`), and not from a mirror itself.
  */
-export function aroundTheCache(pulled: string[], mirrors: { registry: string; url: string }[], viaHostsToml: string[] = []): AroundTheCache[] {
+export function aroundTheCache(
+  pulled: string[],
+  mirrors: { registry: string; url: string }[],
+  viaHostsToml: string[] = [],
+): AroundTheCache[] {
   const mirrorHosts = new Set(mirrors.map((m) => new URL(m.url).host));
   const mirrored = new Set([DOCKER_HUB, ...viaHostsToml]);
   return pulled.flatMap((image) => {

@@ -85,7 +85,11 @@ export async function runRestore(planFile: string): Promise<void> {
   await record({ done: true, at: Date.now(), ...(error ? { error } : {}) });
 }
 
-async function restoreEntries(plan: RestorePlan, record: (r: EntryRecord | ImageRecord) => Promise<void>, signal: AbortSignal): Promise<void> {
+async function restoreEntries(
+  plan: RestorePlan,
+  record: (r: EntryRecord | ImageRecord) => Promise<void>,
+  signal: AbortSignal,
+): Promise<void> {
   const storage = join(plan.workDir, STORAGE_DIR);
   const restoring = join(plan.workDir, 'restoring');
   const present = new Set<string>();
@@ -97,7 +101,14 @@ async function restoreEntries(plan: RestorePlan, record: (r: EntryRecord | Image
     waiting.delete(image);
     await writeLinks(storage, [image], present);
     const key = imageKey(image);
-    await record({ image: key, ref: displayName(key), repository: image.repository, linked: contentOf(image).filter((d) => present.has(d)), whole, at: Date.now() });
+    await record({
+      image: key,
+      ref: displayName(key),
+      repository: image.repository,
+      linked: contentOf(image).filter((d) => present.has(d)),
+      whole,
+      at: Date.now(),
+    });
   };
   try {
     const worker = async () => {
@@ -123,7 +134,10 @@ async function restoreEntries(plan: RestorePlan, record: (r: EntryRecord | Image
  */
 export function nextInQueue(queue: EntryRef[], images: CachedImage[], held: ReadonlyMap<string, number>): number {
   const wanted = new Set(images.filter((i) => held.has(imageKey(i))).flatMap(contentOf));
-  return Math.max(0, queue.findIndex((e) => e.digests.some((d) => wanted.has(d))));
+  return Math.max(
+    0,
+    queue.findIndex((e) => e.digests.some((d) => wanted.has(d))),
+  );
 }
 
 /** Where the mirrors' front records the first request it held for each image: one JSON line each. */
@@ -199,7 +213,8 @@ export function restoreOutcome(selected: Restored, progress: RestoreProgress): R
 /** When each repository came to link each blob: a request before that went to the upstream. */
 export function linkedAt(progress: RestoreProgress): Map<string, number> {
   const at = new Map<string, number>();
-  for (const image of progress.images) for (const d of image.linked) if (!at.has(`${image.repository}@${d}`)) at.set(`${image.repository}@${d}`, image.at);
+  for (const image of progress.images)
+    for (const d of image.linked) if (!at.has(`${image.repository}@${d}`)) at.set(`${image.repository}@${d}`, image.at);
   return at;
 }
 
@@ -225,14 +240,29 @@ export interface BackgroundRestoreFacts {
  * How far the restore had come when the job first asked for each image the mirrors' front held (`held`: image
  * key -> epoch ms). Times in the result are seconds after the restore started.
  */
-export function backgroundRestoreFacts(restored: Restored, progress: RestoreProgress, started: number, held: ReadonlyMap<string, number>): BackgroundRestoreFacts {
+export function backgroundRestoreFacts(
+  restored: Restored,
+  progress: RestoreProgress,
+  started: number,
+  held: ReadonlyMap<string, number>,
+): BackgroundRestoreFacts {
   const total = progress.entries.reduce((sum, r) => sum + r.bytes, 0) || 1;
   const inPlace = new Map(progress.images.filter((i) => i.whole).map((i) => [i.image, i.at]));
   const seconds = (ms: number) => Math.max(0, Math.round((ms - started) / 100) / 10);
   const early = [...held].map(([key, asked]) => {
     const share = progress.entries.filter((r) => r.at <= asked).reduce((sum, r) => sum + r.bytes, 0) / total;
     const at = inPlace.get(key);
-    return { image: displayName(key), askedAt: seconds(asked), inPlaceAt: at === undefined ? null : seconds(at), restoredShare: Math.round(share * 100) / 100 };
+    return {
+      image: displayName(key),
+      askedAt: seconds(asked),
+      inPlaceAt: at === undefined ? null : seconds(at),
+      restoredShare: Math.round(share * 100) / 100,
+    };
   });
-  return { images: restored.images.length, seconds: restored.finished && progress.done ? seconds(progress.done.at) : null, finished: restored.finished, early };
+  return {
+    images: restored.images.length,
+    seconds: restored.finished && progress.done ? seconds(progress.done.at) : null,
+    finished: restored.finished,
+    early,
+  };
 }

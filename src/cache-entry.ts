@@ -34,7 +34,10 @@ let compressionOnRunner: Promise<Compression> | undefined;
 
 /** As @actions/cache decides: zstd when the zstd CLI answers, gzip otherwise. */
 function runnerCompression(): Promise<Compression> {
-  compressionOnRunner ??= commandOutput('zstd', ['--quiet', '--version'], { timeout: 10_000 }).then((out) => (out.trim() ? 'zstd-without-long' : 'gzip'), () => 'gzip');
+  compressionOnRunner ??= commandOutput('zstd', ['--quiet', '--version'], { timeout: 10_000 }).then(
+    (out) => (out.trim() ? 'zstd-without-long' : 'gzip'),
+    () => 'gzip',
+  );
   return compressionOnRunner;
 }
 
@@ -65,7 +68,10 @@ export async function restoreEntry(request: EntryRequest): Promise<string | unde
     const listing = await tar(['-t', '-v', '--numeric-owner', '-f', archive, ...decompress(compression)], request.signal);
     const problem = archiveProblem(listing, request.expected);
     if (problem) throw new RefusedArchive(problem);
-    await tar(['-x', '-f', archive, '-C', request.into, '--no-same-owner', '--no-same-permissions', ...decompress(compression)], request.signal);
+    await tar(
+      ['-x', '-f', archive, '-C', request.into, '--no-same-owner', '--no-same-permissions', ...decompress(compression)],
+      request.signal,
+    );
     return found.key;
   } catch (e) {
     throw e instanceof RefusedArchive ? new RefusedArchive(`${found.key}: ${e.message}`) : e;
@@ -84,21 +90,34 @@ function archiveBound(expected: ExpectedFiles): number {
 const LOOKUP_ATTEMPTS = 3;
 
 /** GetCacheEntryDownloadURL, as @actions/cache calls it against the cache service v2. */
-async function lookupEntry(paths: string[], key: string, compression: Compression, signal: AbortSignal): Promise<{ key: string; url: string } | undefined> {
+async function lookupEntry(
+  paths: string[],
+  key: string,
+  compression: Compression,
+  signal: AbortSignal,
+): Promise<{ key: string; url: string } | undefined> {
   const base = process.env.ACTIONS_RESULTS_URL;
-  if (!process.env.ACTIONS_CACHE_SERVICE_V2 || !base) throw new Error('the Actions cache service v2 is not available to this job (ACTIONS_CACHE_SERVICE_V2, ACTIONS_RESULTS_URL)');
+  if (!process.env.ACTIONS_CACHE_SERVICE_V2 || !base)
+    throw new Error('the Actions cache service v2 is not available to this job (ACTIONS_CACHE_SERVICE_V2, ACTIONS_RESULTS_URL)');
   const url = new URL('twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL', base.endsWith('/') ? base : `${base}/`);
   for (let attempt = 1; ; attempt++) {
     let failure: string;
     try {
       const res = await fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${process.env.ACTIONS_RUNTIME_TOKEN ?? ''}` },
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json',
+          authorization: `Bearer ${process.env.ACTIONS_RUNTIME_TOKEN ?? ''}`,
+        },
         body: JSON.stringify({ key, restore_keys: [], version: cacheVersion(paths, compression) }),
         signal,
       });
       const body = (await res.json().catch(() => ({}))) as { ok?: boolean; signed_download_url?: string; matched_key?: string };
-      if (res.ok) return body.ok && body.signed_download_url && body.matched_key ? { key: body.matched_key, url: body.signed_download_url } : undefined;
+      if (res.ok)
+        return body.ok && body.signed_download_url && body.matched_key
+          ? { key: body.matched_key, url: body.signed_download_url }
+          : undefined;
       failure = `the cache service answered ${res.status} looking up ${key}`;
       if (res.status < 500) throw new Error(failure);
     } catch (e) {

@@ -130,7 +130,8 @@ export function selectImages(index: CacheIndex, budget: Budget, now: Date): Sele
  */
 export function restoreOrder(images: CachedImage[], entries: EntryRef[]): EntryRef[] {
   const ordered = new Set<EntryRef>();
-  for (const digest of new Set(images.flatMap(contentOf))) for (const entry of entries.filter((e) => e.digests.includes(digest))) ordered.add(entry);
+  for (const digest of new Set(images.flatMap(contentOf)))
+    for (const entry of entries.filter((e) => e.digests.includes(digest))) ordered.add(entry);
   return [...ordered];
 }
 
@@ -145,7 +146,13 @@ export interface EntryPlan {
  * A blob whose entry was found damaged goes under a fresh key: the damaged entry's key stays taken until
  * GitHub evicts it.
  */
-export function planEntries(prefix: string, newBlobs: Record<string, number>, damaged: Set<string> = new Set(), salt = '', maxEntries = MAX_NEW_ENTRIES): EntryPlan {
+export function planEntries(
+  prefix: string,
+  newBlobs: Record<string, number>,
+  damaged: Set<string> = new Set(),
+  salt = '',
+  maxEntries = MAX_NEW_ENTRIES,
+): EntryPlan {
   const digests = Object.keys(newBlobs).sort((a, b) => newBlobs[b] - newBlobs[a] || a.localeCompare(b));
   const small = digests.filter((d) => newBlobs[d] < PACK_BELOW_BYTES).sort();
   const large = digests.filter((d) => newBlobs[d] >= PACK_BELOW_BYTES);
@@ -170,7 +177,8 @@ export function imagesInStorage(storage: StorageState, manifests: Manifests): Om
       images.push({ repository, reference, manifests: content.manifests, blobs: content.blobs.filter(present) });
     };
     for (const [tag, manifest] of Object.entries(links.tags).sort(([a], [b]) => a.localeCompare(b))) add(tag, manifest);
-    for (const manifest of links.manifests.filter((d) => !reached.has(d) && !isChild(d, links.manifests, manifests))) add(manifest, manifest);
+    for (const manifest of links.manifests.filter((d) => !reached.has(d) && !isChild(d, links.manifests, manifests)))
+      add(manifest, manifest);
   }
   return images;
 }
@@ -190,20 +198,36 @@ export interface JobImages {
  * The index the next run restores: the images the job left in storage whose manifest an entry holds, with
  * their last use, and the entries (restored and kept, or saved now) that hold what those images need.
  */
-export function nextIndex(kept: EntryRef[], saved: EntryRef[], previous: CachedImage[], job: JobImages, sizes: Record<string, number>, now: Date): CacheIndex {
+export function nextIndex(
+  kept: EntryRef[],
+  saved: EntryRef[],
+  previous: CachedImage[],
+  job: JobImages,
+  sizes: Record<string, number>,
+  now: Date,
+): CacheIndex {
   const all = [...new Map([...kept, ...saved].map((e) => [e.key, e])).values()];
   const covered = new Set(all.flatMap((e) => e.digests));
   const before = new Map(previous.map((i) => [imageKey(i), i]));
   // A tagged image pulled by its digest was used too.
-  const used = (image: Omit<CachedImage, 'lastUsed'>) => job.used.has(imageKey(image)) || job.used.has(`${image.repository}@${image.manifests[0]}`);
+  const used = (image: Omit<CachedImage, 'lastUsed'>) =>
+    job.used.has(imageKey(image)) || job.used.has(`${image.repository}@${image.manifests[0]}`);
   const images = job.seen
     .filter((image) => covered.has(image.manifests[0]))
     // A manifest no tag names any more (the tag moved) is kept only while jobs pull it by digest.
     .filter((image) => !isDigest(image.reference) || used(image) || before.has(imageKey(image)))
-    .map((image) => ({ ...image, lastUsed: used(image) ? now.toISOString() : (before.get(imageKey(image))?.lastUsed ?? now.toISOString()) }));
+    .map((image) => ({
+      ...image,
+      lastUsed: used(image) ? now.toISOString() : (before.get(imageKey(image))?.lastUsed ?? now.toISOString()),
+    }));
   const needed = new Set(images.flatMap(contentOf));
   const entries = all.filter((e) => e.digests.some((d) => needed.has(d))).sort((a, b) => a.key.localeCompare(b.key));
-  const blobs = Object.fromEntries(entries.flatMap((e) => e.digests).sort().map((d) => [d, sizes[d] ?? 0]));
+  const blobs = Object.fromEntries(
+    entries
+      .flatMap((e) => e.digests)
+      .sort()
+      .map((d) => [d, sizes[d] ?? 0]),
+  );
   return { version: 2, created: now.toISOString(), blobs, entries, images };
 }
 
@@ -276,7 +300,14 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
     throw new InvalidIndex('the cache index is not JSON');
   }
   const value = raw as Record<string, unknown> | null;
-  if (!isRecord(value) || value.version !== 2 || !Array.isArray(value.entries) || !Array.isArray(value.images) || !isRecord(value.blobs) || !isTime(value.created)) {
+  if (
+    !isRecord(value) ||
+    value.version !== 2 ||
+    !Array.isArray(value.entries) ||
+    !Array.isArray(value.images) ||
+    !isRecord(value.blobs) ||
+    !isTime(value.created)
+  ) {
     throw new InvalidIndex('the cache index has a format this version does not read');
   }
   const invalid: string[] = [];
@@ -294,7 +325,8 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
   const keys = new Set<string>();
   for (const [i, entry] of bounded(value.entries as unknown[], 'entries').entries()) {
     const problem = entryProblem(entry, rules.prefix, blobs, keys);
-    if (problem) invalid.push(`entry ${i + 1}${isRecord(entry) && typeof entry.key === 'string' ? ` (${printable(entry.key)})` : ''}: ${problem}`);
+    if (problem)
+      invalid.push(`entry ${i + 1}${isRecord(entry) && typeof entry.key === 'string' ? ` (${printable(entry.key)})` : ''}: ${problem}`);
     else {
       const { key, digests } = entry as unknown as EntryRef;
       keys.add(key);
@@ -306,7 +338,9 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
   for (const [i, image] of bounded(value.images as unknown[], 'images').entries()) {
     const problem = imageProblem(image);
     if (problem) {
-      invalid.push(`image ${i + 1}${isRecord(image) && typeof image.repository === 'string' ? ` (${printable(image.repository)})` : ''}: ${problem}`);
+      invalid.push(
+        `image ${i + 1}${isRecord(image) && typeof image.repository === 'string' ? ` (${printable(image.repository)})` : ''}: ${problem}`,
+      );
       continue;
     }
     const { repository, reference, manifests, blobs: content, lastUsed } = image as unknown as CachedImage;
@@ -322,7 +356,8 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
 function entryProblem(entry: unknown, prefix: string, blobs: Record<string, number>, seen: Set<string>): string {
   if (!isRecord(entry) || typeof entry.key !== 'string' || !Array.isArray(entry.digests)) return 'not an entry (key and digests)';
   if (!KEY.test(entry.key)) return 'the key has characters or a length a cache key of this action never has';
-  if (!entry.key.startsWith(`${prefix}-blob-`) && !entry.key.startsWith(`${prefix}-pack-`)) return `the key is not one of this cache's (${prefix}-blob-… or ${prefix}-pack-…)`;
+  if (!entry.key.startsWith(`${prefix}-blob-`) && !entry.key.startsWith(`${prefix}-pack-`))
+    return `the key is not one of this cache's (${prefix}-blob-… or ${prefix}-pack-…)`;
   if (seen.has(entry.key)) return 'the key is listed twice';
   if (entry.digests.length === 0 || entry.digests.length > MAX_INDEX_ITEMS) return 'it holds no blob, or more than any entry does';
   const bad = entry.digests.find((d) => !isDigest(d as string));
@@ -336,9 +371,17 @@ function imageProblem(image: unknown): string {
   if (!isRecord(image)) return 'not an image';
   const { repository, reference, manifests, blobs, lastUsed } = image;
   if (typeof repository !== 'string') return 'no repository name';
-  if (typeof reference !== 'string' || !(isTag(reference) || isDigest(reference))) return `"${printable(String(reference))}" is neither a tag nor a digest`;
-  if (!Array.isArray(manifests) || manifests.length === 0 || manifests.length > MAX_INDEX_ITEMS || !manifests.every((d) => isDigest(d as string))) return 'its manifests are not a list of sha256 digests';
-  if (!Array.isArray(blobs) || blobs.length > MAX_INDEX_ITEMS || !blobs.every((d) => isDigest(d as string))) return 'its blobs are not a list of sha256 digests';
+  if (typeof reference !== 'string' || !(isTag(reference) || isDigest(reference)))
+    return `"${printable(String(reference))}" is neither a tag nor a digest`;
+  if (
+    !Array.isArray(manifests) ||
+    manifests.length === 0 ||
+    manifests.length > MAX_INDEX_ITEMS ||
+    !manifests.every((d) => isDigest(d as string))
+  )
+    return 'its manifests are not a list of sha256 digests';
+  if (!Array.isArray(blobs) || blobs.length > MAX_INDEX_ITEMS || !blobs.every((d) => isDigest(d as string)))
+    return 'its blobs are not a list of sha256 digests';
   if (isDigest(reference) && manifests[0] !== reference) return 'pulled by digest, but its manifest is another';
   if (!isTime(lastUsed)) return 'its last use is not a time';
   return '';

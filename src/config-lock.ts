@@ -22,7 +22,9 @@ export async function withConfigLock<T>(path: string, fn: () => Promise<T>, wait
   const outcome = await new Promise<'locked' | 'no flock' | Error>((resolve) => {
     holder.stdout.once('data', () => resolve('locked'));
     holder.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ENOENT' ? 'no flock' : e));
-    holder.once('exit', (code) => resolve(new Error(`another job held the lock on ${dir} for more than ${waitSeconds} s (flock exited ${code})`)));
+    holder.once('exit', (code) =>
+      resolve(new Error(`another job held the lock on ${dir} for more than ${waitSeconds} s (flock exited ${code})`)),
+    );
   });
   if (outcome instanceof Error) throw outcome;
   try {
@@ -37,6 +39,13 @@ export async function withConfigLock<T>(path: string, fn: () => Promise<T>, wait
 
 async function nearestDir(dir: string): Promise<string> {
   for (let d = dir; ; d = dirname(d)) {
-    if (d === dirname(d) || (await stat(d).then((s) => s.isDirectory(), () => false))) return d;
+    if (
+      d === dirname(d) ||
+      (await stat(d).then(
+        (s) => s.isDirectory(),
+        () => false,
+      ))
+    )
+      return d;
   }
 }

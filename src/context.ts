@@ -65,8 +65,10 @@ export function parseInputs(read: (name: string) => string): Inputs {
   const text = (name: string, fallback = '') => read(name).trim() || fallback;
   const username = text('dockerhub-username');
   const token = text('dockerhub-token');
-  if (token && !username) throw new InputError('dockerhub-token is set but dockerhub-username is empty: give both, or neither for anonymous pulls');
-  if (username && !token) throw new InputError('dockerhub-username is set but dockerhub-token is empty: give both, or neither for anonymous pulls');
+  if (token && !username)
+    throw new InputError('dockerhub-token is set but dockerhub-username is empty: give both, or neither for anonymous pulls');
+  if (username && !token)
+    throw new InputError('dockerhub-username is set but dockerhub-token is empty: give both, or neither for anonymous pulls');
   const parsed = {
     dockerhubUsername: username,
     dockerhubToken: token,
@@ -151,7 +153,8 @@ function httpUrl(name: string, value: string): string {
   } catch {
     throw new InputError(`${name} must be an http:// or https:// URL, got "${value}"`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InputError(`${name} must be an http:// or https:// URL, got "${value}"`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new InputError(`${name} must be an http:// or https:// URL, got "${value}"`);
   if (url.username || url.password) throw new InputError(`${name} must not carry credentials in the URL, where logs would show them`);
   return value.replace(/\/+$/, '');
 }
@@ -166,11 +169,17 @@ function registries(value: string): { registries: string[]; registryUpstreams: R
   const out: string[] = [];
   const upstreams: Record<string, string> = {};
   for (const item of value.split(/[\s,]+/).filter(Boolean)) {
-    const [host, upstream] = item.includes('=') ? [item.slice(0, item.indexOf('=')).toLowerCase(), item.slice(item.indexOf('=') + 1)] : [item.toLowerCase(), null];
+    const [host, upstream] = item.includes('=')
+      ? [item.slice(0, item.indexOf('=')).toLowerCase(), item.slice(item.indexOf('=') + 1)]
+      : [item.toLowerCase(), null];
     const name = DOCKER_HUB_ALIASES.includes(host) ? DOCKER_HUB : host;
-    if (!isRegistryHost(name)) throw new InputError(`registries: "${host}" is not a registry host; give hosts as image names spell them, such as docker.io, ghcr.io, quay.io, registry.k8s.io`);
+    if (!isRegistryHost(name))
+      throw new InputError(
+        `registries: "${host}" is not a registry host; give hosts as image names spell them, such as docker.io, ghcr.io, quay.io, registry.k8s.io`,
+      );
     if (out.includes(name)) throw new InputError(`registries: ${name} is listed twice`);
-    if (upstream !== null && name === DOCKER_HUB) throw new InputError(`registries: give Docker Hub's upstream (${upstream}) as the upstream input, not as docker.io=URL`);
+    if (upstream !== null && name === DOCKER_HUB)
+      throw new InputError(`registries: give Docker Hub's upstream (${upstream}) as the upstream input, not as docker.io=URL`);
     if (upstream !== null) upstreams[name] = httpUrl(`registries: the upstream of ${name}`, upstream);
     out.push(name);
   }
@@ -181,34 +190,46 @@ function registries(value: string): { registries: string[]; registryUpstreams: R
 
 /** The tokens of registry-credentials (HOST=USERNAME:TOKEN lines), to mask before anything is parsed or logged. */
 export function credentialSecrets(value: string): string[] {
-  return value
-    .split('\n')
-    .map((line) => line.trim())
-    .filter(Boolean)
-    // A line of another shape is masked whole after the host: it may be a token alone.
-    .map((line) => /^[^=\s]+\s*=\s*[^:\s]+:(.+)$/.exec(line)?.[1].trim() ?? line.replace(/^[^=]*=/, '').trim())
-    .filter(Boolean);
+  return (
+    value
+      .split('\n')
+      .map((line) => line.trim())
+      .filter(Boolean)
+      // A line of another shape is masked whole after the host: it may be a token alone.
+      .map((line) => /^[^=\s]+\s*=\s*[^:\s]+:(.+)$/.exec(line)?.[1].trim() ?? line.replace(/^[^=]*=/, '').trim())
+      .filter(Boolean)
+  );
 }
 
 /** One HOST=USERNAME:TOKEN per line, each host one of `listed` other than docker.io. Messages never quote a token. */
 function registryCredentials(value: string, listed: string[]): Record<string, Credentials> {
   const out: Record<string, Credentials> = {};
-  value.split('\n').map((line) => line.trim()).forEach((line, i) => {
-    if (!line) return;
-    const m = /^([^=\s]+)\s*=\s*([^:\s]+):(.+)$/.exec(line);
-    if (!m) throw new InputError(`registry-credentials line ${i + 1} must be HOST=USERNAME:TOKEN, such as ghcr.io=\${{ github.actor }}:\${{ secrets.GITHUB_TOKEN }}`);
-    const host = m[1].toLowerCase();
-    if (DOCKER_HUB_ALIASES.includes(host)) throw new InputError(`registry-credentials line ${i + 1}: give Docker Hub's credentials as dockerhub-username and dockerhub-token`);
-    if (!listed.includes(host)) throw new InputError(`registry-credentials line ${i + 1} names ${host}, which registries does not list (${listed.join(', ')})`);
-    if (out[host]) throw new InputError(`registry-credentials: ${host} is given twice`);
-    out[host] = { username: m[2], password: m[3].trim() };
-  });
+  value
+    .split('\n')
+    .map((line) => line.trim())
+    .forEach((line, i) => {
+      if (!line) return;
+      const m = /^([^=\s]+)\s*=\s*([^:\s]+):(.+)$/.exec(line);
+      if (!m)
+        throw new InputError(
+          `registry-credentials line ${i + 1} must be HOST=USERNAME:TOKEN, such as ghcr.io=\${{ github.actor }}:\${{ secrets.GITHUB_TOKEN }}`,
+        );
+      const host = m[1].toLowerCase();
+      if (DOCKER_HUB_ALIASES.includes(host))
+        throw new InputError(`registry-credentials line ${i + 1}: give Docker Hub's credentials as dockerhub-username and dockerhub-token`);
+      if (!listed.includes(host))
+        throw new InputError(`registry-credentials line ${i + 1} names ${host}, which registries does not list (${listed.join(', ')})`);
+      if (out[host]) throw new InputError(`registry-credentials: ${host} is given twice`);
+      out[host] = { username: m[2], password: m[3].trim() };
+    });
   return out;
 }
 
 function listen(value: string): Listen {
   if (value === 'loopback' || value === 'docker-bridge') return value;
-  throw new InputError(`listen must be loopback (127.0.0.1: this runner's processes only) or docker-bridge (the Docker bridge's gateway: containers too), got "${value}"`);
+  throw new InputError(
+    `listen must be loopback (127.0.0.1: this runner's processes only) or docker-bridge (the Docker bridge's gateway: containers too), got "${value}"`,
+  );
 }
 
 function cacheKeyPrefix(value: string): string {
@@ -220,26 +241,30 @@ function cacheKeyPrefix(value: string): string {
 
 function version(value: string): string {
   const v = value.replace(/^v/, '');
-  if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$/.test(v)) throw new InputError(`registry-version must be a release version such as 3.1.1 or 2.8.3, got "${value}"`);
+  if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$/.test(v))
+    throw new InputError(`registry-version must be a release version such as 3.1.1 or 2.8.3, got "${value}"`);
   return v;
 }
 
 function sha256(name: string, value: string): string {
-  if (value && !/^[0-9a-f]{64}$/i.test(value)) throw new InputError(`${name} must be 64 hexadecimal characters (a SHA-256), got "${value}"`);
+  if (value && !/^[0-9a-f]{64}$/i.test(value))
+    throw new InputError(`${name} must be 64 hexadecimal characters (a SHA-256), got "${value}"`);
   return value.toLowerCase();
 }
 
 /** A path, or `none`: the daemon is not the action's to touch (a dind sidecar, a remote DOCKER_HOST); it names the mirror itself. */
 function daemonConfig(value: string): string | null {
   if (value === 'none') return null;
-  if (!value.startsWith('/')) throw new InputError(`daemon-config must be an absolute path, or none for a daemon the action may not touch, got "${value}"`);
+  if (!value.startsWith('/'))
+    throw new InputError(`daemon-config must be an absolute path, or none for a daemon the action may not touch, got "${value}"`);
   return value;
 }
 
 /** Empty: the default directory; none: no drop-in. */
 function registriesConfDir(value: string): string | null {
   if (value === 'none') return null;
-  if (value && !value.startsWith('/')) throw new InputError(`registries-conf-d must be an absolute path, empty for the directory your podman reads, or none, got "${value}"`);
+  if (value && !value.startsWith('/'))
+    throw new InputError(`registries-conf-d must be an absolute path, empty for the directory your podman reads, or none, got "${value}"`);
   return value;
 }
 
@@ -269,13 +294,15 @@ function seconds(name: string, value: string): number {
 function concurrency(name: string, value: string): number {
   if (value === '') return Math.max(2, availableParallelism());
   const n = /^\d{1,2}$/.test(value) ? Number(value) : NaN;
-  if (!(n >= 1 && n <= 32)) throw new InputError(`${name} must be a whole number from 1 to 32, or empty for the runner's core count; got "${value}"`);
+  if (!(n >= 1 && n <= 32))
+    throw new InputError(`${name} must be a whole number from 1 to 32, or empty for the runner's core count; got "${value}"`);
   return n;
 }
 
 function port(value: string): number {
   if (value === '') return 0;
   const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
-  if (!(n >= 1 && n <= 65535)) throw new InputError(`port must be a whole number from 1 to 65535, or empty for a free loopback port; got "${value}"`);
+  if (!(n >= 1 && n <= 65535))
+    throw new InputError(`port must be a whole number from 1 to 65535, or empty for a free loopback port; got "${value}"`);
   return n;
 }

@@ -55,7 +55,9 @@ export function withMirror(original: string | null, mirror: string, path: string
   // Listed further down (a URL with a trailing slash, say): moved to the front rather than listed twice.
   const { text: without } = removeMirrorItems(text, mirror);
   const list = containerAt(without, lastMember(containerAt(without, without.indexOf('{')), MIRRORS_KEY)!.value.start);
-  return list.items.length ? withFirstItem(without, list, JSON.stringify(mirror)) : splice(without, list.open + 1, list.close, JSON.stringify(mirror));
+  return list.items.length
+    ? withFirstItem(without, list, JSON.stringify(mirror))
+    : splice(without, list.open + 1, list.close, JSON.stringify(mirror));
 }
 
 /**
@@ -122,7 +124,10 @@ function sameMirror(listed: string, mirror: string): boolean {
  * per-registry mirrors from CERTS_DIR/HOST/hosts.toml.
  */
 export function usesContainerdStore(driverStatus: unknown): boolean {
-  return Array.isArray(driverStatus) && driverStatus.some((pair) => Array.isArray(pair) && pair[0] === 'driver-type' && String(pair[1]).startsWith('io.containerd.snapshotter'));
+  return (
+    Array.isArray(driverStatus) &&
+    driverStatus.some((pair) => Array.isArray(pair) && pair[0] === 'driver-type' && String(pair[1]).startsWith('io.containerd.snapshotter'))
+  );
 }
 
 // Where things are in a JSON text that JSON.parse accepted: offsets of an object's or array's items, for edits

@@ -9,7 +9,15 @@ import { pollUntil } from './bounded.js';
 import { builtInBuildkitNotice } from './builtin-buildkit.js';
 import { hostsToml, type MirrorAddress } from './client-config.js';
 import { withConfigLock } from './config-lock.js';
-import { clearingMirrors, digestOf, DOCKERD_CONFIG, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror } from './daemon-config.js';
+import {
+  clearingMirrors,
+  digestOf,
+  DOCKERD_CONFIG,
+  mirrorIsLive,
+  restoredConfig,
+  usesContainerdStore,
+  withMirror,
+} from './daemon-config.js';
 import { DOCKER_HUB } from './images.js';
 import { warn } from './log.js';
 import { commandOutput, isRunning } from './processes.js';
@@ -23,14 +31,21 @@ import type { DaemonState, RegistryHostsFile } from './state.js';
 export async function pointDaemon(
   configPath: string | null,
   mirrors: MirrorAddress[],
-  record: { daemon: (s: DaemonState | null) => void; registryHosts: (files: RegistryHostsFile[]) => void; builtInBuildkit: (notice: string) => void },
+  record: {
+    daemon: (s: DaemonState | null) => void;
+    registryHosts: (files: RegistryHostsFile[]) => void;
+    builtInBuildkit: (notice: string) => void;
+  },
 ): Promise<boolean> {
   const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
   if (configPath === null) {
     if (!hub) return false;
     const live = await liveMirrors().catch(() => null);
     if (live && mirrorIsLive(live, hub.url)) core.info(`daemon-config is none: dockerd already pulls Docker Hub images through ${hub.url}`);
-    else if (live) warn(`daemon-config is none, and the dockerd at ${process.env.DOCKER_HOST || 'the default socket'} does not name ${hub.url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${hub.url} (and set port).`);
+    else if (live)
+      warn(
+        `daemon-config is none, and the dockerd at ${process.env.DOCKER_HOST || 'the default socket'} does not name ${hub.url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${hub.url} (and set port).`,
+      );
     return !!live && mirrorIsLive(live, hub.url);
   }
   if (hub) {
@@ -45,7 +60,8 @@ export async function pointDaemon(
   }
   const others = mirrors.filter((m) => m.registry !== DOCKER_HUB);
   const hostsFiles = others.length ? await useRegistryHosts(configPath, others, record.registryHosts) : [];
-  if (hostsFiles.length) core.info(`dockerd (containerd image store) now pulls ${hostsFiles.map((f) => f.registry).join(', ')} images through their mirrors`);
+  if (hostsFiles.length)
+    core.info(`dockerd (containerd image store) now pulls ${hostsFiles.map((f) => f.registry).join(', ')} images through their mirrors`);
   return !!hub;
 }
 
@@ -67,7 +83,9 @@ async function addMirror(configPath: string, pid: number, mirror: string, record
   await writeAsRoot(configPath, merged);
   try {
     await reload(pid);
-    await waitForMirrors(`the mirror to be listed by docker info after reloading dockerd (pid ${pid})`, (live) => mirrorIsLive(live, mirror));
+    await waitForMirrors(`the mirror to be listed by docker info after reloading dockerd (pid ${pid})`, (live) =>
+      mirrorIsLive(live, mirror),
+    );
   } catch (e) {
     await putBack(daemon).catch((r: Error) => {
       throw new Error(`${(e as Error).message}; putting ${configPath} back failed too (post tries again): ${r.message}`);
@@ -88,7 +106,11 @@ export async function restoreDaemon(daemon: DaemonState): Promise<void> {
 }
 
 async function putBack(daemon: DaemonState): Promise<void> {
-  const saved = { original: daemon.original === null ? null : Buffer.from(daemon.original, 'base64'), written: daemon.written, mirror: daemon.mirror };
+  const saved = {
+    original: daemon.original === null ? null : Buffer.from(daemon.original, 'base64'),
+    written: daemon.written,
+    mirror: daemon.mirror,
+  };
   const final = restoredConfig(await readConfig(daemon.configPath), saved, daemon.configPath);
   try {
     if (await isRunning(daemon.pid, isDockerd)) {
@@ -154,12 +176,27 @@ export async function restoreRegistryHosts(files: RegistryHostsFile[]): Promise<
 }
 
 async function exists(path: string): Promise<boolean> {
-  return access(path).then(() => true, () => false);
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The images dockerd pulled since sinceMs, as each pull event names them; empty when the events cannot be read. */
 export async function imagesPulledSince(sinceMs: number): Promise<string[]> {
-  const args = ['events', '--since', String(Math.floor(sinceMs / 1000)), '--until', String(Math.ceil(Date.now() / 1000)), '--filter', 'type=image', '--filter', 'event=pull', '--format', '{{.Actor.ID}}'];
+  const args = [
+    'events',
+    '--since',
+    String(Math.floor(sinceMs / 1000)),
+    '--until',
+    String(Math.ceil(Date.now() / 1000)),
+    '--filter',
+    'type=image',
+    '--filter',
+    'event=pull',
+    '--format',
+    '{{.Actor.ID}}',
+  ];
   const out = await commandOutput('docker', args, { timeout: 10_000 }).catch(() => '');
   return [...new Set(out.split('\n').filter(Boolean))];
 }
@@ -175,7 +212,9 @@ export async function findDockerd(configPath: string): Promise<number> {
     const environ = (await readFile(`/proc/${entry}/environ`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
     if (resolve(daemonConfigOf(argv, environ)) === wanted) return Number(entry);
   }
-  throw new Error(`no running dockerd reads ${configPath} (looked for --config-file ${configPath}, or none with a dockerd whose default it is); set daemon-config to the file your daemon reads`);
+  throw new Error(
+    `no running dockerd reads ${configPath} (looked for --config-file ${configPath}, or none with a dockerd whose default it is); set daemon-config to the file your daemon reads`,
+  );
 }
 
 /**
@@ -184,9 +223,14 @@ export async function findDockerd(configPath: string): Promise<number> {
  * A namespace this user may not read (root's dockerd) is taken to be the host's, where a rootful dockerd runs.
  */
 async function assertSameNetwork(pid: number, mirror: string): Promise<void> {
-  const [theirs, ours] = await Promise.all([readlink(`/proc/${pid}/ns/net`).catch(() => ''), readlink('/proc/self/ns/net').catch(() => '')]);
+  const [theirs, ours] = await Promise.all([
+    readlink(`/proc/${pid}/ns/net`).catch(() => ''),
+    readlink('/proc/self/ns/net').catch(() => ''),
+  ]);
   if (theirs && ours && theirs !== ours) {
-    throw new Error(`dockerd (pid ${pid}) runs in a network namespace of its own, as rootless Docker's RootlessKit makes with slirp4netns: ${mirror} is out of its reach, so its config was left alone. Run that daemon in the runner's network namespace, or point it at the mirror yourself and set daemon-config: none`);
+    throw new Error(
+      `dockerd (pid ${pid}) runs in a network namespace of its own, as rootless Docker's RootlessKit makes with slirp4netns: ${mirror} is out of its reach, so its config was left alone. Run that daemon in the runner's network namespace, or point it at the mirror yourself and set daemon-config: none`,
+    );
   }
 }
 
@@ -222,7 +266,8 @@ async function reload(pid: number): Promise<void> {
   try {
     process.kill(pid, 'SIGHUP');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw new Error(`cannot signal dockerd (pid ${pid}): ${(e as Error).message}`, { cause: e });
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM')
+      throw new Error(`cannot signal dockerd (pid ${pid}): ${(e as Error).message}`, { cause: e });
     await sudo(['kill', '-s', 'HUP', String(pid)]);
   }
 }
@@ -258,7 +303,10 @@ async function waitForMirrors(what: string, ok: (live: string[]) => boolean, tim
     timeoutMs,
     100,
   );
-  if (!seen) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? ` (${(last as Error).message})` : ''}; see the daemon's log`);
+  if (!seen)
+    throw new Error(
+      `timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? ` (${(last as Error).message})` : ''}; see the daemon's log`,
+    );
 }
 
 /**
@@ -298,7 +346,13 @@ export async function writeAsRoot(path: string, content: string | Buffer): Promi
 }
 
 /** writeAsRoot through sudo: install (mode, owner) the content as the temporary file, sync it, rename it. */
-async function sudoWriteReplacing(target: string, temp: string, bytes: Buffer, mode: number, owner: { uid: number; gid: number }): Promise<void> {
+async function sudoWriteReplacing(
+  target: string,
+  temp: string,
+  bytes: Buffer,
+  mode: number,
+  owner: { uid: number; gid: number },
+): Promise<void> {
   const staged = join(tmpdir(), `pull-cache-${randomBytes(6).toString('hex')}`);
   await writeFile(staged, bytes, { mode: 0o600, flag: 'wx' });
   try {

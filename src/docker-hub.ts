@@ -46,7 +46,12 @@ export interface UpstreamProbe {
 }
 
 /** Whether the upstream answers, and whether it takes the credentials (a token request costs no pull). */
-export async function probeUpstream(upstream: string, credentials: Credentials | null, scope = 'repository:ratelimitpreview/test:pull', timeoutMs = 5_000): Promise<UpstreamProbe> {
+export async function probeUpstream(
+  upstream: string,
+  credentials: Credentials | null,
+  scope = 'repository:ratelimitpreview/test:pull',
+  timeoutMs = 5_000,
+): Promise<UpstreamProbe> {
   let challenge: Challenge | null;
   try {
     challenge = await challengeOf(upstream, timeoutMs);
@@ -71,7 +76,13 @@ export async function readQuota(upstream: string, credentials: Credentials | nul
 }
 
 /** What the upstream answers to a manifest HEAD: its status and the digest it names; null when it cannot be asked. */
-export async function manifestHead(upstream: string, repository: string, reference: string, credentials: Credentials | null, timeoutMs = 5_000): Promise<{ status: number; digest: string } | null> {
+export async function manifestHead(
+  upstream: string,
+  repository: string,
+  reference: string,
+  credentials: Credentials | null,
+  timeoutMs = 5_000,
+): Promise<{ status: number; digest: string } | null> {
   try {
     const res = await headManifest(upstream, repository, reference, credentials, timeoutMs);
     return { status: res.status, digest: res.headers.get('docker-content-digest') ?? '' };
@@ -86,24 +97,41 @@ async function challengeOf(upstream: string, timeoutMs: number): Promise<Challen
   return res.status === 401 ? parseChallenge(res.headers.get('www-authenticate')) : null;
 }
 
-async function requestToken(challenge: Challenge, scope: string, credentials: Credentials | null, timeoutMs: number): Promise<{ status: number; token: string }> {
+async function requestToken(
+  challenge: Challenge,
+  scope: string,
+  credentials: Credentials | null,
+  timeoutMs: number,
+): Promise<{ status: number; token: string }> {
   const url = new URL(challenge.realm);
   if (challenge.service) url.searchParams.set('service', challenge.service);
   if (scope) url.searchParams.set('scope', scope);
-  const headers: Record<string, string> = credentials ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` } : {};
+  const headers: Record<string, string> = credentials
+    ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` }
+    : {};
   const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
   const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string };
   return { status: res.status, token: body.token ?? body.access_token ?? '' };
 }
 
-async function headManifest(upstream: string, repository: string, reference: string, credentials: Credentials | null, timeoutMs: number): Promise<Response> {
+async function headManifest(
+  upstream: string,
+  repository: string,
+  reference: string,
+  credentials: Credentials | null,
+  timeoutMs: number,
+): Promise<Response> {
   const challenge = await challengeOf(upstream, timeoutMs);
   const headers: Record<string, string> = { accept: MANIFEST_TYPES };
   if (challenge) {
     const { token } = await requestToken(challenge, `repository:${repository}:pull`, credentials, timeoutMs);
     if (token) headers.authorization = `Bearer ${token}`;
   }
-  const res = await fetch(`${upstream}/v2/${repository}/manifests/${reference}`, { method: 'HEAD', headers, signal: AbortSignal.timeout(timeoutMs) });
+  const res = await fetch(`${upstream}/v2/${repository}/manifests/${reference}`, {
+    method: 'HEAD',
+    headers,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
   await res.arrayBuffer();
   return res;
 }

@@ -52,7 +52,13 @@ export interface GatePlan {
 }
 
 export function gatedImages(images: CachedImage[]): GatedImage[] {
-  return images.map((image) => ({ ...splitRepository(image.repository), name: splitRepository(image.repository).repository, reference: image.reference, content: contentOf(image), key: imageKey(image) }));
+  return images.map((image) => ({
+    ...splitRepository(image.repository),
+    name: splitRepository(image.repository).repository,
+    reference: image.reference,
+    content: contentOf(image),
+    key: imageKey(image),
+  }));
 }
 
 /** The image a request must wait for, if any: a manifest by the image's tag or digest, or a blob it names, under its repository. */
@@ -60,7 +66,9 @@ export function waitsFor(pending: Iterable<GatedImage>, registry: string, path: 
   const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/?#]+)/.exec(path);
   if (!m) return undefined;
   const [, name, , reference] = m;
-  for (const image of pending) if (image.registry === registry && image.name === name && (image.reference === reference || image.content.includes(reference))) return image;
+  for (const image of pending)
+    if (image.registry === registry && image.name === name && (image.reference === reference || image.content.includes(reference)))
+      return image;
   return undefined;
 }
 
@@ -70,7 +78,9 @@ export function waitsFor(pending: Iterable<GatedImage>, registry: string, path: 
  */
 export async function planFronts(registries: string[], address: string, hubPort: number): Promise<Front[]> {
   const port = async (registry: string) => (registry === DOCKER_HUB && hubPort ? (await assertPortFree(hubPort, address), hubPort) : 0);
-  return Promise.all(registries.map(async (registry) => ({ registry, address, port: await port(registry), target: await freePort(address) })));
+  return Promise.all(
+    registries.map(async (registry) => ({ registry, address, port: await port(registry), target: await freePort(address) })),
+  );
 }
 
 /**
@@ -100,7 +110,11 @@ export async function throughFronts(mirrors: MirrorState[], workDir: string, add
   const deadline = Date.now() + timeoutMs;
   const timedOut = (what: string) => new Error(`the mirrors' front did not ${what} within ${timeoutMs / 1000} s`);
   let listening: Listening | undefined;
-  const read = async () => !!(listening = await readFile(listeningFile(workDir), 'utf8').then((text) => JSON.parse(text) as Listening, () => undefined));
+  const read = async () =>
+    !!(listening = await readFile(listeningFile(workDir), 'utf8').then(
+      (text) => JSON.parse(text) as Listening,
+      () => undefined,
+    ));
   if (!(await pollUntil(read, timeoutMs, 20))) throw timedOut('listen');
   if (listening!.error) throw new Error(`the mirrors' front could not listen: ${listening!.error}`);
   return Promise.all(
@@ -190,7 +204,16 @@ async function serve(front: Front, inPlace: (registry: string, path: string) => 
 }
 
 /** Headers of one connection, not of the request: not passed on. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'proxy-connection',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'upgrade',
+]);
 
 /**
  * One request passed on to the registry, on a connection of its own: a kept-alive one the registry closes as it is
@@ -198,11 +221,16 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'pr
  */
 function pass(req: IncomingMessage, res: ServerResponse, front: Front): void {
   const headers = Object.fromEntries(Object.entries(req.headers).filter(([name]) => !HOP_BY_HOP.has(name)));
-  const forward = request({ host: front.address, port: front.target, method: req.method, path: req.url, headers, agent: false }, (answer) => {
-    const raw = answer.rawHeaders.flatMap((value, i, all) => (i % 2 === 0 && !HOP_BY_HOP.has(value.toLowerCase()) ? [value, all[i + 1]] : []));
-    res.writeHead(answer.statusCode ?? 502, answer.statusMessage, raw);
-    pipeline(answer, res, () => {});
-  });
+  const forward = request(
+    { host: front.address, port: front.target, method: req.method, path: req.url, headers, agent: false },
+    (answer) => {
+      const raw = answer.rawHeaders.flatMap((value, i, all) =>
+        i % 2 === 0 && !HOP_BY_HOP.has(value.toLowerCase()) ? [value, all[i + 1]] : [],
+      );
+      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, raw);
+      pipeline(answer, res, () => {});
+    },
+  );
   forward.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
   pipeline(req, forward, () => {});
 }

@@ -38,7 +38,6 @@ export function displayName(repository: string): string {
   return repository.startsWith('library/') ? repository.slice('library/'.length) : repository;
 }
 
-
 /** Docker Hub, as image names and containerd's hosts directory call it. */
 export const DOCKER_HUB = 'docker.io';
 
@@ -67,7 +66,8 @@ export function splitRepository(qualified: string): { registry: string; reposito
   const slash = qualified.indexOf('/');
   const first = slash < 0 ? '' : qualified.slice(0, slash);
   // As docker reads a name: a first part with a dot or a port, or localhost, is a registry host.
-  if (first && (first.includes('.') || first.includes(':') || first === 'localhost')) return { registry: first, repository: qualified.slice(slash + 1) };
+  if (first && (first.includes('.') || first.includes(':') || first === 'localhost'))
+    return { registry: first, repository: qualified.slice(slash + 1) };
   return { registry: DOCKER_HUB, repository: qualified };
 }
 

@@ -24,7 +24,8 @@ import { createWorkDir, writeBaseline } from './work-dir.js';
 export async function main(): Promise<void> {
   const jobStarted = Date.now();
   state.markMainStarted();
-  for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'registries-conf', 'restored-key']) core.setOutput(output, '');
+  for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'registries-conf', 'restored-key'])
+    core.setOutput(output, '');
   try {
     const inputs = getInputs();
     const address = await listenAddress(inputs.listen);
@@ -36,7 +37,11 @@ export async function main(): Promise<void> {
     const plans = mirrorPlans(inputs);
     const timeoutMs = inputs.cacheTimeoutSeconds * 1000;
     const [restored, binary, probes] = await Promise.all([
-      restoreOrStartEmpty(() => withDeadline('restoring the cache index', timeoutMs, (signal) => restoreIndex(scope, budget, inputs.registries, new Date(), signal))),
+      restoreOrStartEmpty(() =>
+        withDeadline('restoring the cache index', timeoutMs, (signal) =>
+          restoreIndex(scope, budget, inputs.registries, new Date(), signal),
+        ),
+      ),
       installRegistry(inputs, join(dir.root, 'download')),
       probeUpstreams(plans),
     ]);
@@ -47,16 +52,37 @@ export async function main(): Promise<void> {
     // The entries come in behind the mirrors: the job goes on while they download.
     const restoreProgress = join(dir.root, 'restore-progress.jsonl');
     if (restored.entries.length) {
-      const plan = { workDir: dir.root, entries: restored.entries, images: restored.images, sizes: restored.index!.blobs, progress: restoreProgress, timeoutMs };
+      const plan = {
+        workDir: dir.root,
+        entries: restored.entries,
+        images: restored.images,
+        sizes: restored.index!.blobs,
+        progress: restoreProgress,
+        timeoutMs,
+      };
       state.setRestore({ pid: await startRestore(plan), progress: restoreProgress, started: Date.now(), timeoutMs });
-      core.info(`Restoring ${restored.images.length} images (${formatBytes(restoredBytes(restored))} in ${restored.entries.length} cache entries) in the background, most recently used first.`);
+      core.info(
+        `Restoring ${restored.images.length} images (${formatBytes(restoredBytes(restored))} in ${restored.entries.length} cache entries) in the background, most recently used first.`,
+      );
     }
 
     // While the restore runs, a front holds each mirror's port, so that a pull of an image on its way waits for it.
     // It starts first and loads while the registries start behind it.
-    const fronts = restored.entries.length ? await planFronts(plans.map((p) => p.registry), address, inputs.port) : [];
+    const fronts = restored.entries.length
+      ? await planFronts(
+          plans.map((p) => p.registry),
+          address,
+          inputs.port,
+        )
+      : [];
     if (fronts.length) {
-      const plan = { workDir: dir.root, fronts, images: gatedImages(restored.images), progress: restoreProgress, deadline: Date.now() + timeoutMs };
+      const plan = {
+        workDir: dir.root,
+        fronts,
+        images: gatedImages(restored.images),
+        progress: restoreProgress,
+        deadline: Date.now() + timeoutMs,
+      };
       await startGate(plan, state.setGate);
     }
     const ports = new Map(fronts.length ? fronts.map((f) => [f.registry, f.target]) : inputs.port ? [[DOCKER_HUB, inputs.port]] : []);
@@ -80,7 +106,11 @@ export async function main(): Promise<void> {
     core.setOutput('registries-conf', await useRegistriesConf(inputs.registriesConfDir, dir.root, mirrors, state.setRegistriesConf));
 
     const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
-    const daemonPulls = await pointDaemon(inputs.daemonConfig, mirrors, { daemon: state.setDaemon, registryHosts: state.setRegistryHosts, builtInBuildkit: state.setBuiltInBuildkit });
+    const daemonPulls = await pointDaemon(inputs.daemonConfig, mirrors, {
+      daemon: state.setDaemon,
+      registryHosts: state.setRegistryHosts,
+      builtInBuildkit: state.setBuiltInBuildkit,
+    });
     if (hub) core.setOutput('mirror', hub.url);
 
     // dockerd mirrors Docker Hub only: what it pulls from elsewhere would not come through the cache.
@@ -89,7 +119,11 @@ export async function main(): Promise<void> {
     if (refs.length) {
       const log = join(dir.root, 'prefetch.log');
       const waitForRestore = restored.entries.length ? { restoreProgress, waitMs: timeoutMs } : {};
-      state.setPrefetch({ pid: await startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log, ...waitForRestore }), log, jobStarted });
+      state.setPrefetch({
+        pid: await startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log, ...waitForRestore }),
+        log,
+        jobStarted,
+      });
       core.info(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
     }
   } catch (e) {

@@ -19,11 +19,21 @@ export interface MirrorPlan {
 }
 
 /** What each listed registry's proxy pulls from, and as whom. */
-export function mirrorPlans(inputs: Pick<Inputs, 'registries' | 'registryUpstreams' | 'upstream' | 'registryCredentials' | 'dockerhubUsername' | 'dockerhubToken'>): MirrorPlan[] {
+export function mirrorPlans(
+  inputs: Pick<Inputs, 'registries' | 'registryUpstreams' | 'upstream' | 'registryCredentials' | 'dockerhubUsername' | 'dockerhubToken'>,
+): MirrorPlan[] {
   return inputs.registries.map((registry) =>
     registry === DOCKER_HUB
-      ? { registry, upstream: inputs.upstream, credentials: inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null }
-      : { registry, upstream: inputs.registryUpstreams[registry] ?? `https://${registry}`, credentials: inputs.registryCredentials[registry] ?? null },
+      ? {
+          registry,
+          upstream: inputs.upstream,
+          credentials: inputs.dockerhubUsername ? { username: inputs.dockerhubUsername, password: inputs.dockerhubToken } : null,
+        }
+      : {
+          registry,
+          upstream: inputs.registryUpstreams[registry] ?? `https://${registry}`,
+          credentials: inputs.registryCredentials[registry] ?? null,
+        },
   );
 }
 
@@ -40,7 +50,10 @@ export function probeUpstreams(plans: MirrorPlan[]): Promise<UpstreamProbe[]> {
 export async function listenAddress(listen: Listen, showDocker0 = ipAddrShowDocker0): Promise<string> {
   if (listen === 'loopback') return '127.0.0.1';
   const gateway = firstIPv4(await showDocker0());
-  if (!gateway) throw new Error('listen is docker-bridge, but this runner has no docker0 interface with an IPv4 address (the Docker bridge): use listen: loopback');
+  if (!gateway)
+    throw new Error(
+      'listen is docker-bridge, but this runner has no docker0 interface with an IPv4 address (the Docker bridge): use listen: loopback',
+    );
   return gateway;
 }
 
@@ -70,37 +83,51 @@ export interface MirrorsOptions {
  * failed to start is gone: post stops whatever main left running, whenever main was cut off.
  * Throws only when no mirror starts.
  */
-export async function startMirrors(plans: MirrorPlan[], probes: UpstreamProbe[], o: MirrorsOptions, running: (mirrors: MirrorState[]) => void): Promise<MirrorState[]> {
+export async function startMirrors(
+  plans: MirrorPlan[],
+  probes: UpstreamProbe[],
+  o: MirrorsOptions,
+  running: (mirrors: MirrorState[]) => void,
+): Promise<MirrorState[]> {
   const slots: (MirrorState | undefined)[] = plans.map(() => undefined);
   const report = () => running(slots.filter((m): m is MirrorState => m !== undefined));
-  const outcomes = await Promise.allSettled(plans.map(async (plan, i) => {
-    try {
-      return await startMirror(plan, probes[i], o, (spawned) => {
-        slots[i] = spawned;
-        report();
-      });
-    } catch (e) {
-      // A registry that did not come up was stopped, or exited: nothing of it is left for post to stop.
-      if (slots[i]) {
-        slots[i] = undefined;
-        report();
+  const outcomes = await Promise.allSettled(
+    plans.map(async (plan, i) => {
+      try {
+        return await startMirror(plan, probes[i], o, (spawned) => {
+          slots[i] = spawned;
+          report();
+        });
+      } catch (e) {
+        // A registry that did not come up was stopped, or exited: nothing of it is left for post to stop.
+        if (slots[i]) {
+          slots[i] = undefined;
+          report();
+        }
+        throw e;
       }
-      throw e;
-    }
-  }));
+    }),
+  );
   const mirrors = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
   const failures = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ registry: plans[i].registry, error: o.reason as Error }] : []));
   if (!mirrors.length) throw failures[0].error;
-  for (const { registry, error } of failures) warn(`no mirror for ${registry}: ${error.message}. Pulls from ${registry} go to it directly.`);
+  for (const { registry, error } of failures)
+    warn(`no mirror for ${registry}: ${error.message}. Pulls from ${registry} go to it directly.`);
   return mirrors;
 }
 
-async function startMirror(plan: MirrorPlan, probe: UpstreamProbe, o: MirrorsOptions, spawned: (mirror: MirrorState) => void): Promise<MirrorState> {
+async function startMirror(
+  plan: MirrorPlan,
+  probe: UpstreamProbe,
+  o: MirrorsOptions,
+  spawned: (mirror: MirrorState) => void,
+): Promise<MirrorState> {
   const { registry, upstream } = plan;
   const cached = o.restoredImages.filter((r) => splitRepository(r).registry === registry).length;
   // A proxy exits at start when its upstream is down; serving the restored storage as it is keeps cached images pulling.
   if (!probe.reachable && cached === 0) throw new Error(`${upstream} cannot be reached and the cache holds nothing to serve`);
-  if (!probe.reachable) warn(`${upstream} cannot be reached: the mirror serves what the cache holds (${cached} image${cached === 1 ? '' : 's'}), offline.`);
+  if (!probe.reachable)
+    warn(`${upstream} cannot be reached: the mirror serves what the cache holds (${cached} image${cached === 1 ? '' : 's'}), offline.`);
   // With credentials it refuses, a 2.8 proxy answers "manifest unknown" even for public images: go anonymous.
   if (probe.credentials === 'refused') {
     warn(
@@ -121,7 +148,16 @@ async function startMirror(plan: MirrorPlan, probe: UpstreamProbe, o: MirrorsOpt
     username: pullsAs?.username ?? '',
     password: pullsAs?.password ?? '',
   };
-  const mirror = (pid: number, url: string): MirrorState => ({ registry, upstream, pid, url, configPath: files.config, accessLog: files.accessLog, offline: !probe.reachable, pullsAs: pullsAs?.username ?? '' });
+  const mirror = (pid: number, url: string): MirrorState => ({
+    registry,
+    upstream,
+    pid,
+    url,
+    configPath: files.config,
+    accessLog: files.accessLog,
+    offline: !probe.reachable,
+    pullsAs: pullsAs?.username ?? '',
+  });
   const { pid, url } = await startRegistry(o.binary, files, options, (pid) => spawned(mirror(pid, `http://${o.address}:${port}`)));
   core.info(`Registry mirror of ${registry} listening on ${url} (pid ${pid}), ${probe.reachable ? `proxying ${upstream}` : 'offline'}`);
   return mirror(pid, url);

@@ -64,7 +64,19 @@ export interface Restored {
   refused: string[];
 }
 
-export const NOTHING_RESTORED: Restored = { restoredKey: '', index: null, images: [], dropped: [], entries: [], finished: true, present: [], kept: [], missingEntries: 0, damaged: [], refused: [] };
+export const NOTHING_RESTORED: Restored = {
+  restoredKey: '',
+  index: null,
+  images: [],
+  dropped: [],
+  entries: [],
+  finished: true,
+  present: [],
+  kept: [],
+  missingEntries: 0,
+  damaged: [],
+  refused: [],
+};
 
 /** The bytes of the blobs the restore brings in. */
 export function restoredBytes(restored: Restored): number {
@@ -87,12 +99,24 @@ export interface Saved {
  * restored is trusted: the index is read strictly. The entries holding the images' blobs are restored afterwards,
  * in the background (background-restore.ts). `signal` cancels the download and tar.
  */
-export async function restoreIndex(scope: CacheScope, budget: Budget, registries: string[], now: Date, signal: AbortSignal): Promise<Restored> {
+export async function restoreIndex(
+  scope: CacheScope,
+  budget: Budget,
+  registries: string[],
+  now: Date,
+  signal: AbortSignal,
+): Promise<Restored> {
   const indexDir = join(scope.workDir, 'restoring-index');
   let restoredKey: string | undefined;
   let read: ReadIndex;
   try {
-    restoredKey = await restoreEntry({ paths: [INDEX_FILE], key: indexKeyPrefix(scope.prefix, scope.arch), expected: new Map([[INDEX_FILE, MAX_INDEX_BYTES]]), into: indexDir, signal });
+    restoredKey = await restoreEntry({
+      paths: [INDEX_FILE],
+      key: indexKeyPrefix(scope.prefix, scope.arch),
+      expected: new Map([[INDEX_FILE, MAX_INDEX_BYTES]]),
+      into: indexDir,
+      signal,
+    });
     if (!restoredKey) return NOTHING_RESTORED;
     read = readIndex(await readFile(join(indexDir, INDEX_FILE), 'utf8'), { prefix: scope.prefix, registries });
   } catch (e) {
@@ -106,7 +130,16 @@ export async function restoreIndex(scope: CacheScope, budget: Budget, registries
   const { index, invalid } = read;
   for (const problem of invalid) warn(`dropped from the restored cache index: ${problem}`);
   const selection = selectImages(index, budget, now);
-  return { ...NOTHING_RESTORED, restoredKey, index, images: selection.images, dropped: selection.dropped, entries: selection.entries, finished: selection.entries.length === 0, refused: invalid };
+  return {
+    ...NOTHING_RESTORED,
+    restoredKey,
+    index,
+    images: selection.images,
+    dropped: selection.dropped,
+    entries: selection.entries,
+    finished: selection.entries.length === 0,
+    refused: invalid,
+  };
 }
 
 /** What restoring one entry came to. */
@@ -123,7 +156,13 @@ export interface EntryOutcome {
  * One entry: restored into its own directory, each blob moved into the storage once it matches its digest. The
  * move is a rename: the registry, serving meanwhile, sees a blob whole or not at all.
  */
-export async function restoreBlobs(entry: EntryRef, sizes: Record<string, number>, into: string, storage: string, signal: AbortSignal): Promise<EntryOutcome> {
+export async function restoreBlobs(
+  entry: EntryRef,
+  sizes: Record<string, number>,
+  into: string,
+  storage: string,
+  signal: AbortSignal,
+): Promise<EntryOutcome> {
   const paths = entryPaths(entry);
   const expected = new Map(entry.digests.map((d) => [`${STORAGE_DIR}/${blobPath(d)}`, sizes[d]]));
   let key: string | undefined;
@@ -169,7 +208,14 @@ const NOTHING_SAVED: Saved = { entries: [], bytes: 0, indexKey: '', deferred: 0,
  * in a child process started in the work directory: this process never changes directory, and when `signal`
  * aborts (cache-timeout) the child is ended with the tar and zstd it runs. A job with nothing new starts no child.
  */
-export async function saveStorage(scope: CacheScope, restored: Restored, after: StorageState, job: JobImages, run: { id: string; attempt: string }, signal: AbortSignal): Promise<Saved> {
+export async function saveStorage(
+  scope: CacheScope,
+  restored: Restored,
+  after: StorageState,
+  job: JobImages,
+  run: { id: string; attempt: string },
+  signal: AbortSignal,
+): Promise<Saved> {
   const request: SaveRequest = { scope, restored, after, job: { seen: job.seen, used: [...job.used] }, run, now: new Date().toISOString() };
   const { plan, index } = savePlan(request);
   if (plan.entries.length === 0 && !indexChanged(restored.index, index)) return NOTHING_SAVED;

@@ -53,24 +53,32 @@ export async function post(): Promise<void> {
   const restore = state.restore();
   const restoreWaitMs = (r: RestoreState) => (mirrors.length ? r.started + r.timeoutMs + 5_000 - Date.now() : 0);
   const restoreProgress = restore
-    ? await core.group('Finishing the background restore', () => attempt('finishing the background restore', () => finishRestore(restore.pid, restore.progress, restoreWaitMs(restore))))
+    ? await core.group('Finishing the background restore', () =>
+        attempt('finishing the background restore', () => finishRestore(restore.pid, restore.progress, restoreWaitMs(restore))),
+      )
     : null;
   const prefetch = state.prefetch();
   const hostsFiles = state.registryHosts();
   const prefetched = await core.group('Stopping the prefetch and the registries', async () => {
     // The prefetch pulls through the registry: stop it first.
     const results = prefetch ? await attempt('finishing the prefetch', () => finishPrefetch(prefetch.pid, prefetch.log, 2_000)) : null;
-    for (const m of mirrors.filter((m) => m.offline)) problems.push(`The upstream of ${m.registry} (${m.upstream}) could not be reached when the job started: the cache served what it holds, offline.`);
+    for (const m of mirrors.filter((m) => m.offline))
+      problems.push(
+        `The upstream of ${m.registry} (${m.upstream}) could not be reached when the job started: the cache served what it holds, offline.`,
+      );
     const gate = state.gate();
     if (gate) await attempt("stopping the mirrors' front", () => stopGate(gate));
-    if (mirrors.length) await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => stopMirrors(mirrors));
+    if (mirrors.length)
+      await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => stopMirrors(mirrors));
     if (hostsFiles.length) await attempt('removing the hosts.toml files written into certs.d', () => restoreRegistryHosts(hostsFiles));
     const registriesConf = state.registriesConf();
     if (registriesConf) await attempt('removing the registries.conf drop-in', () => removeRegistriesConf(registriesConf));
     return results;
   });
   const daemon = state.daemon();
-  const daemonRestored = daemon ? await core.group(`Restoring ${daemon.configPath}`, () => attempt(`restoring ${daemon.configPath}`, () => restoreDaemon(daemon))) : undefined;
+  const daemonRestored = daemon
+    ? await core.group(`Restoring ${daemon.configPath}`, () => attempt(`restoring ${daemon.configPath}`, () => restoreDaemon(daemon)))
+    : undefined;
 
   // Main records the cache stage once the inputs were good and the work directory made; before that, nothing to do.
   if (cacheState) {
@@ -79,11 +87,14 @@ export async function post(): Promise<void> {
     const prefetchRun = prefetch && prefetched ? { results: prefetched, jobStarted: prefetch.jobStarted } : null;
     if (baseline && mirrors.length && inputs) {
       const restoreRun = restore && restoreProgress ? { progress: restoreProgress, started: restore.started } : null;
-      await attempt('reporting and saving', () => reportAndSave({ dir, baseline, mirrors, hostsFiles, inputs, restore: restoreRun, prefetch: prefetchRun, quota, problems, attempt }));
+      await attempt('reporting and saving', () =>
+        reportAndSave({ dir, baseline, mirrors, hostsFiles, inputs, restore: restoreRun, prefetch: prefetchRun, quota, problems, attempt }),
+      );
     }
     await attempt('removing the work directory', () => rm(dir.root, { recursive: true, force: true }));
   }
-  if (daemonRestored === null && failOnErrorInput()) core.setFailed(`pull-cache-action could not put ${daemon!.configPath} back: see the warnings above`);
+  if (daemonRestored === null && failOnErrorInput())
+    core.setFailed(`pull-cache-action could not put ${daemon!.configPath} back: see the warnings above`);
 }
 
 /** What the post step reports on and saves: the job's mirrors and what main recorded. */
@@ -104,12 +115,20 @@ interface FinishedJob {
 async function reportAndSave(job: FinishedJob): Promise<void> {
   const { dir, baseline, mirrors, inputs, prefetch, attempt } = job;
   const restored = job.restore ? restoreOutcome(baseline.restored, job.restore.progress) : baseline.restored;
-  for (const problem of job.restore?.progress.entries.flatMap((r) => (r.refused ? [r.refused] : [])) ?? []) warn(`refused a cache entry: ${problem}`);
+  for (const problem of job.restore?.progress.entries.flatMap((r) => (r.refused ? [r.refused] : [])) ?? [])
+    warn(`refused a cache entry: ${problem}`);
   const after = await scanStorage(dir.storage);
   const manifests = await readManifests(dir.storage, after);
   // Each mirror's log names repositories as its registry does; the cache names them as docker does.
   const served = await attempt('reading what the registries served', () =>
-    Promise.all(mirrors.map(async (m) => parseAccessLog(await readFile(m.accessLog, 'utf8')).map((r) => ({ ...r, repository: qualifiedRepository(m.registry, r.repository) })))),
+    Promise.all(
+      mirrors.map(async (m) =>
+        parseAccessLog(await readFile(m.accessLog, 'utf8')).map((r) => ({
+          ...r,
+          repository: qualifiedRepository(m.registry, r.repository),
+        })),
+      ),
+    ),
   );
   // Prefetched images the job ran without pulling are the job's too.
   const ranByJob = new Set(prefetch ? (await containerImages(prefetch.jobStarted)).map(normalRef) : []);
@@ -119,7 +138,11 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
   const prefetchUsed = prefetch && prefetchUsage(prefetch.results, usage?.images.map((i) => displayName(i.key)) ?? []);
   for (const failed of prefetchUsed?.failed ?? []) warn(`prefetching ${failed.ref} failed: ${failed.error}`);
   const stored = imagesInStorage(after, manifests);
-  const decision = decideSaves(stored, await askUpstreams(stored, (registry) => upstreamOf(mirrors, registry, inputs), inputs.cachePrivate), restored.images);
+  const decision = decideSaves(
+    stored,
+    await askUpstreams(stored, (registry) => upstreamOf(mirrors, registry, inputs), inputs.cachePrivate),
+    restored.images,
+  );
   // What only the prefetch pulled was not used by the job: it must not look recently used, or it is prefetched forever.
   const used = usage?.images.map((i) => i.key).filter((key) => key && !decision.unrefreshed.has(key));
   const images = { seen: decision.images, used: new Set(used) };
@@ -129,7 +152,11 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
   const saved =
     inputs.save && restored.finished
       ? await core.group('Saving the cache', () =>
-          attempt('saving the cache', () => withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, (signal) => saveStorage(scope, restored, after, images, run, signal))),
+          attempt('saving the cache', () =>
+            withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, (signal) =>
+              saveStorage(scope, restored, after, images, run, signal),
+            ),
+          ),
         )
       : null;
   const facts = reportFacts({
@@ -155,7 +182,15 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
 /** dockerd decompresses layers with unpigz when it finds it (about 20% faster pulls here); its PATH is the system's. */
 async function onPath(command: string): Promise<boolean> {
   const dirs = new Set([...(process.env.PATH ?? '').split(':'), '/usr/local/bin', '/usr/bin', '/bin']);
-  for (const dir of dirs) if (dir && (await access(join(dir, command), constants.X_OK).then(() => true, () => false))) return true;
+  for (const dir of dirs)
+    if (
+      dir &&
+      (await access(join(dir, command), constants.X_OK).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return true;
   return false;
 }
 

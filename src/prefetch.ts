@@ -42,7 +42,11 @@ export const MAX_PREFETCH = 64;
 export function prefetchRefs(index: CacheIndex | null, restored: { repository: string; reference: string }[]): string[] {
   if (!index) return [];
   const pulledLast = new Set(index.images.filter((i) => i.lastUsed === index.created).map(imageKey));
-  return restored.map(imageKey).filter((key) => pulledLast.has(key)).map(displayName).slice(0, MAX_PREFETCH);
+  return restored
+    .map(imageKey)
+    .filter((key) => pulledLast.has(key))
+    .map(displayName)
+    .slice(0, MAX_PREFETCH);
 }
 
 /**
@@ -52,7 +56,11 @@ export function prefetchRefs(index: CacheIndex | null, restored: { repository: s
 export async function startPrefetch(plan: PrefetchPlan): Promise<number> {
   const planFile = join(dirname(plan.log), 'prefetch-plan.json');
   await writeFile(planFile, JSON.stringify(plan));
-  const child = spawn(process.execPath, [process.argv[1], PREFETCH_ARGUMENT, planFile], { detached: true, stdio: 'ignore', env: prefetchEnvironment(process.env) });
+  const child = spawn(process.execPath, [process.argv[1], PREFETCH_ARGUMENT, planFile], {
+    detached: true,
+    stdio: 'ignore',
+    env: prefetchEnvironment(process.env),
+  });
   child.unref();
   return child.pid!;
 }
@@ -86,18 +94,31 @@ export async function runPrefetch(planFile: string): Promise<void> {
 /** `docker pull` by the Engine API (POST /images/create), so the pull carries our User-Agent. */
 async function pull(ref: string, timeoutMs = 15 * 60_000): Promise<void> {
   const host = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
-  const target = host.startsWith('unix://') ? { socketPath: host.slice('unix://'.length) } : host.startsWith('tcp://') && !process.env.DOCKER_TLS_VERIFY ? { host: new URL(host).hostname, port: Number(new URL(host).port) } : null;
+  const target = host.startsWith('unix://')
+    ? { socketPath: host.slice('unix://'.length) }
+    : host.startsWith('tcp://') && !process.env.DOCKER_TLS_VERIFY
+      ? { host: new URL(host).hostname, port: Number(new URL(host).port) }
+      : null;
   if (!target) throw new Error(`DOCKER_HOST ${host} is not a unix socket or plain tcp address`);
   await new Promise<void>((resolve, reject) => {
-    const req = request({ ...target, method: 'POST', path: `/images/create?fromImage=${encodeURIComponent(ref)}`, headers: { 'user-agent': PREFETCH_AGENT }, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => (body = (body + chunk).slice(-4096)));
-      res.on('end', () => {
-        const error = res.statusCode !== 200 ? body.trim() : /"error":\s*"((?:[^"\\]|\\.)*)"/.exec(body)?.[1];
-        if (error) reject(new Error(error));
-        else resolve();
-      });
-    });
+    const req = request(
+      {
+        ...target,
+        method: 'POST',
+        path: `/images/create?fromImage=${encodeURIComponent(ref)}`,
+        headers: { 'user-agent': PREFETCH_AGENT },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body = (body + chunk).slice(-4096)));
+        res.on('end', () => {
+          const error = res.statusCode !== 200 ? body.trim() : /"error":\s*"((?:[^"\\]|\\.)*)"/.exec(body)?.[1];
+          if (error) reject(new Error(error));
+          else resolve();
+        });
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
     req.on('error', reject);
     req.end();
@@ -109,7 +130,10 @@ export async function finishPrefetch(pid: number, log: string, waitMs: number): 
   await pollUntil(async () => !(await isRunning(pid, process.argv[1])), waitMs, 100);
   if (await isRunning(pid, process.argv[1])) process.kill(-pid, 'SIGKILL'); // its process group: the worker and anything it started
   const text = await readFile(log, 'utf8').catch(() => '');
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as PrefetchResult);
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as PrefetchResult);
 }
 
 export interface PrefetchUsage {
@@ -137,7 +161,9 @@ export function normalRef(image: string): string {
 
 /** Images of the containers the job created (what `docker run` and compose used without pulling). */
 export async function containerImages(sinceMs: number): Promise<string[]> {
-  const out = await commandOutput('docker', ['ps', '--all', '--no-trunc', '--format', '{{.Image}}\t{{.CreatedAt}}'], { timeout: 10_000 }).catch(() => '');
+  const out = await commandOutput('docker', ['ps', '--all', '--no-trunc', '--format', '{{.Image}}\t{{.CreatedAt}}'], {
+    timeout: 10_000,
+  }).catch(() => '');
   return out
     .split('\n')
     .map((line) => line.split('\t'))

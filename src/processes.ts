@@ -10,9 +10,15 @@ import { readFile } from 'node:fs/promises';
  * Runs a short command to its end and gives what it wrote to stdout. Bounded: killed (with killSignal) after
  * `timeout` ms or when `signal` aborts. Its error names the command and quotes what it wrote to stderr.
  */
-export function commandOutput(file: string, args: string[], options: { timeout?: number; signal?: AbortSignal; maxBuffer?: number; killSignal?: NodeJS.Signals } = {}): Promise<string> {
+export function commandOutput(
+  file: string,
+  args: string[],
+  options: { timeout?: number; signal?: AbortSignal; maxBuffer?: number; killSignal?: NodeJS.Signals } = {},
+): Promise<string> {
   return new Promise((resolve, reject) =>
-    execFile(file, args, options, (error, stdout, stderr) => (error ? reject(new Error(`${file} ${args[0]} failed: ${String(stderr).trim() || error.message}`)) : resolve(stdout))),
+    execFile(file, args, options, (error, stdout, stderr) =>
+      error ? reject(new Error(`${file} ${args[0]} failed: ${String(stderr).trim() || error.message}`)) : resolve(stdout),
+    ),
   );
 }
 
@@ -21,14 +27,26 @@ export function commandOutput(file: string, args: string[], options: { timeout?:
  * argument, or with a command line it accepts. A pid the system gave to another program since does not count.
  */
 export async function isRunning(pid: number, started?: string | ((argv: string[]) => boolean)): Promise<boolean> {
-  const [stat, cmdline] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/cmdline`, 'utf8')]).catch(() => ['', '']);
+  const [stat, cmdline] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/cmdline`, 'utf8')]).catch(() => [
+    '',
+    '',
+  ]);
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   const argv = cmdline.split('\0');
   return state !== '' && state !== 'Z' && (started === undefined || (typeof started === 'string' ? argv.includes(started) : started(argv)));
 }
 
 /** A runner behind an HTTP proxy, or with its own CA bundle, needs these to reach the upstream; Go reads them. */
-const UPSTREAM_NETWORK = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
+const UPSTREAM_NETWORK = [
+  'HTTPS_PROXY',
+  'https_proxy',
+  'HTTP_PROXY',
+  'http_proxy',
+  'NO_PROXY',
+  'no_proxy',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+];
 
 /** The registry's environment: the network settings above, and no OpenTelemetry export (3.x starts one by default). */
 export function registryEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
@@ -66,7 +84,12 @@ export function cacheWorkerEnvironment(env: NodeJS.ProcessEnv, workDir: string):
  * cache service's token on its stdin.
  */
 export function startCacheWorker(args: string[], workDir: string, output: 'ignore' | 'inherit'): ChildProcess {
-  const child = spawn(process.execPath, [process.argv[1], ...args], { cwd: workDir, detached: true, stdio: ['pipe', output, output], env: cacheWorkerEnvironment(process.env, workDir) });
+  const child = spawn(process.execPath, [process.argv[1], ...args], {
+    cwd: workDir,
+    detached: true,
+    stdio: ['pipe', output, output],
+    env: cacheWorkerEnvironment(process.env, workDir),
+  });
   // A worker that failed to start does not read it: that is its exit to report, not this pipe's.
   child.stdin!.on('error', () => {});
   child.stdin!.end(JSON.stringify({ token: process.env[CACHE_TOKEN] ?? '' }));

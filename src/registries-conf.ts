@@ -18,7 +18,12 @@ export function defaultRegistriesConfDir(uid: number, home: string): string {
  * Writes DIR/pull-cache-action-ID.conf (ID: the work directory's own suffix) and returns what post must remove;
  * `record` has it before the file is written.
  */
-async function writeRegistriesConf(dir: string, workDir: string, mirrors: MirrorAddress[], record: (s: RegistriesConfState) => void): Promise<string> {
+async function writeRegistriesConf(
+  dir: string,
+  workDir: string,
+  mirrors: MirrorAddress[],
+  record: (s: RegistriesConfState) => void,
+): Promise<string> {
   const file = join(dir, `${basename(workDir)}.conf`);
   const createdDirs = await missingDirs(dir);
   record({ file, createdDirs });
@@ -40,7 +45,16 @@ export async function removeRegistriesConf(conf: RegistriesConfState): Promise<v
 /** dir and those of its parents that do not exist yet, deepest first. */
 async function missingDirs(dir: string): Promise<string[]> {
   const missing: string[] = [];
-  for (let d = dir; d !== dirname(d) && !(await stat(d).then(() => true, () => false)); d = dirname(d)) missing.push(d);
+  for (
+    let d = dir;
+    d !== dirname(d) &&
+    !(await stat(d).then(
+      () => true,
+      () => false,
+    ));
+    d = dirname(d)
+  )
+    missing.push(d);
   return missing;
 }
 
@@ -48,7 +62,12 @@ async function missingDirs(dir: string): Promise<string[]> {
  * Points Podman, Buildah and Skopeo at the mirrors with a drop-in in `input`'s directory ('' for the default; null:
  * none wanted) and returns its path. A directory that cannot be written is a warning: those tools pull directly.
  */
-export async function useRegistriesConf(input: string | null, workDir: string, mirrors: MirrorAddress[], record: (s: RegistriesConfState) => void): Promise<string> {
+export async function useRegistriesConf(
+  input: string | null,
+  workDir: string,
+  mirrors: MirrorAddress[],
+  record: (s: RegistriesConfState) => void,
+): Promise<string> {
   if (input === null) return '';
   const dir = input || defaultRegistriesConfDir(process.getuid?.() ?? 0, homedir());
   try {
@@ -56,7 +75,9 @@ export async function useRegistriesConf(input: string | null, workDir: string, m
     core.info(`Podman, Buildah and Skopeo now pull ${mirrors.map((m) => m.registry).join(', ')} images through the mirrors (${file})`);
     return file;
   } catch (e) {
-    warn(`cannot write a registries.conf drop-in in ${dir} (${(e as Error).message}): Podman, Buildah and Skopeo pull directly. Set registries-conf-d to a directory they read, or to none.`);
+    warn(
+      `cannot write a registries.conf drop-in in ${dir} (${(e as Error).message}): Podman, Buildah and Skopeo pull directly. Set registries-conf-d to a directory they read, or to none.`,
+    );
     return '';
   }
 }

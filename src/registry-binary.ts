@@ -35,15 +35,23 @@ export async function installRegistry(inputs: Inputs, scratchDir: string): Promi
       return unpack(tarball, scratchDir, path);
     }
     const expected = `${asset.sha256}${inputs.registrySha256 ? ' (registry-sha256)' : ''}`;
-    if (tarball) warn(`the registry tarball in the tool cache (${path}) has SHA-256 ${actual}, not ${expected}: it is not run; downloading the release again.`);
-    else core.info(`The tool cache's registry ${inputs.registryVersion} has no ${TARBALL} (kept by an older version of this action): downloading it`);
+    if (tarball)
+      warn(
+        `the registry tarball in the tool cache (${path}) has SHA-256 ${actual}, not ${expected}: it is not run; downloading the release again.`,
+      );
+    else
+      core.info(
+        `The tool cache's registry ${inputs.registryVersion} has no ${TARBALL} (kept by an older version of this action): downloading it`,
+      );
   }
   core.info(`Downloading ${asset.url}`);
   const download = await tc.downloadTool(asset.url, join(scratchDir, 'download.tar.gz'));
   const tarball = await readFile(download);
   const actual = sha256Hex(tarball);
   if (actual !== asset.sha256) throw new Error(`checksum mismatch for ${asset.url}: expected ${asset.sha256}, got ${actual}`);
-  await tc.cacheFile(download, TARBALL, TOOL_NAME, inputs.registryVersion, arch).catch((e: Error) => core.info(`Could not keep the registry in the tool cache: ${e.message}`));
+  await tc
+    .cacheFile(download, TARBALL, TOOL_NAME, inputs.registryVersion, arch)
+    .catch((e: Error) => core.info(`Could not keep the registry in the tool cache: ${e.message}`));
   return unpack(tarball, scratchDir, asset.url);
 }
 

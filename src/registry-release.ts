@@ -28,7 +28,9 @@ export function releaseAsset(version: string, arch: Arch, baseUrl: string, given
   const sha256 = givenSha256 || PINNED_SHA256[`${version}/${arch}`];
   if (!sha256) {
     const known = [...new Set(Object.keys(PINNED_SHA256).map((k) => k.split('/')[0]))].join(', ');
-    throw new InputError(`registry-version ${version} has no pinned checksum (known: ${known}): set registry-sha256 to the SHA-256 of registry_${version}_linux_${arch}.tar.gz`);
+    throw new InputError(
+      `registry-version ${version} has no pinned checksum (known: ${known}): set registry-sha256 to the SHA-256 of registry_${version}_linux_${arch}.tar.gz`,
+    );
   }
   return { url: `${baseUrl}/v${version}/registry_${version}_linux_${arch}.tar.gz`, sha256 };
 }

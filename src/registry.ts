@@ -68,13 +68,23 @@ export interface RunningRegistry {
  * while it starts leaves nothing running that post does not know of. It is ready when /v2/ answers with the
  * nonce of this start: a server that took the port first is never mistaken for it.
  */
-export async function startRegistry(binary: string, files: RegistryFiles, options: RegistryConfigOptions, spawned: (pid: number) => void, timeoutMs = 30_000): Promise<RunningRegistry> {
+export async function startRegistry(
+  binary: string,
+  files: RegistryFiles,
+  options: RegistryConfigOptions,
+  spawned: (pid: number) => void,
+  timeoutMs = 30_000,
+): Promise<RunningRegistry> {
   const instance = randomBytes(16).toString('hex');
   const url = `http://${options.address}:${options.port}`;
   await writeFile(files.config, registryConfig(options, instance), { mode: 0o600 });
   const out = openSync(files.accessLog, 'a');
   const err = openSync(files.log, 'a');
-  const child = spawn(binary, ['serve', files.config], { detached: true, stdio: ['ignore', out, err], env: registryEnvironment(process.env) });
+  const child = spawn(binary, ['serve', files.config], {
+    detached: true,
+    stdio: ['ignore', out, err],
+    env: registryEnvironment(process.env),
+  });
   closeSync(out);
   closeSync(err);
   let exit: string | undefined;
@@ -82,11 +92,15 @@ export async function startRegistry(binary: string, files: RegistryFiles, option
   child.once('error', (e) => (exit = `could not be started: ${e.message}`));
   child.unref();
   if (child.pid !== undefined) spawned(child.pid);
-  const answering = await pollUntil(async () => {
-    if (await answersV2(url, instance)) return true;
-    if (exit !== undefined) throw new Error(`the registry ${exit} at start: ${await lastLines(files.log)}`);
-    return false;
-  }, timeoutMs, 50);
+  const answering = await pollUntil(
+    async () => {
+      if (await answersV2(url, instance)) return true;
+      if (exit !== undefined) throw new Error(`the registry ${exit} at start: ${await lastLines(files.log)}`);
+      return false;
+    },
+    timeoutMs,
+    50,
+  );
   if (!answering) {
     await stopRegistry(child.pid!, files.config);
     throw new Error(`the registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await lastLines(files.log)}`);
@@ -120,7 +134,17 @@ export async function stopRegistry(pid: number, configPath: string, graceMs = 10
 export async function assertPortFree(port: number, address: string): Promise<void> {
   const server = createServer();
   await new Promise<void>((resolve, reject) =>
-    server.once('error', (e: NodeJS.ErrnoException) => reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} is already in use on ${address}: leave port empty for a free one` : `port ${port}: ${e.message}`))).listen(port, address, resolve),
+    server
+      .once('error', (e: NodeJS.ErrnoException) =>
+        reject(
+          new Error(
+            e.code === 'EADDRINUSE'
+              ? `port ${port} is already in use on ${address}: leave port empty for a free one`
+              : `port ${port}: ${e.message}`,
+          ),
+        ),
+      )
+      .listen(port, address, resolve),
   );
   await new Promise((resolve) => server.close(resolve));
 }

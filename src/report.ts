@@ -82,12 +82,21 @@ function tallyText(t: Tally): string {
 }
 
 /** The images' rows and the total; when images share blobs, a line says the total counts each once. */
-function usageTable(table: UsageTable, source: string, extra?: { heading: string; cell: (u: ImageUsage) => string; totalNote: string }): string[] {
-  const lines = [`| Image | From cache | From ${source} |${extra ? ` ${extra.heading} |` : ''}`, `| --- | --- | --- |${extra ? ' --- |' : ''}`];
-  for (const u of table.images) lines.push(`| ${u.image} | ${tallyText(u.fromCache)} | ${tallyText(u.fromUpstream)} |${extra ? ` ${extra.cell(u)} |` : ''}`);
+function usageTable(
+  table: UsageTable,
+  source: string,
+  extra?: { heading: string; cell: (u: ImageUsage) => string; totalNote: string },
+): string[] {
+  const lines = [
+    `| Image | From cache | From ${source} |${extra ? ` ${extra.heading} |` : ''}`,
+    `| --- | --- | --- |${extra ? ' --- |' : ''}`,
+  ];
+  for (const u of table.images)
+    lines.push(`| ${u.image} | ${tallyText(u.fromCache)} | ${tallyText(u.fromUpstream)} |${extra ? ` ${extra.cell(u)} |` : ''}`);
   lines.push(`| **Total** | **${tallyText(table.fromCache)}** | **${tallyText(table.fromUpstream)}** |${extra ? ' |' : ''}`, '');
   const rowBlobs = table.images.reduce((sum, u) => sum + u.fromCache.blobs + u.fromUpstream.blobs, 0);
-  if (rowBlobs > table.fromCache.blobs + table.fromUpstream.blobs) lines.push(extra?.totalNote ?? 'The images share blobs: the total counts each once.', '');
+  if (rowBlobs > table.fromCache.blobs + table.fromUpstream.blobs)
+    lines.push(extra?.totalNote ?? 'The images share blobs: the total counts each once.', '');
   return lines;
 }
 
@@ -95,9 +104,17 @@ function usageTable(table: UsageTable, source: string, extra?: { heading: string
 function prefetchOnlyTable(table: UsageTable, prefetch: PrefetchUsage | null, source: string): string[] {
   const pulling = new Map(prefetch?.unused.map((u) => [u.ref, `${(u.ms / 1000).toFixed(1)} s`]));
   const lines = ['Prefetched and not used by the job (not in the figures above):', ''];
-  lines.push(...usageTable(table, source, { heading: 'Pulling', cell: (u) => pulling.get(displayName(u.key)) ?? '–', totalNote: "The total counts each blob once, and none of the job's images." }));
+  lines.push(
+    ...usageTable(table, source, {
+      heading: 'Pulling',
+      cell: (u) => pulling.get(displayName(u.key)) ?? '–',
+      totalNote: "The total counts each blob once, and none of the job's images.",
+    }),
+  );
   if (table.fromUpstream.blobs) {
-    lines.push(`The prefetch fetched ${tallyText(table.fromUpstream)} from ${source} for images this job did not use: \`prefetch: false\` turns it off.`);
+    lines.push(
+      `The prefetch fetched ${tallyText(table.fromUpstream)} from ${source} for images this job did not use: \`prefetch: false\` turns it off.`,
+    );
   }
   return lines.at(-1) === '' ? lines.slice(0, -1) : lines;
 }
@@ -110,27 +127,42 @@ function upstreamName(r: RegistryRow): string {
 /** The report as Markdown: for the job summary, and readable as it is in the log. */
 export function renderReport(f: ReportFacts): string {
   const hub = f.upstream === DOCKER_HUB_API ? 'Docker Hub' : f.upstream.replace(/^https?:\/\//, '');
-  const source = f.registries.length > 1 ? 'upstream' : f.registries[0] && f.registries[0].registry !== DOCKER_HUB ? upstreamName(f.registries[0]) : hub;
+  const source =
+    f.registries.length > 1 ? 'upstream' : f.registries[0] && f.registries[0].registry !== DOCKER_HUB ? upstreamName(f.registries[0]) : hub;
   const lines = ['## Pull cache', ''];
   if (f.registries.length > 1) {
     lines.push('| Registry | Mirror | Images | From cache | From upstream |', '| --- | --- | --- | --- | --- |');
-    for (const r of f.registries) lines.push(`| ${r.registry}${r.registry !== DOCKER_HUB && upstreamName(r) !== r.registry ? ` via ${upstreamName(r)}` : ''} | ${r.mirror}${r.offline ? ' (offline)' : ''} | ${r.images} | ${tallyText(r.fromCache)} | ${tallyText(r.fromUpstream)} |`);
+    for (const r of f.registries)
+      lines.push(
+        `| ${r.registry}${r.registry !== DOCKER_HUB && upstreamName(r) !== r.registry ? ` via ${upstreamName(r)}` : ''} | ${r.mirror}${r.offline ? ' (offline)' : ''} | ${r.images} | ${tallyText(r.fromCache)} | ${tallyText(r.fromUpstream)} |`,
+      );
     lines.push('');
   }
   if (f.usage && f.usage.images.length) {
     lines.push(...usageTable(f.usage, source));
     const total = f.usage.fromCache.bytes + f.usage.fromUpstream.bytes;
-    lines.push(`Hit rate: ${total ? Math.round((100 * f.usage.fromCache.bytes) / total) : 0}% of bytes served (${f.usage.fromCache.blobs} of ${f.usage.fromCache.blobs + f.usage.fromUpstream.blobs} blobs).`);
+    lines.push(
+      `Hit rate: ${total ? Math.round((100 * f.usage.fromCache.bytes) / total) : 0}% of bytes served (${f.usage.fromCache.blobs} of ${f.usage.fromCache.blobs + f.usage.fromUpstream.blobs} blobs).`,
+    );
   } else if (f.usage) {
     lines.push('No image was pulled through the cache in this job.');
   }
   if (f.usage?.prefetchOnly.images.length) lines.push('', ...prefetchOnlyTable(f.usage.prefetchOnly, f.prefetch, source));
   lines.push('');
   if (f.restoredKey) {
-    const damaged = [f.missingEntries && `${count(f.missingEntries, 'entry', 'entries')} gone from the cache`, f.damagedBlobs && `${count(f.damagedBlobs, 'blob')} failed the digest check and dropped`].filter(Boolean);
-    lines.push(`- Restored: \`${f.restoredKey}\`, ${count(f.restoredBlobs, 'blob')}, ${formatBytes(f.restoredBytes)}${damaged.length ? ` (${damaged.join('; ')}: fetched again on demand)` : ''}.`);
+    const damaged = [
+      f.missingEntries && `${count(f.missingEntries, 'entry', 'entries')} gone from the cache`,
+      f.damagedBlobs && `${count(f.damagedBlobs, 'blob')} failed the digest check and dropped`,
+    ].filter(Boolean);
+    lines.push(
+      `- Restored: \`${f.restoredKey}\`, ${count(f.restoredBlobs, 'blob')}, ${formatBytes(f.restoredBytes)}${damaged.length ? ` (${damaged.join('; ')}: fetched again on demand)` : ''}.`,
+    );
   } else {
-    lines.push(f.refused.length ? '- Restored: nothing (the cache index was refused, see below).' : '- Restored: nothing (no cache yet for this key prefix and platform).');
+    lines.push(
+      f.refused.length
+        ? '- Restored: nothing (the cache index was refused, see below).'
+        : '- Restored: nothing (no cache yet for this key prefix and platform).',
+    );
   }
   lines.push(...backgroundRestoreLines(f.background));
   if (f.refused.length) {
@@ -140,34 +172,59 @@ export function renderReport(f: ReportFacts): string {
   }
   const dropped = (reason: Dropped['reason'], why: string) => {
     const images = f.dropped.filter((d) => d.reason === reason);
-    if (images.length) lines.push(`- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => displayName(d.image)).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`);
+    if (images.length)
+      lines.push(
+        `- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => displayName(d.image)).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`,
+      );
   };
   dropped('age', `unused for more than ${count(f.budget.maxAgeDays, 'day')} (max-age)`);
   dropped('size', `that did not fit in ${formatBytes(f.budget.maxBytes)} (max-size)`);
   if (f.saveDisabled) lines.push('- Saved: nothing (`save: false`).');
   else if (f.saved) {
     if (f.saved.entries || f.saved.indexKey) {
-      lines.push(`- Saved: ${count(f.saved.entries, 'new entry', 'new entries')}, ${formatBytes(f.saved.bytes)}${f.saved.indexKey ? `, index \`${f.saved.indexKey}\`` : ''}.`);
+      lines.push(
+        `- Saved: ${count(f.saved.entries, 'new entry', 'new entries')}, ${formatBytes(f.saved.bytes)}${f.saved.indexKey ? `, index \`${f.saved.indexKey}\`` : ''}.`,
+      );
     } else lines.push(f.saved.deferred ? '- Saved: nothing.' : '- Saved: nothing new.');
-    if (f.saved.deferred) lines.push(`- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${f.saved.stopped})` : ' (per-run entry cap)'}; the next run saves them.`);
+    if (f.saved.deferred)
+      lines.push(
+        `- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${f.saved.stopped})` : ' (per-run entry cap)'}; the next run saves them.`,
+      );
   }
-  if (f.withheld.length) lines.push(`- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${f.withheld.map(displayName).join(', ')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`);
-  if (f.stale.length) lines.push(`- Not saved: ${count(f.stale.length, 'tag')} the upstream no longer names this way, moved or deleted (${f.stale.map(displayName).join(', ')}).`);
-  if (f.unverified.length) lines.push(`- Not saved: ${count(f.unverified.length, 'image')} the upstream could not vouch for when the job ended (${f.unverified.map(displayName).join(', ')}); a tag is saved only once the upstream confirms it.`);
+  if (f.withheld.length)
+    lines.push(
+      `- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${f.withheld.map(displayName).join(', ')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`,
+    );
+  if (f.stale.length)
+    lines.push(
+      `- Not saved: ${count(f.stale.length, 'tag')} the upstream no longer names this way, moved or deleted (${f.stale.map(displayName).join(', ')}).`,
+    );
+  if (f.unverified.length)
+    lines.push(
+      `- Not saved: ${count(f.unverified.length, 'image')} the upstream could not vouch for when the job ended (${f.unverified.map(displayName).join(', ')}); a tag is saved only once the upstream confirms it.`,
+    );
   const who = f.pullsAs ? `for ${f.pullsAs}` : 'for anonymous pulls from this runner';
   if (f.quota === 'unlimited') lines.push(`- ${hub} pull quota: no limit applies ${who}.`);
   else if (f.quota) {
     const window = f.quota.window % 3600 === 0 ? count(f.quota.window / 3600, 'hour') : count(f.quota.window, 'second');
-    lines.push(`- ${hub} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${window})` : ''}.`);
+    lines.push(
+      `- ${hub} pull quota: ${f.quota.remaining} of ${f.quota.limit} pulls left ${who}${f.quota.window ? ` (per ${window})` : ''}.`,
+    );
   }
   if (f.prefetch) {
     const { used, unused, failed } = f.prefetch;
-    lines.push(`- Prefetched in the background: ${count(used.length + unused.length, 'image')}; used by the job: ${used.join(', ') || 'none'}.`);
+    lines.push(
+      `- Prefetched in the background: ${count(used.length + unused.length, 'image')}; used by the job: ${used.join(', ') || 'none'}.`,
+    );
     for (const x of failed) lines.push(`- ⚠️ Prefetching ${x.ref} failed: ${x.error}`);
   }
   for (const a of f.aroundTheCache) {
-    const how = a.throughMirror ? `\`docker pull ${a.throughMirror}\` comes through the cache, as does a containerd client with hosts-dir` : `list ${splitRepository(a.image).registry} in registries to cache it`;
-    lines.push(`- Not through the cache: dockerd pulled ${a.image} from its registry directly (dockerd's registry-mirrors cover Docker Hub only); ${how}.`);
+    const how = a.throughMirror
+      ? `\`docker pull ${a.throughMirror}\` comes through the cache, as does a containerd client with hosts-dir`
+      : `list ${splitRepository(a.image).registry} in registries to cache it`;
+    lines.push(
+      `- Not through the cache: dockerd pulled ${a.image} from its registry directly (dockerd's registry-mirrors cover Docker Hub only); ${how}.`,
+    );
   }
   lines.push(...builtInBuildkitLines(f.builtInBuildkit));
   if (!f.unpigz) lines.push('- dockerd decompresses layers without unpigz: installing `pigz` makes pulls about 20% faster.');
@@ -179,14 +236,22 @@ export function renderReport(f: ReportFacts): string {
 function backgroundRestoreLines(b: BackgroundRestoreFacts | null): string[] {
   if (!b) return [];
   if (!b.finished) {
-    return ['- ⚠️ The background restore did not finish within cache-timeout: nothing was saved, so the next run restores the cache as it was.'];
+    return [
+      '- ⚠️ The background restore did not finish within cache-timeout: nothing was saved, so the next run restores the cache as it was.',
+    ];
   }
-  const lines = [`- Restored in the background: ${count(b.images, 'image')} in ${b.seconds} s after the main step${b.early.length ? '.' : ', before the job asked for any of them.'}`];
+  const lines = [
+    `- Restored in the background: ${count(b.images, 'image')} in ${b.seconds} s after the main step${b.early.length ? '.' : ', before the job asked for any of them.'}`,
+  ];
   if (b.early.length) {
-    lines.push(`- Asked for before the restore had them in place (the pull waited for the image; what the restore did not bring came from the upstream): ${count(b.early.length, 'image')}:`);
+    lines.push(
+      `- Asked for before the restore had them in place (the pull waited for the image; what the restore did not bring came from the upstream): ${count(b.early.length, 'image')}:`,
+    );
     for (const e of b.early) {
       const inPlace = e.inPlaceAt === null ? 'not restored whole' : `in place at ${e.inPlaceAt} s`;
-      lines.push(`  - ${e.image}: asked at ${e.askedAt} s, ${inPlace}; ${Math.round(e.restoredShare * 100)}% of the restore was done when asked.`);
+      lines.push(
+        `  - ${e.image}: asked at ${e.askedAt} s, ${inPlace}; ${Math.round(e.restoredShare * 100)}% of the restore was done when asked.`,
+      );
     }
   }
   return lines;

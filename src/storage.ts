@@ -87,9 +87,12 @@ async function walkRepositories(dir: string, name: string, out: Record<string, R
   if (entries.includes('_manifests') || entries.includes('_layers')) {
     out[name] = {
       tags: Object.fromEntries(
-        (await mapBounded(await list(join(dir, '_manifests/tags')), 32, async (tag) => [tag, await readLink(join(dir, '_manifests/tags', tag, 'current/link'))])).filter(
-          ([, digest]) => digest !== undefined,
-        ),
+        (
+          await mapBounded(await list(join(dir, '_manifests/tags')), 32, async (tag) => [
+            tag,
+            await readLink(join(dir, '_manifests/tags', tag, 'current/link')),
+          ])
+        ).filter(([, digest]) => digest !== undefined),
       ),
       manifests: (await list(join(dir, '_manifests/revisions/sha256'))).map((hex) => `sha256:${hex}`),
       layers: (await list(join(dir, '_layers/sha256'))).map((hex) => `sha256:${hex}`),
@@ -140,7 +143,8 @@ export async function writeLinks(root: string, images: ImageLinks[], present: Re
     await writeFile(written, digest);
     try {
       // A tag's current link is made only where there is none; every other link names its own digest.
-      if (dir.endsWith('/current')) await link(written, path).catch((e: NodeJS.ErrnoException) => (e.code === 'EEXIST' ? undefined : Promise.reject(e)));
+      if (dir.endsWith('/current'))
+        await link(written, path).catch((e: NodeJS.ErrnoException) => (e.code === 'EEXIST' ? undefined : Promise.reject(e)));
       else await rename(written, path);
     } finally {
       await rm(written, { force: true });
@@ -162,8 +166,16 @@ export async function holdsDigest(path: string, digest: string): Promise<boolean
 
 /** Every manifest a repository in storage names, parsed. */
 export async function readManifests(root: string, storage: StorageState): Promise<Manifests> {
-  const digests = new Set(Object.values(storage.repositories).flatMap((r) => r.manifests).filter((d) => d in storage.blobs));
-  const parsed = await mapBounded([...digests], 32, async (d) => [d, JSON.parse(await readFile(join(root, blobPath(d)), 'utf8').catch(() => '{}'))] as const);
+  const digests = new Set(
+    Object.values(storage.repositories)
+      .flatMap((r) => r.manifests)
+      .filter((d) => d in storage.blobs),
+  );
+  const parsed = await mapBounded(
+    [...digests],
+    32,
+    async (d) => [d, JSON.parse(await readFile(join(root, blobPath(d)), 'utf8').catch(() => '{}'))] as const,
+  );
   return Object.fromEntries(parsed);
 }
 

@@ -79,7 +79,11 @@ export interface UpstreamOf {
 }
 
 /** Asks each image's upstream about it, a few at a time. */
-export async function askUpstreams(images: StoredImage[], upstreamOf: (registry: string) => UpstreamOf | undefined, cachePrivate: boolean): Promise<Verdict[]> {
+export async function askUpstreams(
+  images: StoredImage[],
+  upstreamOf: (registry: string) => UpstreamOf | undefined,
+  cachePrivate: boolean,
+): Promise<Verdict[]> {
   return mapBounded(images, 8, async (image) => {
     const { registry, repository } = splitRepository(image.repository);
     const source = upstreamOf(registry);

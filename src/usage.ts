@@ -70,14 +70,21 @@ export function accountUsage(
   const originOfRequest = (r: RegistryRequest): Origin => (linkedBefore(r) ? 'cache' : 'upstream');
   // The first request for a blob under a repository is the one that moved its bytes.
   const servedUnder = new Map<string, Origin>();
-  for (const r of blobGets) if (!servedUnder.has(`${r.repository}@${r.reference}`)) servedUnder.set(`${r.repository}@${r.reference}`, originOfRequest(r));
+  for (const r of blobGets)
+    if (!servedUnder.has(`${r.repository}@${r.reference}`)) servedUnder.set(`${r.repository}@${r.reference}`, originOfRequest(r));
   // A blob the daemon did not ask for under this image's repository came with the first pull that did ask for it.
   const firstServed = new Map<string, Origin>();
   for (const r of blobGets) if (!firstServed.has(r.reference)) firstServed.set(r.reference, originOfRequest(r));
   const originOf = (repository: string, digest: string) => servedUnder.get(`${repository}@${digest}`) ?? firstServed.get(digest);
 
-  const manifestsByDigest = new Set(served.filter((r) => r.kind === 'manifests' && r.method === 'GET' && isDigest(r.reference)).map((r) => `${r.repository}@${r.reference}`));
-  const askedByJob = new Set(served.filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => `${r.repository}@${r.reference}`));
+  const manifestsByDigest = new Set(
+    served
+      .filter((r) => r.kind === 'manifests' && r.method === 'GET' && isDigest(r.reference))
+      .map((r) => `${r.repository}@${r.reference}`),
+  );
+  const askedByJob = new Set(
+    served.filter((r) => r.kind === 'manifests' && !r.agent.includes(PREFETCH_AGENT)).map((r) => `${r.repository}@${r.reference}`),
+  );
   /** Manifests reached through a tag (or an index): not listed again as pulls by digest. */
   const reached = new Set<string>();
   const images = new Map<string, ImageBlobs & { byJob: boolean }>();
@@ -103,7 +110,11 @@ export function accountUsage(
   // Blobs served that no image names (a manifest the report could not read): a row of their own, by who asked.
   const named = new Set([...images.values()].flatMap((i) => [...i.blobs.keys()]));
   const strays = (byPrefetch: boolean): ImageBlobs[] => {
-    const blobs = new Map(blobGets.filter((r) => !named.has(r.reference) && r.agent.includes(PREFETCH_AGENT) === byPrefetch).map((r) => [r.reference, originOfRequest(r)]));
+    const blobs = new Map(
+      blobGets
+        .filter((r) => !named.has(r.reference) && r.agent.includes(PREFETCH_AGENT) === byPrefetch)
+        .map((r) => [r.reference, originOfRequest(r)]),
+    );
     return blobs.size ? [{ key: '', image: '(blobs of no image pulled by tag)', blobs }] : [];
   };
   const all = [...images.values()];
@@ -127,7 +138,11 @@ function tabulate(rows: ImageBlobs[], counted: ReadonlySet<string>, after: Stora
     }
     return usage;
   };
-  const once = new Map(rows.flatMap((r) => [...r.blobs].filter(([digest]) => !counted.has(digest)).map(([digest, origin]) => [`${origin} ${digest}`, [digest, origin] as const])));
+  const once = new Map(
+    rows.flatMap((r) =>
+      [...r.blobs].filter(([digest]) => !counted.has(digest)).map(([digest, origin]) => [`${origin} ${digest}`, [digest, origin] as const]),
+    ),
+  );
   return { images: rows.map((r) => ({ key: r.key, image: r.image, ...tally(r.blobs) })), ...tally(once.values()) };
 }
 

@@ -31,9 +31,17 @@ export function workDir(root: string): WorkDir {
     storage: join(root, STORAGE_DIR),
     registry: (host) => {
       const suffix = host === DOCKER_HUB ? '' : `-${host.replace(/:/g, '_')}`;
-      return { config: join(root, `registry${suffix}.yml`), accessLog: join(root, `access${suffix}.log`), log: join(root, `registry${suffix}.log`) };
+      return {
+        config: join(root, `registry${suffix}.yml`),
+        accessLog: join(root, `access${suffix}.log`),
+        log: join(root, `registry${suffix}.log`),
+      };
     },
-    clients: { hostsDir: join(root, 'hosts.d'), buildkitdConfig: join(root, 'buildkitd.toml'), k3sRegistries: join(root, 'k3s-registries.yaml') },
+    clients: {
+      hostsDir: join(root, 'hosts.d'),
+      buildkitdConfig: join(root, 'buildkitd.toml'),
+      k3sRegistries: join(root, 'k3s-registries.yaml'),
+    },
     before: join(root, 'before.json'),
   };
 }

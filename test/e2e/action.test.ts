@@ -14,7 +14,8 @@ import { releaseFile } from '../helpers/release-server.js';
 const MiB = 1024 * 1024;
 const TOKEN = 'dckr_pat_TEST-token-7f3a9c';
 // Formatted by hand, as a user's file is: it must come back byte for byte.
-const USER_DAEMON_JSON = '{\n    "debug": false,\n    "labels": ["runner=ci"],\n    "registry-mirrors": ["https://mirror.example.invalid"]\n}\n';
+const USER_DAEMON_JSON =
+  '{\n    "debug": false,\n    "labels": ["runner=ci"],\n    "registry-mirrors": ["https://mirror.example.invalid"]\n}\n';
 
 describe('a cold job, a warm job and a job with a new image', { timeout: 300_000 }, () => {
   let world: World;
@@ -24,14 +25,27 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
 
   before(async () => {
     world = await startWorld('pull-cache-e2e');
-    const base = makeLayer('base', [{ path: 'usr/lib/base.bin', bytes: 4 * MiB }, { path: 'etc/os-release', bytes: 300 }]);
-    alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [base, makeLayer('alpha', [{ path: 'opt/alpha.bin', bytes: 2 * MiB }])]);
+    const base = makeLayer('base', [
+      { path: 'usr/lib/base.bin', bytes: 4 * MiB },
+      { path: 'etc/os-release', bytes: 300 },
+    ]);
+    alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [
+      base,
+      makeLayer('alpha', [{ path: 'opt/alpha.bin', bytes: 2 * MiB }]),
+    ]);
     beta = await pushImage(world.upstream.url, 'someuser/beta', '1', [base, makeLayer('beta', [{ path: 'opt/beta.bin', bytes: 3 * MiB }])]);
-    gamma = await pushImage(world.upstream.url, 'library/gamma', '1', [base, makeLayer('gamma', [{ path: 'opt/gamma.bin', bytes: 2 * MiB }])]);
+    gamma = await pushImage(world.upstream.url, 'library/gamma', '1', [
+      base,
+      makeLayer('gamma', [{ path: 'opt/gamma.bin', bytes: 2 * MiB }]),
+    ]);
   });
   after(() => world?.stop());
 
-  const assertCleanPost = async (post: StepResult, runner: { dockerd: { configFile: string }; runnerTemp: string }, registryPid: number) => {
+  const assertCleanPost = async (
+    post: StepResult,
+    runner: { dockerd: { configFile: string }; runnerTemp: string },
+    registryPid: number,
+  ) => {
     assert.equal(post.exitCode, 0, post.stdout);
     assert.deepEqual(post.warnings, []);
     assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), USER_DAEMON_JSON, 'daemon.json is byte-identical to the original');
@@ -45,14 +59,22 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
       assert.equal(main.exitCode, 0, main.stdout);
       assert.deepEqual(main.warnings, []);
       const info = await runner.dockerd.info();
-      assert.deepEqual(info.RegistryConfig.Mirrors, [`${main.outputs.mirror}/`, 'https://mirror.example.invalid/'], 'our mirror first, the user\'s kept');
+      assert.deepEqual(
+        info.RegistryConfig.Mirrors,
+        [`${main.outputs.mirror}/`, 'https://mirror.example.invalid/'],
+        "our mirror first, the user's kept",
+      );
       await runner.pull('alpha:1');
       await runner.pull('someuser/beta:1');
     });
     assert.match(main.outputs.mirror, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.notEqual(main.outputs.mirror, 'http://127.0.0.1:5000');
     assert.equal(main.outputs['restored-key'], '');
-    assert.deepEqual(world.release.requests, [`/v${world.release.version}/${releaseFile(world.release.version)}`], 'the binary came through the tool cache download');
+    assert.deepEqual(
+      world.release.requests,
+      [`/v${world.release.version}/${releaseFile(world.release.version)}`],
+      'the binary came through the tool cache download',
+    );
     await assertCleanPost(post, runner, hubMirror(main).pid);
 
     // The base layer is fetched once, for alpha, and counts for beta too (each image by its content); the total once.
@@ -69,7 +91,15 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
     // The runner hides a masked value in everything it shows; the mask command itself is the only place it may stand.
     const mask = `::add-mask::${TOKEN}\n`;
     assert.ok(main.stdout.includes(mask) && post.stdout.includes(mask), 'the token is masked in both steps');
-    const shown = [main.stdout.replace(mask, ''), main.stderr, post.stdout.replace(mask, ''), post.stderr, post.summary, JSON.stringify(main.outputs), JSON.stringify(main.state)];
+    const shown = [
+      main.stdout.replace(mask, ''),
+      main.stderr,
+      post.stdout.replace(mask, ''),
+      post.stderr,
+      post.summary,
+      JSON.stringify(main.outputs),
+      JSON.stringify(main.state),
+    ];
     for (const text of shown) assert.ok(!text.includes(TOKEN), `the token appears nowhere the job leaves behind: ${text}`);
   });
 
@@ -102,8 +132,15 @@ describe('a cold job, a warm job and a job with a new image', { timeout: 300_000
       await runner.pull('alpha:1');
       await runner.pull('gamma:1');
     });
-    const added = world.cache.entries().filter((e) => !before.has(e.key)).map((e) => e.key);
-    assert.deepEqual(added.filter((k) => k.includes('-blob-')), [`pull-cache-blob-${gamma.layers[1].digest.replace(':', '-')}`], 'only the new layer gets an entry of its own');
+    const added = world.cache
+      .entries()
+      .filter((e) => !before.has(e.key))
+      .map((e) => e.key);
+    assert.deepEqual(
+      added.filter((k) => k.includes('-blob-')),
+      [`pull-cache-blob-${gamma.layers[1].digest.replace(':', '-')}`],
+      'only the new layer gets an entry of its own',
+    );
     assert.equal(added.filter((k) => k.includes('-pack-')).length, 1, "gamma's config and manifest in one pack");
     assert.equal(added.filter((k) => k.includes('-index-')).length, 1, 'and a new index');
     assert.match(post.summary, /\| alpha:1 \| 3 blobs, 6\.0 MiB \| – \|/);

@@ -23,8 +23,14 @@ describe('the cache restores in the background', { timeout: 300_000 }, () => {
   before(async () => {
     world = await startWorld('pull-cache-background');
     const base = makeLayer('bg-base', [{ path: 'usr/lib/base.bin', bytes: 3 * MiB }]);
-    alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [base, makeLayer('bg-alpha', [{ path: 'opt/alpha.bin', bytes: 2 * MiB }])]);
-    beta = await pushImage(world.upstream.url, 'library/beta', '1', [base, makeLayer('bg-beta', [{ path: 'opt/beta.bin', bytes: 2 * MiB }])]);
+    alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [
+      base,
+      makeLayer('bg-alpha', [{ path: 'opt/alpha.bin', bytes: 2 * MiB }]),
+    ]);
+    beta = await pushImage(world.upstream.url, 'library/beta', '1', [
+      base,
+      makeLayer('bg-beta', [{ path: 'opt/beta.bin', bytes: 2 * MiB }]),
+    ]);
     const runner = await world.runner('fill', DAEMON_JSON);
     const { post } = await runner.job(runner.inputs(), async () => {
       await runner.pull('alpha:1');
@@ -57,7 +63,10 @@ describe('the cache restores in the background', { timeout: 300_000 }, () => {
     assert.match(post.summary, /\| alpha:1 \| 3 blobs, 5\.0 MiB \| – \|/);
     assert.match(post.summary, /Hit rate: 100% of bytes served/);
     assert.match(post.summary, /Restored in the background: 2 images in [\d.]+ s after the main step\./);
-    assert.match(post.summary, /Asked for before the restore had them in place .*: 1 image:\n {2}- alpha:1: asked at [\d.]+ s, in place at [\d.]+ s; \d+% of the restore was done when asked\./);
+    assert.match(
+      post.summary,
+      /Asked for before the restore had them in place .*: 1 image:\n {2}- alpha:1: asked at [\d.]+ s, in place at [\d.]+ s; \d+% of the restore was done when asked\./,
+    );
     assert.match(post.summary, /Saved: nothing new/);
     await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
   });
@@ -70,7 +79,10 @@ describe('the cache restores in the background', { timeout: 300_000 }, () => {
     try {
       const { main, post } = await runner.job(runner.inputs({ 'cache-timeout': '3', prefetch: 'false' }), async (main) => {
         workers = workersOf(main);
-        assert.ok(isRunning(workers['restore worker']) && isRunning(workers["mirrors' front"]), 'the restore is under way when the job ends');
+        assert.ok(
+          isRunning(workers['restore worker']) && isRunning(workers["mirrors' front"]),
+          'the restore is under way when the job ends',
+        );
         await runner.pull('beta:1'); // waits for the restore until cache-timeout, then goes upstream
       });
       assert.match(post.summary, /The background restore did not finish within cache-timeout: nothing was saved/);
@@ -108,10 +120,17 @@ describe('the cache restores in the background', { timeout: 300_000 }, () => {
         });
         assert.match(post.summary, /\| beta:1 \| 2 blobs, 3\.0 MiB \| 1 blob, 2\.0 MiB \|/);
         assert.match(post.summary, /\| alpha:1 \| 3 blobs, 5\.0 MiB \| – \|/);
-        assert.ok(post.warnings.some((w) => w.includes(betaLayer)), `a warning names the refused entry: ${post.warnings.join('\n')}`);
+        assert.ok(
+          post.warnings.some((w) => w.includes(betaLayer)),
+          `a warning names the refused entry: ${post.warnings.join('\n')}`,
+        );
         await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
       });
-      assert.deepEqual(fetched.map((f) => f.path.split('/').pop()), [beta.layers[1].digest], 'only the refused blob came from the upstream');
+      assert.deepEqual(
+        fetched.map((f) => f.path.split('/').pop()),
+        [beta.layers[1].digest],
+        'only the refused blob came from the upstream',
+      );
     } finally {
       world.cache.setFault(null);
       await world.cache.replaceEntryContent(betaLayer, original);

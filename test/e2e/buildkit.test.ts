@@ -57,10 +57,17 @@ async function dockerdBuildkitJob(world: World, listen: 'loopback' | 'docker-bri
   const buildkit = { fromHub: 0, mirrorRequests: 0 };
   try {
     const { main, post } = await runner.job(runner.inputs({ listen, 'cache-key': `dockerd-buildkit-${listen}` }), async (main) => {
-      const mirrorLog = (JSON.parse(main.state.mirrors) as { registry: string; accessLog: string }[]).find((m) => m.registry === 'docker.io')!.accessLog;
+      const mirrorLog = (JSON.parse(main.state.mirrors) as { registry: string; accessLog: string }[]).find(
+        (m) => m.registry === 'docker.io',
+      )!.accessLog;
       const mirrorRequests = async () => (await readFile(mirrorLog, 'utf8')).split('\n').filter(Boolean).length;
       const build = async (builder: '0' | '1', image: string) => {
-        const built = await runner.dockerd.docker(['build', '--tag', `built-${builder}`, '-'], { input: `FROM ${image}\nLABEL built=yes\n`, env: { DOCKER_BUILDKIT: builder }, besideDaemon: true, timeoutMs: 180_000 });
+        const built = await runner.dockerd.docker(['build', '--tag', `built-${builder}`, '-'], {
+          input: `FROM ${image}\nLABEL built=yes\n`,
+          env: { DOCKER_BUILDKIT: builder },
+          besideDaemon: true,
+          timeoutMs: 180_000,
+        });
         assert.equal(built.code, 0, `DOCKER_BUILDKIT=${builder} docker build FROM ${image} on dockerd ${version}: ${built.stderr}`);
       };
       const [fromHub, mirrored] = [(await world.upstream.blobRequests()).length, await mirrorRequests()];
@@ -104,17 +111,27 @@ describe('BuildKit through the cache', { timeout: 600_000 }, () => {
   /** Blob downloads each upstream (Docker Hub's stand-in, ghcr.io's) has served so far. */
   async function upstreamBlobGets(): Promise<Record<string, number>> {
     await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
-    return { 'docker.io': (await world.upstream.blobRequests()).length, 'ghcr.io': (await world.registries['ghcr.io'].blobRequests()).length };
+    return {
+      'docker.io': (await world.upstream.blobRequests()).length,
+      'ghcr.io': (await world.registries['ghcr.io'].blobRequests()).length,
+    };
   }
 
   /**
    * A job on a fresh runner whose step builds DOCKERFILE with a fresh buildkitd given the action's buildkitd-config;
    * `network` says where the builder runs. What each upstream served during the job comes back with the steps.
    */
-  async function buildJob(runner: Runner, network: Wrap, inputs: Record<string, string>): Promise<{ main: StepResult; post: StepResult; fetched: Record<string, number> }> {
+  async function buildJob(
+    runner: Runner,
+    network: Wrap,
+    inputs: Record<string, string>,
+  ): Promise<{ main: StepResult; post: StepResult; fetched: Record<string, number> }> {
     const before = await upstreamBlobGets();
     const { main, post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', ...inputs }), async (main) => {
-      const builder = await startBuildkitd(join(runner.runnerTemp, '..', 'builder'), { config: main.outputs['buildkitd-config'], wrap: network });
+      const builder = await startBuildkitd(join(runner.runnerTemp, '..', 'builder'), {
+        config: main.outputs['buildkitd-config'],
+        wrap: network,
+      });
       try {
         await builder.build(DOCKERFILE, 'app');
       } finally {
@@ -122,14 +139,24 @@ describe('BuildKit through the cache', { timeout: 600_000 }, () => {
       }
     });
     const afterJob = await upstreamBlobGets();
-    return { main, post, fetched: { 'docker.io': afterJob['docker.io'] - before['docker.io'], 'ghcr.io': afterJob['ghcr.io'] - before['ghcr.io'] } };
+    return {
+      main,
+      post,
+      fetched: { 'docker.io': afterJob['docker.io'] - before['docker.io'], 'ghcr.io': afterJob['ghcr.io'] - before['ghcr.io'] },
+    };
   }
 
   /** Each registry's row of the report: its mirror on `address`, one image, from cache and from upstream. */
   function assertRows(summary: string, address: string, cached: 'cold' | 'warm'): void {
     for (const registry of ['docker.io', 'ghcr.io']) {
       const [fromCache, fromUpstream] = cached === 'cold' ? ['–', '\\d+ blobs?, [\\d.]+ [KM]iB'] : ['\\d+ blobs?, [\\d.]+ [KM]iB', '–'];
-      assert.match(summary, new RegExp(`\\| ${registry.replace(/\./g, '\\.')} \\| http://${address.replace(/\./g, '\\.')}:\\d+ \\| 1 \\| ${fromCache} \\| ${fromUpstream} \\|`), summary);
+      assert.match(
+        summary,
+        new RegExp(
+          `\\| ${registry.replace(/\./g, '\\.')} \\| http://${address.replace(/\./g, '\\.')}:\\d+ \\| 1 \\| ${fromCache} \\| ${fromUpstream} \\|`,
+        ),
+        summary,
+      );
     }
   }
 
@@ -140,7 +167,10 @@ describe('BuildKit through the cache', { timeout: 600_000 }, () => {
         const runner = await world.runner(`${listen}-${name}`);
         const bridge = listen === 'docker-bridge' ? await world.hubNamespace!.bridge() : undefined;
         try {
-          const result = await buildJob(runner, bridge?.containerWrap ?? world.hubNamespace!.wrap, { listen, 'cache-key': `buildx-${listen}` });
+          const result = await buildJob(runner, bridge?.containerWrap ?? world.hubNamespace!.wrap, {
+            listen,
+            'cache-key': `buildx-${listen}`,
+          });
           return { ...result, address: bridge?.gateway ?? '127.0.0.1' };
         } finally {
           await bridge?.remove();
@@ -167,7 +197,8 @@ describe('BuildKit through the cache', { timeout: 600_000 }, () => {
   }
 
   for (const listen of ['loopback', 'docker-bridge'] as const) {
-    test(`dockerd's own BuildKit (the test dockerd), listen: ${listen}: through the reloaded mirror or around it, as the action says; the classic builder goes through it`, () => dockerdBuildkitJob(world, listen));
+    test(`dockerd's own BuildKit (the test dockerd), listen: ${listen}: through the reloaded mirror or around it, as the action says; the classic builder goes through it`, () =>
+      dockerdBuildkitJob(world, listen));
   }
 });
 

@@ -20,7 +20,10 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
   before(async () => {
     world = await startWorld('pull-cache-lifecycle');
     const base = makeLayer('base', [{ path: 'usr/lib/base.bin', bytes: 2 * MiB }]);
-    alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [base, makeLayer('alpha', [{ path: 'opt/alpha.bin', bytes: 1.5 * MiB }])]);
+    alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [
+      base,
+      makeLayer('alpha', [{ path: 'opt/alpha.bin', bytes: 1.5 * MiB }]),
+    ]);
     await pushImage(world.upstream.url, 'someuser/beta', '1', [base, makeLayer('beta', [{ path: 'opt/beta.bin', bytes: 1.5 * MiB }])]);
   });
   after(() => world?.stop());
@@ -57,8 +60,15 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
     assert.deepEqual([...new Set(first.fetched)], [damaged], 'only the damaged blob came from upstream');
     assert.match(first.post.summary, /1 blob failed the digest check and dropped: fetched again on demand/);
     const inspected = await first.runner.dockerd.docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', 'alpha:1']);
-    assert.deepEqual(JSON.parse(inspected.stdout), alpha.layers.map((l) => l.diffId), 'the image is intact');
-    assert.ok(world.cache.entries().some((e) => e.key.startsWith(`${blobEntry(damaged)}-`)), 'saved again under a fresh key');
+    assert.deepEqual(
+      JSON.parse(inspected.stdout),
+      alpha.layers.map((l) => l.diffId),
+      'the image is intact',
+    );
+    assert.ok(
+      world.cache.entries().some((e) => e.key.startsWith(`${blobEntry(damaged)}-`)),
+      'saved again under a fresh key',
+    );
 
     const next = await job('after-damage', ['alpha:1']);
     assert.deepEqual(next.fetched, [], 'the next run restores the good copy');
@@ -66,9 +76,14 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
   });
 
   test('a tag pushed again upstream is served as the new image on the next run', async () => {
-    const v1 = await pushImage(world.upstream.url, 'library/moving', 'latest', [makeLayer('moving-1', [{ path: 'app.bin', bytes: 1.25 * MiB }])]);
+    const v1 = await pushImage(world.upstream.url, 'library/moving', 'latest', [
+      makeLayer('moving-1', [{ path: 'app.bin', bytes: 1.25 * MiB }]),
+    ]);
     await job('tag-v1', ['moving:latest']);
-    const v2 = await pushImage(world.upstream.url, 'library/moving', 'latest', [makeLayer('moving-1', [{ path: 'app.bin', bytes: 1.25 * MiB }]), makeLayer('moving-2', [{ path: 'patch.bin', bytes: 1.25 * MiB }])]);
+    const v2 = await pushImage(world.upstream.url, 'library/moving', 'latest', [
+      makeLayer('moving-1', [{ path: 'app.bin', bytes: 1.25 * MiB }]),
+      makeLayer('moving-2', [{ path: 'patch.bin', bytes: 1.25 * MiB }]),
+    ]);
     const { fetched, runner, post } = await job('tag-v2', ['moving:latest']);
     const digests = await runner.dockerd.docker(['image', 'inspect', '--format', '{{json .RepoDigests}}', 'moving:latest']);
     assert.ok(digests.stdout.includes(v2.manifestDigest), `the new image: ${digests.stdout}`);
@@ -114,8 +129,15 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
       assert.deepEqual([...main.warnings, ...post.warnings], []);
       assert.match(post.summary, /Saved: \d+ new entr/);
     }
-    const keys = world.cache.entries().map((e) => e.key).filter((k) => k.startsWith('race-'));
-    assert.equal(keys.filter((k) => k.includes('-blob-')).length, new Set(keys.filter((k) => k.includes('-blob-'))).size, 'each layer once');
+    const keys = world.cache
+      .entries()
+      .map((e) => e.key)
+      .filter((k) => k.startsWith('race-'));
+    assert.equal(
+      keys.filter((k) => k.includes('-blob-')).length,
+      new Set(keys.filter((k) => k.includes('-blob-'))).size,
+      'each layer once',
+    );
     assert.equal(keys.filter((k) => k.includes('-index-')).length, 2, 'each job its own index key');
     const next = await job('race-next', ['alpha:1'], { 'cache-key': 'race' });
     assert.deepEqual(next.fetched, [], 'the next run is served from what either saved');

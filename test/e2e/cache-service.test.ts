@@ -87,7 +87,10 @@ test('restoring with different paths (another version) misses', async () => {
 test('a deleted entry misses', async () => {
   assert.equal(await restoreCache(['data'], 'roundtrip-1', [], { lookupOnly: true }), 'roundtrip-1');
   service.deleteEntry('roundtrip-1');
-  assert.equal(service.entries().some((e) => e.key === 'roundtrip-1'), false);
+  assert.equal(
+    service.entries().some((e) => e.key === 'roundtrip-1'),
+    false,
+  );
   assert.equal(await restoreCache(['data'], 'roundtrip-1'), undefined);
   assert.equal(await restoreCache(['data'], 'roundtrip-'), undefined);
 });

@@ -30,8 +30,14 @@ describe('chained caches: the runner mirror in front of an org pull-through cach
   before(async () => {
     world = await startWorld('pull-cache-chained');
     // Each org cache proxies the origin (world.upstream), as registry:2 with REGISTRY_PROXY_REMOTEURL does Docker Hub.
-    for (const [org, binary] of [['registry:2', REGISTRY_RELEASES['2.8.3'].binary()], ['registry:3', REGISTRY_RELEASES['3.1.1'].binary()]] as const) {
-      orgs[org] = await startUpstream(join(world.dir, org.replace(':', '-')), { binary, config: { proxy: { remoteurl: world.upstream.url } } });
+    for (const [org, binary] of [
+      ['registry:2', REGISTRY_RELEASES['2.8.3'].binary()],
+      ['registry:3', REGISTRY_RELEASES['3.1.1'].binary()],
+    ] as const) {
+      orgs[org] = await startUpstream(join(world.dir, org.replace(':', '-')), {
+        binary,
+        config: { proxy: { remoteurl: world.upstream.url } },
+      });
     }
   });
   after(async () => {
@@ -47,7 +53,12 @@ describe('chained caches: the runner mirror in front of an org pull-through cach
       /** A job on a fresh runner pulling NAME:1 through the org cache; the blobs the org cache served meanwhile. */
       const job = async () => {
         const runner = await world.runner(`${name}-${++jobs}`);
-        const inputs = runner.inputs({ upstream: cache.url, 'cache-key': name, 'registry-version': mirror, 'registry-sha256': world.release.sha256Of(mirror) });
+        const inputs = runner.inputs({
+          upstream: cache.url,
+          'cache-key': name,
+          'registry-version': mirror,
+          'registry-sha256': world.release.sha256Of(mirror),
+        });
         let result!: Awaited<ReturnType<typeof runner.job>>;
         const served = await upstreamBlobFetches(cache, async () => {
           result = await runner.job(inputs, async (main) => {
@@ -63,19 +74,37 @@ describe('chained caches: the runner mirror in front of an org pull-through cach
       };
 
       const base = makeLayer(`${name}-base`, [{ path: 'usr/lib/base.bin', bytes: 1.5 * MiB }]);
-      const v1 = await pushImage(world.upstream.url, `library/${name}`, '1', [base, makeLayer(`${name}-app`, [{ path: 'opt/app.bin', bytes: MiB }])]);
+      const v1 = await pushImage(world.upstream.url, `library/${name}`, '1', [
+        base,
+        makeLayer(`${name}-app`, [{ path: 'opt/app.bin', bytes: MiB }]),
+      ]);
       const cold = await job();
-      assert.deepEqual(cold.served, [v1.configDigest, ...v1.layers.map((l) => l.digest)].sort(), 'cold: every blob came through the org cache');
+      assert.deepEqual(
+        cold.served,
+        [v1.configDigest, ...v1.layers.map((l) => l.digest)].sort(),
+        'cold: every blob came through the org cache',
+      );
       assert.match(cold.post.summary, new RegExp(`\\| ${name}:1 \\| – \\| 3 blobs, `));
 
       const warm = await job();
       assert.deepEqual(warm.served, [], 'warm: the org cache served no blob');
       assert.match(warm.post.summary, /Hit rate: 100% of bytes served \(3 of 3 blobs\)/);
 
-      const v2 = await pushImage(world.upstream.url, `library/${name}`, '1', [base, makeLayer(`${name}-app`, [{ path: 'opt/app.bin', bytes: MiB }]), makeLayer(`${name}-patch`, [{ path: 'opt/patch.bin', bytes: MiB }])]);
+      const v2 = await pushImage(world.upstream.url, `library/${name}`, '1', [
+        base,
+        makeLayer(`${name}-app`, [{ path: 'opt/app.bin', bytes: MiB }]),
+        makeLayer(`${name}-patch`, [{ path: 'opt/patch.bin', bytes: MiB }]),
+      ]);
       const moved = await job();
-      assert.ok(moved.digests.includes(v2.manifestDigest) && !moved.digests.includes(v1.manifestDigest), `moved tag: the new image, ${moved.digests}`);
-      assert.deepEqual(moved.served, [v2.configDigest, v2.layers[2].digest].sort(), 'moved tag: only what is new came through the org cache');
+      assert.ok(
+        moved.digests.includes(v2.manifestDigest) && !moved.digests.includes(v1.manifestDigest),
+        `moved tag: the new image, ${moved.digests}`,
+      );
+      assert.deepEqual(
+        moved.served,
+        [v2.configDigest, v2.layers[2].digest].sort(),
+        'moved tag: only what is new came through the org cache',
+      );
       assert.match(moved.post.summary, new RegExp(`\\| ${name}:1 \\| 2 blobs, [\\d.]+ MiB \\| 2 blobs, `));
     });
   }

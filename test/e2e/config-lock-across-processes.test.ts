@@ -25,11 +25,12 @@ describe('withConfigLock', { timeout: 60_000 }, () => {
 
   test('two sections at once run one after the other', async () => {
     const events: string[] = [];
-    const section = (name: string) => withConfigLock(config, async () => {
-      events.push(`${name} in`);
-      await sleep(300);
-      events.push(`${name} out`);
-    });
+    const section = (name: string) =>
+      withConfigLock(config, async () => {
+        events.push(`${name} in`);
+        await sleep(300);
+        events.push(`${name} out`);
+      });
     await Promise.all([section('A'), section('B')]);
     assert.match(events.join(', '), /^(A in, A out, B in, B out|B in, B out, A in, A out)$/);
   });
@@ -46,7 +47,10 @@ describe('withConfigLock', { timeout: 60_000 }, () => {
     };
     try {
       await sleep(200); // flock has the lock before it execs sleep
-      await assert.rejects(withConfigLock(config, async () => 'ran', 1), new RegExp(`another job held the lock on ${dir} for more than 1 s`));
+      await assert.rejects(
+        withConfigLock(config, async () => 'ran', 1),
+        new RegExp(`another job held the lock on ${dir} for more than 1 s`),
+      );
       const waiting = withConfigLock(config, async () => Date.now());
       await sleep(500);
       const released = Date.now();

@@ -31,7 +31,10 @@ describe('Podman and Skopeo pull through the mirrors by a registries.conf drop-i
 
   async function blobGets(): Promise<Record<string, number>> {
     await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
-    return { 'docker.io': (await world.upstream.blobRequests()).length, 'ghcr.io': (await world.registries['ghcr.io'].blobRequests()).length };
+    return {
+      'docker.io': (await world.upstream.blobRequests()).length,
+      'ghcr.io': (await world.registries['ghcr.io'].blobRequests()).length,
+    };
   }
 
   /** A job on a fresh runner: Skopeo copies alpine and ghcr.io/org/app, Podman pulls busybox, by their real names. */
@@ -40,27 +43,42 @@ describe('Podman and Skopeo pull through the mirrors by a registries.conf drop-i
     const tools = await containersTools(join(world.dir, `${name}-tools`), { wrap: world.hubNamespace!.wrap });
     const before = await blobGets();
     let dropIn = '';
-    const { main, post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', 'registries-conf-d': tools.registriesConfDir }), async (main) => {
-      dropIn = await readFile(main.outputs['registries-conf'], 'utf8');
-      try {
-        await tools.skopeoCopy('docker.io/library/alpine:1');
-        await tools.skopeoCopy('ghcr.io/org/app:1');
-        await tools.podmanPull('docker.io/library/busybox:1');
-      } finally {
-        await tools.remove();
-      }
-    });
+    const { main, post } = await runner.job(
+      runner.inputs({ registries: 'docker.io ghcr.io', 'registries-conf-d': tools.registriesConfDir }),
+      async (main) => {
+        dropIn = await readFile(main.outputs['registries-conf'], 'utf8');
+        try {
+          await tools.skopeoCopy('docker.io/library/alpine:1');
+          await tools.skopeoCopy('ghcr.io/org/app:1');
+          await tools.podmanPull('docker.io/library/busybox:1');
+        } finally {
+          await tools.remove();
+        }
+      },
+    );
     const afterJob = await blobGets();
     assert.deepEqual([...main.warnings, ...post.warnings], []);
-    assert.equal(main.outputs['registries-conf'], join(tools.registriesConfDir, `${workDirName(main)}.conf`), 'named after the work directory: its own');
+    assert.equal(
+      main.outputs['registries-conf'],
+      join(tools.registriesConfDir, `${workDirName(main)}.conf`),
+      'named after the work directory: its own',
+    );
     const mirrors = JSON.parse(main.outputs.mirrors) as Record<string, string>;
-    const conf = JSON.parse(JSON.stringify(parse(dropIn))) as { registry: { location: string; mirror: { location: string; insecure: boolean }[] }[] };
-    assert.deepEqual(conf.registry.map((r) => [r.location, r.mirror[0].location, r.mirror[0].insecure]), [
-      ['docker.io', new URL(mirrors['docker.io']).host, true],
-      ['ghcr.io', new URL(mirrors['ghcr.io']).host, true],
-    ]);
+    const conf = JSON.parse(JSON.stringify(parse(dropIn))) as {
+      registry: { location: string; mirror: { location: string; insecure: boolean }[] }[];
+    };
+    assert.deepEqual(
+      conf.registry.map((r) => [r.location, r.mirror[0].location, r.mirror[0].insecure]),
+      [
+        ['docker.io', new URL(mirrors['docker.io']).host, true],
+        ['ghcr.io', new URL(mirrors['ghcr.io']).host, true],
+      ],
+    );
     assert.deepEqual(await readdir(tools.home), [], 'the drop-in and the directories made for it are gone');
-    return { post, fetched: { 'docker.io': afterJob['docker.io'] - before['docker.io'], 'ghcr.io': afterJob['ghcr.io'] - before['ghcr.io'] } };
+    return {
+      post,
+      fetched: { 'docker.io': afterJob['docker.io'] - before['docker.io'], 'ghcr.io': afterJob['ghcr.io'] - before['ghcr.io'] },
+    };
   }
 
   /** The name of the work directory main made. */

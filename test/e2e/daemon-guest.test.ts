@@ -15,7 +15,7 @@ const DAEMON_JSON = '{\n\t"max-concurrent-downloads": 3,\n\t"debug": false\n}\n'
 const liveMirrors = async (runner: Runner): Promise<string[]> => (await runner.dockerd.info()).RegistryConfig.Mirrors ?? [];
 const live = (url: string) => `${url}/`; // docker info lists mirrors with a trailing slash
 
-describe('daemon.json is the user\'s: the action takes out only what it put in', { timeout: 600_000 }, () => {
+describe("daemon.json is the user's: the action takes out only what it put in", { timeout: 600_000 }, () => {
   let world: World;
 
   before(async () => {
@@ -39,10 +39,10 @@ describe('daemon.json is the user\'s: the action takes out only what it put in',
     });
     assert.ok(edited.includes(hubMirror(main).url), 'the step saw the mirror in the file');
     const expected = `${JSON.stringify({ 'max-concurrent-downloads': 3, debug: false, 'insecure-registries': ['registry.internal:5000'] }, null, 4)}\n`;
-    assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), expected, 'the step\'s file, byte for byte, without the mirror');
+    assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), expected, "the step's file, byte for byte, without the mirror");
     const info = await runner.dockerd.info();
     assert.deepEqual(info.RegistryConfig.Mirrors ?? [], [], 'no mirror live');
-    assert.equal(info.RegistryConfig.IndexConfigs['registry.internal:5000']?.Secure, false, 'the step\'s insecure registry is live');
+    assert.equal(info.RegistryConfig.IndexConfigs['registry.internal:5000']?.Secure, false, "the step's insecure registry is live");
     assert.equal(post.exitCode, 0, post.stdout);
     assert.deepEqual(post.warnings, []);
     assert.deepEqual(await readdir(runner.runnerTemp), []);
@@ -53,18 +53,27 @@ describe('daemon.json is the user\'s: the action takes out only what it put in',
     try {
       const runner = await conflicted.runner('reload-refused', DAEMON_JSON);
       // dockerd logs each reload it is asked for; refused ones as a conflict between flag and file.
-      const reloads = async () => (await readFile(runner.dockerd.logFile, 'utf8')).match(/unable to configure the Docker daemon with file|Reloaded configuration/g)?.length ?? 0;
+      const reloads = async () =>
+        (await readFile(runner.dockerd.logFile, 'utf8')).match(/unable to configure the Docker daemon with file|Reloaded configuration/g)
+          ?.length ?? 0;
       let afterMain!: { bytes: string; ino: number; mtimeMs: number; reloads: number };
       const { main, post } = await runner.job(runner.inputs(), async () => {
         const s = await stat(runner.dockerd.configFile);
         afterMain = { bytes: await readFile(runner.dockerd.configFile, 'utf8'), ino: s.ino, mtimeMs: s.mtimeMs, reloads: await reloads() };
       });
-      assert.match(main.warnings.join('\n'), /timed out after 15 s waiting for the mirror to be listed by docker info after reloading dockerd/);
+      assert.match(
+        main.warnings.join('\n'),
+        /timed out after 15 s waiting for the mirror to be listed by docker info after reloading dockerd/,
+      );
       assert.equal(afterMain.bytes, DAEMON_JSON, 'main put the file back');
       assert.equal(afterMain.reloads, 2, 'main reloaded twice: its mirror, then the original');
       const s = await stat(runner.dockerd.configFile);
       assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), DAEMON_JSON);
-      assert.deepEqual({ ino: s.ino, mtimeMs: s.mtimeMs }, { ino: afterMain.ino, mtimeMs: afterMain.mtimeMs }, 'post did not write the file');
+      assert.deepEqual(
+        { ino: s.ino, mtimeMs: s.mtimeMs },
+        { ino: afterMain.ino, mtimeMs: afterMain.mtimeMs },
+        'post did not write the file',
+      );
       assert.equal(await reloads(), afterMain.reloads, 'post did not reload dockerd');
       assert.deepEqual(await liveMirrors(runner), ['https://mirror.example.invalid/']);
       assert.equal(post.exitCode, 0, post.stdout);
@@ -74,7 +83,10 @@ describe('daemon.json is the user\'s: the action takes out only what it put in',
     }
   });
 
-  for (const order of [['A', 'B'], ['B', 'A']] as const) {
+  for (const order of [
+    ['A', 'B'],
+    ['B', 'A'],
+  ] as const) {
     test(`two jobs share one dockerd, post ${order.join(' then ')}: each takes out only its own mirror, and the file comes back byte for byte`, async () => {
       const runner = await world.runner(`shared-${order.join('')}`, DAEMON_JSON);
       const jobs: Partial<Record<'A' | 'B', StartedJob>> = {};
@@ -85,7 +97,7 @@ describe('daemon.json is the user\'s: the action takes out only what it put in',
         jobs.B = await runner.startJob(runner.inputs());
         const mirror = { A: hubMirror(jobs.A.main).url, B: hubMirror(jobs.B.main).url };
         assert.notEqual(mirror.A, mirror.B);
-        assert.deepEqual(await liveMirrors(runner), [live(mirror.B), live(mirror.A)], 'both mirrors live, the later job\'s first');
+        assert.deepEqual(await liveMirrors(runner), [live(mirror.B), live(mirror.A)], "both mirrors live, the later job's first");
         await runner.pull('alpha:1');
 
         const [first, second] = order;
@@ -93,8 +105,16 @@ describe('daemon.json is the user\'s: the action takes out only what it put in',
         assert.equal(firstPost.exitCode, 0, firstPost.stdout);
         assert.deepEqual(firstPost.warnings, []);
         const config = await readFile(runner.dockerd.configFile, 'utf8');
-        assert.deepEqual(JSON.parse(config)['registry-mirrors'], [mirror[second]], `job ${second}'s mirror stays in the file while it runs`);
-        assert.deepEqual(await liveMirrors(runner), [live(mirror[second])], `job ${second}'s mirror stays live while it runs, ${first}'s is gone`);
+        assert.deepEqual(
+          JSON.parse(config)['registry-mirrors'],
+          [mirror[second]],
+          `job ${second}'s mirror stays in the file while it runs`,
+        );
+        assert.deepEqual(
+          await liveMirrors(runner),
+          [live(mirror[second])],
+          `job ${second}'s mirror stays live while it runs, ${first}'s is gone`,
+        );
 
         const secondPost = await post(second);
         assert.deepEqual(secondPost.warnings, []);

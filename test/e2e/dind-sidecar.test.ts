@@ -35,8 +35,12 @@ describe('daemon-config: none, a dind sidecar started with --registry-mirror', {
     const s = await stat(runner.dockerd.configFile);
     assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), DAEMON_JSON);
     assert.deepEqual({ ino: s.ino, mtimeMs: s.mtimeMs }, before, 'daemon.json was not written');
-    assert.doesNotMatch(await readFile(runner.dockerd.logFile, 'utf8'), /Reloaded configuration|unable to configure the Docker daemon with file/, 'dockerd was not signalled');
-    assert.deepEqual((await runner.dockerd.info()).RegistryConfig.Mirrors, [`${mirror}/`], 'the flag\'s mirror, as the pod spec gave it');
+    assert.doesNotMatch(
+      await readFile(runner.dockerd.logFile, 'utf8'),
+      /Reloaded configuration|unable to configure the Docker daemon with file/,
+      'dockerd was not signalled',
+    );
+    assert.deepEqual((await runner.dockerd.info()).RegistryConfig.Mirrors, [`${mirror}/`], "the flag's mirror, as the pod spec gave it");
   }
 
   async function sidecarJob(name: string, image: string) {
@@ -50,7 +54,10 @@ describe('daemon-config: none, a dind sidecar started with --registry-mirror', {
     assert.equal(main.outputs.mirror, mirror);
     assert.equal(hubMirror(main).port, port);
     assert.deepEqual([...main.warnings, ...post.warnings], []);
-    assert.match(main.stdout, new RegExp(`daemon-config is none: dockerd already pulls Docker Hub images through ${mirror.replace(/\./g, '\\.')}`));
+    assert.match(
+      main.stdout,
+      new RegExp(`daemon-config is none: dockerd already pulls Docker Hub images through ${mirror.replace(/\./g, '\\.')}`),
+    );
     return { runner, main, post, fetched };
   }
 
@@ -70,7 +77,10 @@ describe('daemon-config: none, a dind sidecar started with --registry-mirror', {
     const { runner, post, fetched } = await sidecarJob('warm', 'alpine:1');
     assert.equal(fetched, 0, 'no blob from Docker Hub');
     assert.match(post.summary, /Hit rate: 100% of bytes served/);
-    assert.ok((await upstreamBlobFetches(world.upstream, () => runner.pull('busybox:1'))).length > 0, 'the mirror is gone, Docker Hub served the pull');
+    assert.ok(
+      (await upstreamBlobFetches(world.upstream, () => runner.pull('busybox:1'))).length > 0,
+      'the mirror is gone, Docker Hub served the pull',
+    );
   });
 
   test('a daemon that does not name the mirror: a warning with the flag to add, no prefetch, nothing touched', async () => {
@@ -80,7 +90,9 @@ describe('daemon-config: none, a dind sidecar started with --registry-mirror', {
     await assertUntouched(runner, { ino, mtimeMs });
     const url = hubMirror(main).url;
     assert.notEqual(url, mirror, 'a free port, not the one the daemon names');
-    assert.deepEqual(main.warnings, [`pull-cache-action: daemon-config is none, and the dockerd at ${runner.dockerd.host} does not name ${url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${url} (and set port).`]);
+    assert.deepEqual(main.warnings, [
+      `pull-cache-action: daemon-config is none, and the dockerd at ${runner.dockerd.host} does not name ${url} among its registry-mirrors: its pulls go around the cache. Start it with --registry-mirror=${url} (and set port).`,
+    ]);
     assert.equal(main.state.prefetch ?? '', '', 'no prefetch through a daemon that would pull around the cache');
     assert.equal(post.exitCode, 0);
   });

@@ -19,12 +19,15 @@ describe('Docker Hub as it really behaves', { timeout: 300_000 }, () => {
   const limited: PushedImage[] = [];
 
   before(async () => {
-    world = await startWorld('pull-cache-hub', { hub: { users: { [USER]: TOKEN }, privateRepositories: [`${USER}/secret`], anonymousBudget: 1000, authenticatedBudget: 2000 } });
+    world = await startWorld('pull-cache-hub', {
+      hub: { users: { [USER]: TOKEN }, privateRepositories: [`${USER}/secret`], anonymousBudget: 1000, authenticatedBudget: 2000 },
+    });
     const hub = world.hub!;
     const base = makeLayer('hub-base', [{ path: 'usr/lib/base.bin', bytes: 1200 * KiB }]);
     alpha = await hub.pushImage('library/alpha', '1', [base, makeLayer('hub-alpha', [{ path: 'opt/alpha.bin', bytes: 1100 * KiB }])]);
     secret = await hub.pushImage(`${USER}/secret`, '1', [base, makeLayer('hub-secret', [{ path: 'opt/secret.bin', bytes: 1100 * KiB }])]);
-    for (const n of [1, 2, 3]) limited.push(await hub.pushImage(`library/r${n}`, '1', [makeLayer(`hub-r${n}`, [{ path: `opt/r${n}.bin`, bytes: 200 * KiB }])]));
+    for (const n of [1, 2, 3])
+      limited.push(await hub.pushImage(`library/r${n}`, '1', [makeLayer(`hub-r${n}`, [{ path: `opt/r${n}.bin`, bytes: 200 * KiB }])]));
   });
   after(() => world?.stop());
 
@@ -37,7 +40,11 @@ describe('Docker Hub as it really behaves', { timeout: 300_000 }, () => {
       await runner.pull(`${USER}/secret:1`);
     });
     assert.deepEqual([...main.warnings, ...post.warnings], []);
-    assert.match(post.summary, new RegExp(`\\| ${USER}/secret:1 \\| – \\| 3 blobs`), "served through the cache (its base layer, fetched with alpha:1, counts for it too)");
+    assert.match(
+      post.summary,
+      new RegExp(`\\| ${USER}/secret:1 \\| – \\| 3 blobs`),
+      'served through the cache (its base layer, fetched with alpha:1, counts for it too)',
+    );
     const keys = world.cache.entries().map((e) => e.key);
     assert.ok(keys.includes(blobEntry('private-default', alpha.layers[1].digest)), 'the public image is saved');
     assert.ok(keys.includes(blobEntry('private-default', alpha.layers[0].digest)), 'with the base it shares with the private one');
@@ -48,10 +55,13 @@ describe('Docker Hub as it really behaves', { timeout: 300_000 }, () => {
 
   test('cache-private: true saves the private image too', async () => {
     const runner = await world.runner('private-opt-in');
-    const { post } = await runner.job(runner.inputs({ ...credentials, 'cache-key': 'private-opt-in', 'cache-private': 'true' }), async () => {
-      await runner.pull('alpha:1');
-      await runner.pull(`${USER}/secret:1`);
-    });
+    const { post } = await runner.job(
+      runner.inputs({ ...credentials, 'cache-key': 'private-opt-in', 'cache-private': 'true' }),
+      async () => {
+        await runner.pull('alpha:1');
+        await runner.pull(`${USER}/secret:1`);
+      },
+    );
     const keys = world.cache.entries().map((e) => e.key);
     assert.ok(keys.includes(blobEntry('private-opt-in', secret.layers[1].digest)));
     assert.doesNotMatch(post.summary, /Not saved: .* anonymous users cannot pull/);
@@ -59,9 +69,12 @@ describe('Docker Hub as it really behaves', { timeout: 300_000 }, () => {
 
   test('a refused token is one warning naming the inputs; public images still come through the cache', async () => {
     const runner = await world.runner('wrong-token');
-    const { main, post } = await runner.job(runner.inputs({ 'dockerhub-username': USER, 'dockerhub-token': 'dckr_pat_wrong', 'cache-key': 'wrong-token' }), async () => {
-      await runner.pull('alpha:1');
-    });
+    const { main, post } = await runner.job(
+      runner.inputs({ 'dockerhub-username': USER, 'dockerhub-token': 'dckr_pat_wrong', 'cache-key': 'wrong-token' }),
+      async () => {
+        await runner.pull('alpha:1');
+      },
+    );
     assert.equal(main.warnings.length, 1, main.stdout);
     assert.match(main.warnings[0], new RegExp(`refused dockerhub-username "${USER}" with the given dockerhub-token: check both inputs`));
     assert.match(post.summary, /\| alpha:1 \| – \| 3 blobs/);
@@ -81,7 +94,11 @@ describe('Docker Hub as it really behaves', { timeout: 300_000 }, () => {
     const direct = await world.runner('limit-direct');
     const outcomes = [];
     for (const image of limited) outcomes.push(await direct.dockerd.docker(['pull', `${hub.host}/${image.repository}:1`]));
-    assert.deepEqual(outcomes.map((o) => o.code), [0, 0, 1], 'without the cache the third pull is refused');
+    assert.deepEqual(
+      outcomes.map((o) => o.code),
+      [0, 0, 1],
+      'without the cache the third pull is refused',
+    );
     assert.match(outcomes[2].stderr, /toomanyrequests/);
 
     hub.resetCounts();
@@ -96,6 +113,8 @@ describe('Docker Hub as it really behaves', { timeout: 300_000 }, () => {
 
   test('the token appears nowhere the job leaves behind, in plain or base64 form', async () => {
     const runner = await world.runner('audit');
-    await assertSecretNowhere(world, runner, { user: USER, token: TOKEN }, runner.inputs({ ...credentials, 'cache-key': 'audit' }), () => runner.pull('alpha:1'));
+    await assertSecretNowhere(world, runner, { user: USER, token: TOKEN }, runner.inputs({ ...credentials, 'cache-key': 'audit' }), () =>
+      runner.pull('alpha:1'),
+    );
   });
 });

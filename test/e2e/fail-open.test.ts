@@ -35,7 +35,10 @@ describe('failing open', { timeout: 300_000 }, () => {
       await assertDaemonUntouched(runner);
     });
     assert.equal(main.warnings.length, 1, main.stdout);
-    assert.match(main.warnings[0], /http:\/\/127\.0\.0\.1:\d+ cannot be reached and the cache holds nothing to serve\. The job goes on pulling directly/);
+    assert.match(
+      main.warnings[0],
+      /http:\/\/127\.0\.0\.1:\d+ cannot be reached and the cache holds nothing to serve\. The job goes on pulling directly/,
+    );
     assert.equal(main.outputs.mirror, '');
     await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
   });
@@ -60,19 +63,30 @@ describe('failing open', { timeout: 300_000 }, () => {
 
   test('a registry download with the wrong checksum is never run', async () => {
     const runner = await world.runner('bad-checksum', DAEMON_JSON);
-    const { main, post } = await runner.job(runner.inputs({ 'registry-sha256': '0'.repeat(64) }), undefined, { RUNNER_TOOL_CACHE: await mkdtemp(join(world.dir, 'empty-tool-cache-')) });
-    assert.ok(main.warnings.join('\n').includes(`checksum mismatch for ${world.release.baseUrl}/v${world.release.version}/${releaseFile(world.release.version)}`), main.warnings.join('\n'));
+    const { main, post } = await runner.job(runner.inputs({ 'registry-sha256': '0'.repeat(64) }), undefined, {
+      RUNNER_TOOL_CACHE: await mkdtemp(join(world.dir, 'empty-tool-cache-')),
+    });
+    assert.ok(
+      main.warnings
+        .join('\n')
+        .includes(`checksum mismatch for ${world.release.baseUrl}/v${world.release.version}/${releaseFile(world.release.version)}`),
+      main.warnings.join('\n'),
+    );
     await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
   });
 
   test('a cache service that is down: the job still pulls through the mirror, and post only warns', async () => {
     const runner = await world.runner('no-cache-service', DAEMON_JSON);
     const deadService = `http://127.0.0.1:${await freePort()}/`;
-    const { main, post } = await runner.job(runner.inputs({ 'registry-path': REGISTRY_UNDER_TEST.binary() }), async (main) => {
-      assert.equal(main.exitCode, 0);
-      assert.match(main.outputs.mirror, /^http:\/\/127\.0\.0\.1:\d+$/);
-      await runner.pull('alpha:1');
-    }, { ACTIONS_RESULTS_URL: deadService });
+    const { main, post } = await runner.job(
+      runner.inputs({ 'registry-path': REGISTRY_UNDER_TEST.binary() }),
+      async (main) => {
+        assert.equal(main.exitCode, 0);
+        assert.match(main.outputs.mirror, /^http:\/\/127\.0\.0\.1:\d+$/);
+        await runner.pull('alpha:1');
+      },
+      { ACTIONS_RESULTS_URL: deadService },
+    );
     assert.equal(post.exitCode, 0, post.stdout);
     assert.match(post.summary, /\| alpha:1 \| – \| 2 blobs/);
     assert.match(post.summary, /Saved: nothing\.\n- Not saved this run: 3 blobs \(the cache service did not take pull-cache-/);

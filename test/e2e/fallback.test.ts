@@ -24,7 +24,8 @@ describe('falling back to Docker Hub when the cache breaks mid-job', { timeout: 
   before(async () => {
     world = await startWorld('pull-cache-fallback', { hubNamespace: true });
     const hub = world.hub!;
-    for (const name of images) await hub.pushImage(`library/${name}`, '1', [makeLayer(`fb-${name}`, [{ path: `opt/${name}.bin`, bytes: 1.25 * MiB }])]);
+    for (const name of images)
+      await hub.pushImage(`library/${name}`, '1', [makeLayer(`fb-${name}`, [{ path: `opt/${name}.bin`, bytes: 1.25 * MiB }])]);
     forwarder = await startFaultyForwarder(hub.url);
     await world.hubNamespace!.expose(forwarder.port, Number(new URL(hub.tokenUrl).port));
   });

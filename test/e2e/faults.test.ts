@@ -21,7 +21,10 @@ describe('faults around the action', { timeout: 600_000 }, () => {
 
   before(async () => {
     world = await startWorld('pull-cache-faults');
-    alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [makeLayer('f-base', [{ path: 'usr/base.bin', bytes: 1.25 * MiB }]), makeLayer('f-alpha', [{ path: 'opt/alpha.bin', bytes: 1.25 * MiB }])]);
+    alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [
+      makeLayer('f-base', [{ path: 'usr/base.bin', bytes: 1.25 * MiB }]),
+      makeLayer('f-alpha', [{ path: 'opt/alpha.bin', bytes: 1.25 * MiB }]),
+    ]);
     await pushImage(world.upstream.url, 'library/beta', '1', [makeLayer('f-beta', [{ path: 'opt/beta.bin', bytes: 1.25 * MiB }])]);
   });
   after(async () => {
@@ -50,7 +53,10 @@ describe('faults around the action', { timeout: 600_000 }, () => {
         await runner.pull('alpha:1');
       });
       assert.ok(main.ms < 20_000 && post.ms < 20_000, `main ${main.ms} ms, post ${post.ms} ms`);
-      assert.match(main.warnings.join('\n'), /restoring the cache failed \(the cache service answered 500 looking up cache-500-index-linux-[a-z0-9]+-\); starting with an empty cache/);
+      assert.match(
+        main.warnings.join('\n'),
+        /restoring the cache failed \(the cache service answered 500 looking up cache-500-index-linux-[a-z0-9]+-\); starting with an empty cache/,
+      );
       assert.match(post.summary, /\| alpha:1 \| – \| 3 blobs/);
       assert.match(post.summary, /saving the cache: saving the cache took longer than 5 s/);
       await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
@@ -63,7 +69,9 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     const runner = await world.runner('cache-hangs', DAEMON_JSON);
     world.cache.setFault({ hangMs: 120_000, methods: ['GetCacheEntryDownloadURL'] });
     try {
-      const { main, post } = await runner.job(runner.inputs({ 'cache-key': 'cache-hangs', 'cache-timeout': '3', save: 'false' }), () => runner.pull('alpha:1'));
+      const { main, post } = await runner.job(runner.inputs({ 'cache-key': 'cache-hangs', 'cache-timeout': '3', save: 'false' }), () =>
+        runner.pull('alpha:1'),
+      );
       assert.ok(main.ms < 15_000, `main took ${main.ms} ms`);
       assert.match(main.warnings.join('\n'), /restoring the cache index took longer than 3 s/);
       await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
@@ -118,7 +126,10 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     });
     assert.deepEqual([...new Set(fetched.map((l) => l.path.split('/blobs/')[1]))], [alpha.layers[1].digest]);
     assert.match(result.post.summary, /1 entry gone from the cache/);
-    assert.ok(world.cache.entries().some((e) => e.key === evicted), 'saved again');
+    assert.ok(
+      world.cache.entries().some((e) => e.key === evicted),
+      'saved again',
+    );
     await assertLeftAsItWas(runner, DAEMON_JSON, result.main, result.post);
   });
 
@@ -174,7 +185,10 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     try {
       const runner = await conflicted.runner('reload-fails', DAEMON_JSON);
       const { main, post } = await runner.job(runner.inputs());
-      assert.match(main.warnings.join('\n'), /timed out after 15 s waiting for the mirror to be listed by docker info after reloading dockerd/);
+      assert.match(
+        main.warnings.join('\n'),
+        /timed out after 15 s waiting for the mirror to be listed by docker info after reloading dockerd/,
+      );
       assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), DAEMON_JSON);
       assert.deepEqual((await runner.dockerd.info()).RegistryConfig.Mirrors, ['https://mirror.example.invalid/']);
       assert.equal(post.exitCode, 0);

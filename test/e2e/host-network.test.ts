@@ -10,7 +10,18 @@ import { startDockerd } from '../helpers/dockerd.js';
 import { ip, startNetns, type Netns } from '../helpers/netns.js';
 
 /** Each interface with its addresses, one line each (`ip -4 -brief address`: link-local IPv6 addresses come by themselves), sorted. */
-const interfaces = (text: string) => text.split('\n').map((l) => l.trim().split(/\s+/).filter((w, i) => i !== 1).join(' ')).filter(Boolean).sort();
+const interfaces = (text: string) =>
+  text
+    .split('\n')
+    .map((l) =>
+      l
+        .trim()
+        .split(/\s+/)
+        .filter((w, i) => i !== 1)
+        .join(' '),
+    )
+    .filter(Boolean)
+    .sort();
 
 describe("a test dockerd and the runner's own network", { timeout: 120_000 }, () => {
   let dir: string;
@@ -36,11 +47,19 @@ describe("a test dockerd and the runner's own network", { timeout: 120_000 }, ()
     try {
       const bridgeNetwork = JSON.parse((await dockerd.docker(['network', 'inspect', 'bridge', '--format', '{{json .Options}}'])).stdout);
       assert.equal(bridgeNetwork['com.docker.network.bridge.name'], dockerd.bridge, "the daemon's default network is on its own bridge");
-      assert.deepEqual(interfaces(await runner.ip('-4', '-brief', 'address', 'show', 'docker0')), ['docker0 172.17.0.1/16'], 'docker0 is there while it runs');
+      assert.deepEqual(
+        interfaces(await runner.ip('-4', '-brief', 'address', 'show', 'docker0')),
+        ['docker0 172.17.0.1/16'],
+        'docker0 is there while it runs',
+      );
     } finally {
       await dockerd.stop();
     }
-    assert.deepEqual(interfaces(await runner.ip('-4', '-brief', 'address')), before, 'the same interfaces with the same addresses: its bridge gone, docker0 kept');
+    assert.deepEqual(
+      interfaces(await runner.ip('-4', '-brief', 'address')),
+      before,
+      'the same interfaces with the same addresses: its bridge gone, docker0 kept',
+    );
   });
 
   test('the hazard this guards against is real on this engine: with --bridge=none dockerd deletes docker0', async () => {

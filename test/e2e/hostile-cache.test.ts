@@ -27,7 +27,13 @@ function snapshot(dir: string): Record<string, string> {
   const walk = (path: string) => {
     const info = lstatSync(path);
     const hash = info.isFile() ? createHash('sha256').update(readFileSync(path)).digest('hex') : '';
-    out[path.slice(dir.length) || '/'] = [info.isDirectory() ? 'd' : info.isSymbolicLink() ? 'l' : 'f', info.mode, info.size, hash, info.mtimeMs].join(' ');
+    out[path.slice(dir.length) || '/'] = [
+      info.isDirectory() ? 'd' : info.isSymbolicLink() ? 'l' : 'f',
+      info.mode,
+      info.size,
+      hash,
+      info.mtimeMs,
+    ].join(' ');
     if (info.isDirectory()) for (const name of readdirSync(path)) walk(join(path, name));
   };
   walk(dir);
@@ -57,7 +63,9 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
     const { post } = await seed.job(seed.inputs(), async () => seed.pull('alpha:1'));
     assert.equal(post.exitCode, 0, post.stdout);
     indexKey = world.cache.entries().find((e) => e.key.includes('-index-'))!.key;
-    goodIndex = execFileSync('tar', ['-xO', '--use-compress-program', 'zstd', 'index.json'], { input: await world.cache.entryContent(indexKey) }).toString();
+    goodIndex = execFileSync('tar', ['-xO', '--use-compress-program', 'zstd', 'index.json'], {
+      input: await world.cache.entryContent(indexKey),
+    }).toString();
     layerKey = `pull-cache-blob-${alpha.layers[0].digest.replace(':', '-')}`;
     goodLayerArchive = await world.cache.entryContent(layerKey);
 
@@ -76,7 +84,8 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
   const editIndex = (edit: (index: any) => unknown) => plantIndex(JSON.stringify(edit(JSON.parse(goodIndex))));
   const plantLayerEntry = (members: RawMember[]) => world.cache.replaceEntryContent(layerKey, zstd(rawTar(members)));
   /** An image of the saved index under another name: valid but for what `change` does to it. */
-  const addImage = (change: Record<string, unknown>) => editIndex((index) => ({ ...index, images: [...index.images, { ...index.images[0], ...change }] }));
+  const addImage = (change: Record<string, unknown>) =>
+    editIndex((index) => ({ ...index, images: [...index.images, { ...index.images[0], ...change }] }));
   /** A new entry saved under `key` for `digest`, as a job with write access could, and an image of the index that needs it. */
   const plantEntryFor = async (key: string, digest: string, members: RawMember[]) => {
     await world.cache.plantEntry(key, cacheVersion([entryPath(digest)], 'zstd-without-long'), zstd(rawTar(members)));
@@ -92,12 +101,36 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
   /** `wholeIndex`: the index itself is refused, so nothing is restored and the pull goes upstream. */
   const scenarios: { name: string; plant: () => Promise<unknown>; report: RegExp; wholeIndex?: true }[] = [
     // The index: names that become paths.
-    { name: 'a repository that climbs out of the storage', plant: () => addImage({ repository: `library/${up(8)}victim/repo` }), report: /image 2 \(library\/\.\.\/[^)]*\): not a repository name/ },
-    { name: 'an absolute repository name', plant: () => addImage({ repository: `${victim}/repo` }), report: /image 2 \([^)]*\): not a repository name/ },
-    { name: 'a repository name with a NUL byte', plant: () => addImage({ repository: 'library/al\u0000pha' }), report: /image 2 \(library\/al\?pha\): not a repository name/ },
-    { name: 'a tag that climbs out of the storage', plant: () => addImage({ reference: `${up(11)}victim/tag` }), report: /image 2 \(library\/alpha\): "[./]+victim\/tag" is neither a tag nor a digest/ },
-    { name: 'a manifest "digest" that is a path', plant: () => addImage({ reference: 'evil', manifests: [`sha256:${up(7)}victim/dir`] }), report: /image 2 \(library\/alpha\): its manifests are not a list of sha256 digests/ },
-    { name: 'a blob "digest" that is a path', plant: () => addImage({ reference: 'evil', blobs: [`sha256:${up(7)}victim/dir`] }), report: /image 2 \(library\/alpha\): its blobs are not a list of sha256 digests/ },
+    {
+      name: 'a repository that climbs out of the storage',
+      plant: () => addImage({ repository: `library/${up(8)}victim/repo` }),
+      report: /image 2 \(library\/\.\.\/[^)]*\): not a repository name/,
+    },
+    {
+      name: 'an absolute repository name',
+      plant: () => addImage({ repository: `${victim}/repo` }),
+      report: /image 2 \([^)]*\): not a repository name/,
+    },
+    {
+      name: 'a repository name with a NUL byte',
+      plant: () => addImage({ repository: 'library/al\u0000pha' }),
+      report: /image 2 \(library\/al\?pha\): not a repository name/,
+    },
+    {
+      name: 'a tag that climbs out of the storage',
+      plant: () => addImage({ reference: `${up(11)}victim/tag` }),
+      report: /image 2 \(library\/alpha\): "[./]+victim\/tag" is neither a tag nor a digest/,
+    },
+    {
+      name: 'a manifest "digest" that is a path',
+      plant: () => addImage({ reference: 'evil', manifests: [`sha256:${up(7)}victim/dir`] }),
+      report: /image 2 \(library\/alpha\): its manifests are not a list of sha256 digests/,
+    },
+    {
+      name: 'a blob "digest" that is a path',
+      plant: () => addImage({ reference: 'evil', blobs: [`sha256:${up(7)}victim/dir`] }),
+      report: /image 2 \(library\/alpha\): its blobs are not a list of sha256 digests/,
+    },
     {
       name: 'an entry whose "digest" is a directory to hash and remove',
       plant: () => plantEntryFor('pull-cache-blob-evil', `sha256:${up(7)}victim/dir`, [file('x', 'x')]),
@@ -106,36 +139,170 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
     // The index: keys, types, sizes, counts.
     {
       name: "an entry key outside this cache's prefix",
-      plant: () => editIndex((index) => ({ ...index, entries: index.entries.map((e: { key: string }) => (e.key === layerKey ? { ...e, key: `other-cache-blob-${layer().digest.replace(':', '-')}` } : e)) })),
+      plant: () =>
+        editIndex((index) => ({
+          ...index,
+          entries: index.entries.map((e: { key: string }) =>
+            e.key === layerKey ? { ...e, key: `other-cache-blob-${layer().digest.replace(':', '-')}` } : e,
+          ),
+        })),
       report: /entry \d \(other-cache-blob-sha256-[0-9a-f]+\): the key is not one of this cache's/,
     },
-    { name: 'an entry key with a path in it', plant: () => editIndex((index) => ({ ...index, entries: [...index.entries, { key: `pull-cache-blob-${up(3)}x`, digests: [layer().digest] }] })), report: /the key has characters or a length/ },
+    {
+      name: 'an entry key with a path in it',
+      plant: () =>
+        editIndex((index) => ({ ...index, entries: [...index.entries, { key: `pull-cache-blob-${up(3)}x`, digests: [layer().digest] }] })),
+      report: /the key has characters or a length/,
+    },
     { name: 'a repository that is a number', plant: () => addImage({ repository: 42 }), report: /image 2: no repository name/ },
-    { name: 'manifests that are a string', plant: () => addImage({ manifests: 'sha256:abc' }), report: /image 2 \(library\/alpha\): its manifests are not a list/ },
-    { name: 'a last use that is no time', plant: () => addImage({ reference: 'when', lastUsed: { $date: 1 } }), report: /image 2 \(library\/alpha\): its last use is not a time/ },
-    { name: 'entries that are not a list', plant: () => editIndex((index) => ({ ...index, entries: { length: 1 } })), report: /the cache index has a format this version does not read/, wholeIndex: true },
-    { name: 'an index that is a list', plant: () => editIndex((index) => [index]), report: /the cache index has a format this version does not read/, wholeIndex: true },
-    { name: 'an index that is not JSON', plant: () => plantIndex('{"version": 2, '), report: /the cache index is not JSON/, wholeIndex: true },
-    { name: 'a negative size', plant: () => editIndex((index) => ({ ...index, blobs: { ...index.blobs, [layer().digest]: -1 } })), report: /\(pull-cache-blob-sha256-[0-9a-f]+\): sha256:[0-9a-f]+ has no valid size/ },
-    { name: 'a size past 2^53', plant: () => editIndex((index) => ({ ...index, blobs: { ...index.blobs, [layer().digest]: 2 ** 60 } })), report: /has no valid size in the index/ },
-    { name: 'a huge number of images', plant: () => editIndex((index) => ({ ...index, images: Array.from({ length: 25_000 }, (_, i) => ({ ...index.images[0], reference: `t${i}` })) })), report: /5000 images past the first 20000/ },
-    { name: 'a size smaller than the blob (to pass the budget)', plant: () => editIndex((index) => ({ ...index, blobs: { ...index.blobs, [layer().digest]: 1000 } })), report: /pull-cache-blob-sha256-[0-9a-f]+: the archive is larger than its files can be/ },
+    {
+      name: 'manifests that are a string',
+      plant: () => addImage({ manifests: 'sha256:abc' }),
+      report: /image 2 \(library\/alpha\): its manifests are not a list/,
+    },
+    {
+      name: 'a last use that is no time',
+      plant: () => addImage({ reference: 'when', lastUsed: { $date: 1 } }),
+      report: /image 2 \(library\/alpha\): its last use is not a time/,
+    },
+    {
+      name: 'entries that are not a list',
+      plant: () => editIndex((index) => ({ ...index, entries: { length: 1 } })),
+      report: /the cache index has a format this version does not read/,
+      wholeIndex: true,
+    },
+    {
+      name: 'an index that is a list',
+      plant: () => editIndex((index) => [index]),
+      report: /the cache index has a format this version does not read/,
+      wholeIndex: true,
+    },
+    {
+      name: 'an index that is not JSON',
+      plant: () => plantIndex('{"version": 2, '),
+      report: /the cache index is not JSON/,
+      wholeIndex: true,
+    },
+    {
+      name: 'a negative size',
+      plant: () => editIndex((index) => ({ ...index, blobs: { ...index.blobs, [layer().digest]: -1 } })),
+      report: /\(pull-cache-blob-sha256-[0-9a-f]+\): sha256:[0-9a-f]+ has no valid size/,
+    },
+    {
+      name: 'a size past 2^53',
+      plant: () => editIndex((index) => ({ ...index, blobs: { ...index.blobs, [layer().digest]: 2 ** 60 } })),
+      report: /has no valid size in the index/,
+    },
+    {
+      name: 'a huge number of images',
+      plant: () =>
+        editIndex((index) => ({
+          ...index,
+          images: Array.from({ length: 25_000 }, (_, i) => ({ ...index.images[0], reference: `t${i}` })),
+        })),
+      report: /5000 images past the first 20000/,
+    },
+    {
+      name: 'a size smaller than the blob (to pass the budget)',
+      plant: () => editIndex((index) => ({ ...index, blobs: { ...index.blobs, [layer().digest]: 1000 } })),
+      report: /pull-cache-blob-sha256-[0-9a-f]+: the archive is larger than its files can be/,
+    },
     // The index archive.
-    { name: 'an index archive that also writes a tag link', plant: () => world.cache.replaceEntryContent(indexKey, zstd(rawTar([file('index.json', goodIndex), file('storage/docker/registry/v2/repositories/library/alpha/_manifests/tags/planted/current/link', alpha.manifestDigest)]))), report: /it holds an unexpected (file|directory) "storage/, wholeIndex: true },
-    { name: 'an index archive with an absolute member', plant: () => world.cache.replaceEntryContent(indexKey, zstd(rawTar([file('index.json', goodIndex), file(`${victim}/planted`, 'x')]))), report: /it holds an unexpected (file|directory) "\//, wholeIndex: true },
-    { name: 'an index of 40 MiB', plant: () => plantIndex(`${goodIndex.slice(0, -1)},"padding":"${'x'.repeat(40 * MiB)}"}`), report: /"index.json" is \d+ bytes, more than the 33554432 it may have/, wholeIndex: true },
+    {
+      name: 'an index archive that also writes a tag link',
+      plant: () =>
+        world.cache.replaceEntryContent(
+          indexKey,
+          zstd(
+            rawTar([
+              file('index.json', goodIndex),
+              file('storage/docker/registry/v2/repositories/library/alpha/_manifests/tags/planted/current/link', alpha.manifestDigest),
+            ]),
+          ),
+        ),
+      report: /it holds an unexpected (file|directory) "storage/,
+      wholeIndex: true,
+    },
+    {
+      name: 'an index archive with an absolute member',
+      plant: () => world.cache.replaceEntryContent(indexKey, zstd(rawTar([file('index.json', goodIndex), file(`${victim}/planted`, 'x')]))),
+      report: /it holds an unexpected (file|directory) "\//,
+      wholeIndex: true,
+    },
+    {
+      name: 'an index of 40 MiB',
+      plant: () => plantIndex(`${goodIndex.slice(0, -1)},"padding":"${'x'.repeat(40 * MiB)}"}`),
+      report: /"index.json" is \d+ bytes, more than the 33554432 it may have/,
+      wholeIndex: true,
+    },
     // An entry's archive.
-    { name: 'an entry member with an absolute path', plant: () => plantLayerEntry([file(entryPath(layer().digest), layer().data), file(`${victim}/planted`, 'x')]), report: /it holds an unexpected (file|directory) "\// },
-    { name: 'an entry member that climbs out', plant: () => plantLayerEntry([file(entryPath(layer().digest), layer().data), file(`${up(2)}victim/planted`, 'x')]), report: /it holds an unexpected (file|directory) "\.\.\// },
-    { name: 'an entry whose blob is a symlink to a secret', plant: () => plantLayerEntry([{ type: 'symlink', name: entryPath(layer().digest), target: join(victim, 'secret') }]), report: /not a plain file or directory/ },
-    { name: 'an entry whose blobs directory is a symlink out', plant: () => plantLayerEntry([{ type: 'symlink', name: 'storage/docker/registry/v2/blobs', target: victim }, file(entryPath(layer().digest), layer().data)]), report: /not a plain file or directory/ },
-    { name: 'an entry whose blob is a hard link to a secret', plant: () => plantLayerEntry([{ type: 'hardlink', name: entryPath(layer().digest), target: join(victim, 'secret') }]), report: /not a plain file or directory/ },
-    { name: 'an entry with a hard link that climbs out', plant: () => plantLayerEntry([file(entryPath(layer().digest), layer().data), { type: 'hardlink', name: `${up(3)}victim/linked`, target: entryPath(layer().digest) }]), report: /not a plain file or directory/ },
-    { name: 'an entry that plants a tag beside its blob', plant: () => plantLayerEntry([file(entryPath(layer().digest), layer().data), file('storage/docker/registry/v2/repositories/library/alpha/_manifests/tags/planted/current/link', alpha.manifestDigest)]), report: /it holds an unexpected (file|directory) "storage\/docker\/registry\/v2\/repositories/ },
-    { name: 'an entry that holds its blob twice', plant: () => plantLayerEntry([file(entryPath(layer().digest), layer().data), file(entryPath(layer().digest), 'other bytes')]), report: /it holds "storage\/[^"]+" twice/ },
-    { name: 'an entry with a FIFO', plant: () => plantLayerEntry([{ type: 'fifo', name: entryPath(layer().digest) }]), report: /not a plain file or directory/ },
-    { name: 'an entry larger than its index says', plant: () => plantLayerEntry([file(entryPath(layer().digest), Buffer.concat([layer().data, Buffer.alloc(MiB)]))]), report: /more than the \d+ it may have/ },
-    { name: 'an entry whose bytes are not its digest', plant: () => plantLayerEntry([file(entryPath(layer().digest), Buffer.alloc(layer().size, 7))]), report: /1 blob failed the digest check and dropped/ },
+    {
+      name: 'an entry member with an absolute path',
+      plant: () => plantLayerEntry([file(entryPath(layer().digest), layer().data), file(`${victim}/planted`, 'x')]),
+      report: /it holds an unexpected (file|directory) "\//,
+    },
+    {
+      name: 'an entry member that climbs out',
+      plant: () => plantLayerEntry([file(entryPath(layer().digest), layer().data), file(`${up(2)}victim/planted`, 'x')]),
+      report: /it holds an unexpected (file|directory) "\.\.\//,
+    },
+    {
+      name: 'an entry whose blob is a symlink to a secret',
+      plant: () => plantLayerEntry([{ type: 'symlink', name: entryPath(layer().digest), target: join(victim, 'secret') }]),
+      report: /not a plain file or directory/,
+    },
+    {
+      name: 'an entry whose blobs directory is a symlink out',
+      plant: () =>
+        plantLayerEntry([
+          { type: 'symlink', name: 'storage/docker/registry/v2/blobs', target: victim },
+          file(entryPath(layer().digest), layer().data),
+        ]),
+      report: /not a plain file or directory/,
+    },
+    {
+      name: 'an entry whose blob is a hard link to a secret',
+      plant: () => plantLayerEntry([{ type: 'hardlink', name: entryPath(layer().digest), target: join(victim, 'secret') }]),
+      report: /not a plain file or directory/,
+    },
+    {
+      name: 'an entry with a hard link that climbs out',
+      plant: () =>
+        plantLayerEntry([
+          file(entryPath(layer().digest), layer().data),
+          { type: 'hardlink', name: `${up(3)}victim/linked`, target: entryPath(layer().digest) },
+        ]),
+      report: /not a plain file or directory/,
+    },
+    {
+      name: 'an entry that plants a tag beside its blob',
+      plant: () =>
+        plantLayerEntry([
+          file(entryPath(layer().digest), layer().data),
+          file('storage/docker/registry/v2/repositories/library/alpha/_manifests/tags/planted/current/link', alpha.manifestDigest),
+        ]),
+      report: /it holds an unexpected (file|directory) "storage\/docker\/registry\/v2\/repositories/,
+    },
+    {
+      name: 'an entry that holds its blob twice',
+      plant: () => plantLayerEntry([file(entryPath(layer().digest), layer().data), file(entryPath(layer().digest), 'other bytes')]),
+      report: /it holds "storage\/[^"]+" twice/,
+    },
+    {
+      name: 'an entry with a FIFO',
+      plant: () => plantLayerEntry([{ type: 'fifo', name: entryPath(layer().digest) }]),
+      report: /not a plain file or directory/,
+    },
+    {
+      name: 'an entry larger than its index says',
+      plant: () => plantLayerEntry([file(entryPath(layer().digest), Buffer.concat([layer().data, Buffer.alloc(MiB)]))]),
+      report: /more than the \d+ it may have/,
+    },
+    {
+      name: 'an entry whose bytes are not its digest',
+      plant: () => plantLayerEntry([file(entryPath(layer().digest), Buffer.alloc(layer().size, 7))]),
+      report: /1 blob failed the digest check and dropped/,
+    },
   ];
 
   for (const scenario of scenarios) {
@@ -155,11 +322,19 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
       });
       assert.equal(job.post.exitCode, 0, job.post.stdout);
       assert.deepEqual(snapshot(victim), victimBefore, 'nothing outside the work directory was created, changed or removed');
-      assert.deepEqual(readdirSync(runnerBase).filter((n) => !/^job-\d+$/.test(n)), besideBefore, 'nothing new beside RUNNER_TEMP');
+      assert.deepEqual(
+        readdirSync(runnerBase).filter((n) => !/^job-\d+$/.test(n)),
+        besideBefore,
+        'nothing new beside RUNNER_TEMP',
+      );
       assert.deepEqual(readdirSync(runner.runnerTemp), [], 'nothing left in RUNNER_TEMP');
       assert.match(job.post.summary, scenario.report, `${job.post.summary}\nmain's warnings:\n${job.main.warnings.join('\n')}`);
       const served = await runner.dockerd.docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', 'alpha:1']);
-      assert.deepEqual(JSON.parse(served.stdout), alpha.layers.map((l) => l.diffId), 'the image pulled is the upstream one');
+      assert.deepEqual(
+        JSON.parse(served.stdout),
+        alpha.layers.map((l) => l.diffId),
+        'the image pulled is the upstream one',
+      );
       // What was not refused still comes from the cache; from a refused index, nothing does.
       if (scenario.wholeIndex) assert.match(job.post.summary, /- Restored: nothing/);
       else assert.ok(!fetched.some((l) => l.path.endsWith(alpha.layers[1].digest)), 'the untouched entries still served from the cache');
@@ -175,7 +350,12 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
     assert.match(post.summary, /- Not saved: 1 tag the upstream no longer names this way, moved or deleted \(alpha:planted\)\./);
     const saved = world.cache.entries().filter((e) => e.key.includes('-index-') && e.key !== indexKey);
     assert.equal(saved.length, 1, 'a new index without the planted tag');
-    const next = execFileSync('tar', ['-xO', '--use-compress-program', 'zstd', 'index.json'], { input: await world.cache.entryContent(saved[0].key) }).toString();
-    assert.deepEqual(JSON.parse(next).images.map((i: { reference: string }) => i.reference), ['1']);
+    const next = execFileSync('tar', ['-xO', '--use-compress-program', 'zstd', 'index.json'], {
+      input: await world.cache.entryContent(saved[0].key),
+    }).toString();
+    assert.deepEqual(
+      JSON.parse(next).images.map((i: { reference: string }) => i.reference),
+      ['1'],
+    );
   });
 });

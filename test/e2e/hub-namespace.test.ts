@@ -64,7 +64,10 @@ describe('Docker Hub under its real names, in a network namespace', { timeout: 1
     assert.match(pulled.stdout, /docker\.io\/library\/alpine:1/);
     assert.deepEqual((await blobGetsSince(world, before)).sort(), alpine.blobDigests.map((g) => `library/alpine@${g}`).sort());
     const tokens = world.hub!.tokenRequests().slice(tokensBefore);
-    assert.ok(tokens.some((t) => t.status === 200 && t.scopes.includes('repository:library/alpine:pull')), JSON.stringify(tokens));
+    assert.ok(
+      tokens.some((t) => t.status === 200 && t.scopes.includes('repository:library/alpine:pull')),
+      JSON.stringify(tokens),
+    );
     const hosts = new Set(world.hubNamespace!.tlsRequests().map((r) => r.host));
     assert.ok(hosts.has(REGISTRY_HOST) && hosts.has(AUTH_HOST), [...hosts].join(', '));
     await d.stop();
@@ -80,17 +83,30 @@ describe('Docker Hub under its real names, in a network namespace', { timeout: 1
     assert.equal(pulled.code, 0, pulled.stderr);
     assert.match(pulled.stdout, new RegExp(`Digest: ${busybox.manifestDigest}`));
     assert.deepEqual((await blobGetsSince(world, before)).sort(), busybox.blobDigests.map((g) => `library/busybox@${g}`).sort());
-    const manifests = world.hub!.requests().slice(frontBefore).filter((r) => r.path.startsWith('/v2/library/busybox/manifests/'));
-    assert.ok(manifests.some((r) => r.status === 200 && r.identity === 'anonymous'), JSON.stringify(manifests));
+    const manifests = world
+      .hub!.requests()
+      .slice(frontBefore)
+      .filter((r) => r.path.startsWith('/v2/library/busybox/manifests/'));
+    assert.ok(
+      manifests.some((r) => r.status === 200 && r.identity === 'anonymous'),
+      JSON.stringify(manifests),
+    );
     const log = await readFile(d.logFile, 'utf8');
-    assert.match(log, /Attempting next endpoint for pull after error: Get \\"http:\/\/127\.0\.0\.1:9\/v2\/\\"/, 'dockerd tried the mirror first');
+    assert.match(
+      log,
+      /Attempting next endpoint for pull after error: Get \\"http:\/\/127\.0\.0\.1:9\/v2\/\\"/,
+      'dockerd tried the mirror first',
+    );
     await d.stop();
   });
 
   test('(c) the action with the default upstream: a cold job, then a warm job served from the cache', async () => {
     const ns = world.hubNamespace!;
     const blobsViaTls = (from: number) =>
-      ns.tlsRequests().slice(from).filter((r) => r.host === REGISTRY_HOST && r.method === 'GET' && blobOf(r.path)?.repository === 'someuser/app');
+      ns
+        .tlsRequests()
+        .slice(from)
+        .filter((r) => r.host === REGISTRY_HOST && r.method === 'GET' && blobOf(r.path)?.repository === 'someuser/app');
     const tlsBefore = ns.tlsRequests().length;
     const cold = await world.runner('cold');
     const coldInputs = cold.inputs();
@@ -102,17 +118,22 @@ describe('Docker Hub under its real names, in a network namespace', { timeout: 1
     });
     assert.match(first.main.stdout, /proxying https:\/\/registry-1\.docker\.io/);
     // The action's registry fetched the layers from registry-1.docker.io:443 with tokens from auth.docker.io:443.
-    assert.deepEqual(
-      [...new Set(blobsViaTls(tlsBefore).map((r) => blobOf(r.path)!.digest))].sort(),
-      [...app.blobDigests].sort(),
+    assert.deepEqual([...new Set(blobsViaTls(tlsBefore).map((r) => blobOf(r.path)!.digest))].sort(), [...app.blobDigests].sort());
+    assert.ok(
+      ns
+        .tlsRequests()
+        .slice(tlsBefore)
+        .some((r) => r.host === AUTH_HOST && r.path === '/token' && r.status === 200),
     );
-    assert.ok(ns.tlsRequests().slice(tlsBefore).some((r) => r.host === AUTH_HOST && r.path === '/token' && r.status === 200));
     assert.equal(first.post.exitCode, 0, first.post.stdout);
     assert.deepEqual(first.post.warnings, []);
     assert.match(first.post.summary, /\| someuser\/app:2 \| – \| 3 blobs, 2\.0 MiB \|/);
     assert.match(first.post.summary, /Hit rate: 0% of bytes served \(0 of 3 blobs\)/);
     assert.match(first.post.summary, /Docker Hub pull quota: \d+ of 100 pulls left/);
-    assert.ok(world.cache.entries().some((e) => e.key.includes('-index-')), 'the cold job saved an index');
+    assert.ok(
+      world.cache.entries().some((e) => e.key.includes('-index-')),
+      'the cold job saved an index',
+    );
     await cold.stop();
 
     const warm = await world.runner('warm');

@@ -87,7 +87,11 @@ describe('Docker Hub stand-in', { timeout: 90_000 }, () => {
     assert.equal(anonymousStatus, 401, 'an anonymous token does not open a private repository');
     assert.deepEqual(h.tokenRequests().at(-1)!.access, [{ type: 'repository', name: 'library/x', actions: ['pull'] }]);
     const alice = await h.token('repository:alice/secret:pull,push', ALICE);
-    assert.deepEqual(h.tokenRequests().at(-1)!.access, [{ type: 'repository', name: 'alice/secret', actions: ['pull'] }], 'no push for users');
+    assert.deepEqual(
+      h.tokenRequests().at(-1)!.access,
+      [{ type: 'repository', name: 'alice/secret', actions: ['pull'] }],
+      'no push for users',
+    );
     assert.equal((await getManifest(h.url, 'alice/secret', '1', { authorization: `Bearer ${alice}` })).status, 200);
     await assert.rejects(h.token('repository:alice/secret:pull', { ...ALICE, password: 'wrong' }), /HTTP 401/);
     await assert.rejects(h.token('repository:library/x:pull', { username: 'nobody', password: 'x' }), /HTTP 401/);
@@ -141,9 +145,16 @@ describe('Docker Hub stand-in', { timeout: 90_000 }, () => {
     const coldStart = h.requests().length;
     const cold = await pullThrough(good.url, secret);
     assert.equal(cold.manifest, 200, cold.body);
-    assert.deepEqual(cold.blobs, secret.blobDigests.map(() => 200));
     assert.deepEqual(
-      h.requests().slice(coldStart).filter((l) => /\/manifests\//.test(l.path)).map((l) => [l.method, l.path, l.identity]),
+      cold.blobs,
+      secret.blobDigests.map(() => 200),
+    );
+    assert.deepEqual(
+      h
+        .requests()
+        .slice(coldStart)
+        .filter((l) => /\/manifests\//.test(l.path))
+        .map((l) => [l.method, l.path, l.identity]),
       [
         ['HEAD', '/v2/alice/secret/manifests/1', 'alice'],
         ['GET', '/v2/alice/secret/manifests/1', 'alice'],
@@ -154,8 +165,13 @@ describe('Docker Hub stand-in', { timeout: 90_000 }, () => {
     const before = h.requests().length;
     const warm = await pullThrough(good.url, secret);
     assert.equal(warm.manifest, 200);
-    const warmManifestRequests = h.requests().slice(before).filter((l) => /\/manifests\//.test(l.path));
-    t.diagnostic(`warm pull through the proxy sent the hub: ${JSON.stringify(warmManifestRequests.map((l) => `${l.method} ${l.path} ${l.status}`))}`);
+    const warmManifestRequests = h
+      .requests()
+      .slice(before)
+      .filter((l) => /\/manifests\//.test(l.path));
+    t.diagnostic(
+      `warm pull through the proxy sent the hub: ${JSON.stringify(warmManifestRequests.map((l) => `${l.method} ${l.path} ${l.status}`))}`,
+    );
     assert.deepEqual(
       warmManifestRequests.map((l) => [l.method, l.path, l.identity]),
       [['HEAD', '/v2/alice/secret/manifests/1', 'alice']],
@@ -171,12 +187,18 @@ describe('Docker Hub stand-in', { timeout: 90_000 }, () => {
     assert.equal(wrong.manifest, 404);
     assert.match(wrong.body, /MANIFEST_UNKNOWN/);
     assert.deepEqual(
-      h.tokenRequests().slice(tokensBefore).map((l) => [l.username, l.status]),
+      h
+        .tokenRequests()
+        .slice(tokensBefore)
+        .map((l) => [l.username, l.status]),
       [[ALICE.username, 401]],
       'the proxy sent the wrong credentials to the token server once',
     );
     assert.deepEqual(
-      h.requests().slice(frontBefore).filter((l) => l.path !== '/v2/'),
+      h
+        .requests()
+        .slice(frontBefore)
+        .filter((l) => l.path !== '/v2/'),
       [],
       'and nothing but its /v2/ challenge ping to the registry',
     );
@@ -188,7 +210,10 @@ describe('Docker Hub stand-in', { timeout: 90_000 }, () => {
     assert.match(blobBody, /"code":"UNAUTHORIZED","message":"incorrect username or password"/);
     await new Promise((resolve) => setTimeout(resolve, 200));
     const badLog = (await readFile(bad.registryLogFile, 'utf8')).split('\n').filter((l) => /level=error/.test(l));
-    for (const l of badLog) t.diagnostic(`wrong credentials, proxy log: ${l.replace(/ go\.version=.*http\.request\.method=/, ' ... http.request.method=').slice(0, 400)}`);
+    for (const l of badLog)
+      t.diagnostic(
+        `wrong credentials, proxy log: ${l.replace(/ go\.version=.*http\.request\.method=/, ' ... http.request.method=').slice(0, 400)}`,
+      );
     assert.equal(badLog.length, 2);
     assert.match(badLog[0], /msg="response completed with error" err.code="manifest unknown" err.detail="unknown tag=1"/);
     assert.doesNotMatch(badLog[0], /unauthorized|incorrect/i, 'for the manifest the proxy logs nothing about credentials');
@@ -198,7 +223,10 @@ describe('Docker Hub stand-in', { timeout: 90_000 }, () => {
     // No credentials: public images come through anonymously; the private one does not.
     const pub = await pullThrough(anon.url, x1);
     assert.equal(pub.manifest, 200, pub.body);
-    assert.deepEqual(pub.blobs, x1.blobDigests.map(() => 200));
+    assert.deepEqual(
+      pub.blobs,
+      x1.blobDigests.map(() => 200),
+    );
     assert.equal(h.manifestGets('anonymous'), 1);
     // The proxy HEADs the tag (401), tries GET (401), then answers from storage: 404, as for wrong credentials.
     const denied = await pullThrough(anon.url, secret);
@@ -238,7 +266,10 @@ describe('Docker Hub stand-in', { timeout: 90_000 }, () => {
         const pulled = await d.docker(['pull', ref]);
         assert.equal(pulled.code, 0, `docker pull ${ref}: ${pulled.stdout}\n${pulled.stderr}`);
       }
-      const sent = h.requests().slice(before).filter((l) => /\/manifests\//.test(l.path));
+      const sent = h
+        .requests()
+        .slice(before)
+        .filter((l) => /\/manifests\//.test(l.path));
       t.diagnostic(`dockerd sent: ${JSON.stringify(sent.map((l) => `${l.method} ${l.path} ${l.status} ${l.identity}`))}`);
       assert.equal(h.manifestGets('anonymous'), 2);
       assert.equal(h.remaining('anonymous'), 0);
@@ -258,7 +289,9 @@ describe('Docker Hub stand-in', { timeout: 90_000 }, () => {
       t.diagnostic(`third pull: code ${refused.code}: ${refused.stderr.trim()}`);
       assert.notEqual(refused.code, 0);
       assert.match(refused.stderr, /toomanyrequests: You have reached your pull rate limit/);
-      assert.ok(h.requests().some((l) => l.method === 'GET' && l.path === `/v2/library/x/manifests/${x3.manifestDigest}` && l.status === 429));
+      assert.ok(
+        h.requests().some((l) => l.method === 'GET' && l.path === `/v2/library/x/manifests/${x3.manifestDigest}` && l.status === 429),
+      );
       assert.equal(h.manifestGets('anonymous'), 2);
 
       // A private image is refused without spending (the registry's 401 costs nothing).

@@ -15,9 +15,15 @@ const repositoriesOf = new Map<string, number>();
 
 before(async () => {
   world = await startWorld('pull-cache-load');
-  const bases = [makeLayer('load-base-a', [{ path: 'usr/a.bin', bytes: 3 * MiB }]), makeLayer('load-base-b', [{ path: 'usr/b.bin', bytes: 2 * MiB }])];
+  const bases = [
+    makeLayer('load-base-a', [{ path: 'usr/a.bin', bytes: 3 * MiB }]),
+    makeLayer('load-base-b', [{ path: 'usr/b.bin', bytes: 2 * MiB }]),
+  ];
   for (let i = 0; i < 10; i++) {
-    const layers: Layer[] = [...(i < 5 ? [bases[0]] : i < 8 ? [bases[1]] : []), makeLayer(`load-${i}`, [{ path: `opt/app${i}.bin`, bytes: MiB + i * 4096 }])];
+    const layers: Layer[] = [
+      ...(i < 5 ? [bases[0]] : i < 8 ? [bases[1]] : []),
+      makeLayer(`load-${i}`, [{ path: `opt/app${i}.bin`, bytes: MiB + i * 4096 }]),
+    ];
     for (const l of layers) repositoriesOf.set(l.digest, (repositoriesOf.get(l.digest) ?? 0) + 1);
     await pushImage(world.upstream.url, `library/load${i}`, '1', layers);
     images.push(`load${i}:1`);
@@ -67,7 +73,9 @@ test('eight concurrent pulls of ten images through a cold then a warm cache', { 
     const perDigest = new Map<string, number>();
     for (const l of fetched) perDigest.set(l.path.split('/blobs/')[1], (perDigest.get(l.path.split('/blobs/')[1]) ?? 0) + 1);
     const layerFetches = [...perDigest].filter(([d]) => repositoriesOf.has(d));
-    t.diagnostic(`${phase}: peak registry RSS ${figures.peakRssMiB.toFixed(1)} MiB, peak open files ${figures.peakFds}, upstream blob GETs ${fetched.length} for ${perDigest.size} blobs (layers: ${layerFetches.map(([, n]) => n).join(' ')})`);
+    t.diagnostic(
+      `${phase}: peak registry RSS ${figures.peakRssMiB.toFixed(1)} MiB, peak open files ${figures.peakFds}, upstream blob GETs ${fetched.length} for ${perDigest.size} blobs (layers: ${layerFetches.map(([, n]) => n).join(' ')})`,
+    );
     assert.ok(figures.peakRssMiB < 512, `${phase}: registry RSS ${figures.peakRssMiB} MiB`);
     assert.ok(figures.peakFds < 512, `${phase}: registry open files ${figures.peakFds}`);
     if (phase === 'cold') {

@@ -31,22 +31,31 @@ describe('a registry behind an organisation mirror (registries: ghcr.io=URL)', {
   async function job(name: string, cacheKey: string) {
     const runner = await world.runner(name);
     const before = { origin: (await origin.blobRequests()).length, orgTier: (await orgTier.blobRequests()).length };
-    const { main, post } = await runner.job(runner.inputs({ registries: `docker.io ghcr.io=${orgTier.url}`, 'cache-key': cacheKey }), async (main) => {
-      const containerd = await startContainerd(join(world.dir, `${name}-containerd`));
-      try {
-        await containerd.pull('ghcr.io/org/app:1', main.outputs['hosts-dir']);
-      } finally {
-        await containerd.stop();
-      }
-    });
+    const { main, post } = await runner.job(
+      runner.inputs({ registries: `docker.io ghcr.io=${orgTier.url}`, 'cache-key': cacheKey }),
+      async (main) => {
+        const containerd = await startContainerd(join(world.dir, `${name}-containerd`));
+        try {
+          await containerd.pull('ghcr.io/org/app:1', main.outputs['hosts-dir']);
+        } finally {
+          await containerd.stop();
+        }
+      },
+    );
     await new Promise((resolve) => setTimeout(resolve, 200)); // the access log line follows the response
     assert.deepEqual([...main.warnings, ...post.warnings], []);
     const orgRow = new RegExp(`\\| ghcr\\.io via ${orgTier.host.replace(/\./g, '\\.')} \\| http://127\\.0\\.0\\.1:\\d+ \\| 1 \\|`);
     assert.match(post.summary, orgRow, 'the row of ghcr.io names the org tier');
-    return { post, served: { origin: (await origin.blobRequests()).length - before.origin, orgTier: (await orgTier.blobRequests()).length - before.orgTier } };
+    return {
+      post,
+      served: {
+        origin: (await origin.blobRequests()).length - before.origin,
+        orgTier: (await orgTier.blobRequests()).length - before.orgTier,
+      },
+    };
   }
 
-  test('cold, both tiers: ghcr.io serves the org tier, the org tier the runner\'s mirror; the report counts it as from the org tier', async () => {
+  test("cold, both tiers: ghcr.io serves the org tier, the org tier the runner's mirror; the report counts it as from the org tier", async () => {
     const { post, served } = await job('cold', 'org');
     assert.ok(served.origin > 0 && served.orgTier > 0, JSON.stringify(served));
     assert.match(post.summary, /\| ghcr\.io\/org\/app:1 \| – \| 2 blobs, /);
@@ -56,10 +65,13 @@ describe('a registry behind an organisation mirror (registries: ghcr.io=URL)', {
     const { post, served } = await job('org-warm', 'org-other-key');
     assert.equal(served.origin, 0, 'ghcr.io served nothing');
     assert.ok(served.orgTier > 0);
-    assert.match(post.summary, new RegExp(`\\| ghcr\\.io via ${orgTier.host.replace(/\./g, '\\.')} \\| http://127\\.0\\.0\\.1:\\d+ \\| 1 \\| – \\| 2 blobs, `));
+    assert.match(
+      post.summary,
+      new RegExp(`\\| ghcr\\.io via ${orgTier.host.replace(/\./g, '\\.')} \\| http://127\\.0\\.0\\.1:\\d+ \\| 1 \\| – \\| 2 blobs, `),
+    );
   });
 
-  test('the runner\'s cache warm: neither tier serves a blob', async () => {
+  test("the runner's cache warm: neither tier serves a blob", async () => {
     const { post, served } = await job('warm', 'org');
     assert.deepEqual(served, { origin: 0, orgTier: 0 });
     assert.match(post.summary, /Hit rate: 100% of bytes served/);

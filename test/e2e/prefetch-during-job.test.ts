@@ -12,7 +12,8 @@ import { startWorld, type World } from '../helpers/world.js';
 const MiB = 1024 * 1024;
 const DAEMON_JSON = '{}\n';
 
-const present = async (runner: Awaited<ReturnType<World['runner']>>, image: string) => (await runner.dockerd.docker(['image', 'inspect', image])).code === 0;
+const present = async (runner: Awaited<ReturnType<World['runner']>>, image: string) =>
+  (await runner.dockerd.docker(['image', 'inspect', image])).code === 0;
 
 describe('prefetch', { timeout: 300_000 }, () => {
   let world: World;
@@ -35,7 +36,12 @@ describe('prefetch', { timeout: 300_000 }, () => {
     const { main, post } = await runner.job(runner.inputs(), async (main) => {
       assert.match(main.stdout, /Prefetching in the background what the last run pulled: alpha:1, beta:1/);
       // The job's own first steps (checkout, npm ci, ...) run meanwhile.
-      await waitFor('the prefetch to bring alpha:1 and beta:1', async () => (await present(runner, 'alpha:1')) && (await present(runner, 'beta:1')), 60_000, 200);
+      await waitFor(
+        'the prefetch to bring alpha:1 and beta:1',
+        async () => (await present(runner, 'alpha:1')) && (await present(runner, 'beta:1')),
+        60_000,
+        200,
+      );
       await runner.pull('alpha:1');
     });
     assert.deepEqual([...main.warnings, ...post.warnings], []);
@@ -89,7 +95,13 @@ describe('prefetch', { timeout: 300_000 }, () => {
 describe("the report tells the job's images from the prefetch's", { timeout: 300_000 }, () => {
   let world: World;
   const layer = (name: string, bytes: number) => makeLayer(`report-${name}`, [{ path: `opt/${name}.bin`, bytes }]);
-  const [base, dep, app2, app3, tool] = [layer('base', 2 * MiB), layer('dep', 2 * MiB), layer('app2', 2 * MiB), layer('app3', MiB), layer('tool', MiB / 2)];
+  const [base, dep, app2, app3, tool] = [
+    layer('base', 2 * MiB),
+    layer('dep', 2 * MiB),
+    layer('app2', 2 * MiB),
+    layer('app3', MiB),
+    layer('tool', MiB / 2),
+  ];
 
   before(async () => {
     world = await startWorld('pull-cache-prefetch-report');
@@ -108,7 +120,12 @@ describe("the report tells the job's images from the prefetch's", { timeout: 300
     const runner = await world.runner('app3', DAEMON_JSON);
     const { main, post } = await runner.job(runner.inputs(), async () => {
       const all = ['base:1', 'app:2', 'someuser/tool:latest'];
-      await waitFor('the prefetch of what the last run pulled', async () => (await Promise.all(all.map((i) => present(runner, i)))).every(Boolean), 60_000, 200);
+      await waitFor(
+        'the prefetch of what the last run pulled',
+        async () => (await Promise.all(all.map((i) => present(runner, i)))).every(Boolean),
+        60_000,
+        200,
+      );
       await runner.pull('app:3');
     });
     assert.deepEqual([...main.warnings, ...post.warnings], []);
@@ -119,7 +136,8 @@ describe("the report tells the job's images from the prefetch's", { timeout: 300
     assert.equal(jobTable.match(/^\| (?!Image|---|\*\*Total)/gm)?.length, 1, post.summary);
     assert.match(post.summary, /Hit rate: 86% of bytes served \(3 of 5 blobs\)\./);
     assert.match(post.summary, /Prefetched and not used by the job \(not in the figures above\):/);
-    for (const image of ['base:1', 'app:2', 'someuser/tool:latest']) assert.match(post.summary, new RegExp(`\\| ${image} \\| \\d+ blobs?, [\\d.]+ [KM]iB \\| – \\| [\\d.]+ s \\|`));
+    for (const image of ['base:1', 'app:2', 'someuser/tool:latest'])
+      assert.match(post.summary, new RegExp(`\\| ${image} \\| \\d+ blobs?, [\\d.]+ [KM]iB \\| – \\| [\\d.]+ s \\|`));
     assert.match(post.summary, /Prefetched in the background: 3 images; used by the job: none\./);
     assert.doesNotMatch(post.summary, /turns it off/);
   });

@@ -26,10 +26,14 @@ describe('real parts', { timeout: 90_000 }, () => {
     ]);
     const alphaApp = makeLayer('alpha', [{ path: 'opt/alpha/app.bin', bytes: 1024 * 1024 + 17 }]);
     const betaApp = makeLayer('beta', [{ path: 'opt/beta/app.bin', bytes: 512 * 1024 }]);
-    assert.equal(makeLayer('base', [
-      { path: 'usr/lib/base.bin', bytes: 3 * 1024 * 1024 },
-      { path: 'etc/base.conf', bytes: 700 },
-    ]).digest, base.digest, 'layers are deterministic');
+    assert.equal(
+      makeLayer('base', [
+        { path: 'usr/lib/base.bin', bytes: 3 * 1024 * 1024 },
+        { path: 'etc/base.conf', bytes: 700 },
+      ]).digest,
+      base.digest,
+      'layers are deterministic',
+    );
     alpha = await pushImage(upstream.url, 'library/alpha', '1', [base, alphaApp]);
     beta = await pushImage(upstream.url, 'someuser/beta', '1', [base, betaApp]);
   });
@@ -50,7 +54,10 @@ describe('real parts', { timeout: 90_000 }, () => {
       assert.equal(pulled.code, 0, `docker pull ${ref}: ${pulled.stdout}\n${pulled.stderr}`);
       const inspected = await d.docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', ref]);
       assert.equal(inspected.code, 0, inspected.stderr);
-      assert.deepEqual(JSON.parse(inspected.stdout), image.layers.map((l) => l.diffId));
+      assert.deepEqual(
+        JSON.parse(inspected.stdout),
+        image.layers.map((l) => l.diffId),
+      );
       const digests = await d.docker(['image', 'inspect', '--format', '{{json .RepoDigests}}', ref]);
       assert.ok(digests.stdout.includes(image.manifestDigest), digests.stdout);
     }
@@ -58,7 +65,12 @@ describe('real parts', { timeout: 90_000 }, () => {
     // Every blob of both images was downloaded: wait for the last access-log lines, then count.
     const expected = new Set([...alpha.blobDigests, ...beta.blobDigests]);
     const fetched = async () => (await up.blobRequests()).filter((l) => l.status === 200).map((l) => blobOf(l.path)!);
-    await waitFor('all blobs in the access log', async () => new Set((await fetched()).map((b) => b.digest)).size === expected.size, 5_000, 50);
+    await waitFor(
+      'all blobs in the access log',
+      async () => new Set((await fetched()).map((b) => b.digest)).size === expected.size,
+      5_000,
+      50,
+    );
     await new Promise((resolve) => setTimeout(resolve, 200));
     const gets = await fetched();
     const base = alpha.layers[0].digest;

@@ -32,7 +32,9 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
     await Promise.all([
       world.hub!.pushImage('library/alpine', '1', [base, makeLayer('ctd-alpine', [{ path: 'bin/sh', bytes: 1 * MiB }])]),
       pushImage(world.registries['ghcr.io'].url, 'org/app', '1', [base, makeLayer('ctd-app', [{ path: 'opt/app.bin', bytes: 2 * MiB }])]),
-      pushImage(world.registries['quay.io'].url, 'prometheus/node-exporter', '1', [makeLayer('ctd-exporter', [{ path: 'bin/node_exporter', bytes: 1.25 * MiB }])]),
+      pushImage(world.registries['quay.io'].url, 'prometheus/node-exporter', '1', [
+        makeLayer('ctd-exporter', [{ path: 'bin/node_exporter', bytes: 1.25 * MiB }]),
+      ]),
       pushImage(world.registries['registry.k8s.io'].url, 'pause', '3.9', [makeLayer('ctd-pause', [{ path: 'pause', bytes: 256 * 1024 }])]),
     ]);
   });
@@ -49,12 +51,16 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
   }
 
   /** A job on a fresh runner: main, a fresh containerd pulling every image through the hosts directory, post. */
-  async function jobPullingEverything(name: string, assertWarm = false): Promise<{ main: StepResult; post: StepResult; fetched: Record<string, number>; hostsTomls: Record<string, string> }> {
+  async function jobPullingEverything(
+    name: string,
+    assertWarm = false,
+  ): Promise<{ main: StepResult; post: StepResult; fetched: Record<string, number>; hostsTomls: Record<string, string> }> {
     const runner = await world.runner(name);
     const before = await upstreamBlobGets();
     const hostsTomls: Record<string, string> = {};
     const { main, post } = await runner.job(runner.inputs({ registries: `docker.io ${REGISTRIES.join(' ')}` }), async (main) => {
-      for (const host of ['docker.io', ...REGISTRIES]) hostsTomls[host] = await readFile(join(main.outputs['hosts-dir'], host, 'hosts.toml'), 'utf8');
+      for (const host of ['docker.io', ...REGISTRIES])
+        hostsTomls[host] = await readFile(join(main.outputs['hosts-dir'], host, 'hosts.toml'), 'utf8');
       const containerd = await startContainerd(join(world.dir, `${name}-containerd`), { wrap: world.hubNamespace!.wrap });
       try {
         for (const image of IMAGES) await containerd.pull(image, main.outputs['hosts-dir']);
@@ -62,7 +68,9 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
         // ci.yml's self-test on hosted runners checks a warm job with this script: it must hold here too.
         if (assertWarm) {
           const assertWarmWith = (restoredKey: string) =>
-            run(process.execPath, ['test/self-test/assert-warm.mjs'], { env: { ...process.env, RUNNER_TEMP: runner.runnerTemp, RESTORED_KEY: restoredKey, CACHE_KEY: 'pull-cache' } });
+            run(process.execPath, ['test/self-test/assert-warm.mjs'], {
+              env: { ...process.env, RUNNER_TEMP: runner.runnerTemp, RESTORED_KEY: restoredKey, CACHE_KEY: 'pull-cache' },
+            });
           const checked = await assertWarmWith(main.outputs['restored-key']);
           assert.equal(checked.code, 0, checked.stdout + checked.stderr);
           assert.match(checked.stdout, /^restored pull-cache-index-.+\n(\d+) of \1 blobs served from the restored cache/);
@@ -84,16 +92,25 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
     assert.deepEqual([...main.warnings, ...post.warnings], []);
     const mirrors = JSON.parse(main.outputs.mirrors) as Record<string, string>;
     assert.deepEqual(Object.keys(mirrors), ['docker.io', ...REGISTRIES]);
-    assert.ok(post.summary.indexOf('| docker.io |') < post.summary.indexOf('| ghcr.io |') && post.summary.indexOf('| ghcr.io |') < post.summary.indexOf('| quay.io |'), 'rows in the order of registries');
+    assert.ok(
+      post.summary.indexOf('| docker.io |') < post.summary.indexOf('| ghcr.io |') &&
+        post.summary.indexOf('| ghcr.io |') < post.summary.indexOf('| quay.io |'),
+      'rows in the order of registries',
+    );
     assert.equal(new Set(Object.values(mirrors)).size, 4, 'each registry its own port');
     assert.equal(main.outputs.mirror, mirrors['docker.io'], 'dockerd gets the docker.io mirror');
     for (const host of ['docker.io', ...REGISTRIES]) {
       const hosts = parse(hostsTomls[host]) as { server: string; host: Record<string, unknown> };
       assert.deepEqual(Object.keys(hosts.host), [mirrors[host]]);
     }
-    for (const host of ['docker.io', ...REGISTRIES]) assert.ok(fetched[host] > 0, `${host}'s upstream served the cold pull: ${JSON.stringify(fetched)}`);
+    for (const host of ['docker.io', ...REGISTRIES])
+      assert.ok(fetched[host] > 0, `${host}'s upstream served the cold pull: ${JSON.stringify(fetched)}`);
     assert.match(post.summary, /\| Registry \| Mirror \| Images \| From cache \| From upstream \|/);
-    for (const host of ['docker.io', ...REGISTRIES]) assert.match(post.summary, new RegExp(`\\| ${host.replace(/\./g, '\\.')} \\| http://127\\.0\\.0\\.1:\\d+ \\| 1 \\| – \\| \\d+ blobs?, `));
+    for (const host of ['docker.io', ...REGISTRIES])
+      assert.match(
+        post.summary,
+        new RegExp(`\\| ${host.replace(/\./g, '\\.')} \\| http://127\\.0\\.0\\.1:\\d+ \\| 1 \\| – \\| \\d+ blobs?, `),
+      );
     // containerd had the base layer from alpine already: the shared blob is stored, and saved, once.
     assert.match(post.summary, /\| ghcr\.io\/org\/app:1 \| – \| 2 blobs, 2\.0 MiB \|/);
     assert.match(post.summary, /\| \*\*Total\*\* \| \*\*–\*\* \| \*\*9 blobs, 6\.0 MiB\*\* \|/);
@@ -106,7 +123,11 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
     assert.deepEqual([...main.warnings, ...post.warnings], []);
     assert.deepEqual(fetched, { 'docker.io': 0, 'ghcr.io': 0, 'quay.io': 0, 'registry.k8s.io': 0 }, 'no upstream served a blob');
     assert.match(post.summary, /Hit rate: 100% of bytes served/);
-    for (const host of ['docker.io', ...REGISTRIES]) assert.match(post.summary, new RegExp(`\\| ${host.replace(/\./g, '\\.')} \\| http://127\\.0\\.0\\.1:\\d+ \\| 1 \\| \\d+ blobs?, [\\d.]+ [KM]iB \\| – \\|`));
+    for (const host of ['docker.io', ...REGISTRIES])
+      assert.match(
+        post.summary,
+        new RegExp(`\\| ${host.replace(/\./g, '\\.')} \\| http://127\\.0\\.0\\.1:\\d+ \\| 1 \\| \\d+ blobs?, [\\d.]+ [KM]iB \\| – \\|`),
+      );
     assert.match(post.summary, /Saved: nothing new/);
   });
 
@@ -143,7 +164,12 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
       await runner.pull(throughMirror);
       await runner.pull('ghcr.io/org/app:1');
     });
-    assert.ok(post.summary.includes(`- Not through the cache: dockerd pulled ghcr.io/org/app:1 from its registry directly (dockerd's registry-mirrors cover Docker Hub only); \`docker pull ${throughMirror}\` comes through the cache`), post.summary);
+    assert.ok(
+      post.summary.includes(
+        `- Not through the cache: dockerd pulled ghcr.io/org/app:1 from its registry directly (dockerd's registry-mirrors cover Docker Hub only); \`docker pull ${throughMirror}\` comes through the cache`,
+      ),
+      post.summary,
+    );
     assert.match(post.summary, /\| ghcr\.io\/org\/app:1 \| – \| 3 blobs, /, 'the pull by the mirror address came through it');
     assert.ok(!post.summary.includes(`dockerd pulled ${throughMirror}`));
   });
@@ -152,20 +178,25 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
     const runner = await world.runner('bridge');
     const bridge = await world.hubNamespace!.bridge();
     try {
-      const { main, post } = await runner.job(runner.inputs({ registries: 'docker.io ghcr.io', listen: 'docker-bridge', 'cache-key': 'bridge' }), async (main) => {
-        assert.deepEqual(main.warnings, []);
-        assert.match(main.outputs.mirror, new RegExp(`^http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+$`));
-        const buildkitd = parse(await readFile(main.outputs['buildkitd-config'], 'utf8')) as { registry: Record<string, { mirrors?: string[] }> };
-        assert.match(buildkitd.registry['docker.io'].mirrors![0], new RegExp(`^${bridge.gateway.replace(/\./g, '\\.')}:\\d+$`));
-        await runner.pull('alpine:1');
-        // A containerd client whose only way out is the bridge, as a kind node's: the mirror is its one way to ghcr.io.
-        const containerd = await startContainerd(join(world.dir, 'bridge-containerd'), { wrap: bridge.containerWrap });
-        try {
-          await containerd.pull('ghcr.io/org/app:1', main.outputs['hosts-dir']);
-        } finally {
-          await containerd.stop();
-        }
-      });
+      const { main, post } = await runner.job(
+        runner.inputs({ registries: 'docker.io ghcr.io', listen: 'docker-bridge', 'cache-key': 'bridge' }),
+        async (main) => {
+          assert.deepEqual(main.warnings, []);
+          assert.match(main.outputs.mirror, new RegExp(`^http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+$`));
+          const buildkitd = parse(await readFile(main.outputs['buildkitd-config'], 'utf8')) as {
+            registry: Record<string, { mirrors?: string[] }>;
+          };
+          assert.match(buildkitd.registry['docker.io'].mirrors![0], new RegExp(`^${bridge.gateway.replace(/\./g, '\\.')}:\\d+$`));
+          await runner.pull('alpine:1');
+          // A containerd client whose only way out is the bridge, as a kind node's: the mirror is its one way to ghcr.io.
+          const containerd = await startContainerd(join(world.dir, 'bridge-containerd'), { wrap: bridge.containerWrap });
+          try {
+            await containerd.pull('ghcr.io/org/app:1', main.outputs['hosts-dir']);
+          } finally {
+            await containerd.stop();
+          }
+        },
+      );
       assert.deepEqual([...main.warnings, ...post.warnings], []);
       assert.match(post.summary, new RegExp(`\\| docker\\.io \\| http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+ \\| 1 \\|`));
       assert.match(post.summary, new RegExp(`\\| ghcr\\.io \\| http://${bridge.gateway.replace(/\./g, '\\.')}:\\d+ \\| 1 \\|`));
@@ -177,8 +208,21 @@ describe('every registry, every client', { timeout: 300_000 }, () => {
   test('registry-credentials: the token appears nowhere the job leaves behind, in plain or base64 form', async () => {
     const runner = await world.runner('ghcr-credentials');
     const secret = { user: 'octocat', token: 'ghp_registryCredentialsSecret0123456789' };
-    const inputs = runner.inputs({ registries: 'docker.io ghcr.io', 'registry-credentials': `ghcr.io=${secret.user}:${secret.token}`, 'cache-key': 'ghcr-credentials' });
+    const inputs = runner.inputs({
+      registries: 'docker.io ghcr.io',
+      'registry-credentials': `ghcr.io=${secret.user}:${secret.token}`,
+      'cache-key': 'ghcr-credentials',
+    });
     // dockerd through the ghcr.io mirror's address: the mirror pulls from ghcr.io as octocat.
-    await assertSecretNowhere(world, runner, secret, inputs, (main) => (assert.deepEqual(main.warnings, []), runner.pull(`${new URL((JSON.parse(main.outputs.mirrors) as Record<string, string>)['ghcr.io']).host}/org/app:1`)));
+    await assertSecretNowhere(
+      world,
+      runner,
+      secret,
+      inputs,
+      (main) => (
+        assert.deepEqual(main.warnings, []),
+        runner.pull(`${new URL((JSON.parse(main.outputs.mirrors) as Record<string, string>)['ghcr.io']).host}/org/app:1`)
+      ),
+    );
   });
 });

@@ -13,7 +13,7 @@ import { hubMirror, runStep, type StepOptions } from '../helpers/runner.js';
 import { NOBODY, rootlessUser, startRootlessDockerd, type RootlessDockerd, type RootlessUser } from '../helpers/rootless.js';
 import { startWorld, upstreamBlobFetches, type World } from '../helpers/world.js';
 
-describe('rootless Docker: the action as the runner user, with the user\'s own dockerd', { timeout: 300_000 }, () => {
+describe("rootless Docker: the action as the runner user, with the user's own dockerd", { timeout: 300_000 }, () => {
   let world: World;
   const users: { user: RootlessUser; dockerd: RootlessDockerd }[] = [];
 
@@ -47,7 +47,17 @@ describe('rootless Docker: the action as the runner user, with the user\'s own d
       },
       dir: steps,
       wrap: user.as,
-      env: { ...world.cache.env, DOCKER_HOST: dockerd.host, HOME: user.home, XDG_RUNTIME_DIR: user.runtimeDir, RUNNER_TEMP: user.runnerTemp, RUNNER_TOOL_CACHE: user.toolCache, GITHUB_WORKSPACE: user.home, GITHUB_RUN_ID: name, GITHUB_RUN_ATTEMPT: '1' },
+      env: {
+        ...world.cache.env,
+        DOCKER_HOST: dockerd.host,
+        HOME: user.home,
+        XDG_RUNTIME_DIR: user.runtimeDir,
+        RUNNER_TEMP: user.runnerTemp,
+        RUNNER_TOOL_CACHE: user.toolCache,
+        GITHUB_WORKSPACE: user.home,
+        GITHUB_RUN_ID: name,
+        GITHUB_RUN_ATTEMPT: '1',
+      },
     };
     return { user, dockerd, options };
   }
@@ -59,10 +69,14 @@ describe('rootless Docker: the action as the runner user, with the user\'s own d
     const main = await runStep('main', options, {});
     assert.deepEqual(main.warnings, [], main.stdout);
     const mirror = hubMirror(main).url;
-    assert.equal((await stat(dockerd.configFile)).uid, NOBODY, 'daemon.json is the user\'s');
+    assert.equal((await stat(dockerd.configFile)).uid, NOBODY, "daemon.json is the user's");
     assert.deepEqual(JSON.parse(await readFile(dockerd.configFile, 'utf8'))['registry-mirrors'], [mirror]);
-    assert.deepEqual(await dockerd.mirrors(), [`${mirror}/`], 'reloaded by the user\'s SIGHUP');
-    assert.equal(main.outputs['registries-conf'], join(user.home, '.config', 'containers', 'registries.conf.d', `${(await readdir(runnerTemp))[0]}.conf`), 'the drop-in in the user\'s config');
+    assert.deepEqual(await dockerd.mirrors(), [`${mirror}/`], "reloaded by the user's SIGHUP");
+    assert.equal(
+      main.outputs['registries-conf'],
+      join(user.home, '.config', 'containers', 'registries.conf.d', `${(await readdir(runnerTemp))[0]}.conf`),
+      "the drop-in in the user's config",
+    );
     const fetched = await upstreamBlobFetches(world.upstream, async () => {
       const pulled = await dockerd.docker(['pull', 'alpine:1']);
       assert.equal(pulled.code, 0, pulled.stderr);
@@ -74,11 +88,11 @@ describe('rootless Docker: the action as the runner user, with the user\'s own d
     assert.deepEqual(await dockerd.mirrors(), [], 'no mirror live');
     assert.deepEqual(await readdir(runnerTemp), []);
     assert.ok(!existsSync(join(user.home, '.config', 'containers')), 'the drop-in and the directories made for it are gone');
-    assert.deepEqual(await user.notOwned(), [], 'nothing of the user\'s belongs to anyone else');
+    assert.deepEqual(await user.notOwned(), [], "nothing of the user's belongs to anyone else");
     return { post, fetched: fetched.length };
   }
 
-  test('cold: mirror in the user\'s daemon.json, live after the user\'s reload, the pull through it; all put back', async () => {
+  test("cold: mirror in the user's daemon.json, live after the user's reload, the pull through it; all put back", async () => {
     const { post, fetched } = await job('rootless-cold');
     assert.ok(fetched > 0);
     assert.match(post.summary, /\| alpine:1 \| – \| 2 blobs, /);
@@ -89,7 +103,12 @@ describe('rootless Docker: the action as the runner user, with the user\'s own d
     const { user, dockerd, options } = await rootlessRunner('rootless-own-network', true);
     const main = await runStep('main', options, {});
     assert.equal(main.warnings.length, 1, main.stdout);
-    assert.match(main.warnings[0], new RegExp(`dockerd \\(pid ${dockerd.pid}\\) runs in a network namespace of its own, as rootless Docker's RootlessKit makes with slirp4netns: http://127\\.0\\.0\\.1:\\d+ is out of its reach, so its config was left alone`));
+    assert.match(
+      main.warnings[0],
+      new RegExp(
+        `dockerd \\(pid ${dockerd.pid}\\) runs in a network namespace of its own, as rootless Docker's RootlessKit makes with slirp4netns: http://127\\.0\\.0\\.1:\\d+ is out of its reach, so its config was left alone`,
+      ),
+    );
     assert.ok(!existsSync(dockerd.configFile));
     assert.deepEqual(await dockerd.mirrors(), []);
     const post = await runStep('post', options, main.state);
@@ -98,7 +117,7 @@ describe('rootless Docker: the action as the runner user, with the user\'s own d
     assert.deepEqual(await user.notOwned(), []);
   });
 
-  test('warm: another user\'s fresh rootless daemon gets every blob from the cache', async () => {
+  test("warm: another user's fresh rootless daemon gets every blob from the cache", async () => {
     const { post, fetched } = await job('rootless-warm');
     assert.equal(fetched, 0);
     assert.match(post.summary, /Hit rate: 100% of bytes served/);

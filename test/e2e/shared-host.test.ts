@@ -20,7 +20,9 @@ describe('several runners on one host, one dockerd', { timeout: 600_000 }, () =>
     world = await startWorld('pull-cache-shared-host');
     for (const [i, image] of IMAGES.entries()) {
       const [name, tag] = image.split(':');
-      await pushImage(world.upstream.url, `library/${name}`, tag, [makeLayer(`shared-${name}`, [{ path: `opt/${name}.bin`, bytes: (i + 1) * 256 * 1024 }])]);
+      await pushImage(world.upstream.url, `library/${name}`, tag, [
+        makeLayer(`shared-${name}`, [{ path: `opt/${name}.bin`, bytes: (i + 1) * 256 * 1024 }]),
+      ]);
     }
     // The cache as the last run left it: every image pulled and saved.
     const prime = await world.runner('prime');
@@ -43,17 +45,21 @@ describe('several runners on one host, one dockerd', { timeout: 600_000 }, () =>
         assert.notEqual(mirrors[0], mirrors[1]);
         assert.notEqual(a.runnerTemp, b.runnerTemp);
         const live = ((await runner.dockerd.info()).RegistryConfig.Mirrors as string[]).map((m) => m.replace(/\/$/, ''));
-        assert.deepEqual([...live].sort(), [...mirrors].sort(), 'both jobs\' mirrors live');
+        assert.deepEqual([...live].sort(), [...mirrors].sort(), "both jobs' mirrors live");
         const config = JSON.parse(await readFile(runner.dockerd.configFile, 'utf8')) as { 'registry-mirrors': string[] };
         assert.deepEqual([...config['registry-mirrors']].sort(), [...mirrors].sort(), 'both in the file');
 
-        const fetched = await upstreamBlobFetches(world.upstream, () => Promise.all([runner.pull(IMAGES[0]), runner.pull(IMAGES[1]), runner.pull(IMAGES[2]), runner.pull(IMAGES[3])]));
+        const fetched = await upstreamBlobFetches(world.upstream, () =>
+          Promise.all([runner.pull(IMAGES[0]), runner.pull(IMAGES[1]), runner.pull(IMAGES[2]), runner.pull(IMAGES[3])]),
+        );
         assert.deepEqual(fetched, [], 'no blob from Docker Hub');
       } finally {
         const [postA, postB] = await Promise.all([a.post(), b.post()]);
         assert.deepEqual([...postA.warnings, ...postB.warnings], []);
         // dockerd tries its mirrors in order: either job's mirror may have served either pull. Together, every one.
-        const served = [postA.summary, postB.summary].flatMap((s) => IMAGES.filter((image) => new RegExp(`\\| ${image} \\| \\d+ blobs?, [\\d.]+ [KM]iB \\| – \\|`).test(s)));
+        const served = [postA.summary, postB.summary].flatMap((s) =>
+          IMAGES.filter((image) => new RegExp(`\\| ${image} \\| \\d+ blobs?, [\\d.]+ [KM]iB \\| – \\|`).test(s)),
+        );
         assert.deepEqual(served.sort(), [...IMAGES].sort(), 'every image from the cache');
         await assertLeftAsItWas(runner, DAEMON_JSON, a.main, postA, a.runnerTemp);
         await assertLeftAsItWas(runner, DAEMON_JSON, b.main, postB, b.runnerTemp);

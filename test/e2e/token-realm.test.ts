@@ -15,7 +15,8 @@ describe('an upstream whose token realm is on another host and port', { timeout:
   before(async () => {
     world = await startWorld('pull-cache-realm', { hubNamespace: true });
     const hub = world.hub!;
-    for (const name of ['realm-283', 'realm-311']) await hub.pushImage(`library/${name}`, '1', [makeLayer(name, [{ path: `opt/${name}.bin`, bytes: 512 * 1024 }])]);
+    for (const name of ['realm-283', 'realm-311'])
+      await hub.pushImage(`library/${name}`, '1', [makeLayer(name, [{ path: `opt/${name}.bin`, bytes: 512 * 1024 }])]);
     elsewhere = await startFaultyForwarder(hub.url, { keepRealm: true });
     await world.hubNamespace!.expose(elsewhere.port, Number(new URL(hub.tokenUrl).port));
   });
@@ -27,13 +28,21 @@ describe('an upstream whose token realm is on another host and port', { timeout:
   /** Docker Hub requests that reached the stand-in by its real name: dockerd pulling without the mirror. */
   const directBlobs = () => world.hubNamespace!.tlsRequests().filter((r) => r.path.includes('/blobs/')).length;
 
-  for (const [version, cached] of [['2.8.3', true], ['3.1.1', false]] as const) {
+  for (const [version, cached] of [
+    ['2.8.3', true],
+    ['3.1.1', false],
+  ] as const) {
     test(`registry ${version} ${cached ? 'follows the realm and caches' : 'asks it for no token: the pull goes around the cache'}`, async () => {
       const image = `realm-${version.replaceAll('.', '')}`;
       const runner = await world.runner(image);
       const before = directBlobs();
       const { main, post } = await runner.job(
-        runner.inputs({ upstream: elsewhere.url, 'cache-key': image, 'registry-version': version, 'registry-sha256': world.release.sha256Of(version) }),
+        runner.inputs({
+          upstream: elsewhere.url,
+          'cache-key': image,
+          'registry-version': version,
+          'registry-sha256': world.release.sha256Of(version),
+        }),
         () => runner.pull(`${image}:1`),
       );
       assert.equal(main.exitCode, 0, main.stdout);

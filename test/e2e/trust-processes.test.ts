@@ -26,7 +26,17 @@ const GHCR_TOKEN = 'ghp_trustBoundaryGhcrToken_8d2a7b5e01';
 const NETWORK = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
 const REGISTRY_MAY_GET = ['OTEL_TRACES_EXPORTER', ...NETWORK];
 /** The cache service's address, not its token (that comes on stdin), and the work directory. */
-const RESTORE_WORKER_MAY_GET = ['ACTIONS_CACHE_SERVICE_V2', 'ACTIONS_RESULTS_URL', 'ACTIONS_CACHE_URL', 'GITHUB_SERVER_URL', 'RUNNER_DEBUG', 'PATH', 'GITHUB_WORKSPACE', 'RUNNER_TEMP', ...NETWORK];
+const RESTORE_WORKER_MAY_GET = [
+  'ACTIONS_CACHE_SERVICE_V2',
+  'ACTIONS_RESULTS_URL',
+  'ACTIONS_CACHE_URL',
+  'GITHUB_SERVER_URL',
+  'RUNNER_DEBUG',
+  'PATH',
+  'GITHUB_WORKSPACE',
+  'RUNNER_TEMP',
+  ...NETWORK,
+];
 
 describe('trust boundary: restored bytes, pushes, child processes', { timeout: 600_000 }, () => {
   let world: World;
@@ -49,7 +59,10 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     const runner = await world.runner('replaced', DAEMON_JSON);
     const { main, post } = await runner.job(runner.inputs(), () => runner.pull('alpine:1'));
     assert.ok(!existsSync(marker), 'the replaced registry ran');
-    assert.match(main.warnings.join('\n'), /the registry tarball in the tool cache \(.+\) has SHA-256 [0-9a-f]{64}, not [0-9a-f]{64} \(registry-sha256\): it is not run; downloading the release again/);
+    assert.match(
+      main.warnings.join('\n'),
+      /the registry tarball in the tool cache \(.+\) has SHA-256 [0-9a-f]{64}, not [0-9a-f]{64} \(registry-sha256\): it is not run; downloading the release again/,
+    );
     assert.equal(world.release.requests.length, downloads + 1, 'the release was downloaded again');
     assert.match(post.summary, /\| alpine:1 \| \d+ blobs?, [\d.]+ MiB \| – \|/, 'served from the cache');
     await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
@@ -69,7 +82,10 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
       assert.deepEqual(mirrorsOf(main), []);
       await runner.pull('alpine:1'); // directly from Docker Hub
     });
-    assert.match(main.warnings.join('\n'), /the registry tarball in the tool cache \(.+\) has SHA-256 [0-9a-f]{64}, not (ab){32} \(registry-sha256\): it is not run/);
+    assert.match(
+      main.warnings.join('\n'),
+      /the registry tarball in the tool cache \(.+\) has SHA-256 [0-9a-f]{64}, not (ab){32} \(registry-sha256\): it is not run/,
+    );
     assert.match(main.warnings.join('\n'), /could not set up the cache: checksum mismatch for .+: expected (ab){32}/);
     await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
   });
@@ -79,11 +95,28 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
    * mirror is reached): start an upload, mount a blob the storage holds, put a manifest, delete one.
    */
   async function writeAttempts(wrap: Wrap, url: string): Promise<Record<string, string>> {
-    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: 2, digest: alpine.configDigest }, layers: [] });
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+      config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: 2, digest: alpine.configDigest },
+      layers: [],
+    });
     const attempts: Record<string, string[]> = {
       'POST blobs/uploads/': ['-X', 'POST', `${url}/v2/evil/pushed/blobs/uploads/`],
-      'POST blobs/uploads/?mount=': ['-X', 'POST', `${url}/v2/evil/pushed/blobs/uploads/?mount=${alpine.layers[0].digest}&from=library/alpine`],
-      'PUT manifests/1': ['-X', 'PUT', '-H', 'Content-Type: application/vnd.docker.distribution.manifest.v2+json', '--data-binary', manifest, `${url}/v2/evil/pushed/manifests/1`],
+      'POST blobs/uploads/?mount=': [
+        '-X',
+        'POST',
+        `${url}/v2/evil/pushed/blobs/uploads/?mount=${alpine.layers[0].digest}&from=library/alpine`,
+      ],
+      'PUT manifests/1': [
+        '-X',
+        'PUT',
+        '-H',
+        'Content-Type: application/vnd.docker.distribution.manifest.v2+json',
+        '--data-binary',
+        manifest,
+        `${url}/v2/evil/pushed/manifests/1`,
+      ],
       'DELETE manifests/DIGEST': ['-X', 'DELETE', `${url}/v2/library/alpine/manifests/${alpine.manifestDigest}`],
     };
     const statuses: Record<string, string> = {};
@@ -94,7 +127,12 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     return statuses;
   }
 
-  const REFUSED = { 'POST blobs/uploads/': '405', 'POST blobs/uploads/?mount=': '405', 'PUT manifests/1': '405', 'DELETE manifests/DIGEST': '405' };
+  const REFUSED = {
+    'POST blobs/uploads/': '405',
+    'POST blobs/uploads/?mount=': '405',
+    'PUT manifests/1': '405',
+    'DELETE manifests/DIGEST': '405',
+  };
 
   /** A job with an offline docker.io mirror (its upstream unreachable, alpine:1 in the cache) and a ghcr.io proxy. */
   const bothModes = (runner: Runner, extra: Record<string, string> = {}) =>
@@ -104,8 +142,14 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     const runner = await world.runner('push-loopback', DAEMON_JSON);
     const { main, post } = await runner.job(bothModes(runner), async (main) => {
       const mirrors = mirrorsOf(main);
-      assert.deepEqual(mirrors.map((m) => m.registry), ['docker.io', 'ghcr.io']);
-      assert.ok(JSON.parse(main.state.mirrors).find((m: { registry: string; offline: boolean }) => m.registry === 'docker.io').offline, 'the docker.io mirror is offline');
+      assert.deepEqual(
+        mirrors.map((m) => m.registry),
+        ['docker.io', 'ghcr.io'],
+      );
+      assert.ok(
+        JSON.parse(main.state.mirrors).find((m: { registry: string; offline: boolean }) => m.registry === 'docker.io').offline,
+        'the docker.io mirror is offline',
+      );
       await runner.pull('alpine:1');
       for (const mirror of mirrors) {
         assert.deepEqual(await writeAttempts(world.hubNamespace!.wrap, mirror.url), REFUSED, `${mirror.registry}'s mirror`);
@@ -125,8 +169,15 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     try {
       await runner.job(bothModes(runner, { listen: 'docker-bridge' }), async (main) => {
         const mirrors = mirrorsOf(main);
-        assert.deepEqual(mirrors.map((m) => [m.registry, new URL(m.url).hostname]), [['docker.io', bridge.gateway], ['ghcr.io', bridge.gateway]]);
-        for (const mirror of mirrors) assert.deepEqual(await writeAttempts(bridge.containerWrap, mirror.url), REFUSED, `${mirror.registry}'s mirror`);
+        assert.deepEqual(
+          mirrors.map((m) => [m.registry, new URL(m.url).hostname]),
+          [
+            ['docker.io', bridge.gateway],
+            ['ghcr.io', bridge.gateway],
+          ],
+        );
+        for (const mirror of mirrors)
+          assert.deepEqual(await writeAttempts(bridge.containerWrap, mirror.url), REFUSED, `${mirror.registry}'s mirror`);
       });
     } finally {
       await bridge.remove();
@@ -138,7 +189,12 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     // The prefetch worker's pull waits at the gate: it is still running while the steps look.
     const gate = await startEngineGate(runner.dockerd.socket, join(world.dir, 'tokens-engine.sock'));
     const secrets = [HUB_TOKEN, GHCR_TOKEN, world.cache.env.ACTIONS_RUNTIME_TOKEN];
-    const inputs = runner.inputs({ registries: 'docker.io ghcr.io', 'dockerhub-username': HUB_USER, 'dockerhub-token': HUB_TOKEN, 'registry-credentials': `ghcr.io=${HUB_USER}:${GHCR_TOKEN}` });
+    const inputs = runner.inputs({
+      registries: 'docker.io ghcr.io',
+      'dockerhub-username': HUB_USER,
+      'dockerhub-token': HUB_TOKEN,
+      'registry-credentials': `ghcr.io=${HUB_USER}:${GHCR_TOKEN}`,
+    });
     // The entries' lookups stall: the background restore and the mirrors' front are running while the steps look.
     world.cache.setFault({ methods: ['GetCacheEntryDownloadURL'], keys: /^pull-cache-(?!index-)/, hangMs: 3_000 });
     try {
@@ -150,7 +206,11 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
           assert.deepEqual(processesHolding(secrets), [], 'while the cache restores');
           assert.deepEqual(environmentOf(workers["mirrors' front"]), {}, "the mirrors' front");
           const restoreEnv = Object.keys(environmentOf(workers['restore worker']));
-          assert.deepEqual(restoreEnv.filter((name) => !RESTORE_WORKER_MAY_GET.includes(name)), [], 'the restore worker: the cache service, without its token');
+          assert.deepEqual(
+            restoreEnv.filter((name) => !RESTORE_WORKER_MAY_GET.includes(name)),
+            [],
+            'the restore worker: the cache service, without its token',
+          );
           world.cache.setFault(null);
           const mirrors = mirrorsOf(main);
           const prefetch = JSON.parse(main.state.prefetch) as { pid: number };
@@ -160,7 +220,11 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
           for (const mirror of mirrors) {
             const env = environmentOf(mirror.pid);
             assert.equal(env.OTEL_TRACES_EXPORTER, 'none');
-            assert.deepEqual(Object.keys(env).filter((name) => !REGISTRY_MAY_GET.includes(name)), [], `${mirror.registry}'s registry`);
+            assert.deepEqual(
+              Object.keys(env).filter((name) => !REGISTRY_MAY_GET.includes(name)),
+              [],
+              `${mirror.registry}'s registry`,
+            );
           }
           assert.deepEqual(environmentOf(prefetch.pid), { DOCKER_HOST: gate.host }, 'the prefetch worker');
           gate.open();
@@ -197,7 +261,11 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     });
     assert.deepEqual([...outer.main.warnings, ...outer.post.warnings], []);
     assert.match(outer.post.summary, /\| alpine:1 \| /);
-    for (const prefix of ['outer-use-index-', 'inner-use-index-']) assert.ok(world.cache.entries().some((e) => e.key.startsWith(prefix)), `${prefix}* saved`);
+    for (const prefix of ['outer-use-index-', 'inner-use-index-'])
+      assert.ok(
+        world.cache.entries().some((e) => e.key.startsWith(prefix)),
+        `${prefix}* saved`,
+      );
     assert.deepEqual(await dirsOf(), [], 'nothing left in RUNNER_TEMP');
   });
 

@@ -9,7 +9,13 @@ import { mirrorsOf, type StepResult } from './runner.js';
 import type { Runner, World } from './world.js';
 
 /** The daemon's config byte for byte, no mirror live, every mirror stopped, nothing left in RUNNER_TEMP. */
-export async function assertLeftAsItWas(runner: Runner, daemonJson: string, main: StepResult, post: StepResult, runnerTemp = runner.runnerTemp): Promise<void> {
+export async function assertLeftAsItWas(
+  runner: Runner,
+  daemonJson: string,
+  main: StepResult,
+  post: StepResult,
+  runnerTemp = runner.runnerTemp,
+): Promise<void> {
   assert.equal(post.exitCode, 0, post.stdout);
   assert.equal(await readFile(runner.dockerd.configFile, 'utf8'), daemonJson, 'daemon.json byte for byte');
   assert.deepEqual((await runner.dockerd.info()).RegistryConfig.Mirrors ?? [], [], 'no mirror left live');
@@ -22,7 +28,9 @@ export async function assertLeftAsItWas(runner: Runner, daemonJson: string, main
 export function workersOf(main: StepResult): Record<string, number> {
   const pid = (name: string) => (main.state[name] ? (JSON.parse(main.state[name]) as { pid: number } | number) : undefined);
   const pids = { 'restore worker': pid('restore'), "mirrors' front": pid('gate'), 'prefetch worker': pid('prefetch') };
-  return Object.fromEntries(Object.entries(pids).flatMap(([worker, p]) => (p === undefined ? [] : [[worker, typeof p === 'number' ? p : p.pid]])));
+  return Object.fromEntries(
+    Object.entries(pids).flatMap(([worker, p]) => (p === undefined ? [] : [[worker, typeof p === 'number' ? p : p.pid]])),
+  );
 }
 
 /**
@@ -37,7 +45,11 @@ export async function assertSecretNowhere(
   inputs: Record<string, string>,
   steps: (main: StepResult) => Promise<void>,
 ): Promise<void> {
-  const forms = [secret.token, Buffer.from(secret.token).toString('base64'), Buffer.from(`${secret.user}:${secret.token}`).toString('base64')];
+  const forms = [
+    secret.token,
+    Buffer.from(secret.token).toString('base64'),
+    Buffer.from(`${secret.user}:${secret.token}`).toString('base64'),
+  ];
   const during: string[] = [];
   const entriesBefore = new Set(world.cache.entries().map((e) => e.key));
   const isConfig = (f: string) => /\/registry(-[^/]*)?\.yml$/.test(f);
@@ -50,18 +62,33 @@ export async function assertSecretNowhere(
     for (const config of configs) assert.equal(statSync(config).mode & 0o777, 0o600, config);
   });
   const mask = `::add-mask::${secret.token}\n`;
-  const logs = (step: StepResult) => [step.stdout.replace(mask, ''), step.stderr, JSON.stringify(step.outputs), JSON.stringify(step.state), step.summary];
+  const logs = (step: StepResult) => [
+    step.stdout.replace(mask, ''),
+    step.stderr,
+    JSON.stringify(step.outputs),
+    JSON.stringify(step.state),
+    step.summary,
+  ];
   const left = filesUnder(runner.runnerTemp).map((f) => readFileSync(f, 'latin1'));
   const saved = world.cache.entries().filter((e) => !entriesBefore.has(e.key));
   assert.ok(saved.length > 0, 'the job saved something to look into');
-  const archives = await Promise.all(saved.map(async (e) => execFileSync('zstd', ['-d', '--long=30', '-c'], { input: await world.cache.entryContent(e.key), maxBuffer: 256 * 1024 * 1024 }).toString('latin1')));
+  const archives = await Promise.all(
+    saved.map(async (e) =>
+      execFileSync('zstd', ['-d', '--long=30', '-c'], {
+        input: await world.cache.entryContent(e.key),
+        maxBuffer: 256 * 1024 * 1024,
+      }).toString('latin1'),
+    ),
+  );
   const everything = [...logs(main), ...logs(post), ...during, ...left, ...archives];
   for (const form of forms) assert.equal(everything.filter((text) => text.includes(form)).length, 0, `"${form}" was found`);
   assert.deepEqual(left, [], 'nothing of ours is left in RUNNER_TEMP');
 }
 
 function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name));
 }
 
 /** A process's environment, as /proc/PID/environ shows it. */
@@ -82,7 +109,10 @@ export function processesHolding(secrets: string[]): string[] {
       }
     };
     const cmdline = read('cmdline');
-    for (const [where, text] of [['environ', read('environ')], ['cmdline', cmdline]]) {
+    for (const [where, text] of [
+      ['environ', read('environ')],
+      ['cmdline', cmdline],
+    ]) {
       if (secrets.some((secret) => text.includes(secret))) found.push(`${pid} ${where}: ${cmdline.replace(/\0/g, ' ').slice(0, 120)}`);
     }
   }

@@ -50,7 +50,8 @@ export async function startBuildkitd(dir: string, opts: { config: string; wrap?:
   const plain = { command: buildkitd, args };
   const launch = opts.wrap ? opts.wrap(plain.command, plain.args) : plain;
   const proc = startProcess(launch.command, launch.args, logFile, { graceMs: 10_000 });
-  const ctl = (ctlArgs: string[], timeoutMs = 120_000) => run(buildctl, ['--addr', address, ...ctlArgs], { timeoutMs, env: { ...process.env, DOCKER_CONFIG: clientConfig } });
+  const ctl = (ctlArgs: string[], timeoutMs = 120_000) =>
+    run(buildctl, ['--addr', address, ...ctlArgs], { timeoutMs, env: { ...process.env, DOCKER_CONFIG: clientConfig } });
   try {
     await waitFor('buildkitd to answer', async () => (await ctl(['debug', 'workers'], 5_000)).code === 0, 30_000, 200, proc);
   } catch (error) {
@@ -69,8 +70,22 @@ export async function startBuildkitd(dir: string, opts: { config: string; wrap?:
       await mkdir(context, { recursive: true });
       await writeFile(join(context, 'Dockerfile'), dockerfile);
       const out = join(dir, `${name}-out`);
-      const built = await ctl(['build', '--frontend', 'dockerfile.v0', '--local', `context=${context}`, '--local', `dockerfile=${context}`, '--output', `type=local,dest=${out}`], 180_000);
-      if (built.code !== 0) throw new Error(`buildctl build (${name}) failed (${built.code}): ${(built.stderr || built.stdout).slice(-3000)}`);
+      const built = await ctl(
+        [
+          'build',
+          '--frontend',
+          'dockerfile.v0',
+          '--local',
+          `context=${context}`,
+          '--local',
+          `dockerfile=${context}`,
+          '--output',
+          `type=local,dest=${out}`,
+        ],
+        180_000,
+      );
+      if (built.code !== 0)
+        throw new Error(`buildctl build (${name}) failed (${built.code}): ${(built.stderr || built.stdout).slice(-3000)}`);
     },
     async stop() {
       await proc.stop();

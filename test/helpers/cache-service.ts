@@ -129,7 +129,15 @@ export async function startCacheService(dir: string): Promise<CacheService> {
         ACTIONS_RESULTS_URL: `http://127.0.0.1:${port}/`,
         ACTIONS_RUNTIME_TOKEN: token,
       },
-      entries: () => state.entries.map(({ key, version, sizeBytes, createdAt, finalized, downloads }) => ({ key, version, sizeBytes, createdAt, finalized, downloads })),
+      entries: () =>
+        state.entries.map(({ key, version, sizeBytes, createdAt, finalized, downloads }) => ({
+          key,
+          version,
+          sizeBytes,
+          createdAt,
+          finalized,
+          downloads,
+        })),
       requests: state.requests,
       deleteEntry: (key) => state.deleteEntry(key),
       replaceEntryContent: (key, archive) => state.replaceEntryContent(key, archive),
@@ -176,7 +184,10 @@ class ServiceState {
       this.requests[method] = (this.requests[method] ?? 0) + 1;
       if (req.headers.authorization !== `Bearer ${token}`) throw new TwirpError(401, 'unauthenticated', 'invalid or missing bearer token');
       const key = keyOf(body);
-      const fault = this.fault && (!this.fault.methods || this.fault.methods.includes(method)) && (!this.fault.keys || this.fault.keys.test(key)) ? this.fault : null;
+      const fault =
+        this.fault && (!this.fault.methods || this.fault.methods.includes(method)) && (!this.fault.keys || this.fault.keys.test(key))
+          ? this.fault
+          : null;
       if (fault?.hangMs) await new Promise((resolve) => setTimeout(resolve, fault.hangMs).unref());
       if (fault?.status === 429) {
         res.setHeader('retry-after', '60');
@@ -218,7 +229,16 @@ class ServiceState {
     const version = requireString(request, 'version');
     if (this.entries.some((e) => e.key === key && e.version === version)) return { ok: false, signed_upload_url: '', message: '' };
     const id = this.nextId++;
-    const entry: StoredEntry = { id, blobName: `entry-${id}`, key, version, sizeBytes: 0, createdAt: Date.now(), finalized: false, downloads: 0 };
+    const entry: StoredEntry = {
+      id,
+      blobName: `entry-${id}`,
+      key,
+      version,
+      sizeBytes: 0,
+      createdAt: Date.now(),
+      finalized: false,
+      downloads: 0,
+    };
     this.entries.push(entry);
     return { ok: true, signed_upload_url: this.sasUrl(entry.blobName, 'cw'), message: '' };
   }
@@ -277,7 +297,10 @@ class ServiceState {
       const entry = this.entries[i];
       if (entry.key !== key) continue;
       this.entries.splice(i, 1);
-      const deleting = this.container.getBlobClient(entry.blobName).deleteIfExists().catch(() => undefined);
+      const deleting = this.container
+        .getBlobClient(entry.blobName)
+        .deleteIfExists()
+        .catch(() => undefined);
       this.pending.add(deleting);
       void deleting.finally(() => this.pending.delete(deleting));
     }

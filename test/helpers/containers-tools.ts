@@ -27,7 +27,20 @@ export async function containersTools(dir: string, opts: { wrap?: Wrap } = {}): 
   const exec = async (command: string, args: string[]) => {
     // As root, Skopeo keeps its blob-info cache in /var/lib/containers/cache whatever its flags say: a tmpfs over
     // /var/lib in a mount namespace of its own keeps that off the machine.
-    const own = { command: 'unshare', args: ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', 'mount -t tmpfs tmpfs /var/lib && exec "$0" "$@"', command, ...args] };
+    const own = {
+      command: 'unshare',
+      args: [
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        '/bin/sh',
+        '-c',
+        'mount -t tmpfs tmpfs /var/lib && exec "$0" "$@"',
+        command,
+        ...args,
+      ],
+    };
     const { command: c, args: a } = opts.wrap ? opts.wrap(own.command, own.args) : own;
     const r = await run(c, a, { env, timeoutMs: 180_000 });
     if (r.code !== 0) throw new Error(`${command} ${args.join(' ')} failed (${r.code}): ${r.stderr || r.stdout}`);
@@ -37,12 +50,25 @@ export async function containersTools(dir: string, opts: { wrap?: Wrap } = {}): 
   return {
     home,
     registriesConfDir: join(home, '.config', 'containers', 'registries.conf.d'),
-    skopeoCopy: async (ref) => exec('skopeo', ['--insecure-policy', 'copy', `docker://${ref}`, `dir:${await mkdtemp(join(dir, 'skopeo-'))}`]),
+    skopeoCopy: async (ref) =>
+      exec('skopeo', ['--insecure-policy', 'copy', `docker://${ref}`, `dir:${await mkdtemp(join(dir, 'skopeo-'))}`]),
     podmanPull: (ref) =>
       exec('podman', [
-        '--root', join(podman, 'root'), '--runroot', runRoot, '--tmpdir', join(podman, 'tmp'),
-        '--storage-driver', 'vfs', '--events-backend', 'none', '--cgroup-manager', 'cgroupfs',
-        'pull', '--quiet', ref,
+        '--root',
+        join(podman, 'root'),
+        '--runroot',
+        runRoot,
+        '--tmpdir',
+        join(podman, 'tmp'),
+        '--storage-driver',
+        'vfs',
+        '--events-backend',
+        'none',
+        '--cgroup-manager',
+        'cgroupfs',
+        'pull',
+        '--quiet',
+        ref,
       ]),
     remove: () => rm(runRoot, { recursive: true, force: true }),
   };

@@ -134,7 +134,10 @@ export async function startDockerd(
   for (const key of ['DOCKER_HOST', 'DOCKER_CONTEXT', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH']) delete env[key];
 
   const started = Date.now();
-  const unshare = { command: 'unshare', args: ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, opts.binary ?? DOCKERD_BINARY, ...args] };
+  const unshare = {
+    command: 'unshare',
+    args: ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, opts.binary ?? DOCKERD_BINARY, ...args],
+  };
   const launch = opts.netns ? opts.netns.wrap(unshare.command, unshare.args) : unshare;
   let proc: Started;
   try {
@@ -223,7 +226,7 @@ async function leftovers(mntNs: string): Promise<number[]> {
   if (!mntNs || mntNs === (await readlink('/proc/self/ns/mnt'))) return [];
   const procs = await listProcesses();
   const ours = new Set(procs.filter((p) => p.mntNs === mntNs && p.pid !== process.pid).map((p) => p.pid));
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const p of procs) {
       if (!ours.has(p.pid) && ours.has(p.ppid)) {
@@ -297,7 +300,9 @@ async function stopDockerd(daemon: Dockerd, mntNs: string, netns?: NetworkPlace)
   // containerd names it sha256(ADDRESS/NAMESPACE/ID), which includes our unique exec-root.
   const address = join(daemon.execRoot, 'containerd', 'containerd.sock');
   for (const id of await readdir(join(daemon.dataRoot, 'containers')).catch(() => [] as string[])) {
-    const hash = createHash('sha256').update(join(address, 'moby', id)).digest('hex');
+    const hash = createHash('sha256')
+      .update(join(address, 'moby', id))
+      .digest('hex');
     await rm(join('/run/containerd/s', hash), { force: true });
   }
   await rm(daemon.execRoot, { recursive: true, force: true });

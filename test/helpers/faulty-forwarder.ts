@@ -42,25 +42,34 @@ export async function startFaultyForwarder(target: string, options: { keepRealm?
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const spoil = matches(req) ? fault! : null;
     if (spoil) spoiled++;
-    if (spoil?.mode === 'status') return void res.writeHead(spoil.status ?? 503, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}');
+    if (spoil?.mode === 'status')
+      return void res
+        .writeHead(spoil.status ?? 503, { 'content-type': 'application/json' })
+        .end('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}');
     if (spoil?.mode === 'stall') return void setTimeout(() => req.socket.destroy(), spoil.stallMs ?? 10_000).unref();
-    const upstream = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: { ...req.headers, host: to.host } }, (up) => {
-      const challenge = options.keepRealm ? undefined : up.headers['www-authenticate'];
-      res.writeHead(up.statusCode ?? 502, { ...up.headers, ...(challenge ? { 'www-authenticate': challenge.split(to.origin).join(self) } : {}) });
-      if (spoil?.mode !== 'cut') return void up.pipe(res);
-      const half = Number(up.headers['content-length'] ?? 0) / 2;
-      let sent = 0;
-      up.on('data', (chunk: Buffer) => {
-        if (sent + chunk.length >= half) {
-          res.write(chunk.subarray(0, Math.max(0, half - sent)));
-          up.destroy();
-          req.socket.destroy();
-        } else {
-          sent += chunk.length;
-          res.write(chunk);
-        }
-      });
-    });
+    const upstream = request(
+      { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: { ...req.headers, host: to.host } },
+      (up) => {
+        const challenge = options.keepRealm ? undefined : up.headers['www-authenticate'];
+        res.writeHead(up.statusCode ?? 502, {
+          ...up.headers,
+          ...(challenge ? { 'www-authenticate': challenge.split(to.origin).join(self) } : {}),
+        });
+        if (spoil?.mode !== 'cut') return void up.pipe(res);
+        const half = Number(up.headers['content-length'] ?? 0) / 2;
+        let sent = 0;
+        up.on('data', (chunk: Buffer) => {
+          if (sent + chunk.length >= half) {
+            res.write(chunk.subarray(0, Math.max(0, half - sent)));
+            up.destroy();
+            req.socket.destroy();
+          } else {
+            sent += chunk.length;
+            res.write(chunk);
+          }
+        });
+      },
+    );
     upstream.on('error', () => req.socket.destroy());
     req.pipe(upstream);
   });

@@ -5,7 +5,8 @@ import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
 
 /** Where go_build_pinned puts its builds: the same rule as in test/prerequisites.sh. */
-export const GO_TOOLS_DIR = process.env.PULL_CACHE_GO_TOOLS ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'pull-cache-action', 'go-tools');
+export const GO_TOOLS_DIR =
+  process.env.PULL_CACHE_GO_TOOLS ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'pull-cache-action', 'go-tools');
 
 /**
  * The binary `go_build_pinned MODULE VERSION PACKAGE_DIR` built. Throws, naming the command that builds it, when it

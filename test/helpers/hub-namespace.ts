@@ -192,13 +192,42 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
   // The CA, and one certificate for every name (Go wants them as SANs).
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2'];
   await openssl([
-    'req', '-x509', ...ec, '-keyout', caKey, '-out', caFile, '-subj', '/CN=pull-cache test CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    caKey,
+    '-out',
+    caFile,
+    '-subj',
+    '/CN=pull-cache test CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   await openssl([
-    'req', '-x509', ...ec, '-CA', caFile, '-CAkey', caKey, '-keyout', keyFile, '-out', certFile, '-subj', `/CN=${REGISTRY_HOST}`,
-    '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`, '-addext', 'basicConstraints=critical,CA:FALSE',
-    '-addext', 'keyUsage=critical,digitalSignature,keyEncipherment', '-addext', 'extendedKeyUsage=serverAuth',
+    'req',
+    '-x509',
+    ...ec,
+    '-CA',
+    caFile,
+    '-CAkey',
+    caKey,
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-subj',
+    `/CN=${REGISTRY_HOST}`,
+    '-addext',
+    `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
+    '-addext',
+    'basicConstraints=critical,CA:FALSE',
+    '-addext',
+    'keyUsage=critical,digitalSignature,keyEncipherment',
+    '-addext',
+    'extendedKeyUsage=serverAuth',
   ]);
   const ca = await readFile(caFile, 'utf8');
   const system = await readFile(SYSTEM_BUNDLE, 'utf8').catch(() => '');
@@ -207,17 +236,19 @@ export async function startHubNamespace(dir: string, opts: HubNamespaceOptions =
   await writeFile(hostsFile, `127.0.0.1 ${names.join(' ')}\n${hostHosts}`);
 
   /** Runs a command in the network namespace at `net`, with the binds of this world. */
-  const wrapIn = (net: string): Wrap => (command, args) => {
-    const script = [
-      `mount --bind ${shellQuote(hostsFile)} /etc/hosts`,
-      `mount --bind ${shellQuote(bundleFile)} ${SYSTEM_BUNDLE}`,
-      `mount --bind ${shellQuote(dockerDir)} /etc/docker`,
-      `exec nsenter --net=${shellQuote(net)} -- "$0" "$@"`,
-    ].join(' && ');
-    // bash, not sh: dash drops environment variables whose names are not identifiers, e.g. the runner's
-    // INPUT_DAEMON-CONFIG; bash passes them on.
-    return { command: 'unshare', args: ['--mount', '--propagation', 'private', '--', '/bin/bash', '-c', script, command, ...args] };
-  };
+  const wrapIn =
+    (net: string): Wrap =>
+    (command, args) => {
+      const script = [
+        `mount --bind ${shellQuote(hostsFile)} /etc/hosts`,
+        `mount --bind ${shellQuote(bundleFile)} ${SYSTEM_BUNDLE}`,
+        `mount --bind ${shellQuote(dockerDir)} /etc/docker`,
+        `exec nsenter --net=${shellQuote(net)} -- "$0" "$@"`,
+      ].join(' && ');
+      // bash, not sh: dash drops environment variables whose names are not identifiers, e.g. the runner's
+      // INPUT_DAEMON-CONFIG; bash passes them on.
+      return { command: 'unshare', args: ['--mount', '--propagation', 'private', '--', '/bin/bash', '-c', script, command, ...args] };
+    };
   const wrap = wrapIn(netnsPath);
   const containerName = `${name}-c`;
   let bridge: Promise<DockerBridge> | undefined;

@@ -37,7 +37,16 @@
 // and reported for blobs (500 UNKNOWN "unauthorized: incorrect username or password"); over the limit a cold pull
 // gets 500 UNKNOWN wrapping TOOMANYREQUESTS. dockerd 20.10 pulling directly HEADs the tag, then GETs the manifest by
 // digest.
-import { X509Certificate, createPrivateKey, createPublicKey, createHash, createSign, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import {
+  X509Certificate,
+  createPrivateKey,
+  createPublicKey,
+  createHash,
+  createSign,
+  randomBytes,
+  randomUUID,
+  type KeyObject,
+} from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -152,7 +161,10 @@ function b64url(data: Buffer | string): string {
 
 /** libtrust's key ID: SHA-256 of the DER SubjectPublicKeyInfo, first 240 bits, base32, 12 groups of 4 joined by ':'. */
 export function libtrustKeyId(publicKey: KeyObject): string {
-  const digest = createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest().subarray(0, 30);
+  const digest = createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest()
+    .subarray(0, 30);
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
   let bits = '';
   for (const byte of digest) bits += byte.toString(2).padStart(8, '0');
@@ -192,7 +204,10 @@ function parseScopes(values: string[]): { type: string; name: string; actions: s
     out.push({
       type: scope.slice(0, first).replace(/\(.*\)$/, ''), // repository(plugin) -> repository
       name: scope.slice(first + 1, last),
-      actions: scope.slice(last + 1).split(',').filter(Boolean),
+      actions: scope
+        .slice(last + 1)
+        .split(',')
+        .filter(Boolean),
     });
   }
   return out;
@@ -258,9 +273,23 @@ export async function startHub(dir: string, opts: HubOptions = {}): Promise<Hub>
   const made = await run(
     'openssl',
     [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2',
-      '-subj', '/CN=hub-token-signer', '-addext', 'basicConstraints=critical,CA:TRUE',
-      '-addext', 'keyUsage=critical,digitalSignature,keyCertSign',
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=hub-token-signer',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,digitalSignature,keyCertSign',
     ],
     { timeoutMs: 30_000 },
   );
@@ -284,9 +313,7 @@ export async function startHub(dir: string, opts: HubOptions = {}): Promise<Hub>
     for (const s of parseScopes(scopes)) {
       if (s.type !== 'repository') continue;
       const isAdmin = username === admin.username;
-      const actions = s.actions.filter((a) =>
-        a === 'pull' ? isAdmin || username !== undefined || !privateRepos.has(s.name) : isAdmin,
-      );
+      const actions = s.actions.filter((a) => (a === 'pull' ? isAdmin || username !== undefined || !privateRepos.has(s.name) : isAdmin));
       if (actions.length) access.push({ type: 'repository', name: s.name, actions });
     }
     return access;

@@ -157,7 +157,11 @@ export function rawTar(members: RawMember[]): Buffer {
   const parts: Buffer[] = [];
   for (const m of members) {
     const content = m.type === 'file' ? m.content : Buffer.alloc(0);
-    parts.push(tarHeader(m.name, m.type, content.length, m.type === 'symlink' || m.type === 'hardlink' ? m.target : ''), content, Buffer.alloc((512 - (content.length % 512)) % 512));
+    parts.push(
+      tarHeader(m.name, m.type, content.length, m.type === 'symlink' || m.type === 'hardlink' ? m.target : ''),
+      content,
+      Buffer.alloc((512 - (content.length % 512)) % 512),
+    );
   }
   parts.push(Buffer.alloc(1024));
   return Buffer.concat(parts);

@@ -49,7 +49,10 @@ export async function startNetns(prefix: string): Promise<Netns> {
 
 /** Processes whose network namespace is the one at netnsPath. */
 export async function processesIn(netnsPath: string): Promise<number[]> {
-  const ino = await stat(netnsPath).then((s) => s.ino, () => undefined);
+  const ino = await stat(netnsPath).then(
+    (s) => s.ino,
+    () => undefined,
+  );
   if (ino === undefined) return [];
   const own = await readlink('/proc/self/ns/net').catch(() => '');
   const wanted = `net:[${ino}]`;

@@ -92,12 +92,40 @@ export interface RootlessDockerd {
  */
 export async function startRootlessDockerd(user: RootlessUser, opts: { ownNetwork?: boolean } = {}): Promise<RootlessDockerd> {
   const logFile = `${user.base}.dockerd.log`; // the test's, not the user's: beside its files
-  const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: user.home, XDG_RUNTIME_DIR: user.runtimeDir, ROOTLESSKIT_STATE_DIR: join(user.runtimeDir, 'rootlesskit') };
+  const env = {
+    PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: user.home,
+    XDG_RUNTIME_DIR: user.runtimeDir,
+    ROOTLESSKIT_STATE_DIR: join(user.runtimeDir, 'rootlesskit'),
+  };
   // /run of its own (dockerd makes /run/docker there); its socket's group is its own root group, nobody's outside.
   const script = 'mount -t tmpfs tmpfs /run && exec dockerd --iptables=false --bridge=none --storage-driver=vfs --group=root';
-  const proc: Started = startProcess('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', 'unshare', '--user', '--map-root-user', '--mount', ...(opts.ownNetwork ? ['--net'] : []), '--propagation', 'private', '--', '/bin/sh', '-c', script], logFile, { env, graceMs: 20_000 });
+  const proc: Started = startProcess(
+    'setpriv',
+    [
+      '--reuid',
+      String(NOBODY),
+      '--regid',
+      String(NOBODY),
+      '--clear-groups',
+      'unshare',
+      '--user',
+      '--map-root-user',
+      '--mount',
+      ...(opts.ownNetwork ? ['--net'] : []),
+      '--propagation',
+      'private',
+      '--',
+      '/bin/sh',
+      '-c',
+      script,
+    ],
+    logFile,
+    { env, graceMs: 20_000 },
+  );
   const host = `unix://${join(user.runtimeDir, 'docker.sock')}`;
-  const docker = (args: string[]) => run(DOCKER_CLI, args, { env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: join(user.base, 'cli') }, timeoutMs: 120_000 });
+  const docker = (args: string[]) =>
+    run(DOCKER_CLI, args, { env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: join(user.base, 'cli') }, timeoutMs: 120_000 });
   const mntNs = async () => readlink(`/proc/${proc.pid}/ns/mnt`).catch(() => '');
   let ns = '';
   const daemon: RootlessDockerd = {
@@ -114,19 +142,31 @@ export async function startRootlessDockerd(user: RootlessUser, opts: { ownNetwor
     async stop() {
       await proc.stop();
       // dockerd ends its containerd on the way out; whatever is still in its namespace is ours to end.
-      await waitFor('the rootless daemon\'s processes to end', async () => {
-        const left = ns ? await inNamespace(ns) : [];
-        for (const pid of left) process.kill(pid, 'SIGKILL');
-        return left.length === 0;
-      }, 15_000);
+      await waitFor(
+        "the rootless daemon's processes to end",
+        async () => {
+          const left = ns ? await inNamespace(ns) : [];
+          for (const pid of left) process.kill(pid, 'SIGKILL');
+          return left.length === 0;
+        },
+        15_000,
+      );
     },
   };
   try {
-    await waitFor('the rootless dockerd to answer', async () => (await docker(['info', '--format', '{{.ID}}'])).code === 0, 30_000, 100, proc);
+    await waitFor(
+      'the rootless dockerd to answer',
+      async () => (await docker(['info', '--format', '{{.ID}}'])).code === 0,
+      30_000,
+      100,
+      proc,
+    );
     ns = await mntNs();
   } catch (e) {
     await daemon.stop();
-    throw new Error(`${(e as Error).message}; ${logFile}:\n${(await readFile(logFile, 'utf8').catch(() => '')).slice(-2000)}`, { cause: e });
+    throw new Error(`${(e as Error).message}; ${logFile}:\n${(await readFile(logFile, 'utf8').catch(() => '')).slice(-2000)}`, {
+      cause: e,
+    });
   }
   return daemon;
 }

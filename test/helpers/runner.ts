@@ -35,16 +35,27 @@ export interface StepOptions {
 }
 
 /** Runs main, then `between` (the job's own steps), then post; post gets the state main saved. */
-export async function runJob(options: StepOptions, between: (main: StepResult) => Promise<void> = async () => {}): Promise<{ main: StepResult; post: StepResult }> {
+export async function runJob(
+  options: StepOptions,
+  between: (main: StepResult) => Promise<void> = async () => {},
+): Promise<{ main: StepResult; post: StepResult }> {
   const main = await runStep('main', options, {}, options.killMainAfterMs);
   // The runner runs the post step whatever happened in between (post-if: always()).
-  const failure = await between(main).then(() => undefined, (e: unknown) => e ?? new Error('the job failed'));
+  const failure = await between(main).then(
+    () => undefined,
+    (e: unknown) => e ?? new Error('the job failed'),
+  );
   const post = await runStep('post', options, main.state);
   if (failure) throw failure;
   return { main, post };
 }
 
-export async function runStep(phase: 'main' | 'post', options: StepOptions, state: Record<string, string>, killAfterMs = 300_000): Promise<StepResult> {
+export async function runStep(
+  phase: 'main' | 'post',
+  options: StepOptions,
+  state: Record<string, string>,
+  killAfterMs = 300_000,
+): Promise<StepResult> {
   const dir = join(options.dir, phase);
   await mkdir(dir, { recursive: true });
   const files = { GITHUB_OUTPUT: join(dir, 'output'), GITHUB_STATE: join(dir, 'state'), GITHUB_STEP_SUMMARY: join(dir, 'summary.md') };
@@ -61,7 +72,11 @@ export async function runStep(phase: 'main' | 'post', options: StepOptions, stat
     );
   });
   const ms = Date.now() - started;
-  const commands = (kind: string) => stdout.split('\n').filter((l) => l.startsWith(`::${kind}`)).map((l) => l.slice(l.indexOf('::', 2) + 2));
+  const commands = (kind: string) =>
+    stdout
+      .split('\n')
+      .filter((l) => l.startsWith(`::${kind}`))
+      .map((l) => l.slice(l.indexOf('::', 2) + 2));
   return {
     exitCode,
     stdout,

@@ -19,7 +19,9 @@ export function markingRegistry(marker: string): string {
  */
 export function replaceCachedRegistry(toolCache: string, script: string): string[] {
   const dir = join(toolCache, 'distribution-registry');
-  const files = readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+  const files = readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name));
   const replaced: string[] = [];
   for (const file of files) {
     if (file.endsWith('/registry')) {

@@ -50,8 +50,7 @@ export interface Upstream {
 }
 
 // 127.0.0.1 - - [29/Nov/2026:19:09:54 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"
-const LINE =
-  /^(\S+) (\S+) (\S+) \[([^\]]+)\] "(\S+) (\S+) ([^"]+)" (\d{3}) (\d+|-)(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?$/;
+const LINE = /^(\S+) (\S+) (\S+) \[([^\]]+)\] "(\S+) (\S+) ([^"]+)" (\d{3}) (\d+|-)(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?$/;
 
 /** Parses one access-log line (Apache common or combined format); undefined when it is not one. */
 export function parseAccessLogLine(raw: string): AccessLogLine | undefined {
@@ -143,7 +142,12 @@ export async function startUpstream(dir: string, opts: UpstreamOptions = {}): Pr
     await writeFile(configFile, stringify(config));
     // 3.x exports OpenTelemetry traces to localhost unless told not to; 2.8 ignores the variable.
     const env = { ...process.env, OTEL_TRACES_EXPORTER: 'none' };
-    const proc = startProcess(opts.binary ?? REGISTRY_BINARY, ['serve', configFile], { stdout: accessLogFile, stderr: registryLogFile }, env);
+    const proc = startProcess(
+      opts.binary ?? REGISTRY_BINARY,
+      ['serve', configFile],
+      { stdout: accessLogFile, stderr: registryLogFile },
+      env,
+    );
     const url = `http://127.0.0.1:${port}`;
     try {
       await waitFor(`registry on ${url}`, () => answers(`${url}/v2/`), 15_000, 50, proc);

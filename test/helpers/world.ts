@@ -92,12 +92,15 @@ async function azuritePort(cacheServiceDir: string): Promise<number> {
 export async function startWorld(name: string, options: WorldOptions = {}): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), `${name}-`));
   const nsOptions = options.hubNamespace ? (options.hubNamespace === true ? {} : options.hubNamespace) : undefined;
-  if (options.registries?.length && !nsOptions) throw new Error('world: registries are reached under their real names, which needs hubNamespace');
+  if (options.registries?.length && !nsOptions)
+    throw new Error('world: registries are reached under their real names, which needs hubNamespace');
   const registries = Object.fromEntries(
     await Promise.all((options.registries ?? []).map(async (host) => [host, await startUpstream(join(dir, `upstream-${host}`))] as const)),
   );
   const registryUrls = Object.fromEntries(Object.entries(registries).map(([host, upstream]) => [host, upstream.url]));
-  const hubNamespace = nsOptions ? await startHubNamespace(join(dir, 'hub-namespace'), { ...nsOptions, hub: options.hub ?? {}, registries: registryUrls }) : undefined;
+  const hubNamespace = nsOptions
+    ? await startHubNamespace(join(dir, 'hub-namespace'), { ...nsOptions, hub: options.hub ?? {}, registries: registryUrls })
+    : undefined;
   const hub = hubNamespace ? hubNamespace.hub : options.hub ? await startHub(join(dir, 'hub'), options.hub) : undefined;
   const parts = Promise.all([
     hub ? hub.registry : startUpstream(join(dir, 'upstream')),
@@ -111,7 +114,11 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
   const stopShared = () => [cache.stop(), release.stop(), ...Object.values(registries).map((r) => r.stop())];
   if (hubNamespace) {
     try {
-      const ports = [new URL(cache.env.ACTIONS_RESULTS_URL).port, await azuritePort(join(dir, 'cache-service')), new URL(release.baseUrl).port];
+      const ports = [
+        new URL(cache.env.ACTIONS_RESULTS_URL).port,
+        await azuritePort(join(dir, 'cache-service')),
+        new URL(release.baseUrl).port,
+      ];
       await hubNamespace.expose(...ports.map(Number));
     } catch (error) {
       await Promise.allSettled([hubNamespace.stop(), ...stopShared()]);
@@ -141,7 +148,12 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
         binary: options.dockerd,
         netns: hubNamespace,
       });
-      const stepOptions = (inputs: Record<string, string>, env: Record<string, string>, options: { killMainAfterMs?: number }, temp: string): StepOptions => ({
+      const stepOptions = (
+        inputs: Record<string, string>,
+        env: Record<string, string>,
+        options: { killMainAfterMs?: number },
+        temp: string,
+      ): StepOptions => ({
         ...options,
         inputs,
         dir: join(base, `job-${++jobs}`),
@@ -183,9 +195,17 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
           if (pulled.code !== 0) {
             // The mirror's side of it, while the action's work directory is still there.
             const workDirs = (await readdir(runnerTemp).catch(() => [])).filter((name) => name.startsWith(WORK_DIR_PREFIX));
-            const log = (await Promise.all(workDirs.map((name) => readFile(join(runnerTemp, name, 'registry.log'), 'utf8').catch(() => '')))).join('\n');
-            const errors = log.split('\n').filter((l) => /level=(error|warning|panic)/.test(l)).slice(-8).join('\n');
-            throw new Error(`docker pull ${image} failed: ${pulled.stderr || pulled.stdout}${errors ? `\nthe mirror's log:\n${errors}` : ''}`);
+            const log = (
+              await Promise.all(workDirs.map((name) => readFile(join(runnerTemp, name, 'registry.log'), 'utf8').catch(() => '')))
+            ).join('\n');
+            const errors = log
+              .split('\n')
+              .filter((l) => /level=(error|warning|panic)/.test(l))
+              .slice(-8)
+              .join('\n');
+            throw new Error(
+              `docker pull ${image} failed: ${pulled.stderr || pulled.stdout}${errors ? `\nthe mirror's log:\n${errors}` : ''}`,
+            );
           }
         },
         stop: () => dockerd.stop(),

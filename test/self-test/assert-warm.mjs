@@ -13,7 +13,10 @@ const fail = (message) => {
 };
 
 const { RESTORED_KEY, CACHE_KEY, RUNNER_TEMP } = process.env;
-if (!RESTORED_KEY) fail(`no cache index was restored under the prefix ${CACHE_KEY}: the cold job saved none (see its post step's report), or the entry is gone`);
+if (!RESTORED_KEY)
+  fail(
+    `no cache index was restored under the prefix ${CACHE_KEY}: the cold job saved none (see its post step's report), or the entry is gone`,
+  );
 console.log(`restored ${RESTORED_KEY}`);
 // The action's work directory (RUNNER_TEMP/pull-cache-action-RANDOM): this job uses it once.
 const workDirs = readdirSync(RUNNER_TEMP).filter((name) => name.startsWith('pull-cache-action-'));
@@ -24,9 +27,13 @@ const served = readdirSync(dir)
   .filter((file) => /^access(-.+)?\.log$/.test(file))
   .flatMap((file) => {
     const host = /^access-(.+)\.log$/.exec(file)?.[1].replace(/_/g, ':');
-    return [...readFileSync(join(dir, file), 'utf8').matchAll(/"GET \/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/1\.1" 200 /g)].map(([, name, digest]) => [host ? `${host}/${name}` : name, digest]);
+    return [...readFileSync(join(dir, file), 'utf8').matchAll(/"GET \/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/1\.1" 200 /g)].map(
+      ([, name, digest]) => [host ? `${host}/${name}` : name, digest],
+    );
   });
 if (served.length === 0) fail('the mirrors served no blob: did the pulls go through them?');
-const misses = served.filter(([repository, digest]) => !(digest in baseline.storage.blobs) || !baseline.storage.repositories[repository]?.layers.includes(digest));
+const misses = served.filter(
+  ([repository, digest]) => !(digest in baseline.storage.blobs) || !baseline.storage.repositories[repository]?.layers.includes(digest),
+);
 console.log(`${served.length - misses.length} of ${served.length} blobs served from the restored cache`);
 if (misses.length) fail(`served from upstream, not from the cache: ${misses.map(([r, d]) => `${r}@${d}`).join(', ')}`);

@@ -4,29 +4,57 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { backgroundRestoreFacts, linkedAt, nextInQueue, parseProgress, restoreOutcome, type RestoreProgress } from '../../src/background-restore.js';
+import {
+  backgroundRestoreFacts,
+  linkedAt,
+  nextInQueue,
+  parseProgress,
+  restoreOutcome,
+  type RestoreProgress,
+} from '../../src/background-restore.js';
 import { restoreOrder, type CachedImage, type EntryRef } from '../../src/cache-index.js';
 import { NOTHING_RESTORED, type Restored } from '../../src/persistence.js';
 
 const digest = (name: string) => `sha256:${createHash('sha256').update(name).digest('hex')}`;
 const [m1, c1, base, l1, m2, c2, l2] = ['m1', 'c1', 'base', 'l1', 'm2', 'c2', 'l2'].map(digest);
-const image = (repository: string, reference: string, manifests: string[], blobs: string[]): CachedImage => ({ repository, reference, manifests, blobs, lastUsed: '2026-12-01T00:00:00.000Z' });
+const image = (repository: string, reference: string, manifests: string[], blobs: string[]): CachedImage => ({
+  repository,
+  reference,
+  manifests,
+  blobs,
+  lastUsed: '2026-12-01T00:00:00.000Z',
+});
 const app = image('library/app', '1', [m1], [c1, base, l1]);
 const tool = image('library/tool', '2', [m2], [c2, base, l2]);
 const pack: EntryRef = { key: 'pack', digests: [m1, c1, m2, c2].sort() };
 const entry = (d: string): EntryRef => ({ key: `blob-${d.slice(7, 15)}`, digests: [d] });
 const entries = [entry(l2), pack, entry(base), entry(l1)];
-const selected: Restored = { ...NOTHING_RESTORED, restoredKey: 'index-1', images: [app, tool], entries: restoreOrder([app, tool], entries), finished: false };
+const selected: Restored = {
+  ...NOTHING_RESTORED,
+  restoredKey: 'index-1',
+  images: [app, tool],
+  entries: restoreOrder([app, tool], entries),
+  finished: false,
+};
 const T0 = Date.parse('2026-12-02T12:00:00Z');
 
 describe('restoreOrder', () => {
   test("the most recently used image's entries first, its manifest's entry first, each entry once", () => {
-    assert.deepEqual(restoreOrder([app, tool], entries).map((e) => e.key), ['pack', entry(base).key, entry(l1).key, entry(l2).key]);
-    assert.deepEqual(restoreOrder([tool, app], entries).map((e) => e.key), ['pack', entry(base).key, entry(l2).key, entry(l1).key]);
+    assert.deepEqual(
+      restoreOrder([app, tool], entries).map((e) => e.key),
+      ['pack', entry(base).key, entry(l1).key, entry(l2).key],
+    );
+    assert.deepEqual(
+      restoreOrder([tool, app], entries).map((e) => e.key),
+      ['pack', entry(base).key, entry(l2).key, entry(l1).key],
+    );
   });
 
   test('only the entries the images need', () => {
-    assert.deepEqual(restoreOrder([app], entries).map((e) => e.key), ['pack', entry(base).key, entry(l1).key]);
+    assert.deepEqual(
+      restoreOrder([app], entries).map((e) => e.key),
+      ['pack', entry(base).key, entry(l1).key],
+    );
   });
 });
 
@@ -40,7 +68,10 @@ describe('nextInQueue', () => {
     const waitingForTool = new Map([['library/tool:2', T0]]);
     // The pack holds tool's manifest and config: first anyway. Past it, tool's own layer before app's.
     assert.equal(nextInQueue(queue, [app, tool], waitingForTool), 0);
-    assert.deepEqual(queue.slice(2).map((e) => e.key), [entry(l1).key, entry(l2).key]);
+    assert.deepEqual(
+      queue.slice(2).map((e) => e.key),
+      [entry(l1).key, entry(l2).key],
+    );
     assert.equal(nextInQueue(queue.slice(2), [app, tool], waitingForTool), 1);
     assert.equal(nextInQueue(queue.slice(2, 3), [app, tool], waitingForTool), 0, 'nothing of tool left: the queue as it is');
   });
@@ -55,14 +86,23 @@ describe('parseProgress', () => {
       '{"entry": "blob-',
     ].join('\n');
     const p = parseProgress(text);
-    assert.deepEqual(p.entries.map((e) => e.entry), ['pack']);
-    assert.deepEqual(p.images.map((i) => i.image), ['library/app:1']);
+    assert.deepEqual(
+      p.entries.map((e) => e.entry),
+      ['pack'],
+    );
+    assert.deepEqual(
+      p.images.map((i) => i.image),
+      ['library/app:1'],
+    );
     assert.equal(p.done?.at, T0 + 300);
   });
 });
 
 /** What the worker would record: each entry in turn, and an image as soon as all of its blobs are in. */
-function progressOf(outcomes: Record<string, { found: boolean; present: string[]; refused?: string }>, done?: { error?: string }): RestoreProgress {
+function progressOf(
+  outcomes: Record<string, { found: boolean; present: string[]; refused?: string }>,
+  done?: { error?: string },
+): RestoreProgress {
   const p: RestoreProgress = { entries: [], images: [] };
   const present = new Set<string>();
   let at = T0;
@@ -72,7 +112,14 @@ function progressOf(outcomes: Record<string, { found: boolean; present: string[]
     for (const i of [app, tool]) {
       const key = `${i.repository}:${i.reference}`;
       if (!p.images.some((r) => r.image === key) && [...i.manifests, ...i.blobs].every((d) => present.has(d))) {
-        p.images.push({ image: key, ref: key.replace('library/', ''), repository: i.repository, linked: [...i.manifests, ...i.blobs], whole: true, at: (at += 10) });
+        p.images.push({
+          image: key,
+          ref: key.replace('library/', ''),
+          repository: i.repository,
+          linked: [...i.manifests, ...i.blobs],
+          whole: true,
+          at: (at += 10),
+        });
       }
     }
   }
@@ -80,22 +127,33 @@ function progressOf(outcomes: Record<string, { found: boolean; present: string[]
   return p;
 }
 
-const all = (present = true) => Object.fromEntries(selected.entries.map((e) => [e.key, { found: true, present: present ? e.digests : [] }]));
+const all = (present = true) =>
+  Object.fromEntries(selected.entries.map((e) => [e.key, { found: true, present: present ? e.digests : [] }]));
 
 describe('restoreOutcome', () => {
   test('every entry whole: all kept, finished', () => {
     const r = restoreOutcome(selected, progressOf(all(), {}));
     assert.equal(r.finished, true);
-    assert.deepEqual(r.kept.map((e) => e.key), selected.entries.map((e) => e.key));
+    assert.deepEqual(
+      r.kept.map((e) => e.key),
+      selected.entries.map((e) => e.key),
+    );
     assert.deepEqual([r.missingEntries, r.damaged, r.refused], [0, [], []]);
     assert.equal(r.present.length, 7);
   });
 
   test('an entry refused and one gone: not kept; the refused blobs are damaged (saved again), the gone entry counted', () => {
-    const outcomes = { ...all(), [entry(l1).key]: { found: true, present: [], refused: 'blob-x: not a tar' }, [entry(l2).key]: { found: false, present: [] } };
+    const outcomes = {
+      ...all(),
+      [entry(l1).key]: { found: true, present: [], refused: 'blob-x: not a tar' },
+      [entry(l2).key]: { found: false, present: [] },
+    };
     const r = restoreOutcome(selected, progressOf(outcomes, {}));
     assert.equal(r.finished, true);
-    assert.deepEqual(r.kept.map((e) => e.key), ['pack', entry(base).key]);
+    assert.deepEqual(
+      r.kept.map((e) => e.key),
+      ['pack', entry(base).key],
+    );
     assert.deepEqual(r.damaged, [l1]);
     assert.equal(r.missingEntries, 1);
     assert.deepEqual(r.refused, ['blob-x: not a tar']);
@@ -104,7 +162,10 @@ describe('restoreOutcome', () => {
   test('stopped half-way (cache-timeout, or the worker ended): unfinished, so post saves nothing', () => {
     const half = Object.fromEntries(Object.entries(all()).slice(0, 2));
     assert.equal(restoreOutcome(selected, progressOf(half)).finished, false);
-    assert.equal(restoreOutcome(selected, progressOf(half, { error: 'restoring the cache took longer than 3 s (cache-timeout)' })).finished, false);
+    assert.equal(
+      restoreOutcome(selected, progressOf(half, { error: 'restoring the cache took longer than 3 s (cache-timeout)' })).finished,
+      false,
+    );
     assert.equal(restoreOutcome(selected, progressOf(all(), { error: 'cut off after the last entry' })).finished, false);
   });
 });

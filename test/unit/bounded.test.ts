@@ -20,6 +20,9 @@ describe('withDeadline', () => {
   });
 
   test("the operation's own failure comes through as it is", async () => {
-    await assert.rejects(withDeadline('the restore', 5_000, async () => Promise.reject(new Error('cache service down'))), { message: 'cache service down' });
+    await assert.rejects(
+      withDeadline('the restore', 5_000, async () => Promise.reject(new Error('cache service down'))),
+      { message: 'cache service down' },
+    );
   });
 });

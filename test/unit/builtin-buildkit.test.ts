@@ -14,7 +14,8 @@ describe("dockerd's own BuildKit and a reloaded mirror", () => {
     assert.deepEqual(engineRelease('28.0.4'), [28, 0]);
     assert.deepEqual(engineRelease('v29.1.0'), [29, 1]);
     assert.deepEqual(engineRelease('25.0.3~ce'), [25, 0]);
-    for (const unreadable of ['', 'dev', 'master-dockerproject-2026-11-01', '28']) assert.equal(engineRelease(unreadable), null, unreadable);
+    for (const unreadable of ['', 'dev', 'master-dockerproject-2026-11-01', '28'])
+      assert.equal(engineRelease(unreadable), null, unreadable);
   });
 
   test('20.10 to 24.0: BuildKit keeps the mirrors the daemon started with, on any address', () => {
@@ -45,10 +46,16 @@ describe("dockerd's own BuildKit and a reloaded mirror", () => {
 
   test('the notice says what docker build does, why, and both ways through the cache', () => {
     const atStart = builtInBuildkitNotice('20.10.24+dfsg1', LOOPBACK)!;
-    assert.match(atStart, /^`docker build` with BuildKit \(the default builder, also docker\/build-push-action without a builder of its own\) pulls its FROM images from Docker Hub directly, not through the cache: dockerd 20\.10\.24\+dfsg1 gives its BuildKit the registry mirrors it had when it started/);
+    assert.match(
+      atStart,
+      /^`docker build` with BuildKit \(the default builder, also docker\/build-push-action without a builder of its own\) pulls its FROM images from Docker Hub directly, not through the cache: dockerd 20\.10\.24\+dfsg1 gives its BuildKit the registry mirrors it had when it started/,
+    );
     assert.match(atStart, /Docker Engine 25 and later read the reloaded mirror/);
     const onBridge = builtInBuildkitNotice('26.1.4', BRIDGE)!;
-    assert.match(onBridge, /dockerd 26\.1\.4's BuildKit speaks plain HTTP only to a mirror on loopback, and this one listens on the Docker bridge/);
+    assert.match(
+      onBridge,
+      /dockerd 26\.1\.4's BuildKit speaks plain HTTP only to a mirror on loopback, and this one listens on the Docker bridge/,
+    );
     for (const notice of [atStart, onBridge]) {
       assert.match(notice, /a buildx builder given the `buildkitd-config` output \(docker\/setup-buildx-action\)/);
       assert.match(notice, /the classic builder \(`DOCKER_BUILDKIT=0`\)/);

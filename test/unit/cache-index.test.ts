@@ -58,7 +58,7 @@ describe('cache keys', () => {
     assert.match(packKey('p', [a, b]), /^p-pack-sha256-[0-9a-f]{64}$/);
   });
 
-  test('packKey does not reorder the caller\'s array', () => {
+  test("packKey does not reorder the caller's array", () => {
     const list = [digest('z'), digest('a')];
     const copy = [...list];
     packKey('p', list);
@@ -145,7 +145,10 @@ describe('planEntries', () => {
     large.forEach((d, i) => (blobs[d] = (10 - i) * MB)); // large0 is the largest
     const plan = planEntries('p', blobs, new Set(), '', 3);
     assert.equal(plan.entries.length, 3);
-    assert.deepEqual(plan.entries.map((e) => e.digests), [[digest('small')], [large[0]], [large[1]]]);
+    assert.deepEqual(
+      plan.entries.map((e) => e.digests),
+      [[digest('small')], [large[0]], [large[1]]],
+    );
     assert.deepEqual(plan.deferred, [large[2], large[3], large[4]]);
   });
 
@@ -200,7 +203,10 @@ describe('planEntries: blobs of a damaged entry', () => {
     const large = Array.from({ length: 4 }, (_, i) => digest(`large${i}`));
     const blobs = Object.fromEntries(large.map((d, i) => [d, (10 - i) * MB]));
     const plan = planEntries('p', blobs, new Set([large[3]]), 's', 2);
-    assert.deepEqual(plan.entries.map((e) => e.key), [blobKey('p', large[0]), blobKey('p', large[1])]);
+    assert.deepEqual(
+      plan.entries.map((e) => e.key),
+      [blobKey('p', large[0]), blobKey('p', large[1])],
+    );
     assert.deepEqual(plan.deferred, [large[2], large[3]]);
   });
 });
@@ -272,7 +278,13 @@ const ago = (ms: number) => new Date(NOW.getTime() - ms).toISOString();
 const daysAgo = (n: number) => ago(n * DAY);
 const NO_LIMIT: Budget = { maxBytes: 0, maxAgeDays: 0 };
 
-const image = (repository: string, reference: string, ms: string[], blobs: string[], lastUsed = TODAY): CachedImage => ({ repository, reference, manifests: ms, blobs, lastUsed });
+const image = (repository: string, reference: string, ms: string[], blobs: string[], lastUsed = TODAY): CachedImage => ({
+  repository,
+  reference,
+  manifests: ms,
+  blobs,
+  lastUsed,
+});
 const alphaImage = (lastUsed = TODAY) => image('library/alpha', '1', [d.ma], [d.ca, d.base, d.la], lastUsed);
 const betaImage = (lastUsed = TODAY) => image('library/beta', '2', [d.mb], [d.cb, d.base, d.lb], lastUsed);
 const gammaImage = (lastUsed = TODAY) => image('library/gamma', '3', [d.gi, d.g64], [d.cg, d.lg], lastUsed);
@@ -280,7 +292,10 @@ const deltaImage = (lastUsed = TODAY) => image('octo/delta', d.md, [d.md], [d.cd
 /** An image as imagesInStorage gives it: no lastUsed. */
 const seen = ({ lastUsed: _, ...rest }: CachedImage): Omit<CachedImage, 'lastUsed'> => rest;
 
-const entry = (...ds: string[]): EntryRef => (ds.length === 1 && sizes[ds[0]] >= PACK_BELOW_BYTES ? { key: blobKey('p', ds[0]), digests: ds } : { key: packKey('p', ds), digests: [...ds].sort() });
+const entry = (...ds: string[]): EntryRef =>
+  ds.length === 1 && sizes[ds[0]] >= PACK_BELOW_BYTES
+    ? { key: blobKey('p', ds[0]), digests: ds }
+    : { key: packKey('p', ds), digests: [...ds].sort() };
 const alphaEntries = [entry(d.ma, d.ca), entry(d.base), entry(d.la)];
 const betaEntries = [entry(d.mb, d.cb), entry(d.lb)];
 const gammaEntries = [entry(d.gi, d.g64, d.cg), entry(d.lg)];
@@ -299,7 +314,10 @@ const keys = (images: { repository: string; reference: string }[]) => images.map
 describe('selectImages', () => {
   test('no limits: every image, most recently used first, and every entry that holds what they need', () => {
     const stray = entry(digest('a blob no image needs'));
-    const index = indexOf([alphaImage(daysAgo(30)), gammaImage(daysAgo(2)), betaImage()], [...alphaEntries, ...betaEntries, ...gammaEntries, stray]);
+    const index = indexOf(
+      [alphaImage(daysAgo(30)), gammaImage(daysAgo(2)), betaImage()],
+      [...alphaEntries, ...betaEntries, ...gammaEntries, stray],
+    );
     const s = selectImages(index, NO_LIMIT, NOW);
     assert.deepEqual(keys(s.images), ['library/beta:2', 'library/gamma:3', 'library/alpha:1']);
     assert.deepEqual(s.dropped, []);
@@ -326,7 +344,10 @@ describe('selectImages', () => {
     const at = (lastUsed: string) => selectImages(indexOf([alphaImage(lastUsed)], alphaEntries), { maxBytes: 0, maxAgeDays: 7 }, NOW);
     // A hit-only job saves no index the same day, so the time stored may be that day's first use.
     assert.equal(at(`${new Date(NOW.getTime() - 7 * DAY).toISOString().slice(0, 10)}T00:00:01.000Z`).images.length, 1);
-    assert.deepEqual(at(`${new Date(NOW.getTime() - 8 * DAY).toISOString().slice(0, 10)}T23:59:59.000Z`).dropped.map((x) => x.reason), ['age']);
+    assert.deepEqual(
+      at(`${new Date(NOW.getTime() - 8 * DAY).toISOString().slice(0, 10)}T23:59:59.000Z`).dropped.map((x) => x.reason),
+      ['age'],
+    );
   });
 
   test('an index written with day-only lastUsed (YYYY-MM-DD) is read by its day', () => {
@@ -362,7 +383,10 @@ describe('selectImages', () => {
   });
 
   test('max-size: an image is never split; a smaller, older image that fits is still taken', () => {
-    const index = indexOf([alphaImage(), betaImage(daysAgo(1)), deltaImage(daysAgo(2))], [...alphaEntries, ...betaEntries, ...deltaEntries]);
+    const index = indexOf(
+      [alphaImage(), betaImage(daysAgo(1)), deltaImage(daysAgo(2))],
+      [...alphaEntries, ...betaEntries, ...deltaEntries],
+    );
     const budget = bytesOf(d.ma, d.ca, d.base, d.la) + 3 * MB; // beta needs 4 MB more, delta 2 MB more
     const s = selectImages(index, { maxBytes: budget, maxAgeDays: 0 }, NOW);
     assert.deepEqual(keys(s.images), ['library/alpha:1', `octo/delta@${d.md}`]);
@@ -381,7 +405,10 @@ describe('selectImages', () => {
 
   test('an image too old is dropped for age even when it would not fit either', () => {
     const s = selectImages(indexOf([alphaImage(daysAgo(10))], alphaEntries), { maxBytes: 1000, maxAgeDays: 7 }, NOW);
-    assert.deepEqual(s.dropped.map((x) => x.reason), ['age']);
+    assert.deepEqual(
+      s.dropped.map((x) => x.reason),
+      ['age'],
+    );
   });
 
   test('an index image counts its manifests and the blobs of the platform pulled', () => {
@@ -407,8 +434,15 @@ describe('selectImages', () => {
 
 describe('imagesInStorage', () => {
   const all = Object.keys(sizes);
-  const storage = (blobs: string[], repositories: Record<string, RepositoryLinks>): StorageState => ({ blobs: pick(...blobs), repositories });
-  const alphaLinks = (tags: Record<string, string> = { '1': d.ma }): RepositoryLinks => ({ tags, manifests: [d.ma], layers: [d.base, d.ca, d.la].sort() });
+  const storage = (blobs: string[], repositories: Record<string, RepositoryLinks>): StorageState => ({
+    blobs: pick(...blobs),
+    repositories,
+  });
+  const alphaLinks = (tags: Record<string, string> = { '1': d.ma }): RepositoryLinks => ({
+    tags,
+    manifests: [d.ma],
+    layers: [d.base, d.ca, d.la].sort(),
+  });
 
   test('each tag is an image: its manifest, then its config and layers in manifest order', () => {
     const images = imagesInStorage(storage(all, { 'library/alpha': alphaLinks({ '1': d.ma, latest: d.ma }) }), manifests);
@@ -431,7 +465,10 @@ describe('imagesInStorage', () => {
 
   test('an index of which only one platform was pulled: the index, that child, and its blobs', () => {
     const present = [d.gi, d.g64, d.cg, d.lg];
-    const images = imagesInStorage(storage(present, { 'library/gamma': { tags: { '3': d.gi }, manifests: [d.gi, d.g64], layers: [d.cg, d.lg] } }), manifests);
+    const images = imagesInStorage(
+      storage(present, { 'library/gamma': { tags: { '3': d.gi }, manifests: [d.gi, d.g64], layers: [d.cg, d.lg] } }),
+      manifests,
+    );
     assert.deepEqual(images, [{ repository: 'library/gamma', reference: '3', manifests: [d.gi, d.g64], blobs: [d.cg, d.lg] }]);
   });
 
@@ -453,7 +490,10 @@ describe('imagesInStorage', () => {
   });
 
   test('a platform manifest pulled by digest without its index is an image of its own', () => {
-    const images = imagesInStorage(storage([d.g64, d.cg, d.lg], { 'library/gamma': { tags: {}, manifests: [d.g64], layers: [d.cg, d.lg] } }), manifests);
+    const images = imagesInStorage(
+      storage([d.g64, d.cg, d.lg], { 'library/gamma': { tags: {}, manifests: [d.g64], layers: [d.cg, d.lg] } }),
+      manifests,
+    );
     assert.deepEqual(images, [{ repository: 'library/gamma', reference: d.g64, manifests: [d.g64], blobs: [d.cg, d.lg] }]);
   });
 
@@ -470,7 +510,9 @@ describe('imagesInStorage', () => {
   });
 
   test('a manifest that could not be read still makes an image, needing only itself', () => {
-    assert.deepEqual(imagesInStorage(storage(all, { 'library/alpha': alphaLinks() }), {}), [{ repository: 'library/alpha', reference: '1', manifests: [d.ma], blobs: [] }]);
+    assert.deepEqual(imagesInStorage(storage(all, { 'library/alpha': alphaLinks() }), {}), [
+      { repository: 'library/alpha', reference: '1', manifests: [d.ma], blobs: [] },
+    ]);
   });
 
   test('a repository with layers only, and an empty storage, give no image', () => {
@@ -542,7 +584,14 @@ describe('nextIndex', () => {
 
   test('entries that hold nothing an image needs are dropped', () => {
     // delta was in the previous index but is not in storage now (dropped by the budget, so not restored).
-    const index = nextIndex([...alphaEntries, ...deltaEntries, entry(digest('stray'))], [], [alphaImage(), deltaImage(daysAgo(9))], job([alphaImage()]), sizes, NOW);
+    const index = nextIndex(
+      [...alphaEntries, ...deltaEntries, entry(digest('stray'))],
+      [],
+      [alphaImage(), deltaImage(daysAgo(9))],
+      job([alphaImage()]),
+      sizes,
+      NOW,
+    );
     assert.deepEqual(keys(index.images), ['library/alpha:1']);
     assert.deepEqual(index.entries, byKey(alphaEntries));
     assert.deepEqual(Object.keys(index.blobs).sort(), [d.ma, d.ca, d.base, d.la].sort());
@@ -561,11 +610,24 @@ describe('nextIndex', () => {
   });
 
   test('nothing saved, nothing kept: an empty index', () => {
-    assert.deepEqual(nextIndex([], [], [], job([alphaImage()], alphaImage()), sizes, NOW), { version: 2, created: NOW.toISOString(), blobs: {}, entries: [], images: [] });
+    assert.deepEqual(nextIndex([], [], [], job([alphaImage()], alphaImage()), sizes, NOW), {
+      version: 2,
+      created: NOW.toISOString(),
+      blobs: {},
+      entries: [],
+      images: [],
+    });
   });
 
   test('the index round-trips through readIndex', () => {
-    const index = nextIndex(alphaEntries, gammaEntries, [alphaImage(daysAgo(2))], job([alphaImage(), gammaImage()], gammaImage()), sizes, NOW);
+    const index = nextIndex(
+      alphaEntries,
+      gammaEntries,
+      [alphaImage(daysAgo(2))],
+      job([alphaImage(), gammaImage()], gammaImage()),
+      sizes,
+      NOW,
+    );
     assert.deepEqual(read(JSON.stringify(index)), { index, invalid: [] });
   });
 });
@@ -575,7 +637,8 @@ describe('indexChanged', () => {
   const later = (ms: number) => new Date(NOW.getTime() + ms);
   const HOUR = 3_600_000;
   /** The index a run that pulled alpha saved at NOW, as the next run reads it back. */
-  const saved = (): CacheIndex => read(JSON.stringify(nextIndex([], alphaEntries, [], job([alphaImage()], alphaImage()), sizes, NOW))).index;
+  const saved = (): CacheIndex =>
+    read(JSON.stringify(nextIndex([], alphaEntries, [], job([alphaImage()], alphaImage()), sizes, NOW))).index;
 
   test('no previous index: changed only when there are entries', () => {
     assert.equal(indexChanged(null, nextIndex([], [], [], job([]), sizes, NOW)), false);
@@ -603,13 +666,25 @@ describe('indexChanged', () => {
 
   test('false when only the order of entries or images differs', () => {
     const previous = indexOf([alphaImage(), betaImage()], [...alphaEntries, ...betaEntries]);
-    const next: CacheIndex = { ...previous, created: later(HOUR).toISOString(), entries: [...previous.entries].reverse(), images: [...previous.images].reverse() };
+    const next: CacheIndex = {
+      ...previous,
+      created: later(HOUR).toISOString(),
+      entries: [...previous.entries].reverse(),
+      images: [...previous.images].reverse(),
+    };
     assert.equal(indexChanged(previous, next), false);
   });
 
   test('true with a new image', () => {
     const previous = saved();
-    const next = nextIndex(previous.entries, betaEntries, previous.images, job([alphaImage(), betaImage()], betaImage()), sizes, later(HOUR));
+    const next = nextIndex(
+      previous.entries,
+      betaEntries,
+      previous.images,
+      job([alphaImage(), betaImage()], betaImage()),
+      sizes,
+      later(HOUR),
+    );
     assert.equal(indexChanged(previous, next), true);
   });
 
@@ -626,7 +701,14 @@ describe('indexChanged', () => {
     const [ma2, ca2] = [digest('ma2'), digest('ca2')];
     const moved = image('library/alpha', '1', [ma2], [ca2, d.base, d.la]);
     const pack = { key: packKey('p', [ma2, ca2]), digests: [ma2, ca2].sort() };
-    const next = nextIndex(previous.entries, [pack], previous.images, job([moved], moved), { ...sizes, [ma2]: 510, [ca2]: 1510 }, later(HOUR));
+    const next = nextIndex(
+      previous.entries,
+      [pack],
+      previous.images,
+      job([moved], moved),
+      { ...sizes, [ma2]: 510, [ca2]: 1510 },
+      later(HOUR),
+    );
     assert.deepEqual(keys(next.images), ['library/alpha:1']);
     assert.equal(indexChanged(previous, next), true);
   });
@@ -658,7 +740,10 @@ describe('readIndex', () => {
   });
 
   test('refuses a file that is not an index', () => {
-    assert.throws(() => read(JSON.stringify({ version: 1, created: NOW.toISOString(), blobs: {}, entries: [], repositories: {} })), /format this version does not read/);
+    assert.throws(
+      () => read(JSON.stringify({ version: 1, created: NOW.toISOString(), blobs: {}, entries: [], repositories: {} })),
+      /format this version does not read/,
+    );
     assert.throws(() => read(JSON.stringify({ version: 2, entries: [], repositories: {} })), /format this version does not read/);
     assert.throws(() => read(JSON.stringify({ version: 2, images: [] })), /format this version does not read/);
     assert.throws(() => read(JSON.stringify([valid()])), /format this version does not read/);
@@ -668,7 +753,11 @@ describe('readIndex', () => {
   const badImages: [string, unknown, RegExp][] = [
     ['a repository that climbs out', { ...alphaImage(), repository: '../../../tmp/x' }, /not a repository name/],
     ['an absolute repository', { ...alphaImage(), repository: '/etc/docker' }, /not a repository name/],
-    ['a repository with a NUL byte', { ...alphaImage(), repository: 'library/al\u0000pha' }, /image 1 \(library\/al\?pha\): not a repository name/],
+    [
+      'a repository with a NUL byte',
+      { ...alphaImage(), repository: 'library/al\u0000pha' },
+      /image 1 \(library\/al\?pha\): not a repository name/,
+    ],
     ['upper case', { ...alphaImage(), repository: 'Library/Alpha' }, /not a repository name/],
     ['a component with ..', { ...alphaImage(), repository: 'library/../alpha' }, /not a repository name/],
     ['a host that is not one', { ...alphaImage(), repository: '..:1/alpha' }, /not a repository name/],
@@ -693,10 +782,13 @@ describe('readIndex', () => {
     });
   }
 
-  test("leaves out quietly the images of registries this run does not cache", () => {
+  test('leaves out quietly the images of registries this run does not cache', () => {
     const { index, invalid } = withImage({ ...alphaImage(), repository: 'quay.io/org/tool' });
     assert.deepEqual([index.images, invalid], [[deltaImage()], []]);
-    assert.deepEqual(readIndex(JSON.stringify({ ...valid(), images: [{ ...alphaImage(), repository: 'ghcr.io/org/tool' }] }), RULES).index.images.length, 1);
+    assert.deepEqual(
+      readIndex(JSON.stringify({ ...valid(), images: [{ ...alphaImage(), repository: 'ghcr.io/org/tool' }] }), RULES).index.images.length,
+      1,
+    );
   });
 
   const badEntries: [string, unknown, RegExp][] = [

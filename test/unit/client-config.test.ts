@@ -52,11 +52,15 @@ describe('buildkitdToml', () => {
 describe('registriesConf', () => {
   test('containers-registries.conf v2: each registry by its name, its mirror by host:port over plain HTTP', () => {
     assert.deepEqual(parse(registriesConf(mirrors)), {
-      registry: mirrors.map((m) => ({ prefix: m.registry, location: m.registry, mirror: [{ location: new URL(m.url).host, insecure: true }] })),
+      registry: mirrors.map((m) => ({
+        prefix: m.registry,
+        location: m.registry,
+        mirror: [{ location: new URL(m.url).host, insecure: true }],
+      })),
     });
   });
 
-  test('the drop-in goes where podman reads it: system-wide for root, else under the user\'s home', () => {
+  test("the drop-in goes where podman reads it: system-wide for root, else under the user's home", () => {
     assert.equal(defaultRegistriesConfDir(0, '/root'), '/etc/containers/registries.conf.d');
     assert.equal(defaultRegistriesConfDir(1001, '/home/runner'), '/home/runner/.config/containers/registries.conf.d');
   });
@@ -77,7 +81,10 @@ describe('k3sRegistriesYaml', () => {
 test('writeClientConfigs: HOSTS_DIR/REGISTRY/hosts.toml per mirror, the buildkitd.toml and registries.yaml', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'client-config-'));
   try {
-    await writeClientConfigs({ hostsDir: join(dir, 'hosts.d'), buildkitdConfig: join(dir, 'buildkitd.toml'), k3sRegistries: join(dir, 'registries.yaml') }, mirrors);
+    await writeClientConfigs(
+      { hostsDir: join(dir, 'hosts.d'), buildkitdConfig: join(dir, 'buildkitd.toml'), k3sRegistries: join(dir, 'registries.yaml') },
+      mirrors,
+    );
     for (const m of mirrors) assert.equal(await readFile(join(dir, 'hosts.d', m.registry, 'hosts.toml'), 'utf8'), hostsToml(m));
     assert.equal(await readFile(join(dir, 'buildkitd.toml'), 'utf8'), buildkitdToml(mirrors));
     assert.equal(await readFile(join(dir, 'registries.yaml'), 'utf8'), k3sRegistriesYaml(mirrors));

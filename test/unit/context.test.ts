@@ -65,7 +65,16 @@ describe('parseInputs: defaults', () => {
   });
 
   test('whitespace-only values count as unset', () => {
-    const i = parse({ upstream: '   ', 'cache-key': ' ', port: '  ', save: ' ', 'fail-on-error': '\t', 'registry-version': ' ', 'max-size': ' ', 'max-age': '\t' });
+    const i = parse({
+      upstream: '   ',
+      'cache-key': ' ',
+      port: '  ',
+      save: ' ',
+      'fail-on-error': '\t',
+      'registry-version': ' ',
+      'max-size': ' ',
+      'max-age': '\t',
+    });
     assert.equal(i.upstream, DEFAULTS.upstream);
     assert.equal(i.cacheKey, 'pull-cache');
     assert.equal(i.port, 0);
@@ -93,7 +102,10 @@ describe('parseInputs: Docker Hub credentials', () => {
   });
 
   test('the refusal does not print the token', () => {
-    assert.throws(() => parse({ 'dockerhub-token': 'dckr_pat_secret' }), (e: Error) => !e.message.includes('dckr_pat_secret'));
+    assert.throws(
+      () => parse({ 'dockerhub-token': 'dckr_pat_secret' }),
+      (e: Error) => !e.message.includes('dckr_pat_secret'),
+    );
   });
 });
 
@@ -106,12 +118,19 @@ describe('parseInputs: URLs', () => {
   test('trailing slashes are removed from upstream and registry-download-url', () => {
     assert.equal(parse({ upstream: 'https://registry-1.docker.io/' }).upstream, 'https://registry-1.docker.io');
     assert.equal(parse({ upstream: 'http://127.0.0.1:5001///' }).upstream, 'http://127.0.0.1:5001');
-    assert.equal(parse({ 'registry-download-url': 'https://mirror.example/releases/' }).registryDownloadUrl, 'https://mirror.example/releases');
+    assert.equal(
+      parse({ 'registry-download-url': 'https://mirror.example/releases/' }).registryDownloadUrl,
+      'https://mirror.example/releases',
+    );
   });
 
   for (const bad of ['ftp://registry.example', 'file:///etc/passwd', 'registry-1.docker.io', 'not a url']) {
     test(`upstream "${bad}" is refused as not an http(s) URL`, () => {
-      refuses({ upstream: bad }, /^upstream must be an http:\/\/ or https:\/\/ URL/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
+      refuses(
+        { upstream: bad },
+        /^upstream must be an http:\/\/ or https:\/\/ URL/,
+        new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`),
+      );
     });
   }
 
@@ -182,7 +201,11 @@ describe('parseInputs: max-size', () => {
 
   for (const bad of ['2G', '500M', 'big', '-1GB', '1e9', '1,5GB', '.5GB', '5.GB', '2 GBs', '2PB', 'GB', '2GB 500MB', '0x10']) {
     test(`max-size "${bad}" is refused, naming the input and the allowed forms`, () => {
-      refuses({ 'max-size': bad }, /^max-size must be a size such as 500MiB, 2GiB or 1\.5GB \(0 for no limit\)/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
+      refuses(
+        { 'max-size': bad },
+        /^max-size must be a size such as 500MiB, 2GiB or 1\.5GB \(0 for no limit\)/,
+        new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`),
+      );
     });
   }
 });
@@ -207,7 +230,11 @@ describe('parseInputs: max-age', () => {
 
   for (const bad of ['1w', '7days', '-1', '1.5d', '7h', 'd', 'week', '7dd', '1e3']) {
     test(`max-age "${bad}" is refused, naming the input and the allowed form`, () => {
-      refuses({ 'max-age': bad }, /^max-age must be a number of days such as 7d \(0 for no limit\)/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
+      refuses(
+        { 'max-age': bad },
+        /^max-age must be a number of days such as 7d \(0 for no limit\)/,
+        new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`),
+      );
     });
   }
 });
@@ -224,7 +251,8 @@ describe('parseInputs: booleans', () => {
 
   for (const bad of ['yes', 'no', '1', '0', 'on']) {
     test(`save "${bad}" is refused`, () => refuses({ save: bad }, /^save must be true or false/, new RegExp(`got "${bad}"`)));
-    test(`fail-on-error "${bad}" is refused`, () => refuses({ 'fail-on-error': bad }, /^fail-on-error must be true or false/, new RegExp(`got "${bad}"`)));
+    test(`fail-on-error "${bad}" is refused`, () =>
+      refuses({ 'fail-on-error': bad }, /^fail-on-error must be true or false/, new RegExp(`got "${bad}"`)));
   }
 });
 
@@ -246,7 +274,11 @@ describe('parseInputs: cache-timeout', () => {
 
   for (const bad of ['0', '3601', '10000', '99999', '-1', '1.5', '60s', '5m', 'abc', '1e3', '+60', '0x10', '123456']) {
     test(`cache-timeout "${bad}" is refused, naming the input and the range`, () => {
-      refuses({ 'cache-timeout': bad }, /^cache-timeout must be a whole number of seconds from 1 to 3600/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
+      refuses(
+        { 'cache-timeout': bad },
+        /^cache-timeout must be a whole number of seconds from 1 to 3600/,
+        new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`),
+      );
     });
   }
 });
@@ -271,7 +303,7 @@ describe('parseInputs: prefetch and prefetch-concurrency', () => {
     assert.equal(parse({ 'prefetch-concurrency': ' 8 ' }).prefetchConcurrency, 8);
   });
 
-  test('empty prefetch-concurrency means the runner\'s core count, at least 2', () => {
+  test("empty prefetch-concurrency means the runner's core count, at least 2", () => {
     const expected = Math.max(2, availableParallelism());
     assert.equal(parse({ 'prefetch-concurrency': '' }).prefetchConcurrency, expected);
     assert.equal(parse({ 'prefetch-concurrency': '  ' }).prefetchConcurrency, expected);
@@ -280,7 +312,11 @@ describe('parseInputs: prefetch and prefetch-concurrency', () => {
 
   for (const bad of ['0', '33', '64', '100', '-1', '2.5', 'four', 'auto', '+4', '1e1']) {
     test(`prefetch-concurrency "${bad}" is refused, saying the range`, () => {
-      refuses({ 'prefetch-concurrency': bad }, /^prefetch-concurrency must be a whole number from 1 to 32, or empty for the runner's core count/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`));
+      refuses(
+        { 'prefetch-concurrency': bad },
+        /^prefetch-concurrency must be a whole number from 1 to 32, or empty for the runner's core count/,
+        new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`),
+      );
     });
   }
 });
@@ -295,7 +331,8 @@ describe('parseInputs: cache-private', () => {
   });
 
   for (const bad of ['yes', 'no', '1', '0', 'on']) {
-    test(`cache-private "${bad}" is refused`, () => refuses({ 'cache-private': bad }, /^cache-private must be true or false/, new RegExp(`got "${bad}"`)));
+    test(`cache-private "${bad}" is refused`, () =>
+      refuses({ 'cache-private': bad }, /^cache-private must be true or false/, new RegExp(`got "${bad}"`)));
   }
 });
 
@@ -311,7 +348,11 @@ describe('parseInputs: registry version and checksum', () => {
 
   for (const bad of ['2.8', 'latest', '2.8.3.1', '3', 'vv2.8.3', '2.8.x', 'V2.8.3']) {
     test(`registry-version "${bad}" is refused with an example`, () => {
-      refuses({ 'registry-version': bad }, /^registry-version must be a release version such as 3\.1\.1 or 2\.8\.3/, new RegExp(`got "${bad}"`));
+      refuses(
+        { 'registry-version': bad },
+        /^registry-version must be a release version such as 3\.1\.1 or 2\.8\.3/,
+        new RegExp(`got "${bad}"`),
+      );
     });
   }
 
@@ -334,23 +375,36 @@ describe('parseInputs: registry version and checksum', () => {
 
 describe('parseInputs: daemon-config, registry-path and port', () => {
   test('an absolute daemon-config is kept', () => {
-    assert.equal(parse({ 'daemon-config': '/home/runner/.config/docker/daemon.json' }).daemonConfig, '/home/runner/.config/docker/daemon.json');
+    assert.equal(
+      parse({ 'daemon-config': '/home/runner/.config/docker/daemon.json' }).daemonConfig,
+      '/home/runner/.config/docker/daemon.json',
+    );
   });
 
   test('daemon-config none: a daemon the action may not touch (null); None or a path named none are not it', () => {
     assert.equal(parse({ 'daemon-config': 'none' }).daemonConfig, null);
-    refuses({ 'daemon-config': 'None' }, /^daemon-config must be an absolute path, or none for a daemon the action may not touch, got "None"/);
+    refuses(
+      { 'daemon-config': 'None' },
+      /^daemon-config must be an absolute path, or none for a daemon the action may not touch, got "None"/,
+    );
   });
 
   for (const bad of ['daemon.json', './daemon.json', '~/.config/docker/daemon.json', 'etc/docker/daemon.json']) {
-    test(`relative daemon-config "${bad}" is refused`, () => refuses({ 'daemon-config': bad }, /^daemon-config must be an absolute path/, /got "/));
+    test(`relative daemon-config "${bad}" is refused`, () =>
+      refuses({ 'daemon-config': bad }, /^daemon-config must be an absolute path/, /got "/));
   }
 
   test('registries-conf-d: empty for the default directory, none for no drop-in, else an absolute path', () => {
     assert.equal(parse({}).registriesConfDir, '');
     assert.equal(parse({ 'registries-conf-d': 'none' }).registriesConfDir, null);
-    assert.equal(parse({ 'registries-conf-d': '/home/runner/.config/containers/registries.conf.d' }).registriesConfDir, '/home/runner/.config/containers/registries.conf.d');
-    refuses({ 'registries-conf-d': '.config/containers' }, /^registries-conf-d must be an absolute path, empty for the directory your podman reads, or none, got "\.config\/containers"/);
+    assert.equal(
+      parse({ 'registries-conf-d': '/home/runner/.config/containers/registries.conf.d' }).registriesConfDir,
+      '/home/runner/.config/containers/registries.conf.d',
+    );
+    refuses(
+      { 'registries-conf-d': '.config/containers' },
+      /^registries-conf-d must be an absolute path, empty for the directory your podman reads, or none, got "\.config\/containers"/,
+    );
   });
 
   test('registry-path is passed through', () => {
@@ -365,7 +419,12 @@ describe('parseInputs: daemon-config, registry-path and port', () => {
   });
 
   for (const bad of ['0', '65536', '-1', '80.5', 'abc', '5000/tcp', '99999999', '0x1F90', '8e3', '+80', '80.0']) {
-    test(`port "${bad}" is refused, saying the range`, () => refuses({ port: bad }, /^port must be a whole number from 1 to 65535, or empty for a free loopback port/, new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`)));
+    test(`port "${bad}" is refused, saying the range`, () =>
+      refuses(
+        { port: bad },
+        /^port must be a whole number from 1 to 65535, or empty for a free loopback port/,
+        new RegExp(`got "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`),
+      ));
   }
 });
 
@@ -377,7 +436,10 @@ describe('runnerArch', () => {
 
   test('other architectures are refused, naming the supported ones', () => {
     for (const arch of ['ia32', 'arm', 's390x', 'ppc64']) {
-      assert.throws(() => runnerArch(arch as NodeJS.Architecture), new RegExp(`runner architecture ${arch} is not supported.*x64 \\(amd64\\) and arm64`));
+      assert.throws(
+        () => runnerArch(arch as NodeJS.Architecture),
+        new RegExp(`runner architecture ${arch} is not supported.*x64 \\(amd64\\) and arm64`),
+      );
     }
   });
 
@@ -389,7 +451,12 @@ describe('runnerArch', () => {
 
 describe('parseInputs: registries, registry-credentials, listen', () => {
   test('hosts by commas, spaces or new lines, lower-cased; Docker Hub by any of its names is docker.io', () => {
-    assert.deepEqual(parse({ registries: 'docker.io, GHCR.io\nquay.io registry.k8s.io' }).registries, ['docker.io', 'ghcr.io', 'quay.io', 'registry.k8s.io']);
+    assert.deepEqual(parse({ registries: 'docker.io, GHCR.io\nquay.io registry.k8s.io' }).registries, [
+      'docker.io',
+      'ghcr.io',
+      'quay.io',
+      'registry.k8s.io',
+    ]);
     assert.deepEqual(parse({ registries: 'registry-1.docker.io' }).registries, ['docker.io']);
     assert.deepEqual(parse({ registries: 'index.docker.io,localhost:5000' }).registries, ['docker.io', 'localhost:5000']);
   });
@@ -398,22 +465,40 @@ describe('parseInputs: registries, registry-credentials, listen', () => {
     refuses({ registries: 'ghcr' }, /^registries: "ghcr" is not a registry host/, /docker\.io, ghcr\.io/);
     refuses({ registries: 'https://ghcr.io' }, /^registries: "https:\/\/ghcr\.io" is not a registry host/);
     refuses({ registries: 'docker.io registry-1.docker.io' }, /^registries: docker\.io is listed twice/);
-    refuses({ registries: Array.from({ length: 11 }, (_, i) => `r${i}.example.com`).join(',') }, /^registries: at most 10 registries, got 11/);
+    refuses(
+      { registries: Array.from({ length: 11 }, (_, i) => `r${i}.example.com`).join(',') },
+      /^registries: at most 10 registries, got 11/,
+    );
   });
 
-  test('HOST=URL: the upstream of that registry\'s mirror, an organisation mirror; refused for Docker Hub, or when not a plain http(s) URL', () => {
+  test("HOST=URL: the upstream of that registry's mirror, an organisation mirror; refused for Docker Hub, or when not a plain http(s) URL", () => {
     const i = parse({ registries: 'docker.io\nGHCR.io=https://nexus.example:8444/ quay.io' });
     assert.deepEqual(i.registries, ['docker.io', 'ghcr.io', 'quay.io']);
     assert.deepEqual(i.registryUpstreams, { 'ghcr.io': 'https://nexus.example:8444' });
-    refuses({ registries: 'docker.io=https://hub-mirror.example' }, /^registries: give Docker Hub's upstream \(https:\/\/hub-mirror\.example\) as the upstream input, not as docker\.io=URL/);
-    refuses({ registries: 'ghcr.io=nexus.example:8444' }, /^registries: the upstream of ghcr\.io must be an http:\/\/ or https:\/\/ URL, got "nexus\.example:8444"/);
-    refuses({ registries: 'ghcr.io=https://me:pw@nexus.example' }, /^registries: the upstream of ghcr\.io must not carry credentials in the URL/);
+    refuses(
+      { registries: 'docker.io=https://hub-mirror.example' },
+      /^registries: give Docker Hub's upstream \(https:\/\/hub-mirror\.example\) as the upstream input, not as docker\.io=URL/,
+    );
+    refuses(
+      { registries: 'ghcr.io=nexus.example:8444' },
+      /^registries: the upstream of ghcr\.io must be an http:\/\/ or https:\/\/ URL, got "nexus\.example:8444"/,
+    );
+    refuses(
+      { registries: 'ghcr.io=https://me:pw@nexus.example' },
+      /^registries: the upstream of ghcr\.io must not carry credentials in the URL/,
+    );
     refuses({ registries: '=https://nexus.example' }, /^registries: "" is not a registry host/);
   });
 
   test('registry-credentials: HOST=USERNAME:TOKEN per line for listed registries; a token may hold colons', () => {
-    const i = parse({ registries: 'docker.io ghcr.io quay.io', 'registry-credentials': 'ghcr.io=octocat:ghp_abc\n\nquay.io = robot+ci:tok:en\n' });
-    assert.deepEqual(i.registryCredentials, { 'ghcr.io': { username: 'octocat', password: 'ghp_abc' }, 'quay.io': { username: 'robot+ci', password: 'tok:en' } });
+    const i = parse({
+      registries: 'docker.io ghcr.io quay.io',
+      'registry-credentials': 'ghcr.io=octocat:ghp_abc\n\nquay.io = robot+ci:tok:en\n',
+    });
+    assert.deepEqual(i.registryCredentials, {
+      'ghcr.io': { username: 'octocat', password: 'ghp_abc' },
+      'quay.io': { username: 'robot+ci', password: 'tok:en' },
+    });
   });
 
   test('registry-credentials that cannot be used are refused without quoting the token', () => {
@@ -424,17 +509,24 @@ describe('parseInputs: registries, registry-credentials, listen', () => {
       [`docker.io=me:${secret}`, /dockerhub-username and dockerhub-token/],
       [`ghcr.io=me:${secret}\nghcr.io=you:${secret}`, /^registry-credentials: ghcr\.io is given twice/],
     ] as const) {
-      assert.throws(() => parse({ registries: 'docker.io,ghcr.io', 'registry-credentials': value }), (e: Error) => {
-        assert.ok(e instanceof InputError);
-        assert.match(e.message, pattern);
-        assert.ok(!e.message.includes(secret), e.message);
-        return true;
-      });
+      assert.throws(
+        () => parse({ registries: 'docker.io,ghcr.io', 'registry-credentials': value }),
+        (e: Error) => {
+          assert.ok(e instanceof InputError);
+          assert.match(e.message, pattern);
+          assert.ok(!e.message.includes(secret), e.message);
+          return true;
+        },
+      );
     }
   });
 
   test('credentialSecrets: the token of each line, or all after the host of a line of another shape', () => {
-    assert.deepEqual(credentialSecrets('ghcr.io=octocat:ghp_abc\nquay.io=robot:tok:en\n\nbroken=onlytoken'), ['ghp_abc', 'tok:en', 'onlytoken']);
+    assert.deepEqual(credentialSecrets('ghcr.io=octocat:ghp_abc\nquay.io=robot:tok:en\n\nbroken=onlytoken'), [
+      'ghp_abc',
+      'tok:en',
+      'onlytoken',
+    ]);
   });
 
   test('listen: loopback or docker-bridge', () => {

@@ -2,7 +2,16 @@
 // action cannot read safely is left alone with a message naming the file.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { clearingMirrors, digestOf, mirrorIsLive, restoredConfig, usesContainerdStore, withMirror, withoutMirror, MIRRORS_KEY } from '../../src/daemon-config.js';
+import {
+  clearingMirrors,
+  digestOf,
+  mirrorIsLive,
+  restoredConfig,
+  usesContainerdStore,
+  withMirror,
+  withoutMirror,
+  MIRRORS_KEY,
+} from '../../src/daemon-config.js';
 
 const PATH = '/etc/docker/daemon.json';
 const MIRROR = 'http://127.0.0.1:41234';
@@ -61,13 +70,21 @@ describe('withMirror', () => {
 
   test('invalid JSON is refused, naming the file, and saying it was left alone', () => {
     for (const original of ['{"debug": true,}', '{debug: true}', '{"a": 1', 'registry-mirrors = []']) {
-      assert.throws(() => withMirror(original, MIRROR, '/custom/daemon.json'), (e: Error) => e.message.startsWith('/custom/daemon.json is not valid JSON') && /left as it is/.test(e.message), original);
+      assert.throws(
+        () => withMirror(original, MIRROR, '/custom/daemon.json'),
+        (e: Error) => e.message.startsWith('/custom/daemon.json is not valid JSON') && /left as it is/.test(e.message),
+        original,
+      );
     }
   });
 
   test('JSON that is not an object is refused, naming the file', () => {
     for (const original of ['[]', '["http://x"]', '"text"', '42', 'null', 'true']) {
-      assert.throws(() => withMirror(original, MIRROR, '/custom/daemon.json'), /^Error: \/custom\/daemon\.json does not hold a JSON object/, original);
+      assert.throws(
+        () => withMirror(original, MIRROR, '/custom/daemon.json'),
+        /^Error: \/custom\/daemon\.json does not hold a JSON object/,
+        original,
+      );
     }
   });
 
@@ -75,7 +92,9 @@ describe('withMirror', () => {
     for (const mirrors of ['"https://mirror.gcr.io"', '{"a": "b"}', '[1, 2]', '["https://ok.example", 3]', '[["nested"]]']) {
       assert.throws(
         () => withMirror(`{"${MIRRORS_KEY}": ${mirrors}}`, MIRROR, '/custom/daemon.json'),
-        (e: Error) => e.message.startsWith('/custom/daemon.json has a "registry-mirrors" that is not a list of URLs') && /left as it is/.test(e.message),
+        (e: Error) =>
+          e.message.startsWith('/custom/daemon.json has a "registry-mirrors" that is not a list of URLs') &&
+          /left as it is/.test(e.message),
         mirrors,
       );
     }
@@ -85,9 +104,15 @@ describe('withMirror', () => {
     assert.deepEqual(parsed(withMirror(`{"${MIRRORS_KEY}": []}`, MIRROR, PATH))[MIRRORS_KEY], [MIRROR]);
   });
 
-  test('only inserts: the user\'s formatting, order and spacing are kept around it', () => {
-    assert.equal(withMirror('{\n\t"debug": true,\n\t"log-level": "warn"\n}\n', MIRROR, PATH), `{\n\t"registry-mirrors": ["${MIRROR}"],\n\t"debug": true,\n\t"log-level": "warn"\n}\n`);
-    assert.equal(withMirror('{"registry-mirrors": [ "https://mirror.gcr.io" ], "debug": true}', MIRROR, PATH), `{"registry-mirrors": [ "${MIRROR}", "https://mirror.gcr.io" ], "debug": true}`);
+  test("only inserts: the user's formatting, order and spacing are kept around it", () => {
+    assert.equal(
+      withMirror('{\n\t"debug": true,\n\t"log-level": "warn"\n}\n', MIRROR, PATH),
+      `{\n\t"registry-mirrors": ["${MIRROR}"],\n\t"debug": true,\n\t"log-level": "warn"\n}\n`,
+    );
+    assert.equal(
+      withMirror('{"registry-mirrors": [ "https://mirror.gcr.io" ], "debug": true}', MIRROR, PATH),
+      `{"registry-mirrors": [ "${MIRROR}", "https://mirror.gcr.io" ], "debug": true}`,
+    );
     assert.equal(withMirror('{"debug":true}', MIRROR, PATH), `{"registry-mirrors": ["${MIRROR}"],"debug":true}`);
   });
 
@@ -103,15 +128,24 @@ describe('withMirror', () => {
 
 describe('withoutMirror: only what the action added leaves', () => {
   test('undoes withMirror exactly, whatever the formatting', () => {
-    for (const original of ['{"debug": true}\n', '{\n\t"debug": true,\n\t"log-level": "warn"\n}', '{}', '{\n  "registry-mirrors": [\n    "https://mirror.gcr.io"\n  ]\n}\n', '{"registry-mirrors": [], "x": 1}']) {
+    for (const original of [
+      '{"debug": true}\n',
+      '{\n\t"debug": true,\n\t"log-level": "warn"\n}',
+      '{}',
+      '{\n  "registry-mirrors": [\n    "https://mirror.gcr.io"\n  ]\n}\n',
+      '{"registry-mirrors": [], "x": 1}',
+    ]) {
       const keepEmpty = original.includes('[]');
       assert.equal(withoutMirror(withMirror(original, MIRROR, PATH), MIRROR, PATH, keepEmpty), original, original);
     }
   });
 
-  test('a job step\'s own edit (another tool\'s formatting) is kept; only our mirror and the key we added go', () => {
+  test("a job step's own edit (another tool's formatting) is kept; only our mirror and the key we added go", () => {
     const edited = `{\n    "registry-mirrors": [\n        "${MIRROR}"\n    ],\n    "debug": true,\n    "insecure-registries": [\n        "registry.internal:5000"\n    ]\n}\n`;
-    assert.equal(withoutMirror(edited, MIRROR, PATH, false), '{\n    "debug": true,\n    "insecure-registries": [\n        "registry.internal:5000"\n    ]\n}\n');
+    assert.equal(
+      withoutMirror(edited, MIRROR, PATH, false),
+      '{\n    "debug": true,\n    "insecure-registries": [\n        "registry.internal:5000"\n    ]\n}\n',
+    );
   });
 
   test('other mirrors stay, in order; a trailing slash or a repeat of ours goes too', () => {
@@ -126,19 +160,32 @@ describe('withoutMirror: only what the action added leaves', () => {
   });
 
   test('a list that did not hold our mirror is left alone, even empty', () => {
-    for (const current of ['{"registry-mirrors": []}', '{"registry-mirrors": ["https://a.example"]}', '{"debug": true}', '', '{"registry-mirrors": null}']) {
+    for (const current of [
+      '{"registry-mirrors": []}',
+      '{"registry-mirrors": ["https://a.example"]}',
+      '{"debug": true}',
+      '',
+      '{"registry-mirrors": null}',
+    ]) {
       assert.equal(withoutMirror(current, MIRROR, PATH, false), current);
     }
   });
 
   test('JSON a job step broke is refused with the outcome given', () => {
-    assert.throws(() => withoutMirror('{"debug": tru', MIRROR, '/x/daemon.json', false, 'left as it is'), /^Error: \/x\/daemon\.json is not valid JSON \(.*\); left as it is$/);
+    assert.throws(
+      () => withoutMirror('{"debug": tru', MIRROR, '/x/daemon.json', false, 'left as it is'),
+      /^Error: \/x\/daemon\.json is not valid JSON \(.*\); left as it is$/,
+    );
   });
 });
 
 describe('restoredConfig: what post leaves in daemon.json', () => {
   const ORIGINAL = '{\n\t"debug": true\n}\n';
-  const saved = (original: string | null, written: string) => ({ original: original === null ? null : Buffer.from(original), written: digestOf(written), mirror: MIRROR });
+  const saved = (original: string | null, written: string) => ({
+    original: original === null ? null : Buffer.from(original),
+    written: digestOf(written),
+    mirror: MIRROR,
+  });
   const text = (b: Buffer | null) => b?.toString('utf8') ?? null;
 
   test('unchanged since main: the original, byte for byte; or no file when there was none', () => {
@@ -153,10 +200,13 @@ describe('restoredConfig: what post leaves in daemon.json', () => {
   test('changed since main: the change is kept, our mirror goes', () => {
     const merged = withMirror(ORIGINAL, MIRROR, PATH);
     const edited = merged.replace('"debug": true', '"debug": true,\n\t"insecure-registries": ["registry.internal:5000"]');
-    assert.equal(text(restoredConfig(Buffer.from(edited), saved(ORIGINAL, merged), PATH)), '{\n\t"debug": true,\n\t"insecure-registries": ["registry.internal:5000"]\n}\n');
+    assert.equal(
+      text(restoredConfig(Buffer.from(edited), saved(ORIGINAL, merged), PATH)),
+      '{\n\t"debug": true,\n\t"insecure-registries": ["registry.internal:5000"]\n}\n',
+    );
   });
 
-  test('main stopped before it wrote (or a step took our mirror out itself): the file\'s own bytes stay', () => {
+  test("main stopped before it wrote (or a step took our mirror out itself): the file's own bytes stay", () => {
     const current = Buffer.concat([Buffer.from('{"labels": ["'), Buffer.from([0xff]), Buffer.from('"]}\n')]);
     assert.equal(restoredConfig(current, saved(ORIGINAL, withMirror(ORIGINAL, MIRROR, PATH)), PATH), current);
   });
@@ -166,7 +216,10 @@ describe('restoredConfig: what post leaves in daemon.json', () => {
   });
 
   test('changed into something that is not JSON: refused, saying the mirror may still be named', () => {
-    assert.throws(() => restoredConfig(Buffer.from('{"debug": '), saved(ORIGINAL, withMirror(ORIGINAL, MIRROR, PATH)), '/x/daemon.json'), /\/x\/daemon\.json is not valid JSON .*changed during the job and left as it is.*http:\/\/127\.0\.0\.1:41234/);
+    assert.throws(
+      () => restoredConfig(Buffer.from('{"debug": '), saved(ORIGINAL, withMirror(ORIGINAL, MIRROR, PATH)), '/x/daemon.json'),
+      /\/x\/daemon\.json is not valid JSON .*changed during the job and left as it is.*http:\/\/127\.0\.0\.1:41234/,
+    );
   });
 
   test('two jobs on one daemon.json, posts in either order: the original comes back byte for byte', () => {
@@ -226,7 +279,13 @@ describe('usesContainerdStore (docker info DriverStatus)', () => {
   });
 
   test('the classic store (overlay2, vfs) or no answer is not', () => {
-    assert.equal(usesContainerdStore([['Backing Filesystem', 'extfs'], ['Supports d_type', 'true']]), false);
+    assert.equal(
+      usesContainerdStore([
+        ['Backing Filesystem', 'extfs'],
+        ['Supports d_type', 'true'],
+      ]),
+      false,
+    );
     assert.equal(usesContainerdStore(null), false);
     assert.equal(usesContainerdStore([]), false);
   });

@@ -36,19 +36,26 @@ describe('daemonConfigOf (the file a dockerd reads)', () => {
 
   test('a rootful dockerd without the flag: /etc/docker/daemon.json', () => {
     assert.equal(daemonConfigOf(['/usr/bin/dockerd', '-H', 'fd://'], ['HOME=/root']), '/etc/docker/daemon.json');
-    assert.equal(daemonConfigOf(['/usr/bin/dockerd'], []), '/etc/docker/daemon.json', 'an environment it cannot read (root\'s, to a runner user)');
+    assert.equal(
+      daemonConfigOf(['/usr/bin/dockerd'], []),
+      '/etc/docker/daemon.json',
+      "an environment it cannot read (root's, to a runner user)",
+    );
   });
 
-  test('a rootless dockerd (run by RootlessKit) without the flag: the user\'s config directory', () => {
+  test("a rootless dockerd (run by RootlessKit) without the flag: the user's config directory", () => {
     assert.equal(daemonConfigOf(['dockerd'], rootless), '/home/runner/.config/docker/daemon.json');
     assert.equal(daemonConfigOf(['dockerd'], [...rootless, 'XDG_CONFIG_HOME=/srv/cfg']), '/srv/cfg/docker/daemon.json');
   });
 });
 
 describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', () => {
-  const mirrors = [{ registry: 'ghcr.io', url: 'http://127.0.0.1:40002' }, { registry: 'quay.io', url: 'http://127.0.0.1:40003' }];
+  const mirrors = [
+    { registry: 'ghcr.io', url: 'http://127.0.0.1:40002' },
+    { registry: 'quay.io', url: 'http://127.0.0.1:40003' },
+  ];
 
-  test('containerd image store: a hosts.toml per mirror, the user\'s own kept; post leaves certs.d as it was', async () => {
+  test("containerd image store: a hosts.toml per mirror, the user's own kept; post leaves certs.d as it was", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'certs-d-'));
     try {
       const config = join(dir, 'daemon.json');
@@ -56,7 +63,12 @@ describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', 
       await mkdir(join(dir, 'certs.d', 'quay.io'), { recursive: true });
       await writeFile(join(dir, 'certs.d', 'quay.io', 'hosts.toml'), users);
       const recorded: unknown[] = [];
-      const written = await useRegistryHosts(config, mirrors, (files) => recorded.push([...files]), async () => true);
+      const written = await useRegistryHosts(
+        config,
+        mirrors,
+        (files) => recorded.push([...files]),
+        async () => true,
+      );
       assert.deepEqual(written, [{ registry: 'ghcr.io', file: join(dir, 'certs.d', 'ghcr.io', 'hosts.toml'), createdDir: true }]);
       assert.deepEqual(recorded.at(-1), written, 'recorded for post as soon as written');
       assert.equal(await readFile(written[0].file, 'utf8'), hostsToml(mirrors[0]));
@@ -75,10 +87,15 @@ describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', 
     try {
       const config = join(dir, 'daemon.json');
       const three = [...mirrors, { registry: 'registry.gitlab.com', url: 'http://127.0.0.1:40004' }];
-      const written = await useRegistryHosts(config, three, () => {}, async () => true);
+      const written = await useRegistryHosts(
+        config,
+        three,
+        () => {},
+        async () => true,
+      );
       assert.equal(written.length, 3);
       // A job step put a file of its own beside ours, and turned another of ours into a directory.
-      await writeFile(join(dir, 'certs.d', 'ghcr.io', 'ca.crt'), 'the user\'s\n');
+      await writeFile(join(dir, 'certs.d', 'ghcr.io', 'ca.crt'), "the user's\n");
       await rm(written[1].file);
       await mkdir(join(written[1].file, 'inside'), { recursive: true });
       await assert.rejects(restoreRegistryHosts(written), (e: Error) => {
@@ -87,8 +104,12 @@ describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', 
         assert.match(e.message, new RegExp(`cannot remove ${written[1].file}: `));
         return true;
       });
-      assert.deepEqual((await readdir(join(dir, 'certs.d'))).sort(), ['ghcr.io', 'quay.io'], 'registry.gitlab.com, after both, was removed');
-      assert.deepEqual(await readdir(join(dir, 'certs.d', 'ghcr.io')), ['ca.crt'], 'our hosts.toml gone, the user\'s file kept');
+      assert.deepEqual(
+        (await readdir(join(dir, 'certs.d'))).sort(),
+        ['ghcr.io', 'quay.io'],
+        'registry.gitlab.com, after both, was removed',
+      );
+      assert.deepEqual(await readdir(join(dir, 'certs.d', 'ghcr.io')), ['ca.crt'], "our hosts.toml gone, the user's file kept");
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -97,7 +118,15 @@ describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', 
   test('classic image store: nothing written', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'certs-d-'));
     try {
-      assert.deepEqual(await useRegistryHosts(join(dir, 'daemon.json'), mirrors, () => assert.fail('nothing to record'), async () => false), []);
+      assert.deepEqual(
+        await useRegistryHosts(
+          join(dir, 'daemon.json'),
+          mirrors,
+          () => assert.fail('nothing to record'),
+          async () => false,
+        ),
+        [],
+      );
       assert.deepEqual(await readdir(dir), []);
     } finally {
       await rm(dir, { recursive: true, force: true });

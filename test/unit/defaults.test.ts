@@ -7,7 +7,9 @@ import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { DEFAULTS, parseInputs } from '../../src/context.js';
 
-const action = parse(await readFile(new URL('../../action.yml', import.meta.url), 'utf8')) as { inputs: Record<string, { default?: string }> };
+const action = parse(await readFile(new URL('../../action.yml', import.meta.url), 'utf8')) as {
+  inputs: Record<string, { default?: string }>;
+};
 const declared = Object.keys(action.inputs);
 const defaultOf = (input: string) => action.inputs[input].default ?? '';
 const inputName = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

@@ -12,10 +12,13 @@ describe('parseChallenge', () => {
   });
 
   test('a challenge with a scope (as a manifest request gets it), and spaces after the commas', () => {
-    assert.deepEqual(parseChallenge('Bearer realm="https://auth.docker.io/token", service="registry.docker.io", scope="repository:library/alpine:pull"'), {
-      realm: 'https://auth.docker.io/token',
-      service: 'registry.docker.io',
-    });
+    assert.deepEqual(
+      parseChallenge('Bearer realm="https://auth.docker.io/token", service="registry.docker.io", scope="repository:library/alpine:pull"'),
+      {
+        realm: 'https://auth.docker.io/token',
+        service: 'registry.docker.io',
+      },
+    );
   });
 
   test('the scheme in any case', () => {
@@ -25,7 +28,10 @@ describe('parseChallenge', () => {
   });
 
   test('parameter names in any case', () => {
-    assert.deepEqual(parseChallenge('Bearer Realm="https://ghcr.io/token",Service="ghcr.io"'), { realm: 'https://ghcr.io/token', service: 'ghcr.io' });
+    assert.deepEqual(parseChallenge('Bearer Realm="https://ghcr.io/token",Service="ghcr.io"'), {
+      realm: 'https://ghcr.io/token',
+      service: 'ghcr.io',
+    });
   });
 
   test('no service: an empty one', () => {

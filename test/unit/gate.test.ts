@@ -15,14 +15,22 @@ const pending = gatedImages([
 
 describe('waitsFor', () => {
   test('the image as its registry names it', () => {
-    assert.deepEqual(pending.map((i) => [i.registry, i.name, i.key]), [
-      ['docker.io', 'library/alpine', 'library/alpine:3'],
-      ['ghcr.io', 'org/app', `ghcr.io/org/app@${m}`],
-    ]);
+    assert.deepEqual(
+      pending.map((i) => [i.registry, i.name, i.key]),
+      [
+        ['docker.io', 'library/alpine', 'library/alpine:3'],
+        ['ghcr.io', 'org/app', `ghcr.io/org/app@${m}`],
+      ],
+    );
   });
 
   test("a manifest by tag or digest, and each of the image's blobs, under its repository: held", () => {
-    for (const path of ['/v2/library/alpine/manifests/3', `/v2/library/alpine/manifests/${m}`, `/v2/library/alpine/blobs/${l}`, `/v2/library/alpine/blobs/${c}?ns=docker.io`]) {
+    for (const path of [
+      '/v2/library/alpine/manifests/3',
+      `/v2/library/alpine/manifests/${m}`,
+      `/v2/library/alpine/blobs/${l}`,
+      `/v2/library/alpine/blobs/${c}?ns=docker.io`,
+    ]) {
       assert.equal(waitsFor(pending, 'docker.io', path)?.key, 'library/alpine:3', path);
     }
     assert.equal(waitsFor(pending, 'ghcr.io', `/v2/org/app/blobs/${c}`)?.key, `ghcr.io/org/app@${m}`);

@@ -15,18 +15,33 @@ const manifests: Manifests = {
 
 describe('imageContent', () => {
   test('a manifest: itself, then its config and layers in order', () => {
-    assert.deepEqual(imageContent(amd64, manifests, () => true), { manifests: [amd64], blobs: [configA, shared, layerA] });
+    assert.deepEqual(
+      imageContent(amd64, manifests, () => true),
+      { manifests: [amd64], blobs: [configA, shared, layerA] },
+    );
   });
 
   test('an index: itself and the child manifests taken, with their blobs; the other platforms left out', () => {
-    assert.deepEqual(imageContent(index, manifests, (child) => child === arm64), { manifests: [index, arm64], blobs: [configB, shared, layerB] });
-    assert.deepEqual(imageContent(index, manifests, () => false), { manifests: [index], blobs: [] });
+    assert.deepEqual(
+      imageContent(index, manifests, (child) => child === arm64),
+      { manifests: [index, arm64], blobs: [configB, shared, layerB] },
+    );
+    assert.deepEqual(
+      imageContent(index, manifests, () => false),
+      { manifests: [index], blobs: [] },
+    );
   });
 
   test('a manifest the storage does not hold: only its digest, nothing it would name', () => {
-    assert.deepEqual(imageContent(sha256('absent'), manifests, () => true), { manifests: [sha256('absent')], blobs: [] });
+    assert.deepEqual(
+      imageContent(sha256('absent'), manifests, () => true),
+      { manifests: [sha256('absent')], blobs: [] },
+    );
     const dangling = { [index]: manifests[index] };
-    assert.deepEqual(imageContent(index, dangling, () => true), { manifests: [index, amd64, arm64], blobs: [] });
+    assert.deepEqual(
+      imageContent(index, dangling, () => true),
+      { manifests: [index, amd64, arm64], blobs: [] },
+    );
   });
 });
 
@@ -60,13 +75,33 @@ describe('repository names', () => {
 
 describe('isRegistryHost', () => {
   test('a DNS name with a dot, or localhost, with an optional port', () => {
-    for (const host of ['ghcr.io', 'registry.k8s.io', 'nexus.example:8444', 'localhost', 'localhost:5000', '127.0.0.1:5000', 'my-registry.corp']) {
+    for (const host of [
+      'ghcr.io',
+      'registry.k8s.io',
+      'nexus.example:8444',
+      'localhost',
+      'localhost:5000',
+      '127.0.0.1:5000',
+      'my-registry.corp',
+    ]) {
       assert.equal(isRegistryHost(host), true, host);
     }
   });
 
   test('a bare name, capitals, a path, a scheme, a dangling port or label, or a port of six digits: not a host', () => {
-    const refused = ['registry', 'GHCR.io', 'ghcr.io/org', 'https://ghcr.io', 'ghcr.io:', '-ghcr.io', 'ghcr-.io', 'ghcr..io', 'ghcr.io:123456', '', 'docker.io '];
+    const refused = [
+      'registry',
+      'GHCR.io',
+      'ghcr.io/org',
+      'https://ghcr.io',
+      'ghcr.io:',
+      '-ghcr.io',
+      'ghcr-.io',
+      'ghcr..io',
+      'ghcr.io:123456',
+      '',
+      'docker.io ',
+    ];
     for (const value of refused) {
       assert.equal(isRegistryHost(value), false, JSON.stringify(value));
     }

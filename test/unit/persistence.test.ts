@@ -35,15 +35,24 @@ describe('saveStorage with nothing new', () => {
     const image: CachedImage = { ...seen, lastUsed: new Date().toISOString() };
     const index: CacheIndex = { version: 2, created: image.lastUsed, blobs: sizes, entries: [entry], images: [image] };
     const restored: Restored = { ...NOTHING_RESTORED, restoredKey: 'pull-cache-index-x64-6-1', index, images: [image], kept: [entry] };
-    const after = { blobs: sizes, repositories: { 'library/alpha': { tags: { '1': manifest }, manifests: [manifest], layers: [config, layer] } } };
-    assert.deepEqual(await saveStorage(scope, restored, after, { seen: [seen], used: new Set(['library/alpha:1']) }, RUN, never), nothingSaved);
+    const after = {
+      blobs: sizes,
+      repositories: { 'library/alpha': { tags: { '1': manifest }, manifests: [manifest], layers: [config, layer] } },
+    };
+    assert.deepEqual(
+      await saveStorage(scope, restored, after, { seen: [seen], used: new Set(['library/alpha:1']) }, RUN, never),
+      nothingSaved,
+    );
     assert.deepEqual(await readdir(scope.workDir), []);
   });
 });
 
 describe('saveRequestFile', () => {
   test('the bundle run with --save and a request file is the save worker', () => {
-    assert.equal(saveRequestFile(['/usr/bin/node', '/action/dist/index.js', '--save', '/tmp/w/save-request.json']), '/tmp/w/save-request.json');
+    assert.equal(
+      saveRequestFile(['/usr/bin/node', '/action/dist/index.js', '--save', '/tmp/w/save-request.json']),
+      '/tmp/w/save-request.json',
+    );
   });
 
   test('the main and post steps are not', () => {

@@ -12,7 +12,13 @@ const CREATED = '2026-11-29T19:20:00.000Z';
 const EARLIER = '2026-11-28T08:00:00.000Z';
 
 function image(repository: string, reference: string, lastUsed: string): CachedImage {
-  return { repository, reference, manifests: [digest(`${repository}:${reference} manifest`)], blobs: [digest(`${repository}:${reference} layer`)], lastUsed };
+  return {
+    repository,
+    reference,
+    manifests: [digest(`${repository}:${reference} manifest`)],
+    blobs: [digest(`${repository}:${reference} layer`)],
+    lastUsed,
+  };
 }
 
 function indexOf(images: CachedImage[], created = CREATED): CacheIndex {
@@ -33,7 +39,7 @@ describe('prefetchRefs', () => {
     assert.deepEqual(prefetchRefs(null, [ref(alpha)]), []);
   });
 
-  test('only the images the run that saved the index pulled: lastUsed equal to the index\'s created', () => {
+  test("only the images the run that saved the index pulled: lastUsed equal to the index's created", () => {
     const index = indexOf([alpha, old, beta]);
     assert.deepEqual(prefetchRefs(index, index.images.map(ref)), ['alpha:1', 'beta:1']);
   });
@@ -41,10 +47,13 @@ describe('prefetchRefs', () => {
   test(`at most ${MAX_PREFETCH} images: each costs a manifest request upstream, and a restored index could name thousands`, () => {
     const many = Array.from({ length: MAX_PREFETCH + 10 }, (_, i) => image('library/alpha', `t${i}`, CREATED));
     const refs = prefetchRefs(indexOf(many), many.map(ref));
-    assert.deepEqual(refs, many.slice(0, MAX_PREFETCH).map((i) => `alpha:${i.reference}`));
+    assert.deepEqual(
+      refs,
+      many.slice(0, MAX_PREFETCH).map((i) => `alpha:${i.reference}`),
+    );
   });
 
-  test('a lastUsed that differs from created by a millisecond is another run\'s', () => {
+  test("a lastUsed that differs from created by a millisecond is another run's", () => {
     const index = indexOf([alpha, image('library/beta', '1', '2026-11-29T19:20:00.001Z')]);
     assert.deepEqual(prefetchRefs(index, index.images.map(ref)), ['alpha:1']);
   });
@@ -94,11 +103,11 @@ describe('prefetchUsage', () => {
   const failed = (r: string, error: string): PrefetchResult => ({ ref: r, ok: false, started: T, ended: T + 1_000, error });
   const alpha = ok('alpha:1', T, T + 4_300);
 
-  test('an image of the job\'s: used', () => {
+  test("an image of the job's: used", () => {
     assert.deepEqual(prefetchUsage([alpha], ['alpha:1']), { used: ['alpha:1'], unused: [], failed: [] });
   });
 
-  test('not among the job\'s images: unused, with the time its pull took', () => {
+  test("not among the job's images: unused, with the time its pull took", () => {
     assert.deepEqual(prefetchUsage([alpha], []), { used: [], unused: [{ ref: 'alpha:1', ms: 4_300 }], failed: [] });
   });
 
@@ -113,7 +122,10 @@ describe('prefetchUsage', () => {
   });
 
   test('failed prefetches are listed with their error, and never counted as used', () => {
-    const u = prefetchUsage([alpha, failed('beta:1', 'manifest for beta:1 not found'), failed('octo/tool:v1', 'socket hang up')], ['beta:1', 'octo/tool:v1']);
+    const u = prefetchUsage(
+      [alpha, failed('beta:1', 'manifest for beta:1 not found'), failed('octo/tool:v1', 'socket hang up')],
+      ['beta:1', 'octo/tool:v1'],
+    );
     assert.deepEqual(u, {
       used: [],
       unused: [{ ref: 'alpha:1', ms: 4_300 }],
@@ -151,7 +163,16 @@ describe('dockerTime', () => {
   });
 
   test('anything else is NaN', () => {
-    for (const text of ['', 'garbage', '2026-11-29', '2026-11-29 19:14:15', '2026-11-29T19:14:15Z', 'About a minute ago', '29/Nov/2026:19:14:15 +0000', '2026-11-29 19:14 +0000 UTC']) {
+    for (const text of [
+      '',
+      'garbage',
+      '2026-11-29',
+      '2026-11-29 19:14:15',
+      '2026-11-29T19:14:15Z',
+      'About a minute ago',
+      '29/Nov/2026:19:14:15 +0000',
+      '2026-11-29 19:14 +0000 UTC',
+    ]) {
       assert.ok(Number.isNaN(dockerTime(text)), `${JSON.stringify(text)}: ${dockerTime(text)}`);
     }
   });

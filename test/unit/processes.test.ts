@@ -20,7 +20,12 @@ describe('child environments', () => {
   };
 
   test("the registry gets the runner's proxy and CA settings, OpenTelemetry off, and nothing else", () => {
-    assert.deepEqual(registryEnvironment(runner), { HTTPS_PROXY: 'http://proxy.corp:3128', no_proxy: 'localhost,127.0.0.1', SSL_CERT_FILE: '/etc/corp/ca.pem', OTEL_TRACES_EXPORTER: 'none' });
+    assert.deepEqual(registryEnvironment(runner), {
+      HTTPS_PROXY: 'http://proxy.corp:3128',
+      no_proxy: 'localhost,127.0.0.1',
+      SSL_CERT_FILE: '/etc/corp/ca.pem',
+      OTEL_TRACES_EXPORTER: 'none',
+    });
   });
 
   test("a cache worker (restore, save) gets the cache service's address, the network settings and its work directory: no token", () => {

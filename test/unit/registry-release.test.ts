@@ -22,7 +22,8 @@ describe('releaseAsset', () => {
 
   test('the default version is pinned for both architectures', () => {
     assert.equal(DEFAULTS.registryVersion, '3.1.1');
-    for (const arch of ['amd64', 'arm64'] as const) assert.match(releaseAsset(DEFAULTS.registryVersion, arch, DEFAULTS.registryDownloadUrl, '').sha256, /^[0-9a-f]{64}$/);
+    for (const arch of ['amd64', 'arm64'] as const)
+      assert.match(releaseAsset(DEFAULTS.registryVersion, arch, DEFAULTS.registryDownloadUrl, '').sha256, /^[0-9a-f]{64}$/);
   });
 
   test('the pinned hashes are those published beside the releases', () => {
@@ -41,7 +42,10 @@ describe('releaseAsset', () => {
   });
 
   test('a custom download URL is used as the base', () => {
-    assert.equal(releaseAsset('2.8.3', 'arm64', 'https://ghe.example/mirror', '').url, 'https://ghe.example/mirror/v2.8.3/registry_2.8.3_linux_arm64.tar.gz');
+    assert.equal(
+      releaseAsset('2.8.3', 'arm64', 'https://ghe.example/mirror', '').url,
+      'https://ghe.example/mirror/v2.8.3/registry_2.8.3_linux_arm64.tar.gz',
+    );
   });
 
   test('a hash given by the user overrides the pinned one', () => {

@@ -17,7 +17,12 @@ function mirror(registry: string, port: number, pullsAs = ''): MirrorState {
 }
 
 function usage(images: { key: string; cached: number; fetched: number }[]): Usage {
-  const rows = images.map((i) => ({ key: i.key, image: i.key, fromCache: { blobs: 1, bytes: i.cached }, fromUpstream: { blobs: 1, bytes: i.fetched } }));
+  const rows = images.map((i) => ({
+    key: i.key,
+    image: i.key,
+    fromCache: { blobs: 1, bytes: i.cached },
+    fromUpstream: { blobs: 1, bytes: i.fetched },
+  }));
   const sum = (f: (r: (typeof rows)[number]) => number) => rows.reduce((s, r) => s + f(r), 0);
   const none = { images: [], fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } };
   return {
@@ -32,16 +37,34 @@ const hub = mirror('docker.io', 5000, 'ci-bot');
 const ghcr = mirror('ghcr.io', 5001);
 
 function outcome(over: Partial<JobOutcome> = {}): JobOutcome {
-  const restored = { ...NOTHING_RESTORED, restoredKey: 'pull-cache-linux-x64-1', missingEntries: 1, damaged: [digest('bad')], refused: ['entry x: not a tar'] };
+  const restored = {
+    ...NOTHING_RESTORED,
+    restoredKey: 'pull-cache-linux-x64-1',
+    missingEntries: 1,
+    damaged: [digest('bad')],
+    refused: ['entry x: not a tar'],
+  };
   return {
     inputs: { upstream: 'https://registry-1.docker.io', save: true, maxSize: 4 * 1024 ** 3, maxAgeDays: 14 },
     baseline: { started: 0, restored, storage: { blobs: { [digest('a')]: 1000, [digest('b')]: 24 }, repositories: {} } },
     restored,
     background: null,
     mirrors: [hub, ghcr],
-    usages: [usage([{ key: 'library/alpha:1', cached: 1000, fetched: 0 }]), usage([{ key: 'ghcr.io/o/tool:2', cached: 0, fetched: 500 }, { key: '', cached: 0, fetched: 7 }])],
+    usages: [
+      usage([{ key: 'library/alpha:1', cached: 1000, fetched: 0 }]),
+      usage([
+        { key: 'ghcr.io/o/tool:2', cached: 0, fetched: 500 },
+        { key: '', cached: 0, fetched: 7 },
+      ]),
+    ],
     decision: { withheld: ['o/private:1'], stale: [], unverified: [] },
-    saved: { entries: [{ key: 'k1', digests: [digest('c')] }], bytes: 507, indexKey: 'pull-cache-linux-x64-index-1', deferred: 0, stopped: '' },
+    saved: {
+      entries: [{ key: 'k1', digests: [digest('c')] }],
+      bytes: 507,
+      indexKey: 'pull-cache-linux-x64-index-1',
+      deferred: 0,
+      stopped: '',
+    },
     quota: { limit: 100, remaining: 90, window: 21600 },
     prefetch: null,
     unpigz: true,
@@ -94,7 +117,13 @@ describe('reportFacts', () => {
   });
 
   test('what was saved, or that saving was off', () => {
-    assert.deepEqual(reportFacts(outcome()).saved, { entries: 1, bytes: 507, indexKey: 'pull-cache-linux-x64-index-1', deferred: 0, stopped: '' });
+    assert.deepEqual(reportFacts(outcome()).saved, {
+      entries: 1,
+      bytes: 507,
+      indexKey: 'pull-cache-linux-x64-index-1',
+      deferred: 0,
+      stopped: '',
+    });
     const off = reportFacts(outcome({ inputs: { ...outcome().inputs, save: false }, saved: null }));
     assert.equal(off.saved, null);
     assert.equal(off.saveDisabled, true);

@@ -33,7 +33,9 @@ describe('parseAccessLog', () => {
 
   test('the example line from the brief, verbatim', () => {
     const text = String.raw`127.0.0.1 - - [29/Nov/2026:19:10:00 +0000] "GET /v2/library/alpha/manifests/1 HTTP/1.1" 200 1234 "" "docker/20.10.24 go/go1.19.8 git-commit/5d6db84 kernel/6.1 os/linux arch/amd64 UpstreamClient(Docker-Client/20.10.24 \(linux\))"`;
-    assert.deepEqual(parseAccessLog(text), [{ at: AT, agent: UA, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 }]);
+    assert.deepEqual(parseAccessLog(text), [
+      { at: AT, agent: UA, method: 'GET', repository: 'library/alpha', kind: 'manifests', reference: '1', status: 200 },
+    ]);
   });
 
   test('blob GETs and HEADs, manifests by digest, nested repository names', () => {
@@ -122,8 +124,14 @@ describe('parseAccessLog', () => {
     });
 
     test('each line keeps its own time', () => {
-      const text = [line('HEAD', '/v2/library/alpha/manifests/1', 200, 0, UA, '29/Nov/2026:19:10:00 +0000'), line('HEAD', '/v2/library/alpha/manifests/1', 200, 0, UA, '29/Nov/2026:19:10:07 +0000')].join('\n');
-      assert.deepEqual(parseAccessLog(text).map((r) => r.at - AT), [0, 7_000]);
+      const text = [
+        line('HEAD', '/v2/library/alpha/manifests/1', 200, 0, UA, '29/Nov/2026:19:10:00 +0000'),
+        line('HEAD', '/v2/library/alpha/manifests/1', 200, 0, UA, '29/Nov/2026:19:10:07 +0000'),
+      ].join('\n');
+      assert.deepEqual(
+        parseAccessLog(text).map((r) => r.at - AT),
+        [0, 7_000],
+      );
     });
   });
 });
@@ -168,7 +176,11 @@ const sized = (...ds: string[]) => Object.fromEntries(ds.map((x) => [x, size[x]]
 
 /** As the registry stores them: schema 2 JSON, with fields the report does not read. */
 const manifestJson = {
-  [d.alphaManifest]: { schemaVersion: 2, config: { digest: d.alphaConfig }, layers: [{ digest: d.base }, { digest: d.alphaUnrequested }, { digest: d.alphaLayer }] },
+  [d.alphaManifest]: {
+    schemaVersion: 2,
+    config: { digest: d.alphaConfig },
+    layers: [{ digest: d.base }, { digest: d.alphaUnrequested }, { digest: d.alphaLayer }],
+  },
   [d.betaManifest]: { schemaVersion: 2, config: { digest: d.betaConfig }, layers: [{ digest: d.base }, { digest: d.betaLayer }] },
   [d.gammaIndex]: {
     schemaVersion: 2,
@@ -185,7 +197,11 @@ const manifests: Manifests = manifestJson;
 const before: StorageState = {
   blobs: sized(d.alphaManifest, d.alphaConfig, d.alphaLayer, d.alphaUnrequested, d.base),
   repositories: {
-    'library/alpha': { tags: { '1': d.alphaManifest }, manifests: [d.alphaManifest], layers: [d.alphaConfig, d.alphaLayer, d.alphaUnrequested, d.base] },
+    'library/alpha': {
+      tags: { '1': d.alphaManifest },
+      manifests: [d.alphaManifest],
+      layers: [d.alphaConfig, d.alphaLayer, d.alphaUnrequested, d.base],
+    },
   },
 };
 const after: StorageState = {
@@ -233,7 +249,10 @@ describe('accountUsage', () => {
   const usage = accountUsage(parseAccessLog(jobLog), before, after, manifests);
 
   test('one row per image pulled by tag, with the short name for official images', () => {
-    assert.deepEqual(usage.images.map((u) => u.image), ['alpha:1', 'beta:1', 'gamma:2']);
+    assert.deepEqual(
+      usage.images.map((u) => u.image),
+      ['alpha:1', 'beta:1', 'gamma:2'],
+    );
   });
 
   test('an image whose blobs were all linked under its repository before the job comes from the cache', () => {
@@ -276,9 +295,17 @@ describe('accountUsage', () => {
       line('GET', `/v2/library/alpha/blobs/${d.base}`, 200),
       line('GET', '/v2/library/alpha/manifests/latest', 200),
     ].join('\n');
-    const state: StorageState = { blobs: before.blobs, repositories: { 'library/alpha': { ...before.repositories['library/alpha'], tags: { '1': d.alphaManifest, latest: d.alphaManifest } } } };
+    const state: StorageState = {
+      blobs: before.blobs,
+      repositories: {
+        'library/alpha': { ...before.repositories['library/alpha'], tags: { '1': d.alphaManifest, latest: d.alphaManifest } },
+      },
+    };
     const u = accountUsage(parseAccessLog(log), before, state, manifests);
-    assert.deepEqual(u.images.map((r) => r.image), ['alpha:1', 'alpha:latest']);
+    assert.deepEqual(
+      u.images.map((r) => r.image),
+      ['alpha:1', 'alpha:latest'],
+    );
     assert.deepEqual(rowOf(u, 'alpha:1').fromCache, { blobs: 2, bytes: 2_000 + 30_000_000 });
     assert.deepEqual(rowOf(u, 'alpha:latest').fromCache, { blobs: 2, bytes: 2_000 + 30_000_000 });
     assert.deepEqual(u.fromCache, { blobs: 2, bytes: 2_000 + 30_000_000 });
@@ -287,7 +314,11 @@ describe('accountUsage', () => {
 
   test('a blob held before the job but not linked anywhere is upstream; a linked one missing from storage is upstream too', () => {
     const extra = digest('orphan');
-    const log = [line('GET', '/v2/library/alpha/manifests/1', 200), line('GET', `/v2/library/alpha/blobs/${d.alphaConfig}`, 200), line('GET', `/v2/library/alpha/blobs/${d.base}`, 200)].join('\n');
+    const log = [
+      line('GET', '/v2/library/alpha/manifests/1', 200),
+      line('GET', `/v2/library/alpha/blobs/${d.alphaConfig}`, 200),
+      line('GET', `/v2/library/alpha/blobs/${d.base}`, 200),
+    ].join('\n');
     const b: StorageState = {
       blobs: { [d.alphaConfig]: size[d.alphaConfig], [extra]: 1 },
       repositories: { 'library/alpha': { tags: {}, manifests: [], layers: [d.base] } },
@@ -336,7 +367,9 @@ describe('accountUsage', () => {
       line('GET', `/v2/library/gamma/blobs/${d.gammaLayer}`, 200),
     ].join('\n');
     const u = accountUsage(parseAccessLog(log), before, after, manifests);
-    assert.deepEqual(u.images, [{ key: 'library/gamma:2', image: 'gamma:2', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 2, bytes: 1_500 + 5_000_000 } }]);
+    assert.deepEqual(u.images, [
+      { key: 'library/gamma:2', image: 'gamma:2', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 2, bytes: 1_500 + 5_000_000 } },
+    ]);
   });
 
   test('a tag both HEADed and GET is one row, its blobs counted once', () => {
@@ -347,7 +380,9 @@ describe('accountUsage', () => {
       line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200),
     ].join('\n');
     const u = accountUsage(parseAccessLog(log), before, after, manifests);
-    assert.deepEqual(u.images, [{ key: 'library/beta:1', image: 'beta:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 1, bytes: 4_000_000 } }]);
+    assert.deepEqual(u.images, [
+      { key: 'library/beta:1', image: 'beta:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 1, bytes: 4_000_000 } },
+    ]);
   });
 
   test('an index pulled by digest is one row; its child is not listed separately', () => {
@@ -358,21 +393,36 @@ describe('accountUsage', () => {
       line('GET', `/v2/library/gamma/blobs/${d.gammaLayer}`, 200),
     ].join('\n');
     const u = accountUsage(parseAccessLog(log), before, after, manifests);
-    assert.deepEqual(u.images.map((r) => r.image), [`gamma@${d.gammaIndex.slice(0, 19)}`]);
+    assert.deepEqual(
+      u.images.map((r) => r.image),
+      [`gamma@${d.gammaIndex.slice(0, 19)}`],
+    );
     assert.deepEqual(u.images[0].fromUpstream, { blobs: 2, bytes: 1_500 + 5_000_000 });
   });
 
   test('blobs served with no manifest the job asked for are reported in a row of their own', () => {
     const log = line('GET', `/v2/library/alpha/blobs/${d.alphaLayer}`, 200);
     const u = accountUsage(parseAccessLog(log), before, before, manifests);
-    assert.deepEqual(u.images, [{ key: '', image: '(blobs of no image pulled by tag)', fromCache: { blobs: 1, bytes: 3_000_000 }, fromUpstream: { blobs: 0, bytes: 0 } }]);
+    assert.deepEqual(u.images, [
+      {
+        key: '',
+        image: '(blobs of no image pulled by tag)',
+        fromCache: { blobs: 1, bytes: 3_000_000 },
+        fromUpstream: { blobs: 0, bytes: 0 },
+      },
+    ]);
     assert.deepEqual(u.fromCache, { blobs: 1, bytes: 3_000_000 });
   });
 
   test('a manifest the report could not read still lists the image, with nothing counted against it', () => {
     const log = [line('GET', '/v2/library/beta/manifests/1', 200), line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200)].join('\n');
     const u = accountUsage(parseAccessLog(log), before, after, {});
-    assert.deepEqual(rowOf(u, 'beta:1'), { key: 'library/beta:1', image: 'beta:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } });
+    assert.deepEqual(rowOf(u, 'beta:1'), {
+      key: 'library/beta:1',
+      image: 'beta:1',
+      fromCache: { blobs: 0, bytes: 0 },
+      fromUpstream: { blobs: 0, bytes: 0 },
+    });
     assert.deepEqual(u.fromUpstream, { blobs: 1, bytes: 4_000_000 });
   });
 
@@ -381,7 +431,10 @@ describe('accountUsage', () => {
   });
 
   test('each row carries the key the cache index names the image by: repository:tag, with library/ kept', () => {
-    assert.deepEqual(usage.images.map((u) => u.key), ['library/alpha:1', 'library/beta:1', 'library/gamma:2']);
+    assert.deepEqual(
+      usage.images.map((u) => u.key),
+      ['library/alpha:1', 'library/beta:1', 'library/gamma:2'],
+    );
   });
 
   test('the keys of images pulled by tag are those imagesInStorage gives for the storage after the job', () => {
@@ -390,35 +443,70 @@ describe('accountUsage', () => {
   });
 
   test('an image pulled by digest has the key repository@digest, in full', () => {
-    const log = [line('GET', `/v2/library/beta/manifests/${d.betaManifest}`, 200), line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200)].join('\n');
+    const log = [
+      line('GET', `/v2/library/beta/manifests/${d.betaManifest}`, 200),
+      line('GET', `/v2/library/beta/blobs/${d.betaLayer}`, 200),
+    ].join('\n');
     const u = accountUsage(parseAccessLog(log), before, after, manifests);
-    assert.deepEqual(u.images.map((r) => [r.key, r.image]), [[`library/beta@${d.betaManifest}`, `beta@${d.betaManifest.slice(0, 19)}`]]);
+    assert.deepEqual(
+      u.images.map((r) => [r.key, r.image]),
+      [[`library/beta@${d.betaManifest}`, `beta@${d.betaManifest.slice(0, 19)}`]],
+    );
   });
 
   test('an index pulled by digest has the key of the index, and the key matches imagesInStorage', () => {
-    const log = [line('GET', `/v2/library/gamma/manifests/${d.gammaIndex}`, 200), line('GET', `/v2/library/gamma/manifests/${d.gammaAmd64}`, 200)].join('\n');
-    const state: StorageState = { blobs: after.blobs, repositories: { 'library/gamma': { ...after.repositories['library/gamma'], tags: {} } } };
+    const log = [
+      line('GET', `/v2/library/gamma/manifests/${d.gammaIndex}`, 200),
+      line('GET', `/v2/library/gamma/manifests/${d.gammaAmd64}`, 200),
+    ].join('\n');
+    const state: StorageState = {
+      blobs: after.blobs,
+      repositories: { 'library/gamma': { ...after.repositories['library/gamma'], tags: {} } },
+    };
     const u = accountUsage(parseAccessLog(log), before, state, manifests);
-    assert.deepEqual(u.images.map((r) => r.key), [`library/gamma@${d.gammaIndex}`]);
+    assert.deepEqual(
+      u.images.map((r) => r.key),
+      [`library/gamma@${d.gammaIndex}`],
+    );
     assert.deepEqual(imagesInStorage(state, manifests).map(imageKey), [`library/gamma@${d.gammaIndex}`]);
   });
 
   test('the same image pulled by two tags gives two keys; a user image keeps its namespace in the key', () => {
     const log = [line('GET', '/v2/library/alpha/manifests/1', 200), line('GET', '/v2/library/alpha/manifests/latest', 200)].join('\n');
-    const state: StorageState = { blobs: before.blobs, repositories: { 'library/alpha': { ...before.repositories['library/alpha'], tags: { '1': d.alphaManifest, latest: d.alphaManifest } } } };
-    assert.deepEqual(accountUsage(parseAccessLog(log), before, state, manifests).images.map((r) => r.key), ['library/alpha:1', 'library/alpha:latest']);
+    const state: StorageState = {
+      blobs: before.blobs,
+      repositories: {
+        'library/alpha': { ...before.repositories['library/alpha'], tags: { '1': d.alphaManifest, latest: d.alphaManifest } },
+      },
+    };
+    assert.deepEqual(
+      accountUsage(parseAccessLog(log), before, state, manifests).images.map((r) => r.key),
+      ['library/alpha:1', 'library/alpha:latest'],
+    );
     const m = digest('user manifest');
-    const userState: StorageState = { blobs: { [m]: 10 }, repositories: { 'octocat/tool': { tags: { 'v1.2': m }, manifests: [m], layers: [] } } };
-    assert.deepEqual(accountUsage(parseAccessLog(line('HEAD', '/v2/octocat/tool/manifests/v1.2', 200)), before, userState, {}).images.map((r) => r.key), ['octocat/tool:v1.2']);
+    const userState: StorageState = {
+      blobs: { [m]: 10 },
+      repositories: { 'octocat/tool': { tags: { 'v1.2': m }, manifests: [m], layers: [] } },
+    };
+    assert.deepEqual(
+      accountUsage(parseAccessLog(line('HEAD', '/v2/octocat/tool/manifests/v1.2', 200)), before, userState, {}).images.map((r) => r.key),
+      ['octocat/tool:v1.2'],
+    );
   });
 
   test('a user image keeps its full name', () => {
     const m = digest('user manifest');
     const c = digest('user config');
     const log = [line('GET', '/v2/octocat/tool/manifests/v1.2', 200), line('GET', `/v2/octocat/tool/blobs/${c}`, 200)].join('\n');
-    const state: StorageState = { blobs: { [m]: 10, [c]: 20 }, repositories: { 'octocat/tool': { tags: { 'v1.2': m }, manifests: [m], layers: [c] } } };
+    const state: StorageState = {
+      blobs: { [m]: 10, [c]: 20 },
+      repositories: { 'octocat/tool': { tags: { 'v1.2': m }, manifests: [m], layers: [c] } },
+    };
     const u = accountUsage(parseAccessLog(log), { blobs: {}, repositories: {} }, state, { [m]: { config: { digest: c }, layers: [] } });
-    assert.deepEqual(u.images.map((r) => r.image), ['octocat/tool:v1.2']);
+    assert.deepEqual(
+      u.images.map((r) => r.image),
+      ['octocat/tool:v1.2'],
+    );
   });
 });
 
@@ -456,15 +544,51 @@ describe('accountUsage: the job apart from the prefetch', () => {
   const p = (method: string, path: string) => line(method, path, 200, 1234, PREFETCH);
   // The issue's scenario: the last run pulled base:1, app:2 and someuser/tool:latest; this job pulls app:3, which
   // shares three blobs with app:2 (one of them with base:1 too) and adds a config and a layer.
-  const b = Object.fromEntries(['baseCfg', 'baseLayer', 'depLayer', 'app2Layer', 'app2Cfg', 'app2', 'app3Cfg', 'app3Layer', 'app3', 'base', 'toolCfg', 'toolLayer', 'tool', 'newCfg', 'newLayer', 'new'].map((n) => [n, digest(`issue16 ${n}`)]));
+  const b = Object.fromEntries(
+    [
+      'baseCfg',
+      'baseLayer',
+      'depLayer',
+      'app2Layer',
+      'app2Cfg',
+      'app2',
+      'app3Cfg',
+      'app3Layer',
+      'app3',
+      'base',
+      'toolCfg',
+      'toolLayer',
+      'tool',
+      'newCfg',
+      'newLayer',
+      'new',
+    ].map((n) => [n, digest(`issue16 ${n}`)]),
+  );
   const sizes: Record<string, number> = {
-    [b.baseCfg]: 300, [b.baseLayer]: 2 * MiB, [b.depLayer]: 2 * MiB, [b.app2Layer]: 2 * MiB, [b.app2Cfg]: 64 * 1024, [b.app3Cfg]: 1024, [b.app3Layer]: MiB - 1024,
-    [b.toolCfg]: 700, [b.toolLayer]: 512 * 1024, [b.newCfg]: 400, [b.newLayer]: 3 * MiB, [b.app2]: 500, [b.app3]: 500, [b.base]: 300, [b.tool]: 400, [b.new]: 400,
+    [b.baseCfg]: 300,
+    [b.baseLayer]: 2 * MiB,
+    [b.depLayer]: 2 * MiB,
+    [b.app2Layer]: 2 * MiB,
+    [b.app2Cfg]: 64 * 1024,
+    [b.app3Cfg]: 1024,
+    [b.app3Layer]: MiB - 1024,
+    [b.toolCfg]: 700,
+    [b.toolLayer]: 512 * 1024,
+    [b.newCfg]: 400,
+    [b.newLayer]: 3 * MiB,
+    [b.app2]: 500,
+    [b.app3]: 500,
+    [b.base]: 300,
+    [b.tool]: 400,
+    [b.new]: 400,
   };
   const m: Manifests = {
     [b.base]: { config: { digest: b.baseCfg }, layers: [{ digest: b.baseLayer }] },
     [b.app2]: { config: { digest: b.app2Cfg }, layers: [{ digest: b.baseLayer }, { digest: b.depLayer }, { digest: b.app2Layer }] },
-    [b.app3]: { config: { digest: b.app3Cfg }, layers: [{ digest: b.baseLayer }, { digest: b.depLayer }, { digest: b.app2Layer }, { digest: b.app3Layer }] },
+    [b.app3]: {
+      config: { digest: b.app3Cfg },
+      layers: [{ digest: b.baseLayer }, { digest: b.depLayer }, { digest: b.app2Layer }, { digest: b.app3Layer }],
+    },
     [b.tool]: { config: { digest: b.toolCfg }, layers: [{ digest: b.toolLayer }] },
     [b.new]: { config: { digest: b.newCfg }, layers: [{ digest: b.baseLayer }, { digest: b.newLayer }] },
   };
@@ -481,7 +605,11 @@ describe('accountUsage: the job apart from the prefetch', () => {
     blobs: { ...cached.blobs, ...only(b.app3, b.app3Cfg, b.app3Layer, b.new, b.newCfg, b.newLayer) },
     repositories: {
       ...cached.repositories,
-      'library/app': { tags: { '2': b.app2, '3': b.app3 }, manifests: [b.app2, b.app3], layers: [...cached.repositories['library/app'].layers, b.app3Cfg, b.app3Layer] },
+      'library/app': {
+        tags: { '2': b.app2, '3': b.app3 },
+        manifests: [b.app2, b.app3],
+        layers: [...cached.repositories['library/app'].layers, b.app3Cfg, b.app3Layer],
+      },
       'library/new': { tags: { '1': b.new }, manifests: [b.new], layers: [b.newCfg, b.baseLayer, b.newLayer] },
     },
   };
@@ -496,57 +624,90 @@ describe('accountUsage: the job apart from the prefetch', () => {
     ...pulls(p, 'library/app', '2', [b.app2Cfg, b.depLayer, b.app2Layer]),
     ...pulls(p, 'someuser/tool', 'latest', [b.toolCfg, b.toolLayer]),
   ];
-  const account = (log: string[], ranByJob: string[] = []) => accountUsage(parseAccessLog(log.join('\n')), cached, later, m, new Set(ranByJob));
+  const account = (log: string[], ranByJob: string[] = []) =>
+    accountUsage(parseAccessLog(log.join('\n')), cached, later, m, new Set(ranByJob));
   const tally = (blobs: number, bytes: number) => ({ blobs, bytes });
 
   test("the issue's scenario: app:3 alone in the job's figures, 3 of its 5 blobs from the cache though the prefetch's pulls carried them", () => {
     const u = account([...prefetchOfLastRun, ...pulls(job, 'library/app', '3', [b.app3Cfg, b.app3Layer])]);
     assert.deepEqual(u.images, [{ key: 'library/app:3', image: 'app:3', fromCache: tally(3, 6 * MiB), fromUpstream: tally(2, MiB) }]);
     assert.deepEqual([u.fromCache, u.fromUpstream], [tally(3, 6 * MiB), tally(2, MiB)]);
-    assert.deepEqual(u.prefetchOnly.images.map((i) => [i.image, i.fromCache.blobs, i.fromUpstream.blobs]), [['base:1', 2, 0], ['app:2', 4, 0], ['someuser/tool:latest', 2, 0]]);
+    assert.deepEqual(
+      u.prefetchOnly.images.map((i) => [i.image, i.fromCache.blobs, i.fromUpstream.blobs]),
+      [
+        ['base:1', 2, 0],
+        ['app:2', 4, 0],
+        ['someuser/tool:latest', 2, 0],
+      ],
+    );
     // app:2's shared layers are counted in the job's figures already.
     assert.deepEqual(u.prefetchOnly.fromCache, tally(4, 300 + 64 * 1024 + 700 + 512 * 1024));
     assert.deepEqual(u.prefetchOnly.fromUpstream, tally(0, 0));
   });
 
-  test('job only: no prefetch, everything is the job\'s', () => {
+  test("job only: no prefetch, everything is the job's", () => {
     const u = account(pulls(job, 'library/app', '2', [b.app2Cfg, b.baseLayer, b.depLayer, b.app2Layer]));
-    assert.deepEqual(u.images.map((i) => [i.image, i.fromCache.blobs]), [['app:2', 4]]);
+    assert.deepEqual(
+      u.images.map((i) => [i.image, i.fromCache.blobs]),
+      [['app:2', 4]],
+    );
     assert.deepEqual(u.prefetchOnly.images, []);
   });
 
-  test('prefetch only, unused: nothing in the job\'s figures', () => {
+  test("prefetch only, unused: nothing in the job's figures", () => {
     const u = account(prefetchOfLastRun);
     assert.deepEqual(u.images, []);
     assert.deepEqual([u.fromCache, u.fromUpstream], [tally(0, 0), tally(0, 0)]);
-    assert.deepEqual(u.prefetchOnly.images.map((i) => i.image), ['base:1', 'app:2', 'someuser/tool:latest']);
+    assert.deepEqual(
+      u.prefetchOnly.images.map((i) => i.image),
+      ['base:1', 'app:2', 'someuser/tool:latest'],
+    );
   });
 
-  test('prefetched, then the job pulled it (the daemon had it: a manifest request, no blobs): the job\'s, with all its blobs', () => {
+  test("prefetched, then the job pulled it (the daemon had it: a manifest request, no blobs): the job's, with all its blobs", () => {
     const u = account([...prefetchOfLastRun, job('HEAD', '/v2/library/app/manifests/2')]);
-    assert.deepEqual(u.images, [{ key: 'library/app:2', image: 'app:2', fromCache: tally(4, 6 * MiB + 64 * 1024), fromUpstream: tally(0, 0) }]);
-    assert.deepEqual(u.prefetchOnly.images.map((i) => i.image), ['base:1', 'someuser/tool:latest']);
+    assert.deepEqual(u.images, [
+      { key: 'library/app:2', image: 'app:2', fromCache: tally(4, 6 * MiB + 64 * 1024), fromUpstream: tally(0, 0) },
+    ]);
+    assert.deepEqual(
+      u.prefetchOnly.images.map((i) => i.image),
+      ['base:1', 'someuser/tool:latest'],
+    );
   });
 
-  test('prefetched, then the job ran a container of it without pulling: the job\'s', () => {
+  test("prefetched, then the job ran a container of it without pulling: the job's", () => {
     const u = account(prefetchOfLastRun, ['someuser/tool:latest']);
-    assert.deepEqual(u.images.map((i) => [i.image, i.fromCache.blobs]), [['someuser/tool:latest', 2]]);
-    assert.deepEqual(u.prefetchOnly.images.map((i) => i.image), ['base:1', 'app:2']);
+    assert.deepEqual(
+      u.images.map((i) => [i.image, i.fromCache.blobs]),
+      [['someuser/tool:latest', 2]],
+    );
+    assert.deepEqual(
+      u.prefetchOnly.images.map((i) => i.image),
+      ['base:1', 'app:2'],
+    );
   });
 
-  test('a job pull joining the prefetch in flight: the blobs came on the prefetch\'s requests, the image is the job\'s', () => {
-    const log = [p('GET', '/v2/library/app/manifests/2'), job('GET', '/v2/library/app/manifests/2'), ...[b.app2Cfg, b.baseLayer, b.depLayer, b.app2Layer].map((x) => p('GET', `/v2/library/app/blobs/${x}`))];
+  test("a job pull joining the prefetch in flight: the blobs came on the prefetch's requests, the image is the job's", () => {
+    const log = [
+      p('GET', '/v2/library/app/manifests/2'),
+      job('GET', '/v2/library/app/manifests/2'),
+      ...[b.app2Cfg, b.baseLayer, b.depLayer, b.app2Layer].map((x) => p('GET', `/v2/library/app/blobs/${x}`)),
+    ];
     const u = account(log);
-    assert.deepEqual(u.images, [{ key: 'library/app:2', image: 'app:2', fromCache: tally(4, 6 * MiB + 64 * 1024), fromUpstream: tally(0, 0) }]);
+    assert.deepEqual(u.images, [
+      { key: 'library/app:2', image: 'app:2', fromCache: tally(4, 6 * MiB + 64 * 1024), fromUpstream: tally(0, 0) },
+    ]);
     assert.deepEqual(u.prefetchOnly.images, []);
   });
 
-  test('a prefetch miss: fetched from the upstream on speculation, shown apart; a shared blob the job\'s image names is the job\'s', () => {
+  test("a prefetch miss: fetched from the upstream on speculation, shown apart; a shared blob the job's image names is the job's", () => {
     const log = [...pulls(p, 'library/new', '1', [b.newCfg, b.baseLayer, b.newLayer]), ...pulls(job, 'library/base', '1', [b.baseCfg])];
     const u = account(log);
     // base:1's layer came from the upstream under library/new, where the cache did not hold it; the daemon then had it.
     assert.deepEqual(u.images, [{ key: 'library/base:1', image: 'base:1', fromCache: tally(1, 300), fromUpstream: tally(1, 2 * MiB) }]);
-    assert.deepEqual(u.prefetchOnly.images, [{ key: 'library/new:1', image: 'new:1', fromCache: tally(0, 0), fromUpstream: tally(3, 400 + 2 * MiB + 3 * MiB) }]);
+    assert.deepEqual(u.prefetchOnly.images, [
+      { key: 'library/new:1', image: 'new:1', fromCache: tally(0, 0), fromUpstream: tally(3, 400 + 2 * MiB + 3 * MiB) },
+    ]);
     assert.deepEqual(u.prefetchOnly.fromUpstream, tally(2, 400 + 3 * MiB));
   });
 
@@ -555,7 +716,7 @@ describe('accountUsage: the job apart from the prefetch', () => {
     assert.deepEqual(u.images, [{ key: 'library/app:3', image: 'app:3', fromCache: tally(0, 0), fromUpstream: tally(2, MiB) }]);
   });
 
-  test('the report: the job\'s table and hit rate, then the prefetch\'s own table with its pulling time', () => {
+  test("the report: the job's table and hit rate, then the prefetch's own table with its pulling time", () => {
     const usage = account([...prefetchOfLastRun, ...pulls(job, 'library/app', '3', [b.app3Cfg, b.app3Layer])]);
     const unused = ['base:1', 'someuser/tool:latest', 'app:2'].map((ref, i) => ({ ref, ms: 400 + 100 * i }));
     const md = renderReport({ ...reportFacts, usage, prefetch: { used: [], unused, failed: [] } });
@@ -592,10 +753,24 @@ describe('accountUsage: the job apart from the prefetch', () => {
       restoredBlobs: Object.keys(cached.blobs).length,
       restoredBytes: Object.values(cached.blobs).reduce((a, x) => a + x, 0),
       background: { images: 3, seconds: 0.8, finished: true, early: [] },
-      saved: { entries: 3, bytes: sizes[b.app3] + sizes[b.app3Cfg] + sizes[b.app3Layer], indexKey: 'pull-cache-index-linux-amd64-14612-1-p8k2w4-91e3aa', deferred: 0, stopped: '' },
+      saved: {
+        entries: 3,
+        bytes: sizes[b.app3] + sizes[b.app3Cfg] + sizes[b.app3Layer],
+        indexKey: 'pull-cache-index-linux-amd64-14612-1-p8k2w4-91e3aa',
+        deferred: 0,
+        stopped: '',
+      },
       quota: { limit: 200, remaining: 187, window: 21600 },
       pullsAs: 'ci-bot',
-      prefetch: { used: [], unused: [{ ref: 'base:1', ms: 420 }, { ref: 'app:2', ms: 1_870 }, { ref: 'someuser/tool:latest', ms: 640 }], failed: [] },
+      prefetch: {
+        used: [],
+        unused: [
+          { ref: 'base:1', ms: 420 },
+          { ref: 'app:2', ms: 1_870 },
+          { ref: 'someuser/tool:latest', ms: 640 },
+        ],
+        failed: [],
+      },
     });
     const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
     const example = md.slice('## Pull cache\n\n'.length).trimEnd();
@@ -607,7 +782,10 @@ describe('accountUsage: the job apart from the prefetch', () => {
     const md = renderReport({ ...reportFacts, usage, prefetch: { used: [], unused: [{ ref: 'new:1', ms: 2_345 }], failed: [] } });
     assert.ok(md.includes('No image was pulled through the cache in this job.'), md);
     assert.ok(md.includes('| new:1 | – | 3 blobs, 5.0 MiB | 2.3 s |'), md);
-    assert.ok(md.includes('The prefetch fetched 3 blobs, 5.0 MiB from Docker Hub for images this job did not use: `prefetch: false` turns it off.'), md);
+    assert.ok(
+      md.includes('The prefetch fetched 3 blobs, 5.0 MiB from Docker Hub for images this job did not use: `prefetch: false` turns it off.'),
+      md,
+    );
   });
 });
 
@@ -641,7 +819,12 @@ describe('renderReport', () => {
   });
 
   test('a single blob is "1 blob"', () => {
-    const one: Usage = { images: [{ key: 'library/x:1', image: 'x:1', fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } }], fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 }, prefetchOnly: NOTHING };
+    const one: Usage = {
+      images: [{ key: 'library/x:1', image: 'x:1', fromCache: { blobs: 1, bytes: 2048 }, fromUpstream: { blobs: 0, bytes: 0 } }],
+      fromCache: { blobs: 1, bytes: 2048 },
+      fromUpstream: { blobs: 0, bytes: 0 },
+      prefetchOnly: NOTHING,
+    };
     const md = renderReport(facts({ usage: one }));
     assert.ok(md.includes('| x:1 | 1 blob, 2.0 KiB | – |'), md);
     assert.ok(md.includes('Hit rate: 100% of bytes served (1 of 1 blobs).'), md);
@@ -661,36 +844,54 @@ describe('renderReport', () => {
   });
 
   test('a first run: nothing restored', () => {
-    assert.ok(renderReport(facts({ restoredKey: '', restoredBlobs: 0, restoredBytes: 0 })).includes('- Restored: nothing (no cache yet for this key prefix and platform).'));
+    assert.ok(
+      renderReport(facts({ restoredKey: '', restoredBlobs: 0, restoredBytes: 0 })).includes(
+        '- Restored: nothing (no cache yet for this key prefix and platform).',
+      ),
+    );
   });
 
   test('a damaged restore says what was lost and that it is fetched again', () => {
     const md = renderReport(facts({ missingEntries: 2, damagedBlobs: 1 }));
-    assert.match(md, /- Restored: `pull-cache-index-linux-amd64-123-1-abc`, 5 blobs, [^\n]* \(2 entries gone from the cache; 1 blob failed the digest check and dropped: fetched again on demand\)\./);
+    assert.match(
+      md,
+      /- Restored: `pull-cache-index-linux-amd64-123-1-abc`, 5 blobs, [^\n]* \(2 entries gone from the cache; 1 blob failed the digest check and dropped: fetched again on demand\)\./,
+    );
   });
 
   test('what was refused from the cache is named, the first ten of it', () => {
     const refused = Array.from({ length: 12 }, (_, i) => `image ${i + 1} (../x): not a repository name`);
     const md = renderReport(facts({ refused }));
-    assert.match(md, /- Refused from the cache as invalid \(not restored, not served\): 12 items:\n {2}- image 1 \(\.\.\/x\): not a repository name\n/);
+    assert.match(
+      md,
+      /- Refused from the cache as invalid \(not restored, not served\): 12 items:\n {2}- image 1 \(\.\.\/x\): not a repository name\n/,
+    );
     assert.ok(md.includes('  - image 10 (../x)'));
     assert.ok(!md.includes('  - image 11 (../x)'));
-    assert.ok(md.includes('  - and 2 more (see the step\'s warnings)'));
+    assert.ok(md.includes("  - and 2 more (see the step's warnings)"));
     assert.doesNotMatch(renderReport(facts()), /Refused/);
-    const wholeIndex = renderReport(facts({ restoredKey: '', restoredBlobs: 0, restoredBytes: 0, refused: ['the cache index is not JSON'] }));
+    const wholeIndex = renderReport(
+      facts({ restoredKey: '', restoredBlobs: 0, restoredBytes: 0, refused: ['the cache index is not JSON'] }),
+    );
     assert.ok(wholeIndex.includes('- Restored: nothing (the cache index was refused, see below).'));
   });
 
   test('tags the upstream no longer names, and images it could not vouch for, are named as not saved', () => {
     const md = renderReport(facts({ stale: ['library/alpha:1', 'octo/tool:v2'], unverified: ['library/beta:edge'] }));
     assert.ok(md.includes('- Not saved: 2 tags the upstream no longer names this way, moved or deleted (alpha:1, octo/tool:v2).'));
-    assert.ok(md.includes('- Not saved: 1 image the upstream could not vouch for when the job ended (beta:edge); a tag is saved only once the upstream confirms it.'));
+    assert.ok(
+      md.includes(
+        '- Not saved: 1 image the upstream could not vouch for when the job ended (beta:edge); a tag is saved only once the upstream confirms it.',
+      ),
+    );
     assert.doesNotMatch(renderReport(facts()), /no longer names|could not vouch/);
   });
 
   test('damaged blobs alone, one and several', () => {
     assert.ok(renderReport(facts({ damagedBlobs: 1 })).includes(' (1 blob failed the digest check and dropped: fetched again on demand).'));
-    assert.ok(renderReport(facts({ damagedBlobs: 3 })).includes(' (3 blobs failed the digest check and dropped: fetched again on demand).'));
+    assert.ok(
+      renderReport(facts({ damagedBlobs: 3 })).includes(' (3 blobs failed the digest check and dropped: fetched again on demand).'),
+    );
     assert.ok(renderReport(facts({ missingEntries: 1 })).includes(' (1 entry gone from the cache: fetched again on demand).'));
   });
 
@@ -702,13 +903,23 @@ describe('renderReport', () => {
 
   test('images dropped for age: one line naming them, the max-age and their bytes', () => {
     const md = renderReport(facts({ dropped: old }));
-    assert.ok(md.includes(`- Dropped: 2 images unused for more than 7 days (max-age) (${old[0].image.replace(/^library\//, '')}, ${old[1].image.replace(/^library\//, '')}; ${formatBytes(4_500_000)}).\n`), md);
+    assert.ok(
+      md.includes(
+        `- Dropped: 2 images unused for more than 7 days (max-age) (${old[0].image.replace(/^library\//, '')}, ${old[1].image.replace(/^library\//, '')}; ${formatBytes(4_500_000)}).\n`,
+      ),
+      md,
+    );
     assert.ok(!md.includes('max-size'), md);
   });
 
   test('images dropped for size: one line naming them, the max-size and their bytes', () => {
     const md = renderReport(facts({ dropped: [big], budget: { maxBytes: 500 * 1024 * 1024, maxAgeDays: 7 } }));
-    assert.ok(md.includes(`- Dropped: 1 image that did not fit in ${formatBytes(500 * 1024 * 1024)} (max-size) (epsilon:1; ${formatBytes(700_000_000)}).\n`), md);
+    assert.ok(
+      md.includes(
+        `- Dropped: 1 image that did not fit in ${formatBytes(500 * 1024 * 1024)} (max-size) (epsilon:1; ${formatBytes(700_000_000)}).\n`,
+      ),
+      md,
+    );
     assert.ok(!md.includes('max-age'), md);
   });
 
@@ -729,12 +940,16 @@ describe('renderReport', () => {
   });
 
   test('nothing new to save, save disabled, and deferred blobs', () => {
-    assert.ok(renderReport(facts({ saved: { entries: 0, bytes: 0, indexKey: '', deferred: 0, stopped: '' } })).includes('- Saved: nothing new.'));
+    assert.ok(
+      renderReport(facts({ saved: { entries: 0, bytes: 0, indexKey: '', deferred: 0, stopped: '' } })).includes('- Saved: nothing new.'),
+    );
     const off = renderReport(facts({ saved: null, saveDisabled: true }));
     assert.ok(off.includes('- Saved: nothing (`save: false`).'));
     const capped = renderReport(facts({ saved: { entries: 32, bytes: 100, indexKey: 'k', deferred: 7, stopped: '' } }));
     assert.ok(capped.includes('- Not saved this run: 7 blobs (per-run entry cap); the next run saves them.'), capped);
-    const refused = renderReport(facts({ saved: { entries: 3, bytes: 100, indexKey: '', deferred: 2, stopped: 'the cache service did not take k' } }));
+    const refused = renderReport(
+      facts({ saved: { entries: 3, bytes: 100, indexKey: '', deferred: 2, stopped: 'the cache service did not take k' } }),
+    );
     assert.ok(refused.includes('- Not saved this run: 2 blobs (the cache service did not take k); the next run saves them.'), refused);
   });
 
@@ -760,7 +975,9 @@ describe('renderReport', () => {
   test('images withheld from the cache: one line naming them, library/ left out, and how to save them', () => {
     const md = renderReport(facts({ withheld: ['ci-bot/secret:1', 'library/alpha:1', `ci-bot/tool@${digest('tool')}`] }));
     assert.ok(
-      md.includes(`- Not saved: 3 images anonymous users cannot pull (ci-bot/secret:1, alpha:1, ci-bot/tool@${digest('tool')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.\n`),
+      md.includes(
+        `- Not saved: 3 images anonymous users cannot pull (ci-bot/secret:1, alpha:1, ci-bot/tool@${digest('tool')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.\n`,
+      ),
       md,
     );
     assert.ok(!md.includes('library/alpha'), md);
@@ -770,12 +987,29 @@ describe('renderReport', () => {
 
   test('the background restore: when it ended, and the images the job asked for before they were in place', () => {
     const done = renderReport(facts({ background: { images: 5, seconds: 2.4, finished: true, early: [] } }));
-    assert.ok(done.includes('- Restored in the background: 5 images in 2.4 s after the main step, before the job asked for any of them.\n'), done);
-    const early = renderReport(facts({ background: { images: 5, seconds: 2.4, finished: true, early: [{ image: 'alpha:1', askedAt: 0.3, inPlaceAt: 1.1, restoredShare: 0.25 }] } }));
+    assert.ok(
+      done.includes('- Restored in the background: 5 images in 2.4 s after the main step, before the job asked for any of them.\n'),
+      done,
+    );
+    const early = renderReport(
+      facts({
+        background: {
+          images: 5,
+          seconds: 2.4,
+          finished: true,
+          early: [{ image: 'alpha:1', askedAt: 0.3, inPlaceAt: 1.1, restoredShare: 0.25 }],
+        },
+      }),
+    );
     assert.ok(early.includes('- Restored in the background: 5 images in 2.4 s after the main step.\n'), early);
     assert.ok(early.includes('  - alpha:1: asked at 0.3 s, in place at 1.1 s; 25% of the restore was done when asked.\n'), early);
     const cut = renderReport(facts({ background: { images: 5, seconds: null, finished: false, early: [] }, saved: null }));
-    assert.ok(cut.includes('- ⚠️ The background restore did not finish within cache-timeout: nothing was saved, so the next run restores the cache as it was.\n'), cut);
+    assert.ok(
+      cut.includes(
+        '- ⚠️ The background restore did not finish within cache-timeout: nothing was saved, so the next run restores the cache as it was.\n',
+      ),
+      cut,
+    );
   });
 
   test('nothing withheld: no Not saved line', () => {
@@ -806,8 +1040,14 @@ describe('renderReport', () => {
   });
 
   test('no limit: says so, for the user or for anonymous pulls', () => {
-    assert.ok(renderReport(facts({ quota: 'unlimited', pullsAs: 'ci-bot' })).includes('- Docker Hub pull quota: no limit applies for ci-bot.\n'));
-    assert.ok(renderReport(facts({ quota: 'unlimited', pullsAs: '' })).includes('- Docker Hub pull quota: no limit applies for anonymous pulls from this runner.\n'));
+    assert.ok(
+      renderReport(facts({ quota: 'unlimited', pullsAs: 'ci-bot' })).includes('- Docker Hub pull quota: no limit applies for ci-bot.\n'),
+    );
+    assert.ok(
+      renderReport(facts({ quota: 'unlimited', pullsAs: '' })).includes(
+        '- Docker Hub pull quota: no limit applies for anonymous pulls from this runner.\n',
+      ),
+    );
   });
 
   test('another upstream names its host in the quota line', () => {
@@ -820,7 +1060,18 @@ describe('renderReport', () => {
   });
 
   test('prefetch: how many were prefetched, and which the job used', () => {
-    const md = renderReport(facts({ prefetch: { used: ['alpha:1', 'octo/tool:2'], unused: [{ ref: 'beta:1', ms: 2_345 }, { ref: 'gamma:2', ms: 800 }], failed: [] } }));
+    const md = renderReport(
+      facts({
+        prefetch: {
+          used: ['alpha:1', 'octo/tool:2'],
+          unused: [
+            { ref: 'beta:1', ms: 2_345 },
+            { ref: 'gamma:2', ms: 800 },
+          ],
+          failed: [],
+        },
+      }),
+    );
     assert.ok(md.includes('- Prefetched in the background: 4 images; used by the job: alpha:1, octo/tool:2.\n'), md);
     assert.ok(!md.includes('Prefetching'), md);
     const none = renderReport(facts({ prefetch: { used: [], unused: [{ ref: 'beta:1', ms: 12_000 }], failed: [] } }));
@@ -828,7 +1079,11 @@ describe('renderReport', () => {
   });
 
   test('prefetch: a failed pull is a warning of its own, not counted among the prefetched', () => {
-    const md = renderReport(facts({ prefetch: { used: ['alpha:1'], unused: [], failed: [{ ref: 'beta:1', error: 'Error response from daemon: manifest unknown' }] } }));
+    const md = renderReport(
+      facts({
+        prefetch: { used: ['alpha:1'], unused: [], failed: [{ ref: 'beta:1', error: 'Error response from daemon: manifest unknown' }] },
+      }),
+    );
     assert.ok(md.includes('- Prefetched in the background: 1 image; used by the job: alpha:1.\n'), md);
     assert.ok(md.includes('- ⚠️ Prefetching beta:1 failed: Error response from daemon: manifest unknown\n'), md);
   });
@@ -855,8 +1110,18 @@ describe('renderReport', () => {
     );
     const lines = md.split('\n');
     const at = (prefix: string) => lines.findIndex((l) => l.startsWith(prefix));
-    const order = [at('- Saved:'), at('- Not saved:'), at('- Docker Hub pull quota:'), at('- Prefetched in the background:'), at('- dockerd decompresses'), at('- ⚠️ boom')];
-    assert.ok(order.every((n, i) => n >= 0 && (i === 0 || n > order[i - 1])), md);
+    const order = [
+      at('- Saved:'),
+      at('- Not saved:'),
+      at('- Docker Hub pull quota:'),
+      at('- Prefetched in the background:'),
+      at('- dockerd decompresses'),
+      at('- ⚠️ boom'),
+    ];
+    assert.ok(
+      order.every((n, i) => n >= 0 && (i === 0 || n > order[i - 1])),
+      md,
+    );
   });
 
   test('ends with a newline', () => {
@@ -865,38 +1130,110 @@ describe('renderReport', () => {
 
   test('more than one registry: a row per registry with its mirror, and the image table says "From upstream"', () => {
     const tally = (blobs: number, bytes: number) => ({ blobs, bytes });
-    const md = renderReport(facts({
-      registries: [
-        { registry: 'docker.io', upstream: 'https://registry-1.docker.io', mirror: 'http://127.0.0.1:40001', offline: false, images: 3, fromCache: tally(3, 33_002_000), fromUpstream: tally(5, 39_003_600) },
-        { registry: 'ghcr.io', upstream: 'https://ghcr.io', mirror: 'http://127.0.0.1:40002', offline: true, images: 0, fromCache: tally(0, 0), fromUpstream: tally(0, 0) },
-      ],
-    }));
+    const md = renderReport(
+      facts({
+        registries: [
+          {
+            registry: 'docker.io',
+            upstream: 'https://registry-1.docker.io',
+            mirror: 'http://127.0.0.1:40001',
+            offline: false,
+            images: 3,
+            fromCache: tally(3, 33_002_000),
+            fromUpstream: tally(5, 39_003_600),
+          },
+          {
+            registry: 'ghcr.io',
+            upstream: 'https://ghcr.io',
+            mirror: 'http://127.0.0.1:40002',
+            offline: true,
+            images: 0,
+            fromCache: tally(0, 0),
+            fromUpstream: tally(0, 0),
+          },
+        ],
+      }),
+    );
     assert.ok(md.includes('| Registry | Mirror | Images | From cache | From upstream |\n| --- | --- | --- | --- | --- |\n'), md);
-    assert.ok(md.includes(`| docker.io | http://127.0.0.1:40001 | 3 | 3 blobs, ${formatBytes(33_002_000)} | 5 blobs, ${formatBytes(39_003_600)} |`), md);
+    assert.ok(
+      md.includes(`| docker.io | http://127.0.0.1:40001 | 3 | 3 blobs, ${formatBytes(33_002_000)} | 5 blobs, ${formatBytes(39_003_600)} |`),
+      md,
+    );
     assert.ok(md.includes('| ghcr.io | http://127.0.0.1:40002 (offline) | 0 | – | – |'), md);
     assert.ok(md.includes('| Image | From cache | From upstream |'), md);
     assert.ok(md.indexOf('| Registry |') < md.indexOf('| Image |'));
   });
 
   test('one registry other than Docker Hub names it in the image table; no registry table', () => {
-    const md = renderReport(facts({ registries: [{ registry: 'ghcr.io', upstream: 'https://ghcr.io', mirror: 'http://127.0.0.1:40002', offline: false, images: 0, fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 0, bytes: 0 } }] }));
+    const md = renderReport(
+      facts({
+        registries: [
+          {
+            registry: 'ghcr.io',
+            upstream: 'https://ghcr.io',
+            mirror: 'http://127.0.0.1:40002',
+            offline: false,
+            images: 0,
+            fromCache: { blobs: 0, bytes: 0 },
+            fromUpstream: { blobs: 0, bytes: 0 },
+          },
+        ],
+      }),
+    );
     assert.ok(md.includes('| Image | From cache | From ghcr.io |'), md);
     assert.ok(!md.includes('| Registry |'));
   });
 
-  test('a registry behind an organisation\'s mirror: its row, or the image table, names the org tier it came from', () => {
+  test("a registry behind an organisation's mirror: its row, or the image table, names the org tier it came from", () => {
     const none = { blobs: 0, bytes: 0 };
-    const ghcr = { registry: 'ghcr.io', upstream: 'https://nexus.example:8444', mirror: 'http://127.0.0.1:40002', offline: false, images: 1, fromCache: none, fromUpstream: { blobs: 2, bytes: 2048 } };
-    const hub = { registry: 'docker.io', upstream: 'https://registry-1.docker.io', mirror: 'http://127.0.0.1:40001', offline: false, images: 0, fromCache: none, fromUpstream: none };
-    assert.ok(renderReport(facts({ registries: [hub, ghcr] })).includes('| ghcr.io via nexus.example:8444 | http://127.0.0.1:40002 | 1 | – | 2 blobs, 2.0 KiB |\n'));
+    const ghcr = {
+      registry: 'ghcr.io',
+      upstream: 'https://nexus.example:8444',
+      mirror: 'http://127.0.0.1:40002',
+      offline: false,
+      images: 1,
+      fromCache: none,
+      fromUpstream: { blobs: 2, bytes: 2048 },
+    };
+    const hub = {
+      registry: 'docker.io',
+      upstream: 'https://registry-1.docker.io',
+      mirror: 'http://127.0.0.1:40001',
+      offline: false,
+      images: 0,
+      fromCache: none,
+      fromUpstream: none,
+    };
+    assert.ok(
+      renderReport(facts({ registries: [hub, ghcr] })).includes(
+        '| ghcr.io via nexus.example:8444 | http://127.0.0.1:40002 | 1 | – | 2 blobs, 2.0 KiB |\n',
+      ),
+    );
     assert.ok(renderReport(facts({ registries: [hub, ghcr] })).includes('| docker.io | http://127.0.0.1:40001 | 0 |'));
     assert.ok(renderReport(facts({ registries: [ghcr] })).includes('| Image | From cache | From nexus.example:8444 |'));
   });
 
   test('images dockerd pulled around the cache: how to pull them through it, or which registry to list', () => {
-    const md = renderReport(facts({ aroundTheCache: [{ image: 'ghcr.io/org/app:1', throughMirror: '127.0.0.1:40002/org/app:1' }, { image: 'quay.io/x/y:2', throughMirror: '' }] }));
-    assert.ok(md.includes("- Not through the cache: dockerd pulled ghcr.io/org/app:1 from its registry directly (dockerd's registry-mirrors cover Docker Hub only); `docker pull 127.0.0.1:40002/org/app:1` comes through the cache, as does a containerd client with hosts-dir.\n"), md);
-    assert.ok(md.includes('- Not through the cache: dockerd pulled quay.io/x/y:2 from its registry directly (dockerd\'s registry-mirrors cover Docker Hub only); list quay.io in registries to cache it.\n'), md);
+    const md = renderReport(
+      facts({
+        aroundTheCache: [
+          { image: 'ghcr.io/org/app:1', throughMirror: '127.0.0.1:40002/org/app:1' },
+          { image: 'quay.io/x/y:2', throughMirror: '' },
+        ],
+      }),
+    );
+    assert.ok(
+      md.includes(
+        "- Not through the cache: dockerd pulled ghcr.io/org/app:1 from its registry directly (dockerd's registry-mirrors cover Docker Hub only); `docker pull 127.0.0.1:40002/org/app:1` comes through the cache, as does a containerd client with hosts-dir.\n",
+      ),
+      md,
+    );
+    assert.ok(
+      md.includes(
+        "- Not through the cache: dockerd pulled quay.io/x/y:2 from its registry directly (dockerd's registry-mirrors cover Docker Hub only); list quay.io in registries to cache it.\n",
+      ),
+      md,
+    );
   });
 
   test("dockerd's own BuildKit going around the cache: one line saying so, none when it does not", () => {
@@ -907,14 +1244,22 @@ describe('renderReport', () => {
 });
 
 describe('aroundTheCache', () => {
-  const mirrors = [{ registry: 'docker.io', url: 'http://127.0.0.1:40001' }, { registry: 'ghcr.io', url: 'http://127.0.0.1:40002' }];
+  const mirrors = [
+    { registry: 'docker.io', url: 'http://127.0.0.1:40001' },
+    { registry: 'ghcr.io', url: 'http://127.0.0.1:40002' },
+  ];
 
   test('Docker Hub images (by any spelling) and pulls from a mirror itself went through the cache', () => {
-    assert.deepEqual(aroundTheCache(['alpine:1', 'someuser/app:2', 'docker.io/library/alpine:1', '127.0.0.1:40002/org/app:1'], mirrors), []);
+    assert.deepEqual(
+      aroundTheCache(['alpine:1', 'someuser/app:2', 'docker.io/library/alpine:1', '127.0.0.1:40002/org/app:1'], mirrors),
+      [],
+    );
   });
 
   test('a registry dockerd reads a hosts.toml of ours for (containerd image store) went through its mirror', () => {
-    assert.deepEqual(aroundTheCache(['ghcr.io/org/app:1', 'quay.io/x/y:2'], mirrors, ['ghcr.io']), [{ image: 'quay.io/x/y:2', throughMirror: '' }]);
+    assert.deepEqual(aroundTheCache(['ghcr.io/org/app:1', 'quay.io/x/y:2'], mirrors, ['ghcr.io']), [
+      { image: 'quay.io/x/y:2', throughMirror: '' },
+    ]);
   });
 
   test('another registry: through its mirror when it has one', () => {
@@ -931,7 +1276,12 @@ describe('mergeUsage', () => {
     const y = { key: 'ghcr.io/o/y:1', image: 'ghcr.io/o/y:1', fromCache: { blobs: 3, bytes: 30 }, fromUpstream: { blobs: 0, bytes: 0 } };
     const z = { key: 'ghcr.io/o/z:1', image: 'ghcr.io/o/z:1', fromCache: { blobs: 0, bytes: 0 }, fromUpstream: { blobs: 1, bytes: 5 } };
     const a: Usage = { images: [x], fromCache: x.fromCache, fromUpstream: x.fromUpstream, prefetchOnly: NOTHING };
-    const b: Usage = { images: [y], fromCache: y.fromCache, fromUpstream: y.fromUpstream, prefetchOnly: { images: [z], fromCache: z.fromCache, fromUpstream: z.fromUpstream } };
+    const b: Usage = {
+      images: [y],
+      fromCache: y.fromCache,
+      fromUpstream: y.fromUpstream,
+      prefetchOnly: { images: [z], fromCache: z.fromCache, fromUpstream: z.fromUpstream },
+    };
     assert.deepEqual(mergeUsage([a, b]), {
       images: [x, y],
       fromCache: { blobs: 4, bytes: 40 },

@@ -6,7 +6,16 @@ import { mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, symlink, wri
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { blobPath, holdsDigest, inside, prepareRegistryRoot, readManifests, scanStorage, writeLinks, type ImageLinks } from '../../src/storage.js';
+import {
+  blobPath,
+  holdsDigest,
+  inside,
+  prepareRegistryRoot,
+  readManifests,
+  scanStorage,
+  writeLinks,
+  type ImageLinks,
+} from '../../src/storage.js';
 import { MANIFEST_V2, IMAGE_CONFIG, LAYER_GZIP, makeConfig, makeLayer, sha256 } from '../helpers/images.js';
 
 const V2 = 'docker/registry/v2';
@@ -40,7 +49,13 @@ async function storeImage(storage: string, repository: string, reference: string
     sizes[sha256(bytes)] = bytes.length;
   }
   const manifestDigest = sha256(manifest);
-  return { repository, reference: reference ?? manifestDigest, manifests: [manifestDigest], blobs: [sha256(config), ...layers.map((l) => l.digest)], sizes };
+  return {
+    repository,
+    reference: reference ?? manifestDigest,
+    manifests: [manifestDigest],
+    blobs: [sha256(config), ...layers.map((l) => l.digest)],
+    sizes,
+  };
 }
 
 describe('blobPath', () => {
@@ -74,7 +89,8 @@ describe('holdsDigest', () => {
     await mkdir(join(root, 'directory'));
     await writeFile(join(root, 'target'), 'layer bytes');
     await symlink(join(root, 'target'), join(root, 'link'));
-    for (const name of ['wrong', 'missing', 'directory', 'link']) assert.equal(await holdsDigest(join(root, name), sha256('layer bytes')), false, name);
+    for (const name of ['wrong', 'missing', 'directory', 'link'])
+      assert.equal(await holdsDigest(join(root, name), sha256('layer bytes')), false, name);
   });
 });
 
@@ -99,7 +115,10 @@ describe('writeLinks and scanStorage', () => {
     });
     const manifests = await readManifests(root, state);
     assert.deepEqual(Object.keys(manifests).sort(), [alpine.manifests[0], app.manifests[0]].sort());
-    assert.deepEqual(manifests[alpine.manifests[0]]?.layers?.map((l) => l.digest), alpine.blobs.slice(1));
+    assert.deepEqual(
+      manifests[alpine.manifests[0]]?.layers?.map((l) => l.digest),
+      alpine.blobs.slice(1),
+    );
   });
 
   test('only blobs present are linked; an image without its manifest gets nothing; one pulled by digest gets no tag', async () => {
@@ -127,7 +146,11 @@ describe('writeLinks and scanStorage', () => {
     const { repositories } = await scanStorage(root);
     assert.deepEqual(repositories['library/moved'].layers, [...restored.blobs].sort());
     const files = await readdir(join(root, V2, 'repositories/library/moved'), { recursive: true });
-    assert.deepEqual(files.filter((f) => /link\./.test(f)), [], 'no temporary link left');
+    assert.deepEqual(
+      files.filter((f) => /link\./.test(f)),
+      [],
+      'no temporary link left',
+    );
   });
 
   test('a tag link that does not hold a digest is not read as a tag', async () => {

@@ -19,7 +19,12 @@ const RUNS = { numRuns: 2000 };
 /** Names as an attacker writes them: path-like pieces, separators, dots and bytes a grammar must refuse. */
 const hostileText = fc.oneof(
   fc.string(),
-  fc.array(fc.constantFrom('..', '.', '/', 'library', 'alpha', 'ghcr.io', 'a:1', '\u0000', 'sha256:', '%2e', 'x'.repeat(70), '\\', ' ', 'A'), { maxLength: 12 }).map((parts) => parts.join('')),
+  fc
+    .array(
+      fc.constantFrom('..', '.', '/', 'library', 'alpha', 'ghcr.io', 'a:1', '\u0000', 'sha256:', '%2e', 'x'.repeat(70), '\\', ' ', 'A'),
+      { maxLength: 12 },
+    )
+    .map((parts) => parts.join('')),
   fc.string().map((s) => `../${s}`),
   fc.string().map((s) => `/${s}`),
 );
@@ -95,7 +100,8 @@ describe('readIndex over generated input', () => {
         // does not cache (left out quietly, as images of a registry taken out of `registries` are).
         const kept = read.index.images.length + read.index.entries.length;
         assert.ok(kept >= 3, `kept ${kept} of 4`);
-        const otherRegistry = field === 'repository' && typeof replacement === 'string' && !RULES.registries.includes(splitRepository(replacement).registry);
+        const otherRegistry =
+          field === 'repository' && typeof replacement === 'string' && !RULES.registries.includes(splitRepository(replacement).registry);
         assert.ok(kept === 4 || read.invalid.length === 1 || (otherRegistry && read.invalid.length === 0), read.invalid.join('\n'));
       }),
       RUNS,
@@ -140,7 +146,9 @@ describe('archiveProblem over generated listings', () => {
       'drwxr-xr-x 0/0               0 2026-12-02 04:14 storage/docker/registry/v2/blobs/sha256/ab/',
       'drwxr-xr-x 0/0               0 2026-12-02 04:14 storage/',
     ),
-    fc.tuple(fc.constantFrom('-', 'd', 'l', 'h', 'c', 'b', 'p'), fc.nat(1000), hostileText).map(([type, size, name]) => `${type}rw-r--r-- 0/0 ${String(size).padStart(15)} 2026-12-02 04:14 ${name}`),
+    fc
+      .tuple(fc.constantFrom('-', 'd', 'l', 'h', 'c', 'b', 'p'), fc.nat(1000), hostileText)
+      .map(([type, size, name]) => `${type}rw-r--r-- 0/0 ${String(size).padStart(15)} 2026-12-02 04:14 ${name}`),
     hostileText,
   );
   test('a listing passes only when each file is expected, once, within its size, and each directory lies above one', () => {

@@ -36,7 +36,11 @@ describe('decideSaves', () => {
 
   test('current saved; private withheld; moved and gone stale; unverified kept unrefreshed only as the last index had it', () => {
     const movedSince = { ...epsilon, manifests: [M2] };
-    const decision = decideSaves([tagged, beta, gamma, delta, movedSince], ['current', 'private', 'moved', 'unverified', 'unverified'], [delta, epsilon]);
+    const decision = decideSaves(
+      [tagged, beta, gamma, delta, movedSince],
+      ['current', 'private', 'moved', 'unverified', 'unverified'],
+      [delta, epsilon],
+    );
     assert.deepEqual(decision.images, [tagged, delta]);
     assert.deepEqual([...decision.unrefreshed], ['library/delta:1']);
     assert.deepEqual(decision.withheld, ['library/beta:1']);

@@ -66,7 +66,9 @@ describe('createWorkDir and the baseline', () => {
       restored: { ...NOTHING_RESTORED, restoredKey: 'pull-cache-index-x64-1', missingEntries: 1 },
       storage: {
         blobs: { [sha256('layer')]: 5 },
-        repositories: { 'library/alpine': { tags: { '3': sha256('manifest') }, manifests: [sha256('manifest')], layers: [sha256('layer')] } },
+        repositories: {
+          'library/alpine': { tags: { '3': sha256('manifest') }, manifests: [sha256('manifest')], layers: [sha256('layer')] },
+        },
       },
     };
     await writeBaseline(dir, baseline);
