@@ -6,130 +6,65 @@ import { join } from 'node:path';
 import { startRestore } from './background-restore.js';
 import { withDeadline } from './bounded.js';
 import { writeClientConfigs } from './client-config.js';
-import { getInputs, runnerArch } from './context.js';
+import { getInputs, runnerArch, type Inputs } from './context.js';
 import { pointDaemon } from './daemon.js';
 import { gatedImages, planFronts, startGate, stopGate, throughFronts } from './gate.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
 import { failOrWarn, warn } from './log.js';
-import { listenAddress, mirrorPlans, probeUpstreams, startMirrors } from './mirrors.js';
+import { listenAddress, mirrorPlans, probeUpstreams, startMirrors, type MirrorPlan } from './mirrors.js';
 import { NOTHING_RESTORED, restoredBytes, restoreIndex, type Restored } from './persistence.js';
 import { prefetchRefs, startPrefetch } from './prefetch.js';
 import { formatBytes } from './report.js';
 import { installRegistry } from './registry-binary.js';
 import { useRegistriesConf } from './registries-conf.js';
-import { state } from './state.js';
+import type { UpstreamProbe } from './docker-hub.js';
+import { state, type MirrorState } from './state.js';
 import { scanStorage } from './storage.js';
-import { createWorkDir, writeBaseline } from './work-dir.js';
+import { createWorkDir, writeBaseline, type WorkDir } from './work-dir.js';
+
+const OUTPUTS = ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'registries-conf', 'restored-key'];
 
 export async function main(): Promise<void> {
   const jobStarted = Date.now();
   state.markMainStarted();
-  for (const output of ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'registries-conf', 'restored-key'])
-    core.setOutput(output, '');
+  for (const output of OUTPUTS) core.setOutput(output, '');
   try {
     const inputs = getInputs();
     const address = await listenAddress(inputs.listen);
     const dir = await createWorkDir();
-    const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
     state.setCache({ workDir: dir.root, restoredKey: '' });
-
-    const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
     const plans = mirrorPlans(inputs);
-    const timeoutMs = inputs.cacheTimeoutSeconds * 1000;
-    const [restored, binary, probes] = await Promise.all([
-      restoreOrStartEmpty(() =>
-        withDeadline('restoring the cache index', timeoutMs, (signal) =>
-          restoreIndex(scope, budget, inputs.registries, new Date(), signal),
-        ),
-      ),
-      installRegistry(inputs, join(dir.root, 'download')),
-      probeUpstreams(plans),
-    ]);
-    const storage = await scanStorage(dir.storage);
-    await writeBaseline(dir, { started: jobStarted, restored, storage });
-    state.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
-    core.setOutput('restored-key', restored.restoredKey);
-    // The entries come in behind the mirrors: the job goes on while they download.
-    const restoreProgress = join(dir.root, 'restore-progress.jsonl');
-    if (restored.entries.length) {
-      const plan = {
-        workDir: dir.root,
-        entries: restored.entries,
-        images: restored.images,
-        sizes: restored.index!.blobs,
-        progress: restoreProgress,
-        timeoutMs,
-      };
-      state.setRestore({ pid: await startRestore(plan), progress: restoreProgress, started: Date.now(), timeoutMs });
-      core.info(
-        `Restoring ${restored.images.length} images (${formatBytes(restoredBytes(restored))} in ${restored.entries.length} cache entries) in the background, most recently used first.`,
-      );
-    }
-
-    // While the restore runs, a front holds each mirror's port, so that a pull of an image on its way waits for it.
-    // It starts first and loads while the registries start behind it.
-    const fronts = restored.entries.length
-      ? await planFronts(
-          plans.map((p) => p.registry),
-          address,
-          inputs.port,
-        )
-      : [];
-    if (fronts.length) {
-      const plan = {
-        workDir: dir.root,
-        fronts,
-        images: gatedImages(restored.images),
-        progress: restoreProgress,
-        deadline: Date.now() + timeoutMs,
-      };
-      await startGate(plan, state.setGate);
-    }
-    const ports = new Map(fronts.length ? fronts.map((f) => [f.registry, f.target]) : inputs.port ? [[DOCKER_HUB, inputs.port]] : []);
-    const options = { binary, dir, address, ports, restoredImages: restored.images.map((i) => i.repository) };
-    let mirrors = await startMirrors(plans, probes, options, state.setMirrors);
-    if (fronts.length) {
-      const direct = mirrors;
-      // Without its front a mirror still serves: a pull that comes before its image goes to the upstream instead.
-      mirrors = await throughFronts(mirrors, dir.root, address).catch(async (e: Error) => {
-        warn(`${e.message}; pulls of images still being restored go to the upstream.`);
-        await stopGate(state.gate()!);
-        return direct;
-      });
-      state.setMirrors(mirrors);
-    }
-    await writeClientConfigs(dir.clients, mirrors);
-    core.setOutput('mirrors', JSON.stringify(Object.fromEntries(mirrors.map((m) => [m.registry, m.url]))));
-    core.setOutput('hosts-dir', dir.clients.hostsDir);
-    core.setOutput('buildkitd-config', dir.clients.buildkitdConfig);
-    core.setOutput('k3s-registries', dir.clients.k3sRegistries);
-    core.setOutput('registries-conf', await useRegistriesConf(inputs.registriesConfDir, dir.root, mirrors, state.setRegistriesConf));
-
-    const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
-    const daemonPulls = await pointDaemon(inputs.daemonConfig, mirrors, {
-      daemon: state.setDaemon,
-      registryHosts: state.setRegistryHosts,
-      builtInBuildkit: state.setBuiltInBuildkit,
-    });
-    if (hub) core.setOutput('mirror', hub.url);
-
-    // dockerd mirrors Docker Hub only: what it pulls from elsewhere would not come through the cache.
-    const hubImages = restored.images.filter((image) => splitRepository(image.repository).registry === DOCKER_HUB);
-    const refs = inputs.prefetch && daemonPulls ? prefetchRefs(restored.index, hubImages) : [];
-    if (refs.length) {
-      const log = join(dir.root, 'prefetch.log');
-      const waitForRestore = restored.entries.length ? { restoreProgress, waitMs: timeoutMs } : {};
-      state.setPrefetch({
-        pid: await startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log, ...waitForRestore }),
-        log,
-        jobStarted,
-      });
-      core.info(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
-    }
+    const { restored, binary, probes } = await core.group('Restoring the cache index', () =>
+      restoreIndexAndPrepare(inputs, dir, plans, jobStarted),
+    );
+    const restoreProgress = restored.entries.length ? await restoreInBackground(inputs, dir, restored) : null;
+    const started = { binary, probes, restored, restoreProgress };
+    const mirrors = await core.group('Starting the mirrors', () => startMirrorsBehindFronts(inputs, dir, address, plans, started));
+    const daemonPulls = await core.group('Pointing the clients at the mirrors', () => pointClients(inputs, dir, mirrors));
+    if (inputs.prefetch && daemonPulls) await prefetchLastRun(inputs, dir, restored, restoreProgress, jobStarted);
   } catch (e) {
     state.setMainError((e as Error).message);
     failOrWarn(`could not set up the cache: ${(e as Error).message}. The job goes on pulling directly.`);
   }
+}
+
+/** The index (a small entry), the registry binary and a look at each upstream, at once; then the baseline. */
+async function restoreIndexAndPrepare(inputs: Inputs, dir: WorkDir, plans: MirrorPlan[], jobStarted: number) {
+  const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
+  const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
+  const [restored, binary, probes] = await Promise.all([
+    restoreOrStartEmpty(() =>
+      withDeadline('restoring the cache index', inputs.cacheTimeoutSeconds * 1000, (signal) =>
+        restoreIndex(scope, budget, inputs.registries, new Date(), signal),
+      ),
+    ),
+    installRegistry(inputs, join(dir.root, 'download')),
+    probeUpstreams(plans),
+  ]);
+  await writeBaseline(dir, { started: jobStarted, restored, storage: await scanStorage(dir.storage) });
+  state.setCache({ workDir: dir.root, restoredKey: restored.restoredKey });
+  core.setOutput('restored-key', restored.restoredKey);
+  return { restored, binary, probes };
 }
 
 /** A cache that cannot be restored is an empty cache, not a failed step. */
@@ -140,4 +75,97 @@ async function restoreOrStartEmpty(restore: () => Promise<Restored>): Promise<Re
     warn(`restoring the cache failed (${(e as Error).message}); starting with an empty cache.`);
     return NOTHING_RESTORED;
   }
+}
+
+/** Starts the entries' restore behind the mirrors (the job goes on while they download); returns its progress file. */
+async function restoreInBackground(inputs: Inputs, dir: WorkDir, restored: Restored): Promise<string> {
+  const progress = join(dir.root, 'restore-progress.jsonl');
+  const timeoutMs = inputs.cacheTimeoutSeconds * 1000;
+  const plan = { workDir: dir.root, entries: restored.entries, images: restored.images, sizes: restored.index!.blobs, progress, timeoutMs };
+  state.setRestore({ pid: await startRestore(plan), progress, started: Date.now(), timeoutMs });
+  const size = `${formatBytes(restoredBytes(restored))} in ${restored.entries.length} cache entries`;
+  core.info(`Restoring ${restored.images.length} images (${size}) in the background, most recently used first.`);
+  return progress;
+}
+
+/**
+ * A registry per upstream. While the cache restores, a front holds each mirror's port, so that a pull of an image
+ * on its way waits for it; it starts first and loads while the registries start behind it. Without its front a
+ * mirror still serves: a pull that comes before its image goes to the upstream instead.
+ */
+async function startMirrorsBehindFronts(
+  inputs: Inputs,
+  dir: WorkDir,
+  address: string,
+  plans: MirrorPlan[],
+  {
+    binary,
+    probes,
+    restored,
+    restoreProgress,
+  }: { binary: string; probes: UpstreamProbe[]; restored: Restored; restoreProgress: string | null },
+): Promise<MirrorState[]> {
+  const fronts = restoreProgress
+    ? await planFronts(
+        plans.map((p) => p.registry),
+        address,
+        inputs.port,
+      )
+    : [];
+  if (restoreProgress) {
+    const deadline = Date.now() + inputs.cacheTimeoutSeconds * 1000;
+    await startGate(
+      { workDir: dir.root, fronts, images: gatedImages(restored.images), progress: restoreProgress, deadline },
+      state.setGate,
+    );
+  }
+  const ports = new Map(fronts.length ? fronts.map((f) => [f.registry, f.target]) : inputs.port ? [[DOCKER_HUB, inputs.port]] : []);
+  const direct = await startMirrors(
+    plans,
+    probes,
+    { binary, dir, address, ports, restoredImages: restored.images.map((i) => i.repository) },
+    state.setMirrors,
+  );
+  if (!fronts.length) return direct;
+  const mirrors = await throughFronts(direct, dir.root, address).catch(async (e: Error) => {
+    warn(`${e.message}; pulls of images still being restored go to the upstream.`);
+    await stopGate(state.gate()!);
+    return direct;
+  });
+  state.setMirrors(mirrors);
+  return mirrors;
+}
+
+/** The client configs and the outputs that name them, then dockerd; whether dockerd now pulls through the cache. */
+async function pointClients(inputs: Inputs, dir: WorkDir, mirrors: MirrorState[]): Promise<boolean> {
+  await writeClientConfigs(dir.clients, mirrors);
+  core.setOutput('mirrors', JSON.stringify(Object.fromEntries(mirrors.map((m) => [m.registry, m.url]))));
+  core.setOutput('hosts-dir', dir.clients.hostsDir);
+  core.setOutput('buildkitd-config', dir.clients.buildkitdConfig);
+  core.setOutput('k3s-registries', dir.clients.k3sRegistries);
+  core.setOutput('registries-conf', await useRegistriesConf(inputs.registriesConfDir, dir.root, mirrors, state.setRegistriesConf));
+  const records = { daemon: state.setDaemon, registryHosts: state.setRegistryHosts, builtInBuildkit: state.setBuiltInBuildkit };
+  const daemonPulls = await pointDaemon(inputs.daemonConfig, mirrors, records);
+  const hub = mirrors.find((m) => m.registry === DOCKER_HUB);
+  if (hub) core.setOutput('mirror', hub.url);
+  return daemonPulls;
+}
+
+/** Pulls in the background what the last run pulled, each image once the restore has it in place. */
+async function prefetchLastRun(
+  inputs: Inputs,
+  dir: WorkDir,
+  restored: Restored,
+  restoreProgress: string | null,
+  jobStarted: number,
+): Promise<void> {
+  // dockerd mirrors Docker Hub only: what it pulls from elsewhere would not come through the cache.
+  const hubImages = restored.images.filter((image) => splitRepository(image.repository).registry === DOCKER_HUB);
+  const refs = prefetchRefs(restored.index, hubImages);
+  if (!refs.length) return;
+  const log = join(dir.root, 'prefetch.log');
+  const waitForRestore = restoreProgress ? { restoreProgress, waitMs: inputs.cacheTimeoutSeconds * 1000 } : {};
+  const pid = await startPrefetch({ refs, concurrency: inputs.prefetchConcurrency, log, ...waitForRestore });
+  state.setPrefetch({ pid, log, jobStarted });
+  core.info(`Prefetching in the background what the last run pulled: ${refs.join(', ')}`);
 }
