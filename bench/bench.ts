@@ -45,7 +45,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // ---------------------------------------------------------------- flags
 
 const USAGE = `usage: npm run bench -- [--reps N] [--bandwidth MBps] [--latency ms] [--quick] [--storage-driver overlay2|vfs]
-                        [--json FILE] [--time-limit s] [--cpu-prof DIR] [--work s,s] [--only v,v]
+                        [--json FILE] [--time-limit s] [--cpu-prof DIR] [--work s,s] [--only v,v] [--before FILE]
   --reps N            repetitions, medians reported (default 3; --quick: 1); the 1 GB variants: the lesser of N and 2
   --bandwidth MBps    the throttled upstream's bandwidth, MB (10^6 bytes) a second, each direction (default 50)
   --latency ms        the throttled upstream's added round-trip time (default 20)
@@ -54,6 +54,8 @@ const USAGE = `usage: npm run bench -- [--reps N] [--bandwidth MBps] [--latency 
   --json FILE         also write every sample, the workload and the machine as JSON
   --time-limit s      stop starting repetitions after this many seconds (default 900); the run reports what it has
   --cpu-prof DIR      write a V8 CPU profile of every step of the action (main, post, prefetch worker) into DIR
+  --before FILE       another build of the action (an older commit's dist/index.js): its warm, partial-use,
+                      20 MB/s and 1 GB jobs run beside this build's as the *-before variants, in the same run
   --work s,s          seconds of other work (one core busy) before the job's first docker command, one scenario
                       each (default 5,20; --quick: auto); auto: this run's restore + floor seconds, rounded up (the
                       warm main step or the save/load restoreCache, the longer, plus the floor's images ready);
@@ -75,6 +77,7 @@ const OPTIONS = {
   'cpu-prof': { type: 'string' },
   work: { type: 'string' },
   only: { type: 'string' },
+  before: { type: 'string' },
   help: { type: 'boolean', default: false },
 } as const;
 
@@ -150,23 +153,43 @@ const VARIANTS = [
   'warm-partial-noprefetch',
   'warm-20',
   'changed',
+  'warm-before',
+  'warm-partial-before',
+  'warm-20-before',
   'cold-1g',
   'warm-1g',
+  'warm-1g-before',
   'saveload-1g',
 ] as const;
 type Variant = (typeof VARIANTS)[number];
 /** The 1 GB cache's variants: a workload of their own, measured after the others. */
-const LARGE_VARIANTS: Variant[] = ['cold-1g', 'warm-1g', 'saveload-1g'];
+const LARGE_VARIANTS: Variant[] = ['cold-1g', 'warm-1g', 'warm-1g-before', 'saveload-1g'];
+/** The variants of the --before build: run only when it is given. */
+const BEFORE_VARIANTS: Variant[] = ['warm-before', 'warm-partial-before', 'warm-20-before', 'warm-1g-before'];
+/** The other build's bundle (--before), as an absolute path. */
+const BEFORE = flags.before === undefined ? undefined : resolve(flags.before);
+if (BEFORE && !existsSync(BEFORE)) usageError(`--before names ${BEFORE}, which does not exist`);
 /** The jobs that restore what the repetition's cold job saved: the cold job runs, unmeasured if need be, before them. */
-const RESTORE_COLD: Variant[] = ['warm', 'warm-noprefetch', 'warm-partial', 'warm-partial-noprefetch', 'warm-20', 'changed'];
+const RESTORE_COLD: Variant[] = [
+  'warm',
+  'warm-noprefetch',
+  'warm-partial',
+  'warm-partial-noprefetch',
+  'warm-20',
+  'changed',
+  'warm-before',
+  'warm-partial-before',
+  'warm-20-before',
+];
 /** The registry release of the cold-2.8 variant: the one before 3.0's single fetch per missed blob. */
 const REGISTRY_2_8 = '2.8.3';
 /** The variants this run measures (--only), in VARIANTS' order; by default all of them (--quick: but the 1 GB ones). */
 const ONLY: Variant[] =
   flags.only === undefined
-    ? VARIANTS.filter((v) => !(flags.quick && LARGE_VARIANTS.includes(v)))
+    ? VARIANTS.filter((v) => !(flags.quick && LARGE_VARIANTS.includes(v)) && (BEFORE || !BEFORE_VARIANTS.includes(v)))
     : (flags.only.split(',').map((v) => v.trim()) as Variant[]);
 for (const v of ONLY) if (!VARIANTS.includes(v)) usageError(`--only names variant ${v}, not one of ${VARIANTS.join(', ')}`);
+for (const v of ONLY) if (BEFORE_VARIANTS.includes(v) && !BEFORE) usageError(`--only names ${v}: give the other build with --before FILE`);
 const want = (v: Variant) => ONLY.includes(v);
 /** The save/load cache keys: the tarball of the default workload, and of the 1 GB one. */
 const SAVELOAD_KEY = 'docker-cache-base';
@@ -190,6 +213,10 @@ const LABELS: Record<Variant, string> = {
   changed: 'this action, changed job (one new top layer)',
   'cold-1g': 'this action, cold job, 1 GB workload',
   'warm-1g': 'this action, warm job, 1 GB cache restored',
+  'warm-before': 'the --before build, warm job',
+  'warm-partial-before': 'the --before build, warm job using 1 of the 5 cached images',
+  'warm-20-before': `the --before build, warm job, upstream at ${SLOW_BANDWIDTH / MB} MB/s`,
+  'warm-1g-before': 'the --before build, warm job, 1 GB cache restored',
   'saveload-1g': 'save/load, warm, 1 GB: restore tarball + docker load',
 };
 
@@ -641,6 +668,12 @@ async function repetition(b: Bench, what: string, tag: string): Promise<{ got: P
       note(variant, await actionJob(b, `${variant}-${tag}`, key, inputs, (runner) => pullAll(runner, [medianImage(workload).ref])));
   }
   if (want('warm-20')) note('warm-20', await actionJob(b, `warm-20-${tag}`, key, {}, pulls, b.slow));
+  // The other build's jobs restore the same cache, right after this build's.
+  if (want('warm-before')) note('warm-before', await actionJob(b, `warm-before-${tag}`, key, {}, pulls, b.th, BEFORE));
+  const partialPull = (runner: Runner) => pullAll(runner, [medianImage(workload).ref]);
+  if (want('warm-partial-before'))
+    note('warm-partial-before', await actionJob(b, `warm-partial-before-${tag}`, key, { save: 'false' }, partialPull, b.th, BEFORE));
+  if (want('warm-20-before')) note('warm-20-before', await actionJob(b, `warm-20-before-${tag}`, key, {}, pulls, b.slow, BEFORE));
 
   // Since that run, one image gained a new top layer upstream.
   await setChanged(w.upstream.url, workload, true);
@@ -676,12 +709,14 @@ async function measureLarge(b: Bench): Promise<{ workload: Workload; seed: Recor
       const tag = `1g-r${rep}${again ? '-again' : ''}`;
       const key = `bench-${tag}-${process.pid}`;
       const got: Partial<Record<Variant, Sample>> = {};
-      if (want('cold-1g') || want('warm-1g')) {
+      if (want('cold-1g') || want('warm-1g') || want('warm-1g-before')) {
         got['cold-1g'] = await actionJob(b, `cold-${tag}`, key, {}, pulls);
         logSample(what, 'cold-1g', got['cold-1g']);
         if (!want('cold-1g')) delete got['cold-1g'];
       }
       if (want('warm-1g')) logSample(what, 'warm-1g', (got['warm-1g'] = await actionJob(b, `warm-${tag}`, key, {}, pulls)));
+      if (want('warm-1g-before'))
+        logSample(what, 'warm-1g-before', (got['warm-1g-before'] = await actionJob(b, `warm-before-${tag}`, key, {}, pulls, b.th, BEFORE)));
       if (want('saveload-1g'))
         logSample(what, 'saveload-1g', (got['saveload-1g'] = await saveloadJob(b, `saveload-${tag}`, SAVELOAD_1G_KEY)));
       for (const [v, sample] of Object.entries(got)) samples[v as Variant].push(sample);
@@ -880,6 +915,7 @@ async function actionJob(
   extra: Record<string, string>,
   steps: (runner: Runner) => Promise<number>,
   th = b.th,
+  action?: string,
 ): Promise<Sample> {
   const { w } = b;
   const runner = await fresh(w, name);
@@ -895,6 +931,7 @@ async function actionJob(
       pull = await steps(runner);
     },
     b.traceEnv(trace),
+    { action },
   );
   if (post.exitCode !== 0 || post.warnings.length)
     throw new Error(`post step failed (exit ${post.exitCode}): ${post.warnings.join('; ')}\n${post.stdout}\n${post.stderr}`);
@@ -1113,6 +1150,24 @@ function renderRatios(r: Report): string {
         }),
         ['partial use: warm, 1 of 5 images / save-load (images ready)', x(ready('warm-partial'), ready('saveload-partial'))],
         ['partial use, prefetch: false / save-load (images ready)', x(ready('warm-partial-noprefetch'), ready('saveload-partial'))],
+        ['warm / the --before build (images ready)', x(ready('warm'), ready('warm-before'))],
+        [
+          'warm / the --before build (main step blocks)',
+          x(
+            med('warm', (x) => x.blocks),
+            med('warm-before', (x) => x.blocks),
+          ),
+        ],
+        ['partial use: warm / the --before build (images ready)', x(ready('warm-partial'), ready('warm-partial-before'))],
+        [`${SLOW_BANDWIDTH / MB} MB/s: warm / the --before build (images ready)`, x(ready('warm-20'), ready('warm-20-before'))],
+        ['1 GB: warm / the --before build (images ready)', x(ready('warm-1g'), ready('warm-1g-before'))],
+        [
+          '1 GB: warm / the --before build (main step blocks)',
+          x(
+            med('warm-1g', (x) => x.blocks),
+            med('warm-1g-before', (x) => x.blocks),
+          ),
+        ],
         [`warm / direct, upstream at ${SLOW_BANDWIDTH / MB} MB/s (images ready)`, x(ready('warm-20'), ready('direct-20'))],
         ['warm / save-load warm, 1 GB (images ready)', x(ready('warm-1g'), ready('saveload-1g'))],
         [
@@ -1284,10 +1339,20 @@ function renderTargets(r: Report): string {
         `other work ≥ restore + floor (${s(needed)} s): first docker command blocks / floor${n === undefined ? '' : ` (${n} s of work)`}`,
         ...ratio(blocks, floorReady, '≤ 0.10×', (v) => v <= 0.1),
       ],
-      [
-        'no other work: images ready, warm / floor',
-        ...ratio(ready('warm'), floorReady, `≤ ${TODAY_WARM_OVER_FLOOR.toFixed(2)}× (before issue 13)`, (v) => v <= TODAY_WARM_OVER_FLOOR),
-      ],
+      BEFORE
+        ? [
+            'no other work: images ready, warm / the --before build',
+            ...ratio(ready('warm'), ready('warm-before'), '≤ 1.00× (ties within 10%)', (v) => v <= 1.1),
+          ]
+        : [
+            'no other work: images ready, warm / floor',
+            ...ratio(
+              ready('warm'),
+              floorReady,
+              `≤ ${TODAY_WARM_OVER_FLOOR.toFixed(2)}× (before issue 13)`,
+              (v) => v <= TODAY_WARM_OVER_FLOOR,
+            ),
+          ],
       [
         `partial use (${partial}): images ready, save/load / warm`,
         ...ratio(ready('saveload-partial'), ready('warm-partial'), '≥ 3.00×', (v) => v >= 3),

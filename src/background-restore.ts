@@ -13,7 +13,11 @@ import { isRunning, receiveCacheToken, startCacheWorker } from './processes.js';
 import { writeLinks } from './storage.js';
 
 const RESTORE_ARGUMENT = '--restore';
-const RESTORE_CONCURRENCY = 8;
+/**
+ * Entries restored at once. Few enough that most of the queue is still waiting when the job's first pull arrives
+ * and can let the image it asks for go first; enough to keep the download going while another entry is checked.
+ */
+const RESTORE_CONCURRENCY = 4;
 
 export interface RestorePlan {
   workDir: string;

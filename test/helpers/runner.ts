@@ -32,6 +32,8 @@ export interface StepOptions {
   killMainAfterMs?: number;
   /** Runs the step's node process through this (e.g. HubNamespace.wrap: inside a network namespace); same pid. */
   wrap?: Wrap;
+  /** The action's bundle to run: this checkout's dist/index.js unless another build is named (the bench's --before). */
+  action?: string;
 }
 
 /** Runs main, then `between` (the job's own steps), then post; post gets the state main saved. */
@@ -65,7 +67,7 @@ export async function runStep(
   for (const [name, value] of Object.entries(state)) env[`STATE_${name}`] = value;
   const started = Date.now();
   const { exitCode, stdout, stderr } = await new Promise<{ exitCode: number; stdout: string; stderr: string }>((resolve) => {
-    const plain = { command: process.execPath, args: [join(ROOT, 'dist/index.js')] };
+    const plain = { command: process.execPath, args: [options.action ?? join(ROOT, 'dist/index.js')] };
     const { command, args } = options.wrap ? options.wrap(plain.command, plain.args) : plain;
     execFile(command, args, { env, maxBuffer: 64 * 1024 * 1024, timeout: killAfterMs, killSignal: 'SIGKILL' }, (error, stdout, stderr) =>
       resolve({ exitCode: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),

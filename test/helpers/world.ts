@@ -46,7 +46,7 @@ export interface Runner {
     inputs: Record<string, string>,
     steps?: (main: StepResult) => Promise<void>,
     env?: Record<string, string>,
-    options?: { killMainAfterMs?: number },
+    options?: Pick<StepOptions, 'killMainAfterMs' | 'action'>,
   ): Promise<{ main: StepResult; post: StepResult }>;
   /**
    * Runs only a job's main step, with a RUNNER_TEMP of its own; `post` runs its post step later. Jobs sharing this
@@ -151,7 +151,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
       const stepOptions = (
         inputs: Record<string, string>,
         env: Record<string, string>,
-        options: { killMainAfterMs?: number },
+        options: Pick<StepOptions, 'killMainAfterMs' | 'action'>,
         temp: string,
       ): StepOptions => ({
         ...options,
