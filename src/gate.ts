@@ -166,7 +166,8 @@ export async function runGate(planFile: string): Promise<void> {
     const image = restoring ? waitsFor(pending.values(), registry, path) : undefined;
     if (image && !held.has(image.key)) {
       held.add(image.key);
-      await appendFile(heldFile(plan.workDir), `${JSON.stringify({ image: image.key, at: Date.now() })}\n`);
+      // Only the report reads it: a write that fails must not fail the request.
+      await appendFile(heldFile(plan.workDir), `${JSON.stringify({ image: image.key, at: Date.now() })}\n`).catch(() => undefined);
     }
     while (restoring && waitsFor(pending.values(), registry, path)) await lookAgain();
   };
