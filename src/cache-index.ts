@@ -361,7 +361,7 @@ function entryProblem(entry: unknown, prefix: string, blobs: Record<string, numb
   if (seen.has(entry.key)) return 'the key is listed twice';
   if (entry.digests.length === 0 || entry.digests.length > MAX_INDEX_ITEMS) return 'it holds no blob, or more than any entry does';
   const bad = entry.digests.find((d) => !isDigest(d as string));
-  if (bad !== undefined) return `"${printable(String(bad))}" is not a sha256 digest`;
+  if (bad !== undefined) return `${printable(shown(bad))} is not a sha256 digest`;
   const unsized = (entry.digests as string[]).find((d) => !(d in blobs));
   if (unsized) return `${unsized} has no valid size in the index`;
   return '';
@@ -372,7 +372,7 @@ function imageProblem(image: unknown): string {
   const { repository, reference, manifests, blobs, lastUsed } = image;
   if (typeof repository !== 'string') return 'no repository name';
   if (typeof reference !== 'string' || !(isTag(reference) || isDigest(reference)))
-    return `"${printable(String(reference))}" is neither a tag nor a digest`;
+    return `${printable(shown(reference))} is neither a tag nor a digest`;
   if (
     !Array.isArray(manifests) ||
     manifests.length === 0 ||
@@ -396,6 +396,14 @@ function isTime(value: unknown): value is string {
 }
 
 /** A value from the index as a warning may quote it: short, one line, no control characters. */
+/**
+ * A value from the index as a message shows it: JSON, so that an object whose toString is not a function (hostile
+ * JSON can name one) is shown rather than thrown on.
+ */
+function shown(value: unknown): string {
+  return JSON.stringify(value) ?? String(typeof value);
+}
+
 function printable(value: string): string {
   const clean = value.replace(/[^\x20-\x7e]/g, '?');
   return clean.length > 160 ? `${clean.slice(0, 157)}...` : clean;

@@ -32,8 +32,9 @@ export function blobPath(digest: string): string {
   return `${V2}/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
 }
 
-export function isDigest(value: string): boolean {
-  return /^sha256:[0-9a-f]{64}$/.test(value);
+/** Whether a value is a sha256 digest: a string of that grammar (restored JSON may hold anything in its place). */
+export function isDigest(value: unknown): value is string {
+  return typeof value === 'string' && /^sha256:[0-9a-f]{64}$/.test(value);
 }
 
 /**

@@ -771,6 +771,8 @@ describe('readIndex', () => {
     ['blobs that are not a list', { ...alphaImage(), blobs: 'sha256:x' }, /not a list of sha256 digests/],
     ['a last use that is not a time', { ...alphaImage(), lastUsed: 'yesterday' }, /not a time/],
     ['a number for a repository', { ...alphaImage(), repository: 7 }, /no repository name/],
+    // JSON can name a toString that is not a function: String() of it throws, which once dropped the whole index.
+    ['a reference whose toString is not a function', { ...alphaImage(), reference: { toString: 0 } }, /\{"toString":0\} is neither a tag/],
     ['null', null, /not an image/],
   ];
   for (const [what, bad, message] of badImages) {
@@ -796,6 +798,7 @@ describe('readIndex', () => {
     ['a key with a slash', { ...alphaEntries[0], key: 'p-blob-../x' }, /characters or a length/],
     ['a key of 513 characters', { ...alphaEntries[0], key: `p-blob-${'a'.repeat(506)}` }, /characters or a length/],
     ['a digest that climbs out', { ...alphaEntries[0], digests: ['sha256:../../../some/dir'] }, /is not a sha256 digest/],
+    ['a digest whose toString is not a function', { ...alphaEntries[0], digests: [{ toString: 0 }] }, /\{"toString":0\} is not a sha256/],
     ['a digest with no size', { ...alphaEntries[0], digests: [digest('unsized')] }, /has no valid size/],
     ['no digests', { ...alphaEntries[0], digests: [] }, /holds no blob/],
     ['a key given twice', valid().entries[1], /listed twice/],
