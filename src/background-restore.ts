@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { pollUntil, withDeadline } from './bounded.js';
 import { contentOf, imageKey, STORAGE_DIR, type CachedImage, type EntryRef } from './cache-index.js';
 import { displayName } from './images.js';
+import { NO_CACHE_SERVICE, type CacheService } from './cache-entry.js';
 import { restoreBlobs, type Restored } from './persistence.js';
-import { isRunning, receiveCacheToken, startCacheWorker } from './processes.js';
+import { isRunning, receiveSecret, startWorker } from './processes.js';
 import { writeLinks } from './storage.js';
 
 const RESTORE_ARGUMENT = '--restore';
@@ -62,14 +63,15 @@ export interface RestoreProgress {
   done?: DoneRecord;
 }
 
-/** Starts the worker detached (it outlives the main step) with the cache service's environment only; returns its pid. */
-export async function startRestore(plan: RestorePlan): Promise<number> {
+/**
+ * Starts the worker detached (it outlives the main step); returns its pid. The cache service's address and token
+ * go to it on its stdin: a process's environment and arguments are readable by the job's other processes.
+ */
+export async function startRestore(plan: RestorePlan, service: CacheService): Promise<number> {
   const planFile = join(plan.workDir, 'restore-plan.json');
   await writeFile(planFile, JSON.stringify(plan), { mode: 0o600 });
   await writeFile(plan.progress, '');
-  const child = startCacheWorker([RESTORE_ARGUMENT, planFile], plan.workDir, 'ignore');
-  child.unref();
-  return child.pid!;
+  return startWorker('restore worker', [RESTORE_ARGUMENT, planFile], service).pid!;
 }
 
 /** The plan's path when this process is the restore worker (`node index.js --restore PLAN`); undefined otherwise. */
@@ -79,10 +81,12 @@ export function restorePlanFile(argv: string[]): string | undefined {
 
 /** The worker: restores the plan's entries within its deadline, then records that it is done (and why, if cut off). */
 export async function runRestore(planFile: string): Promise<void> {
-  await receiveCacheToken();
+  const service = await receiveSecret<CacheService>();
   const plan = JSON.parse(await readFile(planFile, 'utf8')) as RestorePlan;
   const record = (r: EntryRecord | ImageRecord | DoneRecord) => appendFile(plan.progress, `${JSON.stringify(r)}\n`);
-  const error = await withDeadline('restoring the cache', plan.timeoutMs, (signal) => restoreEntries(plan, record, signal)).then(
+  const error = await withDeadline('restoring the cache', plan.timeoutMs, (signal) =>
+    service ? restoreEntries(service, plan, record, signal) : Promise.reject(new Error(NO_CACHE_SERVICE)),
+  ).then(
     () => undefined,
     (e: Error) => e.message,
   );
@@ -90,6 +94,7 @@ export async function runRestore(planFile: string): Promise<void> {
 }
 
 async function restoreEntries(
+  service: CacheService,
   plan: RestorePlan,
   record: (r: EntryRecord | ImageRecord) => Promise<void>,
   signal: AbortSignal,
@@ -117,7 +122,7 @@ async function restoreEntries(
   try {
     const worker = async () => {
       for (let entry = await nextEntry(); entry; entry = await nextEntry()) {
-        const outcome = await restoreBlobs(entry, plan.sizes, join(restoring, String(started++)), storage, signal);
+        const outcome = await restoreBlobs(service, entry, plan.sizes, join(restoring, String(started++)), storage, signal);
         outcome.present.forEach((d) => present.add(d));
         const bytes = outcome.present.reduce((sum, d) => sum + (plan.sizes[d] ?? 0), 0);
         await record({ entry: entry.key, ...outcome, bytes, at: Date.now() });

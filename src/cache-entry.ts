@@ -1,17 +1,22 @@
-// Restores one Actions cache entry without trusting its archive. @actions/cache extracts with `tar -P`, which
-// honours absolute and `..` member names, symlinks and hard links: an entry made by anyone who can save into this
-// cache scope could write wherever the runner user can. So the action asks the cache service for the entry itself
-// (the same Twirp call and signed URL the library uses), downloads it with a size bound, lists the archive, refuses
-// it unless every member is a regular file or directory it expects, no larger than expected, and only then
-// extracts it, without -P, into an empty directory of its own.
-import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+// One Actions cache entry, restored and saved by this action itself, speaking the cache service's protocol (the
+// Twirp calls and signed URLs @actions/cache uses) with the token held in a variable, never in an environment.
+// Restoring trusts nothing: @actions/cache extracts with `tar -P`, which honours absolute and `..` member names,
+// symlinks and hard links, so an entry made by anyone who can save into this cache scope could write wherever
+// the runner user can. So the action downloads the entry with a size bound, decompresses it with a bound on the
+// bytes it may expand to, lists the archive, refuses it unless every member is a regular file or directory it
+// expects, no larger than expected, and only then extracts it, without -P, into an empty directory of its own.
+// Saving builds the archive with the action's own tar (which never sees the token), then creates, uploads and
+// finalizes the entry.
+import { BlockBlobClient } from '@azure/storage-blob';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReadableStream } from 'node:stream/web';
-import { commandOutput } from './processes.js';
+import { createGunzip } from 'node:zlib';
+import { commandOutput, commandPath, startChild } from './processes.js';
 import { sha256Hex } from './sha256.js';
 
 /** How @actions/cache compresses on this runner; part of every entry's version. */
@@ -24,6 +29,22 @@ export type ExpectedFiles = Map<string, number>;
 export class RefusedArchive extends Error {
   override name = 'RefusedArchive';
 }
+
+/** The Actions cache service v2: its address and this job's token. Passed as a value; never put in an environment. */
+export interface CacheService {
+  url: string;
+  token: string;
+}
+
+/** The cache service as the runner gives it to a step, or undefined when this job has none (not github.com, v1). */
+export function cacheServiceOf(env: NodeJS.ProcessEnv): CacheService | undefined {
+  const url = env.ACTIONS_RESULTS_URL;
+  if (!env.ACTIONS_CACHE_SERVICE_V2 || !url) return undefined;
+  return { url: url.endsWith('/') ? url : `${url}/`, token: env.ACTIONS_RUNTIME_TOKEN ?? '' };
+}
+
+/** Why nothing can be restored or saved: said where a cache service was needed and none was given. */
+export const NO_CACHE_SERVICE = 'the Actions cache service v2 is not available to this job (ACTIONS_CACHE_SERVICE_V2, ACTIONS_RESULTS_URL)';
 
 /** The version @actions/cache gives an entry saved with these paths (its getCacheVersion, salt 1.0, on Linux). */
 export function cacheVersion(paths: string[], compression: Compression): string {
@@ -42,6 +63,7 @@ function runnerCompression(): Promise<Compression> {
 }
 
 export interface EntryRequest {
+  service: CacheService;
   /** The paths it was saved with (the version hashes them). */
   paths: string[];
   /** The key, or a key prefix (the cache service matches prefixes, newest first). */
@@ -59,25 +81,30 @@ export interface EntryRequest {
  */
 export async function restoreEntry(request: EntryRequest): Promise<string | undefined> {
   const compression = await runnerCompression();
-  const found = await lookupEntry(request.paths, request.key, compression, request.signal);
+  const found = await lookupEntry(request.service, request.paths, request.key, compression, request.signal);
   if (!found) return undefined;
   await mkdir(request.into, { recursive: true });
   const archive = `${request.into}.archive`;
+  const plain = `${request.into}.tar`;
   try {
     await download(found.url, archive, archiveBound(request.expected), request.signal);
-    const listing = await tar(['-t', '-v', '--numeric-owner', '-f', archive, ...decompress(compression)], request.signal);
-    const problem = archiveProblem(listing, request.expected);
+    await decompress(archive, plain, compression, tarBound(request.expected), request.signal);
+    await rm(archive, { force: true });
+    const problem = archiveProblem(await tar(['-t', '-v', '--numeric-owner', '-f', plain], request.signal), request.expected);
     if (problem) throw new RefusedArchive(problem);
-    await tar(
-      ['-x', '-f', archive, '-C', request.into, '--no-same-owner', '--no-same-permissions', ...decompress(compression)],
-      request.signal,
-    );
+    await tar(['-x', '-f', plain, '-C', request.into, '--no-same-owner', '--no-same-permissions'], request.signal);
     return found.key;
   } catch (e) {
     throw e instanceof RefusedArchive ? new RefusedArchive(`${found.key}: ${e.message}`) : e;
   } finally {
-    await rm(archive, { force: true });
+    await Promise.all([rm(archive, { force: true }), rm(plain, { force: true })]);
   }
+}
+
+/** Whether the cache holds this very entry (a look-up: nothing is downloaded). */
+export async function entryExists(service: CacheService, paths: string[], key: string, signal: AbortSignal): Promise<boolean> {
+  const found = await lookupEntry(service, paths, key, await runnerCompression(), signal);
+  return found?.key === key;
 }
 
 /** The most bytes an archive of these files can take compressed: layers do not compress, tar adds headers. */
@@ -86,46 +113,116 @@ function archiveBound(expected: ExpectedFiles): number {
   return Math.ceil(bytes * 1.01) + 1024 * 1024;
 }
 
-/** Attempts at a lookup the cache service fails with a 5xx or a dropped connection, as @actions/cache retries them. */
-const LOOKUP_ATTEMPTS = 3;
+/**
+ * The most bytes the archive of these files can take once decompressed: the files, and per member a header, a
+ * pax header and padding (a few 512-byte blocks), with room to spare. A small archive that expands far past it (a
+ * decompression bomb) is refused before it fills the disk.
+ */
+function tarBound(expected: ExpectedFiles): number {
+  const bytes = [...expected.values()].reduce((a, b) => a + b, 0);
+  const members = expected.size + new Set([...expected.keys()].flatMap(ancestors)).size;
+  return bytes + members * 4 * 512 + 1024 * 1024;
+}
 
-/** GetCacheEntryDownloadURL, as @actions/cache calls it against the cache service v2. */
-async function lookupEntry(
-  paths: string[],
-  key: string,
-  compression: Compression,
+/** Attempts at a call the cache service fails with a 5xx or a dropped connection, as @actions/cache retries them. */
+const ATTEMPTS = 3;
+
+/** One Twirp call to the cache service (JSON), retried on a 5xx or a dropped connection; gives the status and body. */
+async function twirp<T>(
+  service: CacheService,
+  method: string,
+  request: object,
+  what: string,
   signal: AbortSignal,
-): Promise<{ key: string; url: string } | undefined> {
-  const base = process.env.ACTIONS_RESULTS_URL;
-  if (!process.env.ACTIONS_CACHE_SERVICE_V2 || !base)
-    throw new Error('the Actions cache service v2 is not available to this job (ACTIONS_CACHE_SERVICE_V2, ACTIONS_RESULTS_URL)');
-  const url = new URL('twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL', base.endsWith('/') ? base : `${base}/`);
+): Promise<{ status: number; body: Partial<T> }> {
+  const url = new URL(`twirp/github.actions.results.api.v1.CacheService/${method}`, service.url);
   for (let attempt = 1; ; attempt++) {
     let failure: string;
     try {
       const res = await fetch(url, {
         method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          accept: 'application/json',
-          authorization: `Bearer ${process.env.ACTIONS_RUNTIME_TOKEN ?? ''}`,
-        },
-        body: JSON.stringify({ key, restore_keys: [], version: cacheVersion(paths, compression) }),
+        headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${service.token}` },
+        body: JSON.stringify(request),
         signal,
       });
-      const body = (await res.json().catch(() => ({}))) as { ok?: boolean; signed_download_url?: string; matched_key?: string };
-      if (res.ok)
-        return body.ok && body.signed_download_url && body.matched_key
-          ? { key: body.matched_key, url: body.signed_download_url }
-          : undefined;
-      failure = `the cache service answered ${res.status} looking up ${key}`;
-      if (res.status < 500) throw new Error(failure);
+      const body = (await res.json().catch(() => ({}))) as Partial<T>;
+      if (res.status < 500) return { status: res.status, body };
+      failure = `the cache service answered ${res.status} ${what}`;
     } catch (e) {
       if (signal.aborted || !(e instanceof TypeError)) throw e;
-      failure = `the cache service could not be reached looking up ${key} (${(e.cause as Error | undefined)?.message ?? e.message})`;
+      failure = `the cache service could not be reached ${what} (${(e.cause as Error | undefined)?.message ?? e.message})`;
     }
-    if (attempt === LOOKUP_ATTEMPTS) throw new Error(failure);
-    await sleep(500 * attempt);
+    if (attempt === ATTEMPTS) throw new Error(failure);
+    await sleep(500 * attempt, undefined, { signal });
+  }
+}
+
+/** GetCacheEntryDownloadURL, as @actions/cache calls it against the cache service v2. */
+async function lookupEntry(
+  service: CacheService,
+  paths: string[],
+  key: string,
+  compression: Compression,
+  signal: AbortSignal,
+): Promise<{ key: string; url: string } | undefined> {
+  const what = `looking up ${key}`;
+  const request = { key, restore_keys: [], version: cacheVersion(paths, compression) };
+  type Found = { ok: boolean; signed_download_url: string; matched_key: string };
+  const { status, body } = await twirp<Found>(service, 'GetCacheEntryDownloadURL', request, what, signal);
+  if (status >= 300) throw new Error(`the cache service answered ${status} ${what}`);
+  const { ok, signed_download_url: url, matched_key: matched } = body;
+  return ok && typeof url === 'string' && typeof matched === 'string' && matched ? { key: matched, url } : undefined;
+}
+
+/** What saving one entry came to: uploaded, or there already (another job saved the same key, or is saving it). */
+export type SaveOutcome = 'saved' | 'exists';
+
+export interface SaveRequest {
+  service: CacheService;
+  /** The paths to archive, relative to `from`: the version hashes them, the archive names its members by them. */
+  paths: string[];
+  key: string;
+  /** The directory the paths are relative to. */
+  from: string;
+  /** Where the archive is built (outside the archived paths); removed once uploaded. */
+  archive: string;
+  signal: AbortSignal;
+}
+
+/**
+ * Archives the paths with the action's own tar (as @actions/cache archives them: posix format, names relative to
+ * `from`, zstd -T0 or gzip), then creates the entry, uploads the archive to the URL the service signs, and
+ * finalizes it. Throws when the service refuses or fails.
+ */
+export async function saveEntry(request: SaveRequest): Promise<SaveOutcome> {
+  const { service, paths, key, signal } = request;
+  const compression = await runnerCompression();
+  const version = cacheVersion(paths, compression);
+  await mkdir(dirname(request.archive), { recursive: true });
+  try {
+    const compress = compression === 'gzip' ? ['-z'] : ['--use-compress-program', `${commandPath('zstd')} -T0`];
+    await tar(['--posix', '-c', '-f', request.archive, ...compress, '-C', request.from, '--', ...paths], signal);
+    const size = (await stat(request.archive)).size;
+    type Created = { ok: boolean; signed_upload_url: string };
+    const created = await twirp<Created>(service, 'CreateCacheEntry', { key, version }, `creating ${key}`, signal);
+    // A key another job saved or is uploading: {ok: false} (github.com answers 409 for a finalized one).
+    if (created.status === 409 || (created.status < 300 && !created.body.ok)) return 'exists';
+    const uploadUrl = created.body.signed_upload_url;
+    if (created.status >= 300 || typeof uploadUrl !== 'string')
+      throw new Error(`the cache service answered ${created.status} creating ${key}`);
+    await new BlockBlobClient(uploadUrl).uploadFile(request.archive, {
+      blockSize: 64 * 1024 * 1024,
+      concurrency: 8,
+      maxSingleShotSize: 128 * 1024 * 1024,
+      abortSignal: signal,
+    });
+    type Finalized = { ok: boolean; entry_id: string };
+    const finalize = { key, version, size_bytes: String(size) };
+    const finalized = await twirp<Finalized>(service, 'FinalizeCacheEntryUpload', finalize, `finalizing ${key}`, signal);
+    if (finalized.status >= 300 || !finalized.body.ok) throw new Error(`the cache service did not finalize ${key} (${finalized.status})`);
+    return 'saved';
+  } finally {
+    await rm(request.archive, { force: true });
   }
 }
 
@@ -133,18 +230,44 @@ async function lookupEntry(
 async function download(url: string, file: string, maxBytes: number, signal: AbortSignal): Promise<void> {
   const res = await fetch(url, { signal });
   if (!res.ok || !res.body) throw new Error(`downloading the entry failed: HTTP ${res.status}`);
-  let bytes = 0;
-  const bounded = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      bytes += chunk.length;
-      done(bytes > maxBytes ? new RefusedArchive(`the archive is larger than its files can be (${maxBytes} bytes)`) : null, chunk);
-    },
-  });
-  await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), bounded, createWriteStream(file), { signal });
+  const refusal = `the archive is larger than its files can be (${maxBytes} bytes)`;
+  await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), bounded(maxBytes, refusal), createWriteStream(file), { signal });
 }
 
-function decompress(compression: Compression): string[] {
-  return compression === 'gzip' ? ['-z'] : ['--use-compress-program', 'zstd'];
+/** Passes bytes on until more than maxBytes went through, then fails with RefusedArchive. */
+function bounded(maxBytes: number, refusal: string): Transform {
+  let bytes = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      bytes += chunk.length;
+      done(bytes > maxBytes ? new RefusedArchive(refusal) : null, chunk);
+    },
+  });
+}
+
+/**
+ * Decompresses the archive into a plain tar file, stopping past maxBytes. zstd's default memory limit (a 128 MiB
+ * window) bounds what a frame may ask for; gzip is decompressed in this process.
+ */
+async function decompress(archive: string, plain: string, compression: Compression, maxBytes: number, signal: AbortSignal): Promise<void> {
+  const refusal = `it expands to more than its files can be (${maxBytes} bytes)`;
+  if (compression === 'gzip') {
+    await pipeline(createReadStream(archive), createGunzip(), bounded(maxBytes, refusal), createWriteStream(plain), { signal });
+    return;
+  }
+  const zstd = startChild('zstd', ['-d', '-c', '-q', '--', archive], { kind: 'command', stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  zstd.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + String(chunk)).slice(-2000)));
+  const exited = new Promise<number | null>((resolve, reject) => zstd.once('error', reject).once('close', (code) => resolve(code)));
+  try {
+    await pipeline(zstd.stdout!, bounded(maxBytes, refusal), createWriteStream(plain), { signal });
+  } catch (e) {
+    zstd.kill('SIGKILL');
+    await exited.catch(() => null);
+    throw e;
+  }
+  const code = await exited;
+  if (code !== 0) throw new RefusedArchive(`it does not decompress (zstd exited with ${code}: ${stderr.trim().slice(0, 200)})`);
 }
 
 /** GNU tar's verbose listing: type and mode, owner/group, size, date, time, name (names are escaped, one line each). */

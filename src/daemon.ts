@@ -1,6 +1,5 @@
 // The Docker daemon: point it at the mirror by a live reload (never a restart), and put it back as it was.
 import * as core from '@actions/core';
-import * as exec from '@actions/exec';
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,7 +19,7 @@ import {
 } from './daemon-config.js';
 import { DOCKER_HUB } from './images.js';
 import { warn } from './log.js';
-import { commandOutput, isRunning } from './processes.js';
+import { CommandFailed, commandOutput, isRunning } from './processes.js';
 import type { DaemonState, RegistryHostsFile } from './state.js';
 
 /**
@@ -197,7 +196,7 @@ export async function imagesPulledSince(sinceMs: number): Promise<string[]> {
     '--format',
     '{{.Actor.ID}}',
   ];
-  const out = await commandOutput('docker', args, { timeout: 10_000 }).catch(() => '');
+  const out = await commandOutput('docker', args, { kind: 'docker', timeout: 10_000 }).catch(() => '');
   return [...new Set(out.split('\n').filter(Boolean))];
 }
 
@@ -285,7 +284,7 @@ async function liveMirrors(): Promise<string[]> {
 
 /** A field of `docker info`, parsed; a CLI that hangs is cut off, so every wait around it stays bounded. */
 async function dockerInfo(format: string, timeoutMs = 5_000): Promise<unknown> {
-  const stdout = await commandOutput('docker', ['info', '--format', format], { timeout: timeoutMs, killSignal: 'SIGKILL' });
+  const stdout = await commandOutput('docker', ['info', '--format', format], { kind: 'docker', timeout: timeoutMs, killSignal: 'SIGKILL' });
   return JSON.parse(stdout.trim() || 'null');
 }
 
@@ -399,7 +398,8 @@ function isPermissionError(e: unknown): boolean {
 }
 
 async function sudo(args: string[]): Promise<void> {
-  const out = await exec.getExecOutput('sudo', ['-n', ...args], { silent: true, ignoreReturnCode: true });
-  if (out.exitCode !== 0) throw new Error(`sudo ${args[0]} failed: ${out.stderr.trim()}`);
+  await commandOutput('sudo', ['-n', ...args], { timeout: 30_000 }).catch((e: Error) => {
+    throw new Error(`sudo ${args[0]} failed: ${e instanceof CommandFailed ? e.stderr : e.message}`);
+  });
   core.debug(`sudo ${args.join(' ')}`);
 }

@@ -4,7 +4,6 @@
 // So a pull right after the main step is served from the cache, as when main restored everything first, and a
 // pull of an image the cache does not hold goes straight on. Once the restore is done, new connections are
 // joined to the registry byte for byte, with no HTTP parsing in between.
-import { spawn } from 'node:child_process';
 import { createServer as createHttpServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
@@ -14,7 +13,7 @@ import { heldFile, readProgress } from './background-restore.js';
 import { pollUntil } from './bounded.js';
 import { contentOf, imageKey, type CachedImage } from './cache-index.js';
 import { DOCKER_HUB, splitRepository } from './images.js';
-import { isRunning } from './processes.js';
+import { isRunning, startWorker } from './processes.js';
 import { assertPortFree, freePort } from './registry.js';
 import type { MirrorState } from './state.js';
 
@@ -84,15 +83,13 @@ export async function planFronts(registries: string[], address: string, hubPort:
 }
 
 /**
- * Starts the worker detached, with no environment of the job's, and returns at once: it loads while the registries
+ * Starts the worker detached, with none of the job's environment but RUNNER_TRACKING_ID, and returns at once: it loads while the registries
  * start. `spawned` gets its pid.
  */
 export async function startGate(plan: GatePlan, spawned: (pid: number) => void): Promise<void> {
   const planFile = join(plan.workDir, 'gate-plan.json');
   await writeFile(planFile, JSON.stringify(plan), { mode: 0o600 });
-  const child = spawn(process.execPath, [process.argv[1], GATE_ARGUMENT, planFile], { detached: true, stdio: 'ignore', env: {} });
-  child.unref();
-  spawned(child.pid!);
+  spawned(startWorker('front', [GATE_ARGUMENT, planFile]).pid!);
 }
 
 /** What the worker writes once every front listens: the port of each, or why one could not listen. */

@@ -1,11 +1,10 @@
 // One bundle for both steps: action.yml runs it as main and as post; the state main leaves tells them apart.
-// Main also starts it again, detached, as the restore worker, the mirrors' front and the prefetch worker, and post
-// as the save worker (told by their arguments: they get no STATE_*).
+// Main also starts it again, detached, as the restore worker, the mirrors' front and the prefetch worker (told by
+// their arguments: they get no STATE_*).
 import { restorePlanFile, runRestore } from './background-restore.js';
 import { gatePlanFile, runGate } from './gate.js';
 import { failOrWarn } from './log.js';
 import { main } from './main.js';
-import { runSave, saveRequestFile } from './persistence.js';
 import { post } from './post.js';
 import { prefetchPlanFile, runPrefetch } from './prefetch.js';
 import { state } from './state.js';
@@ -28,12 +27,10 @@ async function failOpen(step: string, run: () => Promise<void>): Promise<void> {
 const planFile = prefetchPlanFile(process.argv);
 const restorePlan = restorePlanFile(process.argv);
 const gatePlan = gatePlanFile(process.argv);
-const saveRequest = saveRequestFile(process.argv);
 // The workers run detached and a failure ends them: the step that started them reads what they wrote.
 if (planFile) await runPrefetch(planFile);
 else if (restorePlan) await runRestore(restorePlan);
 else if (gatePlan) await runGate(gatePlan);
-else if (saveRequest) await runSave(saveRequest);
 else if (state.isPost) await failOpen('post', post);
 else await failOpen('main', main);
 // A cache operation cut off by cache-timeout may still hold a socket open: the step is done, so end it.

@@ -4,6 +4,7 @@
 import * as core from '@actions/core';
 import { join } from 'node:path';
 import { startRestore } from './background-restore.js';
+import { cacheServiceOf } from './cache-entry.js';
 import { withDeadline } from './bounded.js';
 import { writeClientConfigs } from './client-config.js';
 import { getInputs, runnerArch, type Inputs } from './context.js';
@@ -55,7 +56,7 @@ async function restoreIndexAndPrepare(inputs: Inputs, dir: WorkDir, plans: Mirro
   const [restored, binary, probes] = await Promise.all([
     restoreOrStartEmpty(() =>
       withDeadline('restoring the cache index', inputs.cacheTimeoutSeconds * 1000, (signal) =>
-        restoreIndex(scope, budget, inputs.registries, new Date(), signal),
+        restoreIndex(cacheServiceOf(process.env), scope, budget, inputs.registries, new Date(), signal),
       ),
     ),
     installRegistry(inputs, join(dir.root, 'download')),
@@ -82,7 +83,9 @@ async function restoreInBackground(inputs: Inputs, dir: WorkDir, restored: Resto
   const progress = join(dir.root, 'restore-progress.jsonl');
   const timeoutMs = inputs.cacheTimeoutSeconds * 1000;
   const plan = { workDir: dir.root, entries: restored.entries, images: restored.images, sizes: restored.index!.blobs, progress, timeoutMs };
-  state.setRestore({ pid: await startRestore(plan), progress, started: Date.now(), timeoutMs });
+  // The index came from the cache service: there is one.
+  const service = cacheServiceOf(process.env)!;
+  state.setRestore({ pid: await startRestore(plan, service), progress, started: Date.now(), timeoutMs });
   const size = `${formatBytes(restoredBytes(restored))} in ${restored.entries.length} cache entries`;
   core.info(`Restoring ${restored.images.length} images (${size}) in the background, most recently used first.`);
   return progress;

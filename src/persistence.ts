@@ -1,7 +1,6 @@
 // The registry's storage in the Actions cache, piece by piece: an index restored by prefix, then the
 // entries holding what the images within budget need; in post, only the blobs this job fetched, then a
 // new index if anything changed.
-import * as cache from '@actions/cache';
 import { randomBytes } from 'node:crypto';
 import * as core from '@actions/core';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -28,9 +27,8 @@ import {
   type ReadIndex,
 } from './cache-index.js';
 import { mapBounded, pollUntil } from './bounded.js';
-import { restoreEntry, RefusedArchive } from './cache-entry.js';
+import { entryExists, NO_CACHE_SERVICE, restoreEntry, RefusedArchive, saveEntry, type CacheService } from './cache-entry.js';
 import { warn } from './log.js';
-import { receiveCacheToken, startCacheWorker } from './processes.js';
 import { blobPath, holdsDigest, inside, type StorageState } from './storage.js';
 
 const SAVE_CONCURRENCY = 4;
@@ -100,6 +98,7 @@ export interface Saved {
  * in the background (background-restore.ts). `signal` cancels the download and tar.
  */
 export async function restoreIndex(
+  service: CacheService | undefined,
   scope: CacheScope,
   budget: Budget,
   registries: string[],
@@ -109,8 +108,10 @@ export async function restoreIndex(
   const indexDir = join(scope.workDir, 'restoring-index');
   let restoredKey: string | undefined;
   let read: ReadIndex;
+  if (!service) throw new Error(NO_CACHE_SERVICE);
   try {
     restoredKey = await restoreEntry({
+      service,
       paths: [INDEX_FILE],
       key: indexKeyPrefix(scope.prefix, scope.arch),
       expected: new Map([[INDEX_FILE, MAX_INDEX_BYTES]]),
@@ -157,6 +158,7 @@ export interface EntryOutcome {
  * move is a rename: the registry, serving meanwhile, sees a blob whole or not at all.
  */
 export async function restoreBlobs(
+  service: CacheService,
   entry: EntryRef,
   sizes: Record<string, number>,
   into: string,
@@ -167,7 +169,7 @@ export async function restoreBlobs(
   const expected = new Map(entry.digests.map((d) => [`${STORAGE_DIR}/${blobPath(d)}`, sizes[d]]));
   let key: string | undefined;
   try {
-    key = await restoreEntry({ paths, key: entry.key, expected, into, signal });
+    key = await restoreEntry({ service, paths, key: entry.key, expected, into, signal });
   } catch (e) {
     if (e instanceof RefusedArchive) return { found: true, present: [], refused: e.message };
     if (signal.aborted) throw e;
@@ -189,26 +191,24 @@ export async function restoreBlobs(
   return { found: true, present };
 }
 
-/** What the save worker is handed: everything saveEntries needs, as JSON. */
+/** What a save works from: the scope, what was restored, the storage now, what the job used. */
 interface SaveRequest {
   scope: CacheScope;
   restored: Restored;
   after: StorageState;
-  job: { seen: JobImages['seen']; used: string[] };
+  job: JobImages;
   run: { id: string; attempt: string };
-  now: string;
+  now: Date;
 }
 
-/** The argument that makes this bundle the save worker; the path of its request follows it. */
-const SAVE_ARGUMENT = '--save';
 const NOTHING_SAVED: Saved = { entries: [], bytes: 0, indexKey: '', deferred: 0, stopped: '' };
 
 /**
- * Saves what the job added. @actions/cache archives paths relative to the current directory, so the upload runs
- * in a child process started in the work directory: this process never changes directory, and when `signal`
- * aborts (cache-timeout) the child is ended with the tar and zstd it runs. A job with nothing new starts no child.
+ * Saves what the job added: the new blobs as entries, then the index. Each archive is built by the action's own
+ * tar, which never sees the cache token; `signal` (cache-timeout) ends the tar, uploads and calls under way.
  */
 export async function saveStorage(
+  service: CacheService | undefined,
   scope: CacheScope,
   restored: Restored,
   after: StorageState,
@@ -216,41 +216,11 @@ export async function saveStorage(
   run: { id: string; attempt: string },
   signal: AbortSignal,
 ): Promise<Saved> {
-  const request: SaveRequest = { scope, restored, after, job: { seen: job.seen, used: [...job.used] }, run, now: new Date().toISOString() };
-  const { plan, index } = savePlan(request);
+  const request: SaveRequest = { scope, restored, after, job, run, now: new Date() };
+  const { newBlobs, plan, index } = savePlan(request);
   if (plan.entries.length === 0 && !indexChanged(restored.index, index)) return NOTHING_SAVED;
-  const requestFile = join(scope.workDir, 'save-request.json');
-  await writeFile(requestFile, JSON.stringify(request), { mode: 0o600 });
-  const child = startCacheWorker([SAVE_ARGUMENT, requestFile], scope.workDir, 'inherit');
-  const exit = new Promise<number | null>((resolve, reject) => child.once('exit', resolve).once('error', reject));
-  // Its process group: the worker and its tar and zstd (gone already if it exited just now).
-  const end = () => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  };
-  signal.addEventListener('abort', end, { once: true });
-  try {
-    const code = await exit;
-    if (code !== 0) throw new Error(`the save worker exited with ${code}`);
-    return JSON.parse(await readFile(join(scope.workDir, 'save-result.json'), 'utf8')) as Saved;
-  } finally {
-    signal.removeEventListener('abort', end);
-  }
-}
-
-export function saveRequestFile(argv: string[]): string | undefined {
-  return argv[2] === SAVE_ARGUMENT ? argv[3] : undefined;
-}
-
-/** The save worker: saves the request's new entries and index, and writes what it saved beside the request. */
-export async function runSave(requestFile: string): Promise<void> {
-  await receiveCacheToken();
-  const request = JSON.parse(await readFile(requestFile, 'utf8')) as SaveRequest;
-  const saved = await saveEntries(request);
-  await writeFile(join(dirname(requestFile), 'save-result.json'), JSON.stringify(saved));
+  if (!service) return { ...NOTHING_SAVED, deferred: Object.keys(newBlobs).length, stopped: NO_CACHE_SERVICE };
+  return saveEntries(service, request, signal);
 }
 
 /** The new blobs split into entries, and the index as it would be if none of them were saved. */
@@ -261,39 +231,40 @@ function savePlan({ scope, restored, after, job, run, now }: SaveRequest) {
   const held = new Set(restored.kept.flatMap((e) => e.digests));
   const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => wanted.has(d) && !held.has(d)));
   const plan = planEntries(scope.prefix, newBlobs, new Set(restored.damaged), `${run.id}-${run.attempt}`);
-  const index = nextIndex(restored.kept, [], restored.images, jobImages(job), after.blobs, new Date(now));
+  const index = nextIndex(restored.kept, [], restored.images, job, after.blobs, now);
   return { newBlobs, plan, index };
 }
 
-function jobImages(job: SaveRequest['job']): JobImages {
-  return { seen: job.seen, used: new Set(job.used) };
-}
-
-async function saveEntries(request: SaveRequest): Promise<Saved> {
-  const { scope, restored, after, run } = request;
-  const now = new Date(request.now);
+async function saveEntries(service: CacheService, request: SaveRequest, signal: AbortSignal): Promise<Saved> {
+  const { scope, restored, after, run, now } = request;
   const { newBlobs, plan } = savePlan(request);
   const saved: EntryRef[] = [];
   let stopped = '';
+  const saving = join(scope.workDir, 'saving');
+  const save = (paths: string[], key: string, n: number) =>
+    saveEntry({ service, paths, key, from: scope.workDir, archive: join(saving, `${n}.archive`), signal });
+  let n = 0;
   await mapBounded(plan.entries, SAVE_CONCURRENCY, async (entry) => {
     if (stopped) return;
     const paths = entryPaths(entry);
-    if ((await cache.saveCache(paths, entry.key).catch(() => -1)) !== -1) saved.push(entry);
-    // -1 also means another job saved the same blobs first, or is uploading them now: as good as saved once it is there.
-    else if (await entryAppears(paths, entry.key)) saved.push(entry);
-    else stopped ||= `the cache service did not take ${entry.key}`;
+    const outcome = await save(paths, entry.key, n++).catch((e: Error) => (signal.aborted ? Promise.reject(e) : e));
+    // 'exists': another job saved the same blobs first, or is uploading them now: as good as saved once it is there.
+    if (outcome === 'saved' || (outcome === 'exists' && (await entryAppears(service, paths, entry.key, signal)))) saved.push(entry);
+    else stopped ||= `the cache service did not take ${entry.key}${outcome instanceof Error ? ` (${outcome.message})` : ''}`;
   });
-  const index = nextIndex(restored.kept, saved, restored.images, jobImages(request.job), after.blobs, now);
+  const index = nextIndex(restored.kept, saved, restored.images, request.job, after.blobs, now);
   let key = '';
   // After a refusal the service is failing or limiting this repository: the next run saves the index.
   if (!stopped && indexChanged(restored.index, index)) {
     key = indexKey(scope.prefix, scope.arch, run.id, run.attempt, now.getTime(), randomBytes(3).toString('hex'));
     await writeFile(join(scope.workDir, INDEX_FILE), JSON.stringify(index));
-    if ((await cache.saveCache([INDEX_FILE], key).catch(() => -1)) === -1) {
-      stopped ||= 'the cache service did not take the index';
+    const outcome = await save([INDEX_FILE], key, n++).catch((e: Error) => (signal.aborted ? Promise.reject(e) : e));
+    if (outcome !== 'saved') {
+      stopped ||= `the cache service did not take the index${outcome instanceof Error ? ` (${outcome.message})` : ''}`;
       key = '';
     }
   }
+  await rm(saving, { recursive: true, force: true });
   const savedDigests = new Set(saved.flatMap((e) => e.digests));
   return {
     entries: saved,
@@ -305,6 +276,12 @@ async function saveEntries(request: SaveRequest): Promise<Saved> {
 }
 
 /** Whether the entry is, or within waitMs comes to be, in the cache (another job's upload of it finishing). */
-async function entryAppears(paths: string[], key: string, waitMs = ENTRY_WAIT_MS): Promise<boolean> {
-  return pollUntil(async () => Boolean(await cache.restoreCache(paths, key, [], { lookupOnly: true }).catch(() => undefined)), waitMs, 500);
+async function entryAppears(
+  service: CacheService,
+  paths: string[],
+  key: string,
+  signal: AbortSignal,
+  waitMs = ENTRY_WAIT_MS,
+): Promise<boolean> {
+  return pollUntil(() => entryExists(service, paths, key, signal).catch(() => false), waitMs, 500);
 }

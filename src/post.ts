@@ -1,8 +1,7 @@
 // The post step: stop the mirrors, give the daemon back its own config, report what the job pulled and
 // from where, and save what is new. Saving never fails the job.
 import * as core from '@actions/core';
-import { access, constants, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rm } from 'node:fs/promises';
 import { parseAccessLog } from './access-log.js';
 import { backgroundRestoreFacts, finishRestore, heldImages, linkedAt, restoreOutcome, type RestoreProgress } from './background-restore.js';
 import { withDeadline } from './bounded.js';
@@ -12,6 +11,7 @@ import { failOnErrorInput, getInputs, runnerArch, type Inputs } from './context.
 import { imagesPulledSince, restoreDaemon, restoreRegistryHosts } from './daemon.js';
 import { readQuota, type Credentials, type Quota } from './docker-hub.js';
 import { warn } from './log.js';
+import { cacheServiceOf } from './cache-entry.js';
 import { saveStorage } from './persistence.js';
 import { containerImages, finishPrefetch, normalRef, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { mirrorPlans, stopMirrors } from './mirrors.js';
@@ -22,6 +22,7 @@ import { accountUsage, mergeUsage } from './usage.js';
 import { state, type MirrorState, type RegistryHostsFile, type RestoreState } from './state.js';
 import { displayName, DOCKER_HUB, qualifiedRepository } from './images.js';
 import { askUpstreams, decideSaves, type UpstreamOf } from './upstream-check.js';
+import { commandPath } from './processes.js';
 import { readManifests, scanStorage } from './storage.js';
 import { readBaseline, workDir, type Baseline, type WorkDir } from './work-dir.js';
 
@@ -154,7 +155,7 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
       ? await core.group('Saving the cache', () =>
           attempt('saving the cache', () =>
             withDeadline('saving the cache', inputs.cacheTimeoutSeconds * 1000, (signal) =>
-              saveStorage(scope, restored, after, images, run, signal),
+              saveStorage(cacheServiceOf(process.env), scope, restored, after, images, run, signal),
             ),
           ),
         )
@@ -170,7 +171,7 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
     saved,
     quota: await job.quota,
     prefetch: prefetchUsed,
-    unpigz: await onPath('unpigz'),
+    unpigz: onPath('unpigz'),
     pulled: await imagesPulledSince(baseline.started),
     viaHostsToml: job.hostsFiles.map((f) => f.registry),
     builtInBuildkit: state.builtInBuildkit(),
@@ -180,18 +181,12 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
 }
 
 /** dockerd decompresses layers with unpigz when it finds it (about 20% faster pulls here); its PATH is the system's. */
-async function onPath(command: string): Promise<boolean> {
-  const dirs = new Set([...(process.env.PATH ?? '').split(':'), '/usr/local/bin', '/usr/bin', '/bin']);
-  for (const dir of dirs)
-    if (
-      dir &&
-      (await access(join(dir, command), constants.X_OK).then(
-        () => true,
-        () => false,
-      ))
-    )
-      return true;
-  return false;
+function onPath(command: string): boolean {
+  try {
+    return Boolean(commandPath(command));
+  } catch {
+    return false;
+  }
 }
 
 /** The upstream each registry's mirror pulled from, and as whom. */

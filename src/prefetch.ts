@@ -1,7 +1,6 @@
 // Prefetch: right after the mirror is up, pull in the background what the last run pulled, so the daemon's
 // download and extraction overlap the job's own first steps. A detached worker (this bundle, started again
 // with --prefetch and the path of its plan) pulls a few images at a time and writes one JSON line per image.
-import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -9,7 +8,7 @@ import { whenInPlace } from './background-restore.js';
 import { imageKey, type CacheIndex } from './cache-index.js';
 import { displayName, withoutHubHost } from './images.js';
 import { mapBounded, pollUntil } from './bounded.js';
-import { commandOutput, isRunning, prefetchEnvironment } from './processes.js';
+import { commandOutput, isRunning, startWorker } from './processes.js';
 
 /** The argument that makes this bundle the prefetch worker; the path of its plan follows it. */
 const PREFETCH_ARGUMENT = '--prefetch';
@@ -56,13 +55,7 @@ export function prefetchRefs(index: CacheIndex | null, restored: { repository: s
 export async function startPrefetch(plan: PrefetchPlan): Promise<number> {
   const planFile = join(dirname(plan.log), 'prefetch-plan.json');
   await writeFile(planFile, JSON.stringify(plan));
-  const child = spawn(process.execPath, [process.argv[1], PREFETCH_ARGUMENT, planFile], {
-    detached: true,
-    stdio: 'ignore',
-    env: prefetchEnvironment(process.env),
-  });
-  child.unref();
-  return child.pid!;
+  return startWorker('prefetch worker', [PREFETCH_ARGUMENT, planFile]).pid!;
 }
 
 /** The plan's path when this process is the prefetch worker (`node index.js --prefetch PLAN`); undefined otherwise. */
@@ -162,6 +155,7 @@ export function normalRef(image: string): string {
 /** Images of the containers the job created (what `docker run` and compose used without pulling). */
 export async function containerImages(sinceMs: number): Promise<string[]> {
   const out = await commandOutput('docker', ['ps', '--all', '--no-trunc', '--format', '{{.Image}}\t{{.CreatedAt}}'], {
+    kind: 'docker',
     timeout: 10_000,
   }).catch(() => '');
   return out

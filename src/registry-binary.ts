@@ -9,6 +9,7 @@ import { access, constants, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { runnerArch, type Inputs } from './context.js';
 import { warn } from './log.js';
+import { commandOutput } from './processes.js';
 import { releaseAsset } from './registry-release.js';
 import { sha256Hex } from './sha256.js';
 
@@ -60,7 +61,10 @@ async function unpack(tarball: Buffer, scratchDir: string, from: string): Promis
   const file = join(scratchDir, TARBALL);
   await mkdir(scratchDir, { recursive: true });
   await writeFile(file, tarball, { mode: 0o600 });
-  const extracted = await tc.extractTar(file, join(scratchDir, 'registry'));
+  // With the action's own tar (tool-cache's extractTar runs the job's, with the job's environment).
+  const extracted = join(scratchDir, 'registry');
+  await mkdir(extracted, { recursive: true });
+  await commandOutput('tar', ['-x', '-z', '-f', file, '-C', extracted, '--no-same-owner'], { timeout: 60_000 });
   const binary = join(extracted, 'registry');
   await access(binary, constants.X_OK).catch(() => {
     throw new Error(`${from} holds no executable named registry at its root`);

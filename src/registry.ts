@@ -1,6 +1,5 @@
 // The local Distribution registry: its config, and the detached process that serves the mirror for the
 // rest of the job.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -8,7 +7,7 @@ import { createServer } from 'node:net';
 import { stringify } from 'yaml';
 import { pollUntil } from './bounded.js';
 import { warn } from './log.js';
-import { isRunning, registryEnvironment } from './processes.js';
+import { isRunning, startChild } from './processes.js';
 
 export interface RegistryConfigOptions {
   /** The IPv4 address to listen on: 127.0.0.1, or the Docker bridge's gateway. */
@@ -80,11 +79,7 @@ export async function startRegistry(
   await writeFile(files.config, registryConfig(options, instance), { mode: 0o600 });
   const out = openSync(files.accessLog, 'a');
   const err = openSync(files.log, 'a');
-  const child = spawn(binary, ['serve', files.config], {
-    detached: true,
-    stdio: ['ignore', out, err],
-    env: registryEnvironment(process.env),
-  });
+  const child = startChild(binary, ['serve', files.config], { kind: 'registry', detached: true, stdio: ['ignore', out, err] });
   closeSync(out);
   closeSync(err);
   let exit: string | undefined;

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cacheVersion } from '../../src/cache-entry.js';
@@ -20,6 +21,21 @@ const file = (name: string, content: string | Buffer): RawMember => ({ type: 'fi
 const up = (n: number) => '../'.repeat(n);
 /** How a blob lies in an entry's archive. */
 const entryPath = (digest: string) => `storage/${blobPath(digest)}`;
+
+/**
+ * A small entry archive that expands to `size` (a decompression bomb): one member, at `name`, of zeros, from a
+ * sparse file (no disk used), compressed to a few hundred KiB.
+ */
+function bomb(name: string, size: string): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), 'bomb-'));
+  try {
+    mkdirSync(join(dir, dirname(name)), { recursive: true });
+    const script = 'truncate -s "$3" "$1/$2" && tar -c -C "$1" "$2" | zstd -1 -T0 -q -c';
+    return execFileSync('bash', ['-c', script, 'bomb', dir, name, size], { maxBuffer: 64 * MiB });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** Every file and directory under dir: type, mode, size, content hash, mtime. */
 function snapshot(dir: string): Record<string, string> {
@@ -297,6 +313,12 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
       name: 'an entry larger than its index says',
       plant: () => plantLayerEntry([file(entryPath(layer().digest), Buffer.concat([layer().data, Buffer.alloc(MiB)]))]),
       report: /more than the \d+ it may have/,
+    },
+    {
+      // tar -t of the archive as it came would decompress all of it (minutes of CPU in every job) before the check.
+      name: 'an entry that expands far past its files (a decompression bomb)',
+      plant: () => world.cache.replaceEntryContent(layerKey, bomb(entryPath(layer().digest), '1G')),
+      report: /it expands to more than its files can be \(\d+ bytes\)/,
     },
     {
       name: 'an entry whose bytes are not its digest',

@@ -8,11 +8,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { assertLeftAsItWas, environmentOf, processesHolding, workersOf } from '../helpers/assertions.js';
+import { assertLeftAsItWas, environmentOf, processesHolding, sampleProcesses, workersOf, type Sampled } from '../helpers/assertions.js';
 import { startEngineGate } from '../helpers/engine-gate.js';
 import { makeLayer, pushImage, type PushedImage } from '../helpers/images.js';
 import { isRunning, run, waitFor, type Wrap } from '../helpers/process.js';
-import { hubMirror, mirrorsOf } from '../helpers/runner.js';
+import { hubMirror, mirrorsOf, type StepResult } from '../helpers/runner.js';
 import { markingRegistry, replaceCachedRegistry } from '../helpers/tool-cache.js';
 import { startWorld, type Runner, type World } from '../helpers/world.js';
 import { REGISTRY_UNDER_TEST } from '../helpers/registry-under-test.js';
@@ -22,21 +22,15 @@ const DAEMON_JSON = '{}\n';
 const HUB_USER = 'octocat';
 const HUB_TOKEN = 'dckr_pat_trustBoundaryHubToken_4f1c9e';
 const GHCR_TOKEN = 'ghp_trustBoundaryGhcrToken_8d2a7b5e01';
-/** What a registry's environment may hold: OpenTelemetry off, and the runner's proxy and CA settings to reach its upstream. */
+/** What every child gets: the system's PATH, the locale, and the job's RUNNER_TRACKING_ID. */
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const TRACKING_ID = 'github_4e2b9c1d-trust-processes';
+const EVERY_CHILD = { PATH: SYSTEM_PATH, LANG: 'C.UTF-8', RUNNER_TRACKING_ID: TRACKING_ID };
+/** What a registry's environment may hold besides: OpenTelemetry off, and the runner's proxy and CA settings. */
 const NETWORK = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
-const REGISTRY_MAY_GET = ['OTEL_TRACES_EXPORTER', ...NETWORK];
-/** The cache service's address, not its token (that comes on stdin), and the work directory. */
-const RESTORE_WORKER_MAY_GET = [
-  'ACTIONS_CACHE_SERVICE_V2',
-  'ACTIONS_RESULTS_URL',
-  'ACTIONS_CACHE_URL',
-  'GITHUB_SERVER_URL',
-  'RUNNER_DEBUG',
-  'PATH',
-  'GITHUB_WORKSPACE',
-  'RUNNER_TEMP',
-  ...NETWORK,
-];
+const REGISTRY_MAY_GET = [...Object.keys(EVERY_CHILD), 'OTEL_TRACES_EXPORTER', ...NETWORK];
+/** The network settings: the cache service's address and token come on its stdin. */
+const RESTORE_WORKER_MAY_GET = [...Object.keys(EVERY_CHILD), ...NETWORK];
 
 describe('trust boundary: restored bytes, pushes, child processes', { timeout: 600_000 }, () => {
   let world: World;
@@ -184,7 +178,7 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     }
   });
 
-  test("no token is in the environment or the command line of any process while the job's steps run", async () => {
+  test("no token is in the environment or the command line of any process while the job's steps run; each carries the job's RUNNER_TRACKING_ID", async () => {
     const runner = await world.runner('tokens', DAEMON_JSON);
     // The prefetch worker's pull waits at the gate: it is still running while the steps look.
     const gate = await startEngineGate(runner.dockerd.socket, join(world.dir, 'tokens-engine.sock'));
@@ -204,12 +198,13 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
           const workers = workersOf(main);
           for (const worker of ['restore worker', "mirrors' front"]) assert.ok(isRunning(workers[worker]), `the ${worker} runs`);
           assert.deepEqual(processesHolding(secrets), [], 'while the cache restores');
-          assert.deepEqual(environmentOf(workers["mirrors' front"]), {}, "the mirrors' front");
-          const restoreEnv = Object.keys(environmentOf(workers['restore worker']));
+          assert.deepEqual(environmentOf(workers["mirrors' front"]), EVERY_CHILD, "the mirrors' front");
+          const restoreEnv = environmentOf(workers['restore worker']);
+          assert.equal(restoreEnv.RUNNER_TRACKING_ID, TRACKING_ID, "the restore worker is marked as the job's");
           assert.deepEqual(
-            restoreEnv.filter((name) => !RESTORE_WORKER_MAY_GET.includes(name)),
+            Object.keys(restoreEnv).filter((name) => !RESTORE_WORKER_MAY_GET.includes(name)),
             [],
-            'the restore worker: the cache service, without its token',
+            'the restore worker: the network settings only',
           );
           world.cache.setFault(null);
           const mirrors = mirrorsOf(main);
@@ -220,17 +215,18 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
           for (const mirror of mirrors) {
             const env = environmentOf(mirror.pid);
             assert.equal(env.OTEL_TRACES_EXPORTER, 'none');
+            assert.equal(env.RUNNER_TRACKING_ID, TRACKING_ID, `${mirror.registry}'s registry is marked as the job's`);
             assert.deepEqual(
               Object.keys(env).filter((name) => !REGISTRY_MAY_GET.includes(name)),
               [],
               `${mirror.registry}'s registry`,
             );
           }
-          assert.deepEqual(environmentOf(prefetch.pid), { DOCKER_HOST: gate.host }, 'the prefetch worker');
+          assert.deepEqual(environmentOf(prefetch.pid), { ...EVERY_CHILD, DOCKER_HOST: gate.host }, 'the prefetch worker');
           gate.open();
           await runner.pull('alpine:1');
         },
-        { DOCKER_HOST: gate.host },
+        { DOCKER_HOST: gate.host, RUNNER_TRACKING_ID: TRACKING_ID },
       );
       assert.deepEqual([...main.warnings, ...post.warnings], []);
       assert.match(post.summary, /Prefetched in the background: 1 image/);
@@ -239,6 +235,47 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
       gate.open();
       await gate.stop();
     }
+  });
+
+  test('through a cold and a warm job (many entries restored and saved, pulls, post), no process but the step itself ever holds a token', async () => {
+    // Ten layers: ten entries saved by the cold job's post and restored by the warm job's worker, each a tar and a zstd.
+    const layers = Array.from({ length: 10 }, (_, i) => makeLayer(`sampled-${i}`, [{ path: `opt/part-${i}.bin`, bytes: 3 * MiB }]));
+    await world.hub!.pushImage('library/sampled', '1', layers);
+    await pushImage(world.registries['ghcr.io'].url, 'org/sampled', '1', [
+      makeLayer('sampled-ghcr', [{ path: 'opt/app.bin', bytes: 512 * 1024 }]),
+    ]);
+    const runner = await world.runner('sampled', DAEMON_JSON);
+    const inputs = runner.inputs({
+      registries: 'docker.io ghcr.io',
+      'cache-key': 'sampled',
+      'dockerhub-username': HUB_USER,
+      'dockerhub-token': HUB_TOKEN,
+      'registry-credentials': `ghcr.io=${HUB_USER}:${GHCR_TOKEN}`,
+    });
+    const ghcr = (main: StepResult) => new URL(mirrorsOf(main).find((m) => m.registry === 'ghcr.io')!.url).host;
+    const sampler = await sampleProcesses([HUB_TOKEN, GHCR_TOKEN, world.cache.env.ACTIONS_RUNTIME_TOKEN], { user: HUB_USER });
+    let sampled: Sampled | undefined;
+    try {
+      const entriesBefore = world.cache.entries().length;
+      const cold = await runner.job(inputs, () => runner.pull('sampled:1'));
+      assert.ok(world.cache.entries().length >= entriesBefore + 10, 'the cold job saved its layers');
+      await runner.dockerd.docker(['rmi', 'sampled:1']);
+      const warm = await runner.job(inputs, async (main) => {
+        await runner.pull('sampled:1');
+        await runner.pull(`${ghcr(main)}/org/sampled:1`);
+      });
+      sampled = await sampler.stop();
+      for (const step of [cold.main, cold.post, warm.main, warm.post]) assert.deepEqual(step.warnings, []);
+      assert.match(warm.post.summary, /\| sampled:1 \| \d+ blobs?, [\d.]+ MiB \| – \|/, 'the warm pull came from the cache');
+      assert.ok(
+        world.cache.entries().some((e) => e.key.startsWith('sampled-') && e.createdAt > Date.now() - warm.post.ms - 1_000),
+        'the warm post saved',
+      );
+    } finally {
+      sampled ??= await sampler.stop();
+    }
+    assert.ok(sampled.rounds > 100, `the sampler looked ${sampled.rounds} times`);
+    assert.deepEqual(sampled.found, [], 'processes that held a token');
   });
 
   test('two uses of the action in one job: each its own work directory and mirrors; the inner post leaves the outer use working', async () => {

@@ -1,9 +1,10 @@
 // What must hold after every post step, whatever went wrong in the job; and where a secret must never be.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { isRunning } from './process.js';
 import { mirrorsOf, type StepResult } from './runner.js';
 import type { Runner, World } from './world.js';
@@ -117,4 +118,51 @@ export function processesHolding(secrets: string[]): string[] {
     }
   }
   return found;
+}
+
+const SAMPLER = fileURLToPath(new URL('./proc-sampler.mjs', import.meta.url));
+const STEP = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+
+/** What the process sampler saw: how many times it looked at every process, and which held a secret. */
+export interface Sampled {
+  rounds: number;
+  found: string[];
+}
+
+/**
+ * Looks at every process's /proc/PID/environ and command line every `intervalMs` (see proc-sampler.mjs) until
+ * `stop`, for the secrets (plain, and base64 alone and as USER:SECRET). Exempt: the step's own process, in every
+ * phase of the wrap that starts it, and the wrap's own `mount` commands.
+ */
+export async function sampleProcesses(
+  secrets: string[],
+  options: { user?: string; intervalMs?: number; maxMs?: number } = {},
+): Promise<{ stop(): Promise<Sampled> }> {
+  const forms = secrets.flatMap((s) => [
+    s,
+    Buffer.from(s).toString('base64'),
+    ...(options.user ? [Buffer.from(`${options.user}:${s}`).toString('base64')] : []),
+  ]);
+  const child = spawn(process.execPath, [SAMPLER], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
+  child.stdin.end(
+    JSON.stringify({
+      secrets: forms,
+      parent: process.pid,
+      step: STEP,
+      intervalMs: options.intervalMs ?? 2,
+      maxMs: options.maxMs ?? 600_000,
+    }),
+  );
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += String(chunk)));
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  for (let i = 0; i < 200 && !out.startsWith('sampling\n'); i++) await new Promise((r) => setTimeout(r, 25));
+  if (!out.startsWith('sampling\n')) throw new Error('the process sampler did not start');
+  return {
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      return JSON.parse(out.slice('sampling\n'.length)) as Sampled;
+    },
+  };
 }

@@ -1,5 +1,6 @@
-// A gate in front of a Docker daemon's API socket: everything passes, but image pulls (POST /images/create)
-// wait until the test opens the gate. A client pulling (the prefetch worker) is then still there to look at.
+// A gate in front of a Docker daemon's API socket: everything passes, but image pulls (POST /images/create), or
+// whatever other first request of a connection the test names, wait until the test opens the gate. A client pulling
+// (the prefetch worker) is then still there to look at; a daemon that stops answering can be stood in for.
 import { createConnection, createServer, type Socket } from 'node:net';
 
 export interface EngineGate {
@@ -14,7 +15,10 @@ export interface EngineGate {
 
 const PULL = /^POST \S*\/images\/create\?/;
 
-export async function startEngineGate(daemonSocket: string, socket: string): Promise<EngineGate> {
+/** Holds a connection whose first request (its request line) this accepts; by default, image pulls. */
+export type Holds = (requestLine: string) => boolean;
+
+export async function startEngineGate(daemonSocket: string, socket: string, holds: Holds = (line) => PULL.test(line)): Promise<EngineGate> {
   let opened = false;
   const waiting: (() => void)[] = [];
   const sockets = new Set<Socket>();
@@ -33,7 +37,7 @@ export async function startEngineGate(daemonSocket: string, socket: string): Pro
         daemon.write(first);
         client.pipe(daemon);
       };
-      if (opened || !PULL.test(first.toString('latin1'))) pass();
+      if (opened || !holds(first.toString('latin1'))) pass();
       else waiting.push(pass);
     });
   });

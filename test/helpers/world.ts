@@ -1,6 +1,7 @@
 // The world a job of the action lives in, made of real parts: an upstream registry standing in for Docker
 // Hub, the Actions cache service, the release downloads, and per job a fresh runner (its own dockerd,
 // RUNNER_TEMP and daemon.json). Every end-to-end test builds its scenario from these.
+import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -167,6 +168,8 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
           GITHUB_WORKSPACE: join(base, 'workspace'),
           GITHUB_RUN_ID: String(1000 + jobs),
           GITHUB_RUN_ATTEMPT: '1',
+          // The runner marks each job's processes with it, and ends those still running when the job ends.
+          RUNNER_TRACKING_ID: `github_${randomUUID()}`,
           ...env,
         },
       });

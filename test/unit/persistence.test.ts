@@ -1,12 +1,11 @@
-// What of the cache layer runs without the cache service: a job with nothing new saves nothing and starts no save
-// worker, the worker is recognised by its arguments, and a deadline ends an operation through its signal.
+// What of the cache layer runs without the cache service: a job with nothing new saves nothing and writes nothing.
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { CacheIndex, CachedImage } from '../../src/cache-index.js';
-import { NOTHING_RESTORED, saveRequestFile, saveStorage, type CacheScope, type Restored } from '../../src/persistence.js';
+import { NOTHING_RESTORED, saveStorage, type CacheScope, type Restored } from '../../src/persistence.js';
 import { sha256 } from '../helpers/images.js';
 
 const RUN = { id: '7', attempt: '1' };
@@ -21,8 +20,16 @@ describe('saveStorage with nothing new', () => {
   const nothingSaved = { entries: [], bytes: 0, indexKey: '', deferred: 0, stopped: '' };
   const never = new AbortController().signal;
 
-  test('a job that pulled nothing, on an empty cache: nothing saved, no request written, no worker started', async () => {
-    const saved = await saveStorage(scope, NOTHING_RESTORED, { blobs: {}, repositories: {} }, { seen: [], used: new Set() }, RUN, never);
+  test('a job that pulled nothing, on an empty cache: nothing saved, nothing written', async () => {
+    const saved = await saveStorage(
+      undefined,
+      scope,
+      NOTHING_RESTORED,
+      { blobs: {}, repositories: {} },
+      { seen: [], used: new Set() },
+      RUN,
+      never,
+    );
     assert.deepEqual(saved, nothingSaved);
     assert.deepEqual(await readdir(scope.workDir), []);
   });
@@ -40,23 +47,9 @@ describe('saveStorage with nothing new', () => {
       repositories: { 'library/alpha': { tags: { '1': manifest }, manifests: [manifest], layers: [config, layer] } },
     };
     assert.deepEqual(
-      await saveStorage(scope, restored, after, { seen: [seen], used: new Set(['library/alpha:1']) }, RUN, never),
+      await saveStorage(undefined, scope, restored, after, { seen: [seen], used: new Set(['library/alpha:1']) }, RUN, never),
       nothingSaved,
     );
     assert.deepEqual(await readdir(scope.workDir), []);
-  });
-});
-
-describe('saveRequestFile', () => {
-  test('the bundle run with --save and a request file is the save worker', () => {
-    assert.equal(
-      saveRequestFile(['/usr/bin/node', '/action/dist/index.js', '--save', '/tmp/w/save-request.json']),
-      '/tmp/w/save-request.json',
-    );
-  });
-
-  test('the main and post steps are not', () => {
-    assert.equal(saveRequestFile(['/usr/bin/node', '/action/dist/index.js']), undefined);
-    assert.equal(saveRequestFile(['/usr/bin/node', '/action/dist/index.js', '--other', '/tmp/w/save-request.json']), undefined);
   });
 });
