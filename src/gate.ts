@@ -3,8 +3,10 @@
 // except one for an image still being restored: that waits until the image is in place, or the restore ends.
 // So a pull right after the main step is served from the cache, as when main restored everything first, and a
 // pull of an image the cache does not hold goes straight on. Once the restore is done, new connections are
-// joined to the registry byte for byte, with no HTTP parsing in between.
-import { createServer as createHttpServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+// joined to the registry byte for byte, with no HTTP parsing in between. Any container may reach it (listen:
+// docker-bridge), and a front that dies frees the port for anyone: so what clients can make it hold is bounded
+// (FRONT_BOUNDS), and a client past a bound gets a short answer or a closed connection, never the worker's memory.
+import { createServer as createHttpServer, request, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -142,6 +144,53 @@ export async function stopGate(pid: number): Promise<void> {
   if (await isRunning(pid, GATE_ARGUMENT)) process.kill(-pid, 'SIGKILL');
 }
 
+/** What one client, or all of them together, can make the worker hold: it must outlive every one of them. */
+export const FRONT_BOUNDS = {
+  /** Connections open at once, over every front; one more is answered 503 and closed. */
+  connections: 256,
+  /** Requests held at once, over every front; one more is answered 503. A connection holds at most one. */
+  held: 128,
+  /** From a connection's start, or the end of its last response, to the whole head of its next request. */
+  headMs: 10_000,
+  /** No byte either way for this long, but while a request is held, and the connection is closed. */
+  idleMs: 60_000,
+};
+
+/** A count of things held at once, up to a maximum. */
+export class Slots {
+  private taken = 0;
+  constructor(readonly max: number) {}
+  /** Takes one; false when all are taken. */
+  take(): boolean {
+    if (this.taken >= this.max) return false;
+    this.taken++;
+    return true;
+  }
+  give(): void {
+    this.taken = Math.max(0, this.taken - 1);
+  }
+}
+
+/**
+ * A GET or HEAD that says it has a body (by Transfer-Encoding, or a Content-Length other than 0). Passed on, its
+ * body would go without framing, and the registry would read it as the next request.
+ */
+export function bodyOnRead(method: string | undefined, headers: Record<string, string | string[] | undefined>): boolean {
+  const length = headers['content-length'];
+  return (
+    (method === 'GET' || method === 'HEAD') && (headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0'))
+  );
+}
+
+/** The restore as the fronts see it. */
+interface Restore {
+  running(): boolean;
+  /** The image a request for `path` waits for, while the restore runs. */
+  pendingFor(registry: string, path: string): GatedImage | undefined;
+  /** Resolves once nothing pending names the path, the restore ends, or `gone` says the client left. */
+  inPlace(registry: string, path: string, gone: () => boolean): Promise<void>;
+}
+
 /** The worker: a front per mirror, until post ends it. */
 export async function runGate(planFile: string): Promise<void> {
   const plan = JSON.parse(await readFile(planFile, 'utf8')) as GatePlan;
@@ -159,18 +208,24 @@ export async function runGate(planFile: string): Promise<void> {
       .finally(() => (look = null)));
   // The first request held for each image, for the report: the registry's log shows it only once released.
   const held = new Set<string>();
-  const inPlace = async (registry: string, path: string) => {
-    const image = restoring ? waitsFor(pending.values(), registry, path) : undefined;
-    if (image && !held.has(image.key)) {
-      held.add(image.key);
-      // Only the report reads it: a write that fails must not fail the request.
-      await appendFile(heldFile(plan.workDir), `${JSON.stringify({ image: image.key, at: Date.now() })}\n`).catch(() => undefined);
-    }
-    while (restoring && waitsFor(pending.values(), registry, path)) await lookAgain();
+  const pendingFor = (registry: string, path: string) => (restoring ? waitsFor(pending.values(), registry, path) : undefined);
+  const restore: Restore = {
+    running: () => restoring,
+    pendingFor,
+    inPlace: async (registry, path, gone) => {
+      const image = pendingFor(registry, path);
+      if (image && !held.has(image.key)) {
+        held.add(image.key);
+        // Only the report reads it: a write that fails must not fail the request.
+        await appendFile(heldFile(plan.workDir), `${JSON.stringify({ image: image.key, at: Date.now() })}\n`).catch(() => undefined);
+      }
+      while (!gone() && pendingFor(registry, path)) await lookAgain();
+    },
   };
+  const limits = { connections: new Slots(FRONT_BOUNDS.connections), held: new Slots(FRONT_BOUNDS.held) };
   const listening: Listening = {};
   try {
-    const ports = await Promise.all(plan.fronts.map((front) => serve(front, inPlace, () => restoring)));
+    const ports = await Promise.all(plan.fronts.map((front) => serve(front, restore, limits)));
     listening.ports = Object.fromEntries(plan.fronts.map((f, i) => [f.registry, ports[i]]));
   } catch (e) {
     listening.error = (e as Error).message;
@@ -182,13 +237,71 @@ export async function runGate(planFile: string): Promise<void> {
   await new Promise(() => {});
 }
 
+/** A response the front gives itself, short, and the connection closed after it. */
+function refusal(status: number, reason: string): string {
+  const body = `${reason}\n`;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
+/** A connection while the front reads its requests: whether one is in progress, and the deadline for the next head. */
+interface Connection {
+  busy: boolean;
+  head?: NodeJS.Timeout;
+}
+
 /** Listens for one front; returns its port. */
-async function serve(front: Front, inPlace: (registry: string, path: string) => Promise<void>, restoring: () => boolean): Promise<number> {
-  const http = createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => {
-    void inPlace(front.registry, req.url ?? '').then(() => pass(req, res, front));
+async function serve(front: Front, restore: Restore, limits: { connections: Slots; held: Slots }): Promise<number> {
+  const connections = new WeakMap<Socket, Connection>();
+  const awaitHead = (socket: Socket, connection: Connection) => {
+    clearTimeout(connection.head);
+    connection.head = setTimeout(() => socket.destroy(), FRONT_BOUNDS.headMs);
+  };
+  // No keepAliveTimeout: it would reset the socket's timeout at each request; the head deadline above bounds the wait.
+  const http = createHttpServer({ keepAliveTimeout: 0 }, (req, res) => {
+    const socket = req.socket;
+    const connection = connections.get(socket)!;
+    // Pipelined behind a request in progress: one at a time per connection, or a client could have any number held.
+    if (connection.busy) return socket.destroy();
+    connection.busy = true;
+    clearTimeout(connection.head);
+    const done = () => {
+      if (!connection.busy) return;
+      connection.busy = false;
+      if (!socket.destroyed) awaitHead(socket, connection);
+    };
+    res.once('finish', done).once('close', done);
+    if (bodyOnRead(req.method, req.headers)) return res.writeHead(400, { connection: 'close' }).end('a GET or HEAD has no body\n');
+    const path = req.url ?? '';
+    const reading = req.method === 'GET' || req.method === 'HEAD';
+    if (!reading || !restore.pendingFor(front.registry, path)) return pass(req, res, front);
+    if (!limits.held.take()) return res.writeHead(503).end("the mirror's front holds too many requests\n");
+    socket.setTimeout(0);
+    void restore
+      .inPlace(front.registry, path, () => socket.destroyed)
+      .finally(() => limits.held.give())
+      .then(() => {
+        if (socket.destroyed) return;
+        socket.setTimeout(FRONT_BOUNDS.idleMs);
+        pass(req, res, front);
+      });
   });
   const server = createServer((socket: Socket) => {
-    if (restoring()) return http.emit('connection', socket);
+    socket.on('error', () => socket.destroy());
+    if (!limits.connections.take()) {
+      socket.setTimeout(1_000, () => socket.destroy());
+      socket.resume();
+      return socket.end(refusal(503, "the mirror's front has too many connections"));
+    }
+    socket.once('close', () => limits.connections.give());
+    socket.setTimeout(FRONT_BOUNDS.idleMs);
+    socket.on('timeout', () => socket.destroy());
+    if (restore.running()) {
+      const connection: Connection = { busy: false };
+      connections.set(socket, connection);
+      socket.once('close', () => clearTimeout(connection.head));
+      awaitHead(socket, connection);
+      return http.emit('connection', socket);
+    }
     const registry = connect(front.target, front.address);
     const end = () => (socket.destroy(), registry.destroy());
     socket.on('error', end);
@@ -219,6 +332,8 @@ const HOP_BY_HOP = new Set([
  */
 function pass(req: IncomingMessage, res: ServerResponse, front: Front): void {
   const headers = Object.fromEntries(Object.entries(req.headers).filter(([name]) => !HOP_BY_HOP.has(name)));
+  // A chunked body goes on chunked, whatever the method (Node frames only some methods' bodies by default).
+  if (req.headers['transfer-encoding'] !== undefined) headers['transfer-encoding'] = 'chunked';
   const forward = request(
     { host: front.address, port: front.target, method: req.method, path: req.url, headers, agent: false },
     (answer) => {
