@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import fc from 'fast-check';
-import { restoreOutcome, type RestoreProgress } from '../../src/background-restore.js';
+import { ImagesInPlace, restoreOutcome, RestoreQueue, type RestoreProgress } from '../../src/background-restore.js';
 import {
   contentOf,
   imageKey,
@@ -88,6 +88,24 @@ describe('the work an index may cause, at the largest the reader accepts', () =>
     assert.deepEqual([selection.images.length, selection.entries.length], [ITEMS, ITEMS]);
   });
 
+  test('the restore worker: its queue, with pulls waiting for the images restored last, and its linking', (t) => {
+    const { images, entries } = selectImages(workerWorst(), BUDGET, NOW);
+    const held = new Map(images.slice(-ITEMS / 2).map((image) => [imageKey(image), 0]));
+    const taken = timed(t, 'RestoreQueue', () => {
+      const queue = new RestoreQueue(entries, images);
+      const order: EntryRef[] = [];
+      for (let entry = queue.take(held); entry; entry = queue.take(held)) order.push(entry);
+      return order;
+    });
+    assert.equal(new Set(taken).size, entries.length, 'every entry, once');
+    // Every image lacks a blob no entry holds: it waits to the end, and is looked at again and again.
+    const whole = timed(t, 'ImagesInPlace', () => {
+      const inPlace = new ImagesInPlace(images);
+      return taken.flatMap((entry) => inPlace.add(entry.digests));
+    });
+    assert.deepEqual(whole, []);
+  });
+
   test('imagesInStorage (post): 20,000 indexes pulled by digest into one repository', (t) => {
     const { storage, manifests } = storageWorst();
     const images = timed(t, 'imagesInStorage', () => imagesInStorage(storage, manifests));
@@ -121,6 +139,14 @@ const scanRestoreOrder = (images: CachedImage[], entries: EntryRef[]): EntryRef[
     for (const entry of entries.filter((e) => e.digests.includes(digest))) ordered.add(entry);
   return [...ordered];
 };
+const scanNextInQueue = (queue: EntryRef[], images: CachedImage[], held: ReadonlyMap<string, number>): number => {
+  const wanted = new Set(images.filter((i) => held.has(imageKey(i))).flatMap(contentOf));
+  return Math.max(
+    0,
+    queue.findIndex((e) => e.digests.some((d) => wanted.has(d))),
+  );
+};
+
 /** Small indexes whose images and entries name digests from a few, so that they share and miss blobs often. */
 const pool = digests('pool', 12);
 const digestList = fc.array(fc.constantFrom(...pool), { minLength: 1, maxLength: 5 });
@@ -152,6 +178,42 @@ describe('the faster functions give what the plain scans gave', () => {
       fc.property(generated, (g) => {
         const { images, entries } = built(g);
         assert.deepEqual(restoreOrder(images, entries), scanRestoreOrder(images, entries));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test('RestoreQueue: the order nextInQueue took, with pulls starting to wait as the restore goes', () => {
+    fc.assert(
+      fc.property(generated, fc.array(fc.constantFrom('a', 'b', 'c', 'd', 'x'), { maxLength: 12 }), (g, arrivals) => {
+        const { images, entries } = built(g);
+        const queue = new RestoreQueue(entries, images);
+        const scanned = [...entries];
+        const held = new Map<string, number>();
+        for (let step = 0; scanned.length > 0; step++) {
+          // The front's record only grows: a pull that waited once is held from then on.
+          if (step < arrivals.length) held.set(`library/${arrivals[step]}:1`, step);
+          assert.equal(queue.take(new Map(held)), scanned.splice(scanNextInQueue(scanned, images, held), 1)[0]);
+        }
+        assert.equal(queue.take(held), undefined);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test('ImagesInPlace: the images the loop found whole after each entry, in the same order', () => {
+    fc.assert(
+      fc.property(generated, (g) => {
+        const { images, entries } = built(g);
+        const inPlace = new ImagesInPlace(images);
+        const present = new Set<string>();
+        const waiting = new Set(images);
+        for (const entry of entries) {
+          entry.digests.forEach((d) => present.add(d));
+          const scanned = [...waiting].filter((image) => contentOf(image).every((d) => present.has(d)));
+          scanned.forEach((image) => waiting.delete(image));
+          assert.deepEqual(inPlace.add(entry.digests), scanned);
+        }
       }),
       { numRuns: 1000 },
     );
