@@ -6,7 +6,7 @@
 import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pollUntil, withDeadline } from './bounded.js';
-import { contentOf, imageKey, STORAGE_DIR, type CachedImage, type EntryRef } from './cache-index.js';
+import { contentOf, holdersOf, imageKey, STORAGE_DIR, type CachedImage, type EntryRef } from './cache-index.js';
 import { displayName } from './images.js';
 import { NO_CACHE_SERVICE, type CacheService } from './cache-entry.js';
 import { restoreBlobs, type Restored } from './persistence.js';
@@ -103,9 +103,10 @@ async function restoreEntries(
   const restoring = join(plan.workDir, 'restoring');
   const present = new Set<string>();
   const waiting = new Set(plan.images);
-  const queue = [...plan.entries];
+  const queue = new RestoreQueue(plan.entries, plan.images);
+  const inPlace = new ImagesInPlace(plan.images);
   let started = 0;
-  const nextEntry = async () => queue.splice(nextInQueue(queue, plan.images, await heldImages(plan.workDir)), 1)[0];
+  const nextEntry = async () => queue.take(await heldImages(plan.workDir));
   const link = async (image: CachedImage, whole: boolean) => {
     waiting.delete(image);
     await writeLinks(storage, [image], present);
@@ -126,7 +127,7 @@ async function restoreEntries(
         outcome.present.forEach((d) => present.add(d));
         const bytes = outcome.present.reduce((sum, d) => sum + (plan.sizes[d] ?? 0), 0);
         await record({ entry: entry.key, ...outcome, bytes, at: Date.now() });
-        for (const image of [...waiting]) if (waiting.has(image) && contentOf(image).every((d) => present.has(d))) await link(image, true);
+        for (const image of inPlace.add(outcome.present)) await link(image, true);
       }
     };
     await Promise.all(Array.from({ length: RESTORE_CONCURRENCY }, worker));
@@ -138,15 +139,128 @@ async function restoreEntries(
 }
 
 /**
- * Which entry of the queue to restore next: the first that holds a blob of an image a pull is waiting for (the
- * mirrors' front records those), else the first (the queue is in restore order, most recently used first).
+ * The entries left to restore, in restore order (most recently used image's first), and which of them hold a blob of
+ * an image a pull waits for. Built once: over the whole restore each entry and each digest is looked at a bounded
+ * number of times (a scan of the queue and of every image for each entry took minutes on a hostile index).
  */
-export function nextInQueue(queue: EntryRef[], images: CachedImage[], held: ReadonlyMap<string, number>): number {
-  const wanted = new Set(images.filter((i) => held.has(imageKey(i))).flatMap(contentOf));
-  return Math.max(
-    0,
-    queue.findIndex((e) => e.digests.some((d) => wanted.has(d))),
-  );
+export class RestoreQueue {
+  private readonly taken: boolean[];
+  private readonly holders: Map<string, number[]>;
+  private readonly imagesByKey = new Map<string, CachedImage[]>();
+  private readonly heldSeen = new Set<string>();
+  private readonly wantedDigests = new Set<string>();
+  /** Positions of entries holding a blob of a held image, smallest first; some may be taken since. */
+  private readonly wanted = new MinHeap();
+  private first = 0;
+
+  constructor(
+    private readonly entries: EntryRef[],
+    images: CachedImage[],
+  ) {
+    this.taken = entries.map(() => false);
+    this.holders = holdersOf(entries);
+    for (const image of images) {
+      const key = imageKey(image);
+      const same = this.imagesByKey.get(key);
+      if (same) same.push(image);
+      else this.imagesByKey.set(key, [image]);
+    }
+  }
+
+  /**
+   * Takes the next entry to restore: the first left that holds a blob of an image a pull is waiting for (`held`, by
+   * image key: the mirrors' front records those, and only adds to them), else the first left.
+   */
+  take(held: ReadonlyMap<string, number>): EntryRef | undefined {
+    if (held.size > this.heldSeen.size) for (const key of held.keys()) this.want(key);
+    while (this.wanted.size > 0 && this.taken[this.wanted.peek()]) this.wanted.pop();
+    while (this.first < this.entries.length && this.taken[this.first]) this.first++;
+    const next = this.wanted.size > 0 ? this.wanted.pop() : this.first;
+    if (next >= this.entries.length) return undefined;
+    this.taken[next] = true;
+    return this.entries[next];
+  }
+
+  private want(key: string): void {
+    if (this.heldSeen.has(key)) return;
+    this.heldSeen.add(key);
+    for (const image of this.imagesByKey.get(key) ?? [])
+      for (const digest of contentOf(image)) {
+        if (this.wantedDigests.has(digest)) continue;
+        this.wantedDigests.add(digest);
+        for (const i of this.holders.get(digest) ?? []) if (!this.taken[i]) this.wanted.push(i);
+      }
+  }
+}
+
+/** A binary min-heap of positions. */
+class MinHeap {
+  private readonly items: number[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  peek(): number {
+    return this.items[0];
+  }
+
+  push(item: number): void {
+    const a = this.items;
+    a.push(item);
+    for (let i = a.length - 1, parent = (i - 1) >> 1; i > 0 && a[parent] > a[i]; i = parent, parent = (i - 1) >> 1)
+      [a[parent], a[i]] = [a[i], a[parent]];
+  }
+
+  pop(): number {
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop()!;
+    if (a.length === 0) return top;
+    a[0] = last;
+    for (let i = 0; ;) {
+      const [l, r] = [2 * i + 1, 2 * i + 2];
+      const smallest = r < a.length && a[r] < a[l] ? r : l;
+      if (smallest >= a.length || a[i] <= a[smallest]) return top;
+      [a[i], a[smallest]] = [a[smallest], a[i]];
+      i = smallest;
+    }
+  }
+}
+
+/**
+ * Which images have every blob in place as entries come in. Each image counts the blobs it still lacks, so an entry
+ * costs the images that need its blobs, not a look at every image still waiting.
+ */
+export class ImagesInPlace {
+  private readonly lacking: number[];
+  private readonly needing = new Map<string, number[]>();
+  /** Images that lack nothing from the start: whole with the first entry, as any other check would find them. */
+  private whole: number[];
+
+  constructor(private readonly images: CachedImage[]) {
+    this.lacking = images.map((image, i) => {
+      const content = new Set(contentOf(image));
+      for (const digest of content) {
+        const needing = this.needing.get(digest);
+        if (needing) needing.push(i);
+        else this.needing.set(digest, [i]);
+      }
+      return content.size;
+    });
+    this.whole = this.lacking.flatMap((n, i) => (n === 0 ? [i] : []));
+  }
+
+  /** The images that the blobs just put in place make whole, in the plan's order; each image once. */
+  add(digests: Iterable<string>): CachedImage[] {
+    const whole = this.whole;
+    this.whole = [];
+    for (const digest of digests) {
+      for (const i of this.needing.get(digest) ?? []) if (--this.lacking[i] === 0) whole.push(i);
+      this.needing.delete(digest);
+    }
+    return whole.sort((a, b) => a - b).map((i) => this.images[i]);
+  }
 }
 
 /** Where the mirrors' front records the first request it held for each image: one JSON line each. */

@@ -129,10 +129,26 @@ export function selectImages(index: CacheIndex, budget: Budget, now: Date): Sele
  * image first (its manifest first), so the images a job is likeliest to pull are in place soonest.
  */
 export function restoreOrder(images: CachedImage[], entries: EntryRef[]): EntryRef[] {
+  const holders = holdersOf(entries);
   const ordered = new Set<EntryRef>();
-  for (const digest of new Set(images.flatMap(contentOf)))
-    for (const entry of entries.filter((e) => e.digests.includes(digest))) ordered.add(entry);
+  for (const digest of new Set(images.flatMap(contentOf))) for (const i of holders.get(digest) ?? []) ordered.add(entries[i]);
   return [...ordered];
+}
+
+/**
+ * For each digest, the positions of the entries holding it, in order: built once, so that finding an entry costs a
+ * look-up, not a scan of every entry (which, for every digest of a hostile index, took minutes).
+ */
+export function holdersOf(entries: EntryRef[]): Map<string, number[]> {
+  const holders = new Map<string, number[]>();
+  entries.forEach((entry, i) => {
+    for (const digest of new Set(entry.digests)) {
+      const list = holders.get(digest);
+      if (list) list.push(i);
+      else holders.set(digest, [i]);
+    }
+  });
+  return holders;
 }
 
 export interface EntryPlan {
@@ -177,14 +193,10 @@ export function imagesInStorage(storage: StorageState, manifests: Manifests): Om
       images.push({ repository, reference, manifests: content.manifests, blobs: content.blobs.filter(present) });
     };
     for (const [tag, manifest] of Object.entries(links.tags).sort(([a], [b]) => a.localeCompare(b))) add(tag, manifest);
-    for (const manifest of links.manifests.filter((d) => !reached.has(d) && !isChild(d, links.manifests, manifests)))
-      add(manifest, manifest);
+    const children = new Set(links.manifests.flatMap((d) => manifests[d]?.manifests?.map((c) => c.digest) ?? []));
+    for (const manifest of links.manifests.filter((d) => !reached.has(d) && !children.has(d))) add(manifest, manifest);
   }
   return images;
-}
-
-function isChild(digest: string, candidates: string[], manifests: Manifests): boolean {
-  return candidates.some((d) => manifests[d]?.manifests?.some((c) => c.digest === digest));
 }
 
 export interface JobImages {
@@ -267,6 +279,12 @@ export class InvalidIndex extends Error {
 export const MAX_INDEX_ITEMS = 20_000;
 /** The index archive is a few hundred kilobytes for thousands of images; anything far larger is not one. */
 export const MAX_INDEX_BYTES = 32 * 1024 * 1024;
+/**
+ * Digests an index may name in all, counting each time an entry or an image names one: a real index names each blob
+ * once in its entry and once per image that needs it, a few tens of thousands for the largest cache. What main and
+ * the restore do with an index is linear in this, so it bounds their work: a second or two at the cap.
+ */
+export const MAX_INDEX_DIGESTS = 100_000;
 
 // Distribution's reference grammar (distribution/reference): path components, tags; names up to 255 characters.
 const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
@@ -289,8 +307,9 @@ export function isTag(value: string): boolean {
 /**
  * Reads a restored index as hostile input: every name is checked against its grammar, every key against this
  * cache's prefix, every size is a safe non-negative integer. What fails is dropped (an image or an entry, not the
- * whole cache) and named in `invalid`; images of registries this run does not cache are left out quietly. Only a
- * file that is not an index at all throws.
+ * whole cache) and named in `invalid`; images of registries this run does not cache are left out quietly. What comes
+ * past the caps on items and on digests is dropped too, said once: they bound the work of every step that reads the
+ * index. Only a file that is not an index at all throws.
  */
 export function readIndex(text: string, rules: IndexRules): ReadIndex {
   let raw: unknown;
@@ -315,6 +334,20 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
     if (items.length > MAX_INDEX_ITEMS) invalid.push(`${items.length - MAX_INDEX_ITEMS} ${what} past the first ${MAX_INDEX_ITEMS}`);
     return items.slice(0, MAX_INDEX_ITEMS);
   };
+  // Counted before an item is checked, so that checking costs no more than the cap either. The first item past the
+  // cap ends it: what comes after is dropped too, whatever its size.
+  let digestsLeft = MAX_INDEX_DIGESTS;
+  const pastDigestCap = { entries: 0, images: 0 };
+  const withinDigestCap = (what: keyof typeof pastDigestCap, ...lists: unknown[]): boolean => {
+    const named = lists.reduce<number>((sum, list) => sum + (Array.isArray(list) ? list.length : 0), 0);
+    if (named > digestsLeft) {
+      digestsLeft = -1;
+      pastDigestCap[what]++;
+      return false;
+    }
+    digestsLeft -= named;
+    return true;
+  };
 
   const blobs: Record<string, number> = {};
   for (const [digest, size] of bounded(Object.entries(value.blobs), 'blob sizes')) {
@@ -324,6 +357,7 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
   const entries: EntryRef[] = [];
   const keys = new Set<string>();
   for (const [i, entry] of bounded(value.entries as unknown[], 'entries').entries()) {
+    if (!withinDigestCap('entries', isRecord(entry) && entry.digests)) continue;
     const problem = entryProblem(entry, rules.prefix, blobs, keys);
     if (problem)
       invalid.push(`entry ${i + 1}${isRecord(entry) && typeof entry.key === 'string' ? ` (${printable(entry.key)})` : ''}: ${problem}`);
@@ -336,6 +370,7 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
 
   const images: CachedImage[] = [];
   for (const [i, image] of bounded(value.images as unknown[], 'images').entries()) {
+    if (!withinDigestCap('images', isRecord(image) && image.manifests, isRecord(image) && image.blobs)) continue;
     const problem = imageProblem(image);
     if (problem) {
       invalid.push(
@@ -350,6 +385,8 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
     if (!isRepositoryName(repository, rules.registries)) invalid.push(`image ${i + 1} (${printable(repository)}): not a repository name`);
     else images.push({ repository, reference, manifests: [...manifests], blobs: [...content], lastUsed });
   }
+  for (const [what, count] of Object.entries(pastDigestCap))
+    if (count) invalid.push(`${count} ${what} past the first ${MAX_INDEX_DIGESTS} digests the index names`);
   return { index: { version: 2, created: value.created as string, blobs, entries, images }, invalid };
 }
 

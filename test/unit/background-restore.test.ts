@@ -6,10 +6,11 @@ import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import {
   backgroundRestoreFacts,
+  ImagesInPlace,
   linkedAt,
-  nextInQueue,
   parseProgress,
   restoreOutcome,
+  RestoreQueue,
   type RestoreProgress,
 } from '../../src/background-restore.js';
 import { restoreOrder, type CachedImage, type EntryRef } from '../../src/cache-index.js';
@@ -58,22 +59,68 @@ describe('restoreOrder', () => {
   });
 });
 
-describe('nextInQueue', () => {
-  const queue = restoreOrder([app, tool], entries);
-  test('in restore order while no pull waits', () => {
-    assert.equal(nextInQueue(queue, [app, tool], new Map()), 0);
+describe('RestoreQueue', () => {
+  const order = restoreOrder([app, tool], entries);
+  const none = new Map<string, number>();
+  const waitingForTool = new Map([['library/tool:2', T0]]);
+
+  test('in restore order while no pull waits, each entry once, then nothing', () => {
+    const queue = new RestoreQueue(order, [app, tool]);
+    assert.deepEqual(
+      order.map(() => queue.take(none)?.key),
+      order.map((e) => e.key),
+    );
+    assert.equal(queue.take(none), undefined);
   });
 
   test('an entry of the image a pull waits for jumps the queue', () => {
-    const waitingForTool = new Map([['library/tool:2', T0]]);
-    // The pack holds tool's manifest and config: first anyway. Past it, tool's own layer before app's.
-    assert.equal(nextInQueue(queue, [app, tool], waitingForTool), 0);
+    const queue = new RestoreQueue(order, [app, tool]);
+    // The pack holds tool's manifest and config, the base layer is tool's too: first anyway. Then tool's own layer.
     assert.deepEqual(
-      queue.slice(2).map((e) => e.key),
-      [entry(l1).key, entry(l2).key],
+      [queue.take(waitingForTool), queue.take(waitingForTool), queue.take(waitingForTool)].map((e) => e?.key),
+      ['pack', entry(base).key, entry(l2).key],
     );
-    assert.equal(nextInQueue(queue.slice(2), [app, tool], waitingForTool), 1);
-    assert.equal(nextInQueue(queue.slice(2, 3), [app, tool], waitingForTool), 0, 'nothing of tool left: the queue as it is');
+    assert.equal(queue.take(waitingForTool)?.key, entry(l1).key, 'nothing of tool left: the queue as it is');
+    assert.equal(queue.take(waitingForTool), undefined);
+  });
+
+  test('a pull that starts waiting half-way takes the entries left of its image first', () => {
+    const queue = new RestoreQueue(order, [app, tool]);
+    assert.equal(queue.take(none)?.key, 'pack');
+    assert.equal(queue.take(none)?.key, entry(base).key);
+    assert.equal(queue.take(waitingForTool)?.key, entry(l2).key);
+    assert.equal(queue.take(waitingForTool)?.key, entry(l1).key);
+  });
+
+  test('a held image the plan does not hold changes nothing', () => {
+    const queue = new RestoreQueue(order, [app, tool]);
+    const other = new Map([['library/other:1', T0]]);
+    assert.deepEqual(
+      order.map(() => queue.take(other)?.key),
+      order.map((e) => e.key),
+    );
+  });
+});
+
+describe('ImagesInPlace', () => {
+  test('an image is whole once its last blob is in place, and is given once', () => {
+    const inPlace = new ImagesInPlace([app, tool]);
+    assert.deepEqual(inPlace.add([m1, c1, m2, c2]), []);
+    assert.deepEqual(inPlace.add([l2]), []);
+    assert.deepEqual(inPlace.add([base]), [tool]);
+    assert.deepEqual(inPlace.add([base, l1]), [app], 'a blob in place twice counts once');
+    assert.deepEqual(inPlace.add([l1, l2]), []);
+  });
+
+  test('images made whole by the same blob come in the order of the plan', () => {
+    const inPlace = new ImagesInPlace([tool, app]);
+    inPlace.add([m1, c1, l1, m2, c2, l2]);
+    assert.deepEqual(inPlace.add([base]), [tool, app]);
+  });
+
+  test('an image lacking a blob no entry brings is never whole', () => {
+    const inPlace = new ImagesInPlace([image('library/x', '1', [m1], [digest('nowhere')])]);
+    assert.deepEqual(inPlace.add([m1, c1, base, l1, m2, c2, l2]), []);
   });
 });
 

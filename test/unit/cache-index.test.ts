@@ -14,6 +14,7 @@ import {
   nextIndex,
   PACK_BELOW_BYTES,
   packKey,
+  MAX_INDEX_DIGESTS,
   MAX_INDEX_ITEMS,
   readIndex,
   planEntries,
@@ -821,6 +822,21 @@ describe('readIndex', () => {
       assert.ok(!read1.entries.some((e) => e.key === first.key), String(size));
       assert.match(invalid.join('\n'), /has no valid size/);
     }
+  });
+
+  test('digests past the cap of the whole index: the item that passes it and every one after are dropped, and said', () => {
+    const full = Array.from({ length: MAX_INDEX_DIGESTS / MAX_INDEX_ITEMS + 1 }, (_, i) => ({
+      key: `p-pack-${i}`,
+      digests: Array<string>(MAX_INDEX_ITEMS).fill(d.la),
+    }));
+    // The valid index's own entries come first and name a few digests: the fifth full entry passes the cap.
+    const { index, invalid } = read(JSON.stringify({ ...valid(), entries: [...valid().entries, ...full] }));
+    assert.deepEqual(index.entries, [...valid().entries, ...full.slice(0, 4).map((e) => ({ ...e, digests: [d.la] }))]);
+    assert.deepEqual(index.images, []);
+    assert.deepEqual(invalid, [
+      '2 entries past the first 100000 digests the index names',
+      '2 images past the first 100000 digests the index names',
+    ]);
   });
 
   test('huge counts are cut at a bound, and said', () => {
