@@ -113,7 +113,7 @@ async function putBack(daemon: DaemonState): Promise<void> {
   };
   const final = restoredConfig(await readConfig(daemon.configPath), saved, daemon.configPath);
   try {
-    if (await isRunning(daemon.pid, isDockerd)) {
+    if ((await isRunning(daemon.pid, isDockerd)) && (await isDaemonProcess(daemon.pid))) {
       // dockerd keeps its live mirrors when the key is merely absent on reload, so when the final config does
       // not name registry-mirrors, a copy of it that clears them explicitly is what gets reloaded.
       await writeAsRoot(daemon.configPath, clearingMirrors(final?.toString('utf8') ?? null, daemon.configPath) ?? final!);
@@ -201,13 +201,16 @@ export async function imagesPulledSince(sinceMs: number): Promise<string[]> {
   return [...new Set(out.split('\n').filter(Boolean))];
 }
 
-/** The pid of the dockerd that reads configPath: named by --config-file, or its default path without the flag. */
+/**
+ * The pid of the dockerd that reads configPath: named by --config-file, or its default path without the flag. Only a
+ * daemon's process counts (see isDaemonProcess): what is picked here gets SIGHUP, through sudo when need be.
+ */
 export async function findDockerd(configPath: string): Promise<number> {
   const wanted = resolve(configPath);
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
-    if (!isDockerd(argv)) continue;
+    if (!isDockerd(argv) || !(await isDaemonProcess(Number(entry)))) continue;
     // Another user's process (root's dockerd, to a runner user) does not show its environment: it is no rootless one of ours.
     const environ = (await readFile(`/proc/${entry}/environ`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
     if (resolve(daemonConfigOf(argv, environ)) === wanted) return Number(entry);
@@ -260,6 +263,32 @@ export function configFileOf(argv: string[]): string | undefined {
 /** A command line that runs dockerd. */
 function isDockerd(argv: string[]): boolean {
   return /(^|\/)dockerd$/.test(argv[0] ?? '');
+}
+
+/**
+ * Anyone can name a process dockerd and give it --config-file: the daemon's is one whose every user id is root's,
+ * or this user's (a rootless daemon), and whose program is a dockerd. A runner user may not read where root's
+ * process's /proc/PID/exe points: that one's name is taken on root's word, as no other user can run as root.
+ */
+async function isDaemonProcess(pid: number): Promise<boolean> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const exe = await readlink(`/proc/${pid}/exe`).catch((e: NodeJS.ErrnoException) => (isPermissionError(e) ? null : ''));
+  return runsAsDaemon(uidsOf(status), exe, process.geteuid?.() ?? 0);
+}
+
+/** The real, effective, saved and file-system user ids in a /proc/PID/status; empty when it has none. */
+export function uidsOf(status: string): number[] {
+  return /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$/m.exec(status)?.slice(1).map(Number) ?? [];
+}
+
+/**
+ * Whether a process of user ids `uids`, running `exe` (where /proc/PID/exe points; null: not ours to read), may be
+ * the daemon of a user whose id is `me`. A binary replaced while it runs reads "PATH (deleted)".
+ */
+export function runsAsDaemon(uids: number[], exe: string | null, me: number): boolean {
+  if (!uids.length || !uids.every((uid) => uid === 0 || uid === me)) return false;
+  if (exe === null) return uids.every((uid) => uid === 0);
+  return basename(exe.replace(/ \(deleted\)$/, '')) === 'dockerd';
 }
 
 async function reload(pid: number): Promise<void> {
