@@ -114,6 +114,16 @@ export function mirrorIsLive(liveMirrors: string[], mirror: string): boolean {
   return liveMirrors.some((m) => sameMirror(m, mirror));
 }
 
+/** Whether the config's text lists `mirror` in registry-mirrors; text that is not a config is searched for the URL. */
+export function namesMirror(config: string, mirror: string): boolean {
+  try {
+    const listed = parseDaemonConfig(config, '')[MIRRORS_KEY] as string[] | null | undefined;
+    return mirrorIsLive(listed ?? [], mirror);
+  } catch {
+    return config.includes(mirror);
+  }
+}
+
 function sameMirror(listed: string, mirror: string): boolean {
   return listed.replace(/\/+$/, '') === mirror;
 }

@@ -14,6 +14,7 @@ import {
   digestOf,
   DOCKERD_CONFIG,
   mirrorIsLive,
+  namesMirror,
   restoredConfig,
   usesContainerdStore,
   withMirror,
@@ -99,10 +100,24 @@ async function addMirror(configPath: string, pid: number, mirror: string, record
 /**
  * Takes the action's mirror out of daemon.json and reloads, so the mirror is gone from the file and the daemon.
  * The file main wrote goes back to the original byte for byte (or is removed when there was none); a file
- * changed since keeps every change, and only the mirror main added leaves it (see restoredConfig).
+ * changed since keeps every change, and only the mirror main added leaves it (see restoredConfig). When that
+ * fails, the error says what is left for the user to take out: the mirror's port is free for anyone once post ends.
  */
 export async function restoreDaemon(daemon: DaemonState): Promise<void> {
-  await withConfigLock(daemon.configPath, () => putBack(daemon));
+  try {
+    await withConfigLock(daemon.configPath, () => putBack(daemon));
+  } catch (e) {
+    throw new Error(`${(e as Error).message}. ${await whatIsLeft(daemon)}`, { cause: e });
+  }
+}
+
+/** After a put-back that failed: the line to take out of the file, or the reload still to do. */
+async function whatIsLeft(daemon: DaemonState): Promise<string> {
+  const text = (await readConfig(daemon.configPath).catch(() => null))?.toString('utf8') ?? '';
+  const reload = `reload dockerd (sudo kill -HUP ${daemon.pid})`;
+  return namesMirror(text, daemon.mirror)
+    ? `${daemon.configPath} still names ${daemon.mirror}, whose port nothing of this job's serves once post ends and any local process may take: remove the line "${daemon.mirror}" from its "registry-mirrors" and ${reload}`
+    : `${daemon.configPath} no longer names ${daemon.mirror}, but dockerd may still use it: ${reload}`;
 }
 
 async function putBack(daemon: DaemonState): Promise<void> {

@@ -6,6 +6,7 @@ import {
   clearingMirrors,
   digestOf,
   mirrorIsLive,
+  namesMirror,
   restoredConfig,
   usesContainerdStore,
   withMirror,
@@ -270,6 +271,20 @@ describe('mirrorIsLive', () => {
     assert.equal(mirrorIsLive(['https://mirror.gcr.io/'], MIRROR), false);
     assert.equal(mirrorIsLive(['http://127.0.0.1:4123/'], MIRROR), false);
     assert.equal(mirrorIsLive(['http://127.0.0.1:412345/'], MIRROR), false);
+  });
+});
+
+describe('namesMirror: whether post left the mirror in the file', () => {
+  test('listed, with or without a trailing slash; not listed; a key elsewhere does not count', () => {
+    assert.equal(namesMirror(JSON.stringify({ [MIRRORS_KEY]: [`${MIRROR}/`] }), MIRROR), true);
+    assert.equal(namesMirror(JSON.stringify({ [MIRRORS_KEY]: ['http://127.0.0.1:1'] }), MIRROR), false);
+    assert.equal(namesMirror(JSON.stringify({ 'insecure-registries': [MIRROR] }), MIRROR), false);
+    assert.equal(namesMirror('', MIRROR), false);
+  });
+
+  test('text that is not a config: searched for the URL', () => {
+    assert.equal(namesMirror(`{"registry-mirrors": ["${MIRROR}"`, MIRROR), true);
+    assert.equal(namesMirror('{"registry-mirrors": [', MIRROR), false);
   });
 });
 
