@@ -124,6 +124,26 @@ export function namesMirror(config: string, mirror: string): boolean {
   }
 }
 
+/** How many of a config's other mirrors main asks whether they are another job's: each costs a request. */
+const OTHER_MIRRORS_ASKED = 16;
+
+/**
+ * The mirrors the config lists besides `mirror` that may be another job's of this action: plain HTTP, as the
+ * action's are (an https:// one is the user's). None for a config that cannot be read.
+ */
+export function otherMirrors(config: string | null, mirror: string): string[] {
+  let listed: unknown;
+  try {
+    listed = parseDaemonConfig(config ?? '', '')[MIRRORS_KEY];
+  } catch {
+    return [];
+  }
+  return ((listed as string[] | null | undefined) ?? [])
+    .filter((m) => m.startsWith('http://') && !sameMirror(m, mirror))
+    .map((m) => m.replace(/\/+$/, ''))
+    .slice(0, OTHER_MIRRORS_ASKED);
+}
+
 function sameMirror(listed: string, mirror: string): boolean {
   return listed.replace(/\/+$/, '') === mirror;
 }

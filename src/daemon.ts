@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { access, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { pollUntil } from './bounded.js';
+import { mapBounded, pollUntil } from './bounded.js';
 import { builtInBuildkitNotice } from './builtin-buildkit.js';
 import { hostsToml, type MirrorAddress } from './client-config.js';
 import { withConfigLock } from './config-lock.js';
@@ -15,6 +15,7 @@ import {
   DOCKERD_CONFIG,
   mirrorIsLive,
   namesMirror,
+  otherMirrors,
   restoredConfig,
   usesContainerdStore,
   withMirror,
@@ -22,6 +23,7 @@ import {
 import { DOCKER_HUB } from './images.js';
 import { warn } from './log.js';
 import { commandOutput, isRunning } from './processes.js';
+import { isPullCacheMirror } from './registry.js';
 import type { DaemonState, RegistryHostsFile } from './state.js';
 
 /**
@@ -78,6 +80,7 @@ export async function useMirror(configPath: string, mirror: string, record: (s: 
 
 async function addMirror(configPath: string, pid: number, mirror: string, record: (s: DaemonState | null) => void): Promise<void> {
   const original = await readConfig(configPath);
+  await warnOfOtherJobsMirrors(configPath, original, mirror);
   const merged = withMirror(original?.toString('utf8') ?? null, mirror, configPath);
   const daemon: DaemonState = { configPath, original: original?.toString('base64') ?? null, written: digestOf(merged), pid, mirror };
   record(daemon);
@@ -95,6 +98,20 @@ async function addMirror(configPath: string, pid: number, mirror: string, record
     record(null);
     throw e;
   }
+}
+
+/**
+ * On a host where jobs share one dockerd, the daemon tries every mirror its config lists: another job's pulls go
+ * through this job's mirror (with its credentials, and the tags its cache restored), and this job's through theirs.
+ * A mirror of this action tells itself by its instance header; one of another job already in the config is a warning.
+ */
+async function warnOfOtherJobsMirrors(configPath: string, config: Buffer | null, mirror: string): Promise<void> {
+  const listed = otherMirrors(config?.toString('utf8') ?? null, mirror);
+  const theirs = (await mapBounded(listed, 8, async (url) => ((await isPullCacheMirror(url)) ? [url] : []))).flat();
+  if (theirs.length)
+    warn(
+      `${configPath} already names ${theirs.join(', ')}, the mirror of another job using pull-cache-action with this dockerd: the daemon tries every mirror it lists, so that job's pulls can go through this job's mirror (with this job's credentials and the tags its cache restored), and this job's through theirs. Give each job a dockerd of its own, or set daemon-config: none.`,
+    );
 }
 
 /**
