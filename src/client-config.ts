@@ -1,7 +1,7 @@
 // What clients other than dockerd read to pull through the mirrors: containerd's hosts directory (kind,
 // nerdctl, ctr), k3s's registries.yaml and a buildkitd.toml for buildx builders. The text is computed here;
 // writeClientConfigs puts it on disk.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { DOCKER_HUB, DOCKER_HUB_API } from './images.js';
@@ -75,4 +75,13 @@ export async function writeClientConfigs(files: ClientConfigFiles, mirrors: Mirr
   }
   await writeFile(files.buildkitdConfig, buildkitdToml(mirrors));
   await writeFile(files.k3sRegistries, k3sRegistriesYaml(mirrors));
+}
+
+/** Removes what writeClientConfigs wrote: a client that reads them on each pull (containerd's hosts directory) goes direct. */
+export async function removeClientConfigs(files: ClientConfigFiles): Promise<void> {
+  await Promise.all([
+    rm(files.hostsDir, { recursive: true, force: true }),
+    rm(files.buildkitdConfig, { force: true }),
+    rm(files.k3sRegistries, { force: true }),
+  ]);
 }

@@ -114,6 +114,36 @@ export function mirrorIsLive(liveMirrors: string[], mirror: string): boolean {
   return liveMirrors.some((m) => sameMirror(m, mirror));
 }
 
+/** Whether the config's text lists `mirror` in registry-mirrors; text that is not a config is searched for the URL. */
+export function namesMirror(config: string, mirror: string): boolean {
+  try {
+    const listed = parseDaemonConfig(config, '')[MIRRORS_KEY] as string[] | null | undefined;
+    return mirrorIsLive(listed ?? [], mirror);
+  } catch {
+    return config.includes(mirror);
+  }
+}
+
+/** How many of a config's other mirrors main asks whether they are another job's: each costs a request. */
+const OTHER_MIRRORS_ASKED = 16;
+
+/**
+ * The mirrors the config lists besides `mirror` that may be another job's of this action: plain HTTP, as the
+ * action's are (an https:// one is the user's). None for a config that cannot be read.
+ */
+export function otherMirrors(config: string | null, mirror: string): string[] {
+  let listed: unknown;
+  try {
+    listed = parseDaemonConfig(config ?? '', '')[MIRRORS_KEY];
+  } catch {
+    return [];
+  }
+  return ((listed as string[] | null | undefined) ?? [])
+    .filter((m) => m.startsWith('http://') && !sameMirror(m, mirror))
+    .map((m) => m.replace(/\/+$/, ''))
+    .slice(0, OTHER_MIRRORS_ASKED);
+}
+
 function sameMirror(listed: string, mirror: string): boolean {
   return listed.replace(/\/+$/, '') === mirror;
 }

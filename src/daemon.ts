@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { access, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { pollUntil } from './bounded.js';
+import { mapBounded, pollUntil } from './bounded.js';
 import { builtInBuildkitNotice } from './builtin-buildkit.js';
 import { hostsToml, type MirrorAddress } from './client-config.js';
 import { withConfigLock } from './config-lock.js';
@@ -13,6 +13,8 @@ import {
   digestOf,
   DOCKERD_CONFIG,
   mirrorIsLive,
+  namesMirror,
+  otherMirrors,
   restoredConfig,
   usesContainerdStore,
   withMirror,
@@ -20,6 +22,7 @@ import {
 import { DOCKER_HUB } from './images.js';
 import { warn } from './log.js';
 import { CommandFailed, commandOutput, isRunning } from './processes.js';
+import { isPullCacheMirror } from './registry.js';
 import type { DaemonState, RegistryHostsFile } from './state.js';
 
 /**
@@ -76,6 +79,7 @@ export async function useMirror(configPath: string, mirror: string, record: (s: 
 
 async function addMirror(configPath: string, pid: number, mirror: string, record: (s: DaemonState | null) => void): Promise<void> {
   const original = await readConfig(configPath);
+  await warnOfOtherJobsMirrors(configPath, original, mirror);
   const merged = withMirror(original?.toString('utf8') ?? null, mirror, configPath);
   const daemon: DaemonState = { configPath, original: original?.toString('base64') ?? null, written: digestOf(merged), pid, mirror };
   record(daemon);
@@ -96,12 +100,40 @@ async function addMirror(configPath: string, pid: number, mirror: string, record
 }
 
 /**
+ * On a host where jobs share one dockerd, the daemon tries every mirror its config lists: another job's pulls go
+ * through this job's mirror (with its credentials, and the tags its cache restored), and this job's through theirs.
+ * A mirror of this action tells itself by its instance header; one of another job already in the config is a warning.
+ */
+async function warnOfOtherJobsMirrors(configPath: string, config: Buffer | null, mirror: string): Promise<void> {
+  const listed = otherMirrors(config?.toString('utf8') ?? null, mirror);
+  const theirs = (await mapBounded(listed, 8, async (url) => ((await isPullCacheMirror(url)) ? [url] : []))).flat();
+  if (theirs.length)
+    warn(
+      `${configPath} already names ${theirs.join(', ')}, the mirror of another job using pull-cache-action with this dockerd: the daemon tries every mirror it lists, so that job's pulls can go through this job's mirror (with this job's credentials and the tags its cache restored), and this job's through theirs. Give each job a dockerd of its own, or set daemon-config: none.`,
+    );
+}
+
+/**
  * Takes the action's mirror out of daemon.json and reloads, so the mirror is gone from the file and the daemon.
  * The file main wrote goes back to the original byte for byte (or is removed when there was none); a file
- * changed since keeps every change, and only the mirror main added leaves it (see restoredConfig).
+ * changed since keeps every change, and only the mirror main added leaves it (see restoredConfig). When that
+ * fails, the error says what is left for the user to take out: the mirror's port is free for anyone once post ends.
  */
 export async function restoreDaemon(daemon: DaemonState): Promise<void> {
-  await withConfigLock(daemon.configPath, () => putBack(daemon));
+  try {
+    await withConfigLock(daemon.configPath, () => putBack(daemon));
+  } catch (e) {
+    throw new Error(`${(e as Error).message}. ${await whatIsLeft(daemon)}`, { cause: e });
+  }
+}
+
+/** After a put-back that failed: the line to take out of the file, or the reload still to do. */
+async function whatIsLeft(daemon: DaemonState): Promise<string> {
+  const text = (await readConfig(daemon.configPath).catch(() => null))?.toString('utf8') ?? '';
+  const reload = `reload dockerd (sudo kill -HUP ${daemon.pid})`;
+  return namesMirror(text, daemon.mirror)
+    ? `${daemon.configPath} still names ${daemon.mirror}, whose port nothing of this job's serves once post ends and any local process may take: remove the line "${daemon.mirror}" from its "registry-mirrors" and ${reload}`
+    : `${daemon.configPath} no longer names ${daemon.mirror}, but dockerd may still use it: ${reload}`;
 }
 
 async function putBack(daemon: DaemonState): Promise<void> {
@@ -112,7 +144,7 @@ async function putBack(daemon: DaemonState): Promise<void> {
   };
   const final = restoredConfig(await readConfig(daemon.configPath), saved, daemon.configPath);
   try {
-    if (await isRunning(daemon.pid, isDockerd)) {
+    if ((await isRunning(daemon.pid, isDockerd)) && (await isDaemonProcess(daemon.pid))) {
       // dockerd keeps its live mirrors when the key is merely absent on reload, so when the final config does
       // not name registry-mirrors, a copy of it that clears them explicitly is what gets reloaded.
       await writeAsRoot(daemon.configPath, clearingMirrors(final?.toString('utf8') ?? null, daemon.configPath) ?? final!);
@@ -200,13 +232,16 @@ export async function imagesPulledSince(sinceMs: number): Promise<string[]> {
   return [...new Set(out.split('\n').filter(Boolean))];
 }
 
-/** The pid of the dockerd that reads configPath: named by --config-file, or its default path without the flag. */
+/**
+ * The pid of the dockerd that reads configPath: named by --config-file, or its default path without the flag. Only a
+ * daemon's process counts (see isDaemonProcess): what is picked here gets SIGHUP, through sudo when need be.
+ */
 export async function findDockerd(configPath: string): Promise<number> {
   const wanted = resolve(configPath);
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
-    if (!isDockerd(argv)) continue;
+    if (!isDockerd(argv) || !(await isDaemonProcess(Number(entry)))) continue;
     // Another user's process (root's dockerd, to a runner user) does not show its environment: it is no rootless one of ours.
     const environ = (await readFile(`/proc/${entry}/environ`, 'utf8').catch(() => '')).split('\0').filter(Boolean);
     if (resolve(daemonConfigOf(argv, environ)) === wanted) return Number(entry);
@@ -259,6 +294,32 @@ export function configFileOf(argv: string[]): string | undefined {
 /** A command line that runs dockerd. */
 function isDockerd(argv: string[]): boolean {
   return /(^|\/)dockerd$/.test(argv[0] ?? '');
+}
+
+/**
+ * Anyone can name a process dockerd and give it --config-file: the daemon's is one whose every user id is root's,
+ * or this user's (a rootless daemon), and whose program is a dockerd. A runner user may not read where root's
+ * process's /proc/PID/exe points: that one's name is taken on root's word, as no other user can run as root.
+ */
+async function isDaemonProcess(pid: number): Promise<boolean> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const exe = await readlink(`/proc/${pid}/exe`).catch((e: NodeJS.ErrnoException) => (isPermissionError(e) ? null : ''));
+  return runsAsDaemon(uidsOf(status), exe, process.geteuid?.() ?? 0);
+}
+
+/** The real, effective, saved and file-system user ids in a /proc/PID/status; empty when it has none. */
+export function uidsOf(status: string): number[] {
+  return /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$/m.exec(status)?.slice(1).map(Number) ?? [];
+}
+
+/**
+ * Whether a process of user ids `uids`, running `exe` (where /proc/PID/exe points; null: not ours to read), may be
+ * the daemon of a user whose id is `me`. A binary replaced while it runs reads "PATH (deleted)".
+ */
+export function runsAsDaemon(uids: number[], exe: string | null, me: number): boolean {
+  if (!uids.length || !uids.every((uid) => uid === 0 || uid === me)) return false;
+  if (exe === null) return uids.every((uid) => uid === 0);
+  return basename(exe.replace(/ \(deleted\)$/, '')) === 'dockerd';
 }
 
 async function reload(pid: number): Promise<void> {

@@ -1,5 +1,5 @@
-// The post step: stop the mirrors, give the daemon back its own config, report what the job pulled and
-// from where, and save what is new. Saving never fails the job.
+// The post step: give the daemon and the other clients back their own configs, then stop the mirrors; report what
+// the job pulled and from where, and save what is new. Saving never fails the job.
 import * as core from '@actions/core';
 import { readFile, rm } from 'node:fs/promises';
 import { parseAccessLog } from './access-log.js';
@@ -16,6 +16,7 @@ import { saveStorage } from './persistence.js';
 import { containerImages, finishPrefetch, normalRef, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { mirrorPlans, stopMirrors } from './mirrors.js';
 import { removeRegistriesConf } from './registries-conf.js';
+import { removeClientConfigs } from './client-config.js';
 import { renderReport, writeReport } from './report.js';
 import { reportFacts } from './report-facts.js';
 import { accountUsage, mergeUsage } from './usage.js';
@@ -60,26 +61,35 @@ export async function post(): Promise<void> {
     : null;
   const prefetch = state.prefetch();
   const hostsFiles = state.registryHosts();
-  const prefetched = await core.group('Stopping the prefetch and the registries', async () => {
-    // The prefetch pulls through the registry: stop it first.
-    const results = prefetch ? await attempt('finishing the prefetch', () => finishPrefetch(prefetch.pid, prefetch.log, 2_000)) : null;
-    for (const m of mirrors.filter((m) => m.offline))
-      problems.push(
-        `The upstream of ${m.registry} (${m.upstream}) could not be reached when the job started: the cache served what it holds, offline.`,
-      );
-    const gate = state.gate();
-    if (gate) await attempt("stopping the mirrors' front", () => stopGate(gate));
-    if (mirrors.length)
-      await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => stopMirrors(mirrors));
+  // The prefetch pulls through the daemon and its mirror: it stops first.
+  const prefetched = prefetch
+    ? await core.group('Stopping the prefetch', () =>
+        attempt('finishing the prefetch', () => finishPrefetch(prefetch.pid, prefetch.log, 2_000)),
+      )
+    : null;
+  for (const m of mirrors.filter((m) => m.offline))
+    problems.push(
+      `The upstream of ${m.registry} (${m.upstream}) could not be reached when the job started: the cache served what it holds, offline.`,
+    );
+  // Every client leaves the mirrors before they stop: a port a config still names once nothing listens on it is any
+  // local process's to take, and to serve the daemon whatever manifest it likes for a tag.
+  await core.group("Taking the mirrors out of the clients' configs", async () => {
+    if (cacheState)
+      await attempt('removing the client configs of the outputs', () => removeClientConfigs(workDir(cacheState.workDir).clients));
     if (hostsFiles.length) await attempt('removing the hosts.toml files written into certs.d', () => restoreRegistryHosts(hostsFiles));
     const registriesConf = state.registriesConf();
     if (registriesConf) await attempt('removing the registries.conf drop-in', () => removeRegistriesConf(registriesConf));
-    return results;
   });
   const daemon = state.daemon();
   const daemonRestored = daemon
     ? await core.group(`Restoring ${daemon.configPath}`, () => attempt(`restoring ${daemon.configPath}`, () => restoreDaemon(daemon)))
     : undefined;
+  await core.group('Stopping the registries', async () => {
+    const gate = state.gate();
+    if (gate) await attempt("stopping the mirrors' front", () => stopGate(gate));
+    if (mirrors.length)
+      await attempt(mirrors.length === 1 ? 'stopping the registry' : 'stopping the registries', () => stopMirrors(mirrors));
+  });
 
   // Main records the cache stage once the inputs were good and the work directory made; before that, nothing to do.
   if (cacheState) {

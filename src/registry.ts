@@ -114,6 +114,20 @@ async function answersV2(url: string, instance: string): Promise<boolean> {
 }
 
 /**
+ * Whether the server at `url` is a mirror this action started, in any job: its /v2/ answers with the instance
+ * header. Quick (1 s): a mirror answers at once, and anything else counts as not one.
+ */
+export async function isPullCacheMirror(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1_000), redirect: 'manual' });
+    await res.arrayBuffer();
+    return res.headers.has(INSTANCE_HEADER);
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Stops the registry by pid: SIGTERM, then SIGKILL after graceMs. Quiet when it is already gone; a pid that
  * now belongs to another process (its command line no longer names our config) is left alone.
  */

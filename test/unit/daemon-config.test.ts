@@ -6,6 +6,8 @@ import {
   clearingMirrors,
   digestOf,
   mirrorIsLive,
+  namesMirror,
+  otherMirrors,
   restoredConfig,
   usesContainerdStore,
   withMirror,
@@ -270,6 +272,41 @@ describe('mirrorIsLive', () => {
     assert.equal(mirrorIsLive(['https://mirror.gcr.io/'], MIRROR), false);
     assert.equal(mirrorIsLive(['http://127.0.0.1:4123/'], MIRROR), false);
     assert.equal(mirrorIsLive(['http://127.0.0.1:412345/'], MIRROR), false);
+  });
+});
+
+describe("otherMirrors: the config's mirrors that may be another job's", () => {
+  test("the plain-HTTP ones besides this job's, without a trailing slash; an https one is the user's", () => {
+    const config = JSON.stringify({
+      [MIRRORS_KEY]: [MIRROR, 'http://172.17.0.1:40001/', 'https://mirror.gcr.io', 'http://127.0.0.1:40002', `${MIRROR}/`],
+    });
+    assert.deepEqual(otherMirrors(config, MIRROR), ['http://172.17.0.1:40001', 'http://127.0.0.1:40002']);
+  });
+
+  test('none in no file, a config without mirrors, or one that is not a config', () => {
+    assert.deepEqual(otherMirrors(null, MIRROR), []);
+    assert.deepEqual(otherMirrors('{"debug": true}', MIRROR), []);
+    assert.deepEqual(otherMirrors('{"registry-mirrors": [', MIRROR), []);
+    assert.deepEqual(otherMirrors('{"registry-mirrors": [1, 2]}', MIRROR), []);
+  });
+
+  test('a long list: only the first 16 are asked about', () => {
+    const listed = Array.from({ length: 40 }, (_, i) => `http://127.0.0.1:${40000 + i}`);
+    assert.deepEqual(otherMirrors(JSON.stringify({ [MIRRORS_KEY]: listed }), MIRROR), listed.slice(0, 16));
+  });
+});
+
+describe('namesMirror: whether post left the mirror in the file', () => {
+  test('listed, with or without a trailing slash; not listed; a key elsewhere does not count', () => {
+    assert.equal(namesMirror(JSON.stringify({ [MIRRORS_KEY]: [`${MIRROR}/`] }), MIRROR), true);
+    assert.equal(namesMirror(JSON.stringify({ [MIRRORS_KEY]: ['http://127.0.0.1:1'] }), MIRROR), false);
+    assert.equal(namesMirror(JSON.stringify({ 'insecure-registries': [MIRROR] }), MIRROR), false);
+    assert.equal(namesMirror('', MIRROR), false);
+  });
+
+  test('text that is not a config: searched for the URL', () => {
+    assert.equal(namesMirror(`{"registry-mirrors": ["${MIRROR}"`, MIRROR), true);
+    assert.equal(namesMirror('{"registry-mirrors": [', MIRROR), false);
   });
 });
 

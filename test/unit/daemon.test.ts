@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostsToml } from '../../src/client-config.js';
-import { configFileOf, daemonConfigOf, restoreRegistryHosts, useRegistryHosts } from '../../src/daemon.js';
+import { configFileOf, daemonConfigOf, restoreRegistryHosts, runsAsDaemon, uidsOf, useRegistryHosts } from '../../src/daemon.js';
 
 describe('configFileOf (dockerd command line)', () => {
   test('--config-file PATH', () => {
@@ -46,6 +46,52 @@ describe('daemonConfigOf (the file a dockerd reads)', () => {
   test("a rootless dockerd (run by RootlessKit) without the flag: the user's config directory", () => {
     assert.equal(daemonConfigOf(['dockerd'], rootless), '/home/runner/.config/docker/daemon.json');
     assert.equal(daemonConfigOf(['dockerd'], [...rootless, 'XDG_CONFIG_HOME=/srv/cfg']), '/srv/cfg/docker/daemon.json');
+  });
+});
+
+describe('runsAsDaemon: which process named dockerd is the daemon', () => {
+  const ROOT = [0, 0, 0, 0];
+  const RUNNER = 1001;
+  test("root's, from a dockerd binary (replaced on disk while it runs, too)", () => {
+    assert.equal(runsAsDaemon(ROOT, '/usr/bin/dockerd', RUNNER), true);
+    assert.equal(runsAsDaemon(ROOT, '/usr/bin/dockerd (deleted)', 0), true);
+  });
+
+  test("root's, whose binary a runner user may not read: taken on root's word", () => {
+    assert.equal(runsAsDaemon(ROOT, null, RUNNER), true);
+  });
+
+  test("this user's own (rootless); another user's is not, whatever its binary", () => {
+    assert.equal(runsAsDaemon([RUNNER, RUNNER, RUNNER, RUNNER], '/usr/bin/dockerd', RUNNER), true);
+    assert.equal(runsAsDaemon([65534, 65534, 65534, 65534], '/tmp/x/dockerd', RUNNER), false);
+    assert.equal(runsAsDaemon([65534, 65534, 65534, 65534], '/tmp/x/dockerd', 0), false);
+    assert.equal(runsAsDaemon([RUNNER, RUNNER, RUNNER, RUNNER], '/usr/bin/dockerd', 0), false, "as root: another user's rootless daemon");
+  });
+
+  test('a set-user-id program another user ran is not root: every user id counts', () => {
+    assert.equal(runsAsDaemon([65534, 0, 0, 0], null, RUNNER), false);
+  });
+
+  test('a program of another name given the name dockerd is not one', () => {
+    assert.equal(runsAsDaemon(ROOT, '/usr/bin/dash', 0), false);
+    assert.equal(runsAsDaemon(ROOT, '/usr/bin/dockerd-rootless.sh', 0), false);
+    assert.equal(runsAsDaemon(ROOT, '', 0), false, 'no binary at all (a kernel thread, a process gone)');
+  });
+
+  test('no user ids read: not one', () => {
+    assert.equal(runsAsDaemon([], '/usr/bin/dockerd', 0), false);
+  });
+});
+
+describe('uidsOf (/proc/PID/status)', () => {
+  test('the Uid line: real, effective, saved, file system', () => {
+    const status = 'Name:\tdockerd\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t65534\t0\t0\t0\nGid:\t65534\t65534\t65534\t65534\n';
+    assert.deepEqual(uidsOf(status), [65534, 0, 0, 0]);
+  });
+
+  test('none: empty', () => {
+    assert.deepEqual(uidsOf(''), []);
+    assert.deepEqual(uidsOf('Name:\tx\n'), []);
   });
 });
 
