@@ -293,6 +293,16 @@ const TAG = /^[\w][\w.-]{0,127}$/;
 const TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z$/;
 const KEY = /^[A-Za-z0-9._-]{1,512}$/;
 
+/**
+ * Refuses a restored index whose key (as the cache service names it) is not one of this cache's index keys: the
+ * service matches keys by prefix, anyone who can save into the scope chooses the rest, and the key reaches the
+ * restored-key output and the job summary.
+ */
+export function checkIndexKey(key: string, prefix: string, arch: string): void {
+  if (typeof key !== 'string' || !KEY.test(key) || !key.startsWith(indexKeyPrefix(prefix, arch)))
+    throw new InvalidIndex(`its key is not one of this cache's index keys (${indexKeyPrefix(prefix, arch)}…)`);
+}
+
 /** Whether a cache name (library/alpine, ghcr.io/org/app) is a repository of one of the listed registries, in Distribution's grammar. */
 export function isRepositoryName(name: string, registries: string[]): boolean {
   if (typeof name !== 'string' || name.length > 255 + 256) return false;

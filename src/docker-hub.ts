@@ -25,6 +25,23 @@ export function parseChallenge(header: string | null): Challenge | null {
   return params.realm ? { realm: params.realm, service: params.service ?? '' } : null;
 }
 
+/**
+ * Whether credentials may go to the token realm an upstream's challenge names: over https, or on the upstream's own
+ * origin (a plain-http mirror the user named). Any other realm would get them in the clear, or on a host the user
+ * never named.
+ */
+export function realmTakesCredentials(realm: string, upstream: string): boolean {
+  try {
+    const url = new URL(realm);
+    return url.protocol === 'https:' || url.origin === new URL(upstream).origin;
+  } catch {
+    return false;
+  }
+}
+
+/** Redirects a token request with credentials follows, each to the realm's own origin. */
+const MAX_TOKEN_REDIRECTS = 3;
+
 export interface Quota {
   limit: number;
   remaining: number;
@@ -60,7 +77,7 @@ export async function probeUpstream(
   }
   if (!credentials) return { reachable: true, credentials: 'anonymous' };
   if (!challenge) return { reachable: true, credentials: 'unchecked' };
-  const status = (await requestToken(challenge, scope, credentials, timeoutMs).catch(() => null))?.status;
+  const status = (await requestToken(upstream, challenge, scope, credentials, timeoutMs).catch(() => null))?.status;
   return { reachable: true, credentials: status === 200 ? 'accepted' : status === 401 || status === 403 ? 'refused' : 'unchecked' };
 }
 
@@ -97,19 +114,34 @@ async function challengeOf(upstream: string, timeoutMs: number): Promise<Challen
   return res.status === 401 ? parseChallenge(res.headers.get('www-authenticate')) : null;
 }
 
+/**
+ * A token from the challenge's realm. Credentials go only to a realm realmTakesCredentials allows, and follow a
+ * redirect only to the realm's own origin: a redirect elsewhere is answered as it is, and gets no token.
+ */
 async function requestToken(
+  upstream: string,
   challenge: Challenge,
   scope: string,
   credentials: Credentials | null,
   timeoutMs: number,
 ): Promise<{ status: number; token: string }> {
-  const url = new URL(challenge.realm);
+  if (credentials && !realmTakesCredentials(challenge.realm, upstream))
+    throw new Error(`the token realm ${challenge.realm} is neither https nor on ${upstream}: the credentials are not sent to it`);
+  let url = new URL(challenge.realm);
   if (challenge.service) url.searchParams.set('service', challenge.service);
   if (scope) url.searchParams.set('scope', scope);
   const headers: Record<string, string> = credentials
     ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` }
     : {};
-  const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
+  const signal = AbortSignal.timeout(timeoutMs);
+  let res = await fetch(url, { headers, signal, redirect: 'manual' });
+  for (let hops = 0; hops < MAX_TOKEN_REDIRECTS && res.status >= 300 && res.status < 400 && res.headers.has('location'); hops++) {
+    const next = new URL(res.headers.get('location')!, url);
+    if (credentials && next.origin !== url.origin) break;
+    await res.arrayBuffer();
+    url = next;
+    res = await fetch(url, { headers, signal, redirect: 'manual' });
+  }
   const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string };
   return { status: res.status, token: body.token ?? body.access_token ?? '' };
 }
@@ -124,7 +156,7 @@ async function headManifest(
   const challenge = await challengeOf(upstream, timeoutMs);
   const headers: Record<string, string> = { accept: MANIFEST_TYPES };
   if (challenge) {
-    const { token } = await requestToken(challenge, `repository:${repository}:pull`, credentials, timeoutMs);
+    const { token } = await requestToken(upstream, challenge, `repository:${repository}:pull`, credentials, timeoutMs);
     if (token) headers.authorization = `Bearer ${token}`;
   }
   const res = await fetch(`${upstream}/v2/${repository}/manifests/${reference}`, {

@@ -6,6 +6,7 @@ import * as core from '@actions/core';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
+  checkIndexKey,
   entryPaths,
   INDEX_FILE,
   indexChanged,
@@ -119,6 +120,7 @@ export async function restoreIndex(
       signal,
     });
     if (!restoredKey) return NOTHING_RESTORED;
+    checkIndexKey(restoredKey, scope.prefix, scope.arch);
     read = readIndex(await readFile(join(indexDir, INDEX_FILE), 'utf8'), { prefix: scope.prefix, registries });
   } catch (e) {
     if (signal.aborted || !(e instanceof RefusedArchive || e instanceof InvalidIndex)) throw e;

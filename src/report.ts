@@ -66,6 +66,35 @@ export interface ReportFacts {
 /** A hostile index can name thousands of bad items: the report lists the first few. */
 const MAX_REFUSED_LINES = 10;
 
+/** One line: a line break or another control character in a value could start a block (a heading, a table row) of its own. */
+function oneLine(value: string): string {
+  return String(value)
+    .replace(/\p{Cc}+/gu, ' ')
+    .trim();
+}
+
+// What would make a value markup: backslashes (to undo an escape), code spans, emphasis and strikethrough, links
+// and images, HTML, entities, table cells, math; `_` only where it can start or end emphasis (names hold it inside
+// words); and the start of an autolink (`scheme://`, `www.`).
+const MARKUP = /[\\`*[\]<>|~&$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|:(?=\/\/)|(?<=(?<![A-Za-z0-9])www)\./gi;
+
+/**
+ * A value from outside the action (a name from the cache or a job, a message of the cache service, the daemon or the
+ * upstream) as text the summary shows as it is: nothing in it is a link, an image, HTML or a table cell.
+ */
+export function mdText(value: string): string {
+  return oneLine(value).replace(MARKUP, '\\$&');
+}
+
+/** A value from outside as a code span nothing in it can close: fenced by more backticks than it has in a row. */
+export function mdCode(value: string): string {
+  const text = oneLine(value);
+  const fence = '`'.repeat(Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length)) + 1);
+  // A space keeps a backtick at either end from joining the fence; CommonMark strips one each side.
+  const pad = text.startsWith('`') || text.endsWith('`') ? ' ' : '';
+  return `${fence}${pad}${text}${pad}${fence}`;
+}
+
 /** Sizes in binary units, named as such: the max-size input takes both. */
 export function formatBytes(bytes: number): string {
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
@@ -92,7 +121,7 @@ function usageTable(
     `| --- | --- | --- |${extra ? ' --- |' : ''}`,
   ];
   for (const u of table.images)
-    lines.push(`| ${u.image} | ${tallyText(u.fromCache)} | ${tallyText(u.fromUpstream)} |${extra ? ` ${extra.cell(u)} |` : ''}`);
+    lines.push(`| ${mdText(u.image)} | ${tallyText(u.fromCache)} | ${tallyText(u.fromUpstream)} |${extra ? ` ${extra.cell(u)} |` : ''}`);
   lines.push(`| **Total** | **${tallyText(table.fromCache)}** | **${tallyText(table.fromUpstream)}** |${extra ? ' |' : ''}`, '');
   const rowBlobs = table.images.reduce((sum, u) => sum + u.fromCache.blobs + u.fromUpstream.blobs, 0);
   if (rowBlobs > table.fromCache.blobs + table.fromUpstream.blobs)
@@ -121,12 +150,17 @@ function prefetchOnlyTable(table: UsageTable, prefetch: PrefetchUsage | null, so
 
 /** Where a registry's mirror pulled from: the registry's name, or the host of the organisation's mirror in front of it. */
 function upstreamName(r: RegistryRow): string {
-  return r.upstream === `https://${r.registry}` ? r.registry : r.upstream.replace(/^https?:\/\//, '');
+  return mdText(r.upstream === `https://${r.registry}` ? r.registry : r.upstream.replace(/^https?:\/\//, ''));
 }
 
-/** The report as Markdown: for the job summary, and readable as it is in the log. */
+/** Image names, each as text. */
+function names(images: string[]): string {
+  return images.map((i) => mdText(displayName(i))).join(', ');
+}
+
+/** The report as Markdown: for the job summary, and readable as it is in the log. Every value from outside goes through mdText or mdCode. */
 export function renderReport(f: ReportFacts): string {
-  const hub = f.upstream === DOCKER_HUB_API ? 'Docker Hub' : f.upstream.replace(/^https?:\/\//, '');
+  const hub = f.upstream === DOCKER_HUB_API ? 'Docker Hub' : mdText(f.upstream.replace(/^https?:\/\//, ''));
   const source =
     f.registries.length > 1 ? 'upstream' : f.registries[0] && f.registries[0].registry !== DOCKER_HUB ? upstreamName(f.registries[0]) : hub;
   const lines = ['## Pull cache', ''];
@@ -134,7 +168,7 @@ export function renderReport(f: ReportFacts): string {
     lines.push('| Registry | Mirror | Images | From cache | From upstream |', '| --- | --- | --- | --- | --- |');
     for (const r of f.registries)
       lines.push(
-        `| ${r.registry}${r.registry !== DOCKER_HUB && upstreamName(r) !== r.registry ? ` via ${upstreamName(r)}` : ''} | ${r.mirror}${r.offline ? ' (offline)' : ''} | ${r.images} | ${tallyText(r.fromCache)} | ${tallyText(r.fromUpstream)} |`,
+        `| ${mdText(r.registry)}${r.registry !== DOCKER_HUB && upstreamName(r) !== mdText(r.registry) ? ` via ${upstreamName(r)}` : ''} | ${r.mirror}${r.offline ? ' (offline)' : ''} | ${r.images} | ${tallyText(r.fromCache)} | ${tallyText(r.fromUpstream)} |`,
       );
     lines.push('');
   }
@@ -155,7 +189,7 @@ export function renderReport(f: ReportFacts): string {
       f.damagedBlobs && `${count(f.damagedBlobs, 'blob')} failed the digest check and dropped`,
     ].filter(Boolean);
     lines.push(
-      `- Restored: \`${f.restoredKey}\`, ${count(f.restoredBlobs, 'blob')}, ${formatBytes(f.restoredBytes)}${damaged.length ? ` (${damaged.join('; ')}: fetched again on demand)` : ''}.`,
+      `- Restored: ${mdCode(f.restoredKey)}, ${count(f.restoredBlobs, 'blob')}, ${formatBytes(f.restoredBytes)}${damaged.length ? ` (${damaged.join('; ')}: fetched again on demand)` : ''}.`,
     );
   } else {
     lines.push(
@@ -167,14 +201,14 @@ export function renderReport(f: ReportFacts): string {
   lines.push(...backgroundRestoreLines(f.background));
   if (f.refused.length) {
     lines.push(`- Refused from the cache as invalid (not restored, not served): ${count(f.refused.length, 'item')}:`);
-    for (const problem of f.refused.slice(0, MAX_REFUSED_LINES)) lines.push(`  - ${problem}`);
+    for (const problem of f.refused.slice(0, MAX_REFUSED_LINES)) lines.push(`  - ${mdText(problem)}`);
     if (f.refused.length > MAX_REFUSED_LINES) lines.push(`  - and ${f.refused.length - MAX_REFUSED_LINES} more (see the step's warnings)`);
   }
   const dropped = (reason: Dropped['reason'], why: string) => {
     const images = f.dropped.filter((d) => d.reason === reason);
     if (images.length)
       lines.push(
-        `- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => displayName(d.image)).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`,
+        `- Dropped: ${count(images.length, 'image')} ${why} (${images.map((d) => mdText(displayName(d.image))).join(', ')}; ${formatBytes(images.reduce((s, d) => s + d.bytes, 0))}).`,
       );
   };
   dropped('age', `unused for more than ${count(f.budget.maxAgeDays, 'day')} (max-age)`);
@@ -183,27 +217,25 @@ export function renderReport(f: ReportFacts): string {
   else if (f.saved) {
     if (f.saved.entries || f.saved.indexKey) {
       lines.push(
-        `- Saved: ${count(f.saved.entries, 'new entry', 'new entries')}, ${formatBytes(f.saved.bytes)}${f.saved.indexKey ? `, index \`${f.saved.indexKey}\`` : ''}.`,
+        `- Saved: ${count(f.saved.entries, 'new entry', 'new entries')}, ${formatBytes(f.saved.bytes)}${f.saved.indexKey ? `, index ${mdCode(f.saved.indexKey)}` : ''}.`,
       );
     } else lines.push(f.saved.deferred ? '- Saved: nothing.' : '- Saved: nothing new.');
     if (f.saved.deferred)
       lines.push(
-        `- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${f.saved.stopped})` : ' (per-run entry cap)'}; the next run saves them.`,
+        `- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${mdText(f.saved.stopped)})` : ' (per-run entry cap)'}; the next run saves them.`,
       );
   }
   if (f.withheld.length)
     lines.push(
-      `- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${f.withheld.map(displayName).join(', ')}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`,
+      `- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${names(f.withheld)}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`,
     );
   if (f.stale.length)
-    lines.push(
-      `- Not saved: ${count(f.stale.length, 'tag')} the upstream no longer names this way, moved or deleted (${f.stale.map(displayName).join(', ')}).`,
-    );
+    lines.push(`- Not saved: ${count(f.stale.length, 'tag')} the upstream no longer names this way, moved or deleted (${names(f.stale)}).`);
   if (f.unverified.length)
     lines.push(
-      `- Not saved: ${count(f.unverified.length, 'image')} the upstream could not vouch for when the job ended (${f.unverified.map(displayName).join(', ')}); a tag is saved only once the upstream confirms it.`,
+      `- Not saved: ${count(f.unverified.length, 'image')} the upstream could not vouch for when the job ended (${names(f.unverified)}); a tag is saved only once the upstream confirms it.`,
     );
-  const who = f.pullsAs ? `for ${f.pullsAs}` : 'for anonymous pulls from this runner';
+  const who = f.pullsAs ? `for ${mdText(f.pullsAs)}` : 'for anonymous pulls from this runner';
   if (f.quota === 'unlimited') lines.push(`- ${hub} pull quota: no limit applies ${who}.`);
   else if (f.quota) {
     const window = f.quota.window % 3600 === 0 ? count(f.quota.window / 3600, 'hour') : count(f.quota.window, 'second');
@@ -214,21 +246,21 @@ export function renderReport(f: ReportFacts): string {
   if (f.prefetch) {
     const { used, unused, failed } = f.prefetch;
     lines.push(
-      `- Prefetched in the background: ${count(used.length + unused.length, 'image')}; used by the job: ${used.join(', ') || 'none'}.`,
+      `- Prefetched in the background: ${count(used.length + unused.length, 'image')}; used by the job: ${names(used) || 'none'}.`,
     );
-    for (const x of failed) lines.push(`- ⚠️ Prefetching ${x.ref} failed: ${x.error}`);
+    for (const x of failed) lines.push(`- ⚠️ Prefetching ${mdText(x.ref)} failed: ${mdText(x.error)}`);
   }
   for (const a of f.aroundTheCache) {
     const how = a.throughMirror
-      ? `\`docker pull ${a.throughMirror}\` comes through the cache, as does a containerd client with hosts-dir`
-      : `list ${splitRepository(a.image).registry} in registries to cache it`;
+      ? `${mdCode(`docker pull ${a.throughMirror}`)} comes through the cache, as does a containerd client with hosts-dir`
+      : `list ${mdText(splitRepository(a.image).registry)} in registries to cache it`;
     lines.push(
-      `- Not through the cache: dockerd pulled ${a.image} from its registry directly (dockerd's registry-mirrors cover Docker Hub only); ${how}.`,
+      `- Not through the cache: dockerd pulled ${mdText(a.image)} from its registry directly (dockerd's registry-mirrors cover Docker Hub only); ${how}.`,
     );
   }
   lines.push(...builtInBuildkitLines(f.builtInBuildkit));
   if (!f.unpigz) lines.push('- dockerd decompresses layers without unpigz: installing `pigz` makes pulls about 20% faster.');
-  for (const p of f.problems) lines.push(`- ⚠️ ${p}`);
+  for (const p of f.problems) lines.push(`- ⚠️ ${mdText(p)}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -250,7 +282,7 @@ function backgroundRestoreLines(b: BackgroundRestoreFacts | null): string[] {
     for (const e of b.early) {
       const inPlace = e.inPlaceAt === null ? 'not restored whole' : `in place at ${e.inPlaceAt} s`;
       lines.push(
-        `  - ${e.image}: asked at ${e.askedAt} s, ${inPlace}; ${Math.round(e.restoredShare * 100)}% of the restore was done when asked.`,
+        `  - ${mdText(e.image)}: asked at ${e.askedAt} s, ${inPlace}; ${Math.round(e.restoredShare * 100)}% of the restore was done when asked.`,
       );
     }
   }

@@ -364,6 +364,36 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
     });
   }
 
+  test('an index saved under a key that holds Markdown: refused, and neither the summary nor the output carries the key as markup', async () => {
+    await plantIndex(goodIndex);
+    await world.cache.replaceEntryContent(layerKey, goodLayerArchive);
+    // The service finds the index by its key prefix: whoever saves into the scope chooses the rest of the key.
+    const prefix = /^.*-index-linux-[^-]+-/.exec(indexKey)![0];
+    const hostileKey = `${prefix}9\`](http://evil.example/a) ![i](http://evil.example/p.png) <img src=x onerror=alert(1)>`;
+    await world.cache.plantEntry(
+      hostileKey,
+      cacheVersion(['index.json'], 'zstd-without-long'),
+      zstd(rawTar([file('index.json', goodIndex)])),
+    );
+    try {
+      const { main, post } = await runner.job(runner.inputs({ save: 'false' }), async () => runner.pull('alpha:1'));
+      assert.equal(main.exitCode, 0, main.stdout);
+      assert.equal(post.exitCode, 0, post.stdout);
+      assert.ok(
+        main.warnings.some((w) => w.includes("refused the cache index: its key is not one of this cache's index keys")),
+        main.warnings.join('\n'),
+      );
+      assert.equal(main.outputs['restored-key'], '');
+      assert.match(post.summary, /- Restored: nothing \(the cache index was refused, see below\)/);
+      assert.match(post.summary, /its key is not one of this cache's index keys/);
+      // Unescaped, any of these is a link, an image or HTML in the job summary.
+      for (const markup of [/(?<!\\)\]\(/, /(?<!\\)!\[/, /(?<!\\)<img/, /(?<!\\)`\]/]) assert.doesNotMatch(post.summary, markup);
+      await runner.dockerd.docker(['rmi', 'alpha:1']);
+    } finally {
+      world.cache.deleteEntry(hostileKey);
+    }
+  });
+
   test('a tag planted in the index that the upstream does not have is not saved again', async () => {
     await world.cache.replaceEntryContent(layerKey, goodLayerArchive);
     await addImage({ reference: 'planted' });

@@ -4,10 +4,12 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import {
   blobKey,
+  checkIndexKey,
   entryPaths,
   imageKey,
   imagesInStorage,
   indexChanged,
+  InvalidIndex,
   indexKey,
   indexKeyPrefix,
   MAX_NEW_ENTRIES,
@@ -89,6 +91,41 @@ describe('cache keys', () => {
     assert.ok(!packKey('p', [digest('a')]).startsWith(idx));
     assert.ok(!indexKey('p', 'arm64', '1', '1', 1, 'aaaaaa').startsWith(idx));
   });
+});
+
+describe('checkIndexKey: the key the cache service names a restored index by', () => {
+  test('an index key this action saves passes', () => {
+    assert.doesNotThrow(() =>
+      checkIndexKey(indexKey('pull-cache', 'amd64', '123456', '2', NOW.getTime(), 'a1b2c3'), 'pull-cache', 'amd64'),
+    );
+  });
+
+  // The service matches by prefix: whoever saves into the scope chooses the rest, and the key reaches the summary.
+  const hostile = [
+    ['a backtick that ends the code span', 'pull-cache-index-linux-amd64-1`'],
+    ['a link', 'pull-cache-index-linux-amd64-1`](http://evil.example/x)'],
+    ['an image', 'pull-cache-index-linux-amd64-1 ![i](http://evil.example/p.png)'],
+    ['HTML', 'pull-cache-index-linux-amd64-<img src=x onerror=alert(1)>'],
+    ['a line break', 'pull-cache-index-linux-amd64-1\n## Restored everything'],
+    ['a path', 'pull-cache-index-linux-amd64-../../x'],
+    ['more than 512 characters', `pull-cache-index-linux-amd64-${'1'.repeat(512)}`],
+    ["another cache's prefix", 'other-cache-index-linux-amd64-1-1-abc-a1b2c3'],
+    ['another architecture', 'pull-cache-index-linux-arm64-1-1-abc-a1b2c3'],
+    ["an entry's key", blobKey('pull-cache', digest('a'))],
+    ['no key at all', ''],
+  ];
+  for (const [what, key] of hostile) {
+    test(`${what}: the index is refused`, () => {
+      assert.throws(
+        () => checkIndexKey(key, 'pull-cache', 'amd64'),
+        (e: Error) => {
+          assert.ok(e instanceof InvalidIndex);
+          assert.equal(e.message, "its key is not one of this cache's index keys (pull-cache-index-linux-amd64-…)");
+          return true;
+        },
+      );
+    });
+  }
 });
 
 describe('entryPaths', () => {

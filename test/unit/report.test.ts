@@ -1290,3 +1290,122 @@ describe('mergeUsage', () => {
     });
   });
 });
+
+/**
+ * What of a Markdown text is read as markup: the text outside code spans (CommonMark: a span ends at the next run of
+ * as many backticks as opened it), with backslash-escaped characters left out.
+ */
+function markupOf(md: string): string {
+  let out = '';
+  for (let i = 0; i < md.length;) {
+    if (md[i] === '\\' && /[!-/:-@[-`{-~]/.test(md[i + 1] ?? '')) {
+      i += 2;
+      continue;
+    }
+    const run = /^`+/.exec(md.slice(i))?.[0];
+    if (run) {
+      const close = new RegExp(`(?<!\`)${run}(?!\`)`, 'g');
+      close.lastIndex = i + run.length;
+      const end = close.exec(md);
+      out += end ? 'CODE' : run;
+      i = end ? end.index + run.length : i + run.length;
+      continue;
+    }
+    out += md[i++];
+  }
+  return out;
+}
+
+describe('renderReport: values from outside', () => {
+  // What a cache key, an image name or a message of the cache service or the upstream could hold.
+  const HOSTILE =
+    'x`](http://evil.example/a) ![i](http://evil.example/p.png) <img src=x onerror=alert(1)> [r]: http://evil.example ' +
+    '| ~~s~~ $m$ www.evil.example _e_ *b* &lt; \\` ``\n## Restored everything\n| a | b |';
+  const tally = (blobs: number) => ({ blobs, bytes: blobs * 1024 });
+  const hostileFacts: ReportFacts = {
+    ...reportFacts,
+    upstream: `https://${HOSTILE}`,
+    registries: [
+      ...['docker.io', HOSTILE].map((registry, i) => ({
+        registry,
+        upstream: `https://${HOSTILE}`,
+        mirror: `http://127.0.0.1:4000${i}`,
+        offline: false,
+        images: 1,
+        fromCache: tally(1),
+        fromUpstream: tally(0),
+      })),
+    ],
+    usage: {
+      images: [{ key: HOSTILE, image: HOSTILE, fromCache: tally(1), fromUpstream: tally(1) }],
+      fromCache: tally(1),
+      fromUpstream: tally(1),
+      prefetchOnly: {
+        images: [{ key: HOSTILE, image: HOSTILE, fromCache: tally(0), fromUpstream: tally(1) }],
+        fromCache: tally(0),
+        fromUpstream: tally(1),
+      },
+    },
+    restoredKey: HOSTILE,
+    background: { images: 1, seconds: 1, finished: true, early: [{ image: HOSTILE, askedAt: 0.1, inPlaceAt: 0.5, restoredShare: 0.5 }] },
+    refused: [HOSTILE, `${HOSTILE}: it holds an unexpected file`],
+    dropped: [{ image: HOSTILE, bytes: 1, reason: 'age' }],
+    saved: { entries: 1, bytes: 1, indexKey: HOSTILE, deferred: 1, stopped: HOSTILE },
+    withheld: [HOSTILE],
+    stale: [HOSTILE],
+    unverified: [HOSTILE],
+    quota: { limit: 100, remaining: 99, window: 21600 },
+    pullsAs: HOSTILE,
+    prefetch: { used: [HOSTILE], unused: [{ ref: HOSTILE, ms: 1 }], failed: [{ ref: HOSTILE, error: HOSTILE }] },
+    aroundTheCache: [
+      { image: HOSTILE, throughMirror: HOSTILE },
+      { image: HOSTILE, throughMirror: '' },
+    ],
+    problems: [HOSTILE],
+  };
+  const md = renderReport(hostileFacts);
+  const lines = md.split('\n');
+
+  test('nothing in them is a link, an image, HTML, a code span of their own, or an autolink', () => {
+    // The mirrors' own addresses are the action's, not from outside.
+    const markup = markupOf(md).replace(/http:\/\/127\.0\.0\.1:\d+/g, 'MIRROR');
+    for (const [what, pattern] of [
+      ['a link or an image', /[[\]]/],
+      ['HTML or an autolink in angle brackets', /[<>]/],
+      ['a backtick', /`/],
+      ['an entity', /&/],
+      ['math or strikethrough', /[$~]/],
+      ['an autolink', /:\/\/|www\./i],
+    ] as const)
+      assert.doesNotMatch(markup, pattern, `${what} in:\n${md}`);
+  });
+
+  test('they start no line of their own, and end no table cell', () => {
+    assert.ok(!lines.some((l) => l.startsWith('## Restored everything') || l.startsWith('| a | b |')), md);
+    const cells = (l: string) => markupOf(l).split('|').length;
+    let header = 0;
+    for (const [i, line] of lines.entries()) {
+      if (!line.startsWith('|')) continue;
+      if (!lines[i - 1].startsWith('|')) header = cells(line);
+      assert.equal(cells(line), header, `${line}\nin:\n${md}`);
+    }
+  });
+
+  test('every line of the report is still there, each showing the value', () => {
+    for (const start of [
+      '- Restored: ',
+      '- Dropped: 1 image',
+      '- Saved: 1 new entry',
+      '- Not saved this run: 1 blob',
+      '- Prefetched in the background: ',
+      '- ⚠️ Prefetching ',
+      '- Not through the cache: ',
+      '  - ',
+    ])
+      assert.ok(
+        lines.some((l) => l.startsWith(start)),
+        `${start} in:\n${md}`,
+      );
+    assert.equal(lines.filter((l) => l.includes('Restored everything')).length, 19, md);
+  });
+});
