@@ -16,6 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReadableStream } from 'node:stream/web';
 import { createGunzip } from 'node:zlib';
+import { KEY } from './cache-index.js';
 import { commandOutput, commandPath, startChild } from './processes.js';
 import { sha256Hex } from './sha256.js';
 
@@ -174,13 +175,10 @@ async function lookupEntry(
   if (!ok || typeof url !== 'string' || typeof matched !== 'string' || !matched) return undefined;
   // Whoever saves into the scope chooses the rest of a key the service matches by prefix: it goes no further
   // (a message, the report, an output) unless it is a key this action could have made.
-  if (!CACHE_KEY.test(matched) || !matched.startsWith(key))
+  if (!KEY.test(matched) || !matched.startsWith(key))
     throw new RefusedArchive(`the cache service answered with a key that is not one asked for (${key}…, of the characters A-Za-z0-9._-)`);
   return { key: matched, url };
 }
-
-/** The keys this action makes: its cache-key's characters, bounded. */
-const CACHE_KEY = /^[A-Za-z0-9._-]{1,512}$/;
 
 /** What saving one entry came to: uploaded, or there already (another job saved the same key, or is saving it). */
 export type SaveOutcome = 'saved' | 'exists';

@@ -291,7 +291,8 @@ const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
 const REMOTE_NAME = new RegExp(`^${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
 const TAG = /^[\w][\w.-]{0,127}$/;
 const TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z$/;
-const KEY = /^[A-Za-z0-9._-]{1,512}$/;
+/** The grammar of every cache key this action makes (and so of every key it accepts from the cache service). */
+export const KEY = /^[A-Za-z0-9._-]{1,512}$/;
 
 /**
  * Refuses a restored index whose key (as the cache service names it) is not one of this cache's index keys: the
