@@ -11,6 +11,7 @@ import { displayName } from './images.js';
 import { NO_CACHE_SERVICE, type CacheService } from './cache-entry.js';
 import { restoreBlobs, type Restored } from './persistence.js';
 import { isRunning, receiveSecret, startWorker } from './processes.js';
+import { processHeldBack, type CallKind, type HeldBackSummary } from './rate-limit.js';
 import { writeLinks } from './storage.js';
 
 const RESTORE_ARGUMENT = '--restore';
@@ -36,6 +37,10 @@ export interface EntryRecord {
   found: boolean;
   present: string[];
   refused?: string;
+  /** Why it was given up: the cache service rate-limited it past what cache-timeout left. */
+  limited?: string;
+  /** How long the cache service's rate limits held it back. */
+  heldBackMs?: number;
   bytes: number;
   at: number;
 }
@@ -55,6 +60,8 @@ export interface DoneRecord {
   done: true;
   at: number;
   error?: string;
+  /** How long the cache service's rate limits held the restore back, in all (waits that overlap count once). */
+  heldBack?: HeldBackSummary;
 }
 
 export interface RestoreProgress {
@@ -90,7 +97,8 @@ export async function runRestore(planFile: string): Promise<void> {
     () => undefined,
     (e: Error) => e.message,
   );
-  await record({ done: true, at: Date.now(), ...(error ? { error } : {}) });
+  const heldBack = processHeldBack.summary();
+  await record({ done: true, at: Date.now(), ...(error ? { error } : {}), ...(heldBack.refused ? { heldBack } : {}) });
 }
 
 async function restoreEntries(
@@ -326,8 +334,9 @@ export function restoreOutcome(selected: Restored, progress: RestoreProgress): R
     ...selected,
     finished: done.length === selected.entries.length && !progress.done?.error,
     present: [...present],
-    kept: done.filter((e) => tried.get(e.key)!.found && e.digests.every((d) => present.has(d))),
-    missingEntries: done.filter((e) => !tried.get(e.key)!.found).length,
+    // An entry the service rate-limited is still there: the next index names it, and its blobs are not saved again.
+    kept: done.filter((e) => (tried.get(e.key)!.found && e.digests.every((d) => present.has(d))) || tried.get(e.key)!.limited),
+    missingEntries: done.filter((e) => !tried.get(e.key)!.found && !tried.get(e.key)!.limited).length,
     damaged: done.flatMap((e) => (tried.get(e.key)!.found ? e.digests.filter((d) => !present.has(d)) : [])),
     refused: [...selected.refused, ...progress.entries.flatMap((r) => (r.refused ? [r.refused] : []))],
   };
@@ -357,6 +366,31 @@ export interface BackgroundRestoreFacts {
   finished: boolean;
   /** Images the job asked for before they were in place: its pull waited for them (seconds after the restore started). */
   early: { image: string; askedAt: number; inPlaceAt: number | null; restoredShare: number }[];
+  /** What the cache service's rate limits cost the restore; null when it never rate-limited it. */
+  heldBack?: RestoreHeldBack | null;
+}
+
+export interface RestoreHeldBack {
+  /** Seconds the restore waited as told, in all. */
+  seconds: number;
+  kinds: CallKind[];
+  /** Entries restored after a wait. */
+  late: number;
+  /** Entries given up: their blobs came from the upstream. */
+  givenUp: number;
+}
+
+/** What the cache service's rate limits cost the restore, from the worker's records. */
+export function restoreHeldBack(progress: RestoreProgress): RestoreHeldBack | null {
+  const held = progress.done?.heldBack;
+  const givenUp = progress.entries.filter((r) => r.limited).length;
+  if (!held?.refused && !givenUp) return null;
+  return {
+    seconds: Math.round((held?.ms ?? 0) / 1000),
+    kinds: held?.kinds ?? [],
+    late: progress.entries.filter((r) => r.found && r.heldBackMs).length,
+    givenUp,
+  };
 }
 
 /**
@@ -387,5 +421,6 @@ export function backgroundRestoreFacts(
     seconds: restored.finished && progress.done ? seconds(progress.done.at) : null,
     finished: restored.finished,
     early,
+    heldBack: restoreHeldBack(progress),
   };
 }

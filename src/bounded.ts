@@ -22,6 +22,7 @@ export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T, 
  */
 export async function withDeadline<T>(what: string, timeoutMs: number, operation: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
+  deadlines.set(controller.signal, Date.now() + timeoutMs);
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -35,6 +36,16 @@ export async function withDeadline<T>(what: string, timeoutMs: number, operation
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** When each withDeadline signal aborts: a wait that cannot end before it is not worth starting. */
+const deadlines = new WeakMap<AbortSignal, number>();
+
+/** Milliseconds until the signal's deadline (Infinity for a signal withDeadline did not make); 0 once aborted. */
+export function timeLeft(signal: AbortSignal): number {
+  if (signal.aborted) return 0;
+  const deadline = deadlines.get(signal);
+  return deadline === undefined ? Infinity : Math.max(0, deadline - Date.now());
 }
 
 /** Asks `done` every intervalMs until it says yes or timeoutMs have passed (it is asked at least once); whether it did. */

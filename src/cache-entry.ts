@@ -6,18 +6,18 @@
 // bytes it may expand to, lists the archive, refuses it unless every member is a regular file or directory it
 // expects, no larger than expected, and only then extracts it, without -P, into an empty directory of its own.
 // Saving builds the archive with the action's own tar (which never sees the token), then creates, uploads and
-// finalizes the entry.
-import { BlockBlobClient } from '@azure/storage-blob';
+// finalizes the entry. Every call, the signed URLs' included, waits out the service's rate limits (rate-limit.ts).
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReadableStream } from 'node:stream/web';
 import { createGunzip } from 'node:zlib';
 import { KEY } from './cache-index.js';
 import { commandOutput, commandPath, startChild } from './processes.js';
+import { fetchRetrying, type CallKind, type HeldBack } from './rate-limit.js';
+import { mapBounded } from './bounded.js';
 import { sha256Hex } from './sha256.js';
 
 /** How @actions/cache compresses on this runner; part of every entry's version. */
@@ -35,6 +35,8 @@ export class RefusedArchive extends Error {
 export interface CacheService {
   url: string;
   token: string;
+  /** The most one call waits for the service's rate limits, when less than its deadline leaves (main's index look-up). */
+  maxWaitMs?: number;
 }
 
 /** The cache service as the runner gives it to a step, or undefined when this job has none (not github.com, v1). */
@@ -74,6 +76,8 @@ export interface EntryRequest {
   /** An empty directory that receives the files; the archive is downloaded beside it. */
   into: string;
   signal: AbortSignal;
+  /** Counts how long the service's rate limits held this entry back. */
+  held?: HeldBack;
 }
 
 /**
@@ -82,13 +86,13 @@ export interface EntryRequest {
  */
 export async function restoreEntry(request: EntryRequest): Promise<string | undefined> {
   const compression = await runnerCompression();
-  const found = await lookupEntry(request.service, request.paths, request.key, compression, request.signal);
+  const found = await lookupEntry(request.service, request.paths, request.key, compression, request.signal, request.held);
   if (!found) return undefined;
   await mkdir(request.into, { recursive: true });
   const archive = `${request.into}.archive`;
   const plain = `${request.into}.tar`;
   try {
-    await download(found.url, archive, archiveBound(request.expected), request.signal);
+    await download(request.service, found, archive, archiveBound(request.expected), request.signal, request.held);
     await decompress(archive, plain, compression, tarBound(request.expected), request.signal);
     await rm(archive, { force: true });
     const problem = archiveProblem(await tar(['-t', '-v', '--numeric-owner', '-f', plain], request.signal), request.expected);
@@ -103,8 +107,14 @@ export async function restoreEntry(request: EntryRequest): Promise<string | unde
 }
 
 /** Whether the cache holds this very entry (a look-up: nothing is downloaded). */
-export async function entryExists(service: CacheService, paths: string[], key: string, signal: AbortSignal): Promise<boolean> {
-  const found = await lookupEntry(service, paths, key, await runnerCompression(), signal);
+export async function entryExists(
+  service: CacheService,
+  paths: string[],
+  key: string,
+  signal: AbortSignal,
+  held?: HeldBack,
+): Promise<boolean> {
+  const found = await lookupEntry(service, paths, key, await runnerCompression(), signal, held);
   return found?.key === key;
 }
 
@@ -125,37 +135,24 @@ function tarBound(expected: ExpectedFiles): number {
   return bytes + members * 4 * 512 + 1024 * 1024;
 }
 
-/** Attempts at a call the cache service fails with a 5xx or a dropped connection, as @actions/cache retries them. */
-const ATTEMPTS = 3;
-
-/** One Twirp call to the cache service (JSON), retried on a 5xx or a dropped connection; gives the status and body. */
+/** One Twirp call to the cache service (JSON), waiting out rate limits and retried on a 5xx; gives the status and body. */
 async function twirp<T>(
   service: CacheService,
   method: string,
   request: object,
-  what: string,
-  signal: AbortSignal,
+  call: { what: string; kind: CallKind; signal: AbortSignal; held?: HeldBack },
 ): Promise<{ status: number; body: Partial<T> }> {
   const url = new URL(`twirp/github.actions.results.api.v1.CacheService/${method}`, service.url);
-  for (let attempt = 1; ; attempt++) {
-    let failure: string;
-    try {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${service.token}` },
-        body: JSON.stringify(request),
-        signal,
-      });
-      const body = (await res.json().catch(() => ({}))) as Partial<T>;
-      if (res.status < 500) return { status: res.status, body };
-      failure = `the cache service answered ${res.status} ${what}`;
-    } catch (e) {
-      if (signal.aborted || !(e instanceof TypeError)) throw e;
-      failure = `the cache service could not be reached ${what} (${(e.cause as Error | undefined)?.message ?? e.message})`;
-    }
-    if (attempt === ATTEMPTS) throw new Error(failure);
-    await sleep(500 * attempt, undefined, { signal });
-  }
+  const res = await fetchRetrying(
+    url,
+    () => ({
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${service.token}` },
+      body: JSON.stringify(request),
+    }),
+    { ...call, maxWaitMs: service.maxWaitMs },
+  );
+  return { status: res.status, body: (await res.json().catch(() => ({}))) as Partial<T> };
 }
 
 /** GetCacheEntryDownloadURL, as @actions/cache calls it against the cache service v2. */
@@ -165,11 +162,12 @@ async function lookupEntry(
   key: string,
   compression: Compression,
   signal: AbortSignal,
+  held?: HeldBack,
 ): Promise<{ key: string; url: string } | undefined> {
   const what = `looking up ${key}`;
   const request = { key, restore_keys: [], version: cacheVersion(paths, compression) };
   type Found = { ok: boolean; signed_download_url: string; matched_key: string };
-  const { status, body } = await twirp<Found>(service, 'GetCacheEntryDownloadURL', request, what, signal);
+  const { status, body } = await twirp<Found>(service, 'GetCacheEntryDownloadURL', request, { what, kind: 'look-ups', signal, held });
   if (status >= 300) throw new Error(`the cache service answered ${status} ${what}`);
   const { ok, signed_download_url: url, matched_key: matched } = body;
   if (!ok || typeof url !== 'string' || typeof matched !== 'string' || !matched) return undefined;
@@ -193,6 +191,8 @@ export interface SaveRequest {
   /** Where the archive is built (outside the archived paths); removed once uploaded. */
   archive: string;
   signal: AbortSignal;
+  /** Counts how long the service's rate limits held this entry back. */
+  held?: HeldBack;
 }
 
 /**
@@ -201,7 +201,7 @@ export interface SaveRequest {
  * finalizes it. Throws when the service refuses or fails.
  */
 export async function saveEntry(request: SaveRequest): Promise<SaveOutcome> {
-  const { service, paths, key, signal } = request;
+  const { service, paths, key, signal, held } = request;
   const compression = await runnerCompression();
   const version = cacheVersion(paths, compression);
   await mkdir(dirname(request.archive), { recursive: true });
@@ -210,21 +210,22 @@ export async function saveEntry(request: SaveRequest): Promise<SaveOutcome> {
     await tar(['--posix', '-c', '-f', request.archive, ...compress, '-C', request.from, '--', ...paths], signal);
     const size = (await stat(request.archive)).size;
     type Created = { ok: boolean; signed_upload_url: string };
-    const created = await twirp<Created>(service, 'CreateCacheEntry', { key, version }, `creating ${key}`, signal);
+    const created = await twirp<Created>(
+      service,
+      'CreateCacheEntry',
+      { key, version },
+      { what: `creating ${key}`, kind: 'creates', signal, held },
+    );
     // A key another job saved or is uploading: {ok: false} (github.com answers 409 for a finalized one).
     if (created.status === 409 || (created.status < 300 && !created.body.ok)) return 'exists';
     const uploadUrl = created.body.signed_upload_url;
     if (created.status >= 300 || typeof uploadUrl !== 'string')
       throw new Error(`the cache service answered ${created.status} creating ${key}`);
-    await new BlockBlobClient(uploadUrl).uploadFile(request.archive, {
-      blockSize: 64 * 1024 * 1024,
-      concurrency: 8,
-      maxSingleShotSize: 128 * 1024 * 1024,
-      abortSignal: signal,
-    });
+    await upload(service, uploadUrl, request.archive, size, { what: `uploading ${key}`, kind: 'uploads', signal, held });
     type Finalized = { ok: boolean; entry_id: string };
     const finalize = { key, version, size_bytes: String(size) };
-    const finalized = await twirp<Finalized>(service, 'FinalizeCacheEntryUpload', finalize, `finalizing ${key}`, signal);
+    const call = { what: `finalizing ${key}`, kind: 'finalizes' as const, signal, held };
+    const finalized = await twirp<Finalized>(service, 'FinalizeCacheEntryUpload', finalize, call);
     if (finalized.status >= 300 || !finalized.body.ok) throw new Error(`the cache service did not finalize ${key} (${finalized.status})`);
     return 'saved';
   } finally {
@@ -232,9 +233,70 @@ export async function saveEntry(request: SaveRequest): Promise<SaveOutcome> {
   }
 }
 
+/** An archive up to this size goes up in one Put Blob; a larger one in blocks of this size (Put Block, Put Block List). */
+const BLOCK_BYTES = 8 * 1024 * 1024;
+/** Blocks uploaded at once per entry: with the save's entries at once, bounds the memory the blocks take. */
+const BLOCKS_AT_ONCE = 4;
+/** The Blob service version the requests ask for (any the signed URL's storage serves). */
+const BLOB_API_VERSION = '2023-11-03';
+
+/**
+ * Uploads the archive to the signed URL as Azure Blob storage takes it: one Put Blob, or Put Block for each block
+ * (ids of one length, base64) and then Put Block List. Each request is retried as a cache service call is, so a
+ * 429 or 503 from the storage is waited out (the Azure SDK retries 500/503 only and ignores Retry-After).
+ */
+async function upload(
+  service: CacheService,
+  signedUrl: string,
+  archive: string,
+  size: number,
+  call: { what: string; kind: CallKind; signal: AbortSignal; held?: HeldBack },
+): Promise<void> {
+  const file = await open(archive);
+  const put = async (url: URL, headers: Record<string, string>, body: () => Promise<Uint8Array<ArrayBuffer>>) => {
+    const init = async () => ({ method: 'PUT', headers: { 'x-ms-version': BLOB_API_VERSION, ...headers }, body: await body() });
+    const res = await fetchRetrying(url, init, { ...call, maxWaitMs: service.maxWaitMs });
+    await res.body?.cancel().catch(() => undefined);
+    if (!res.ok) throw new Error(`the cache storage answered ${res.status} ${call.what}`);
+  };
+  const range = async (offset: number, length: number) => {
+    const buffer = new Uint8Array(length);
+    const { bytesRead } = await file.read(buffer, 0, length, offset);
+    if (bytesRead !== length) throw new Error(`${archive} changed while it was uploaded`);
+    return buffer;
+  };
+  try {
+    if (size <= BLOCK_BYTES) {
+      await put(new URL(signedUrl), { 'x-ms-blob-type': 'BlockBlob' }, () => range(0, size));
+      return;
+    }
+    const ids = Array.from({ length: Math.ceil(size / BLOCK_BYTES) }, (_, i) =>
+      Buffer.from(`block-${String(i).padStart(6, '0')}`).toString('base64'),
+    );
+    // Appended to the query as it is: the signature's own encoding is left alone.
+    const withQuery = (extra: string) => new URL(`${signedUrl}${signedUrl.includes('?') ? '&' : '?'}${extra}`);
+    await mapBounded(ids, BLOCKS_AT_ONCE, async (id, i) => {
+      const offset = i * BLOCK_BYTES;
+      await put(withQuery(`comp=block&blockid=${encodeURIComponent(id)}`), {}, () => range(offset, Math.min(BLOCK_BYTES, size - offset)));
+    });
+    const list = `<?xml version="1.0" encoding="utf-8"?><BlockList>${ids.map((id) => `<Latest>${id}</Latest>`).join('')}</BlockList>`;
+    await put(withQuery('comp=blocklist'), { 'content-type': 'application/xml' }, async () => new TextEncoder().encode(list));
+  } finally {
+    await file.close();
+  }
+}
+
 /** Streams the archive to a file, stopping at maxBytes: a hostile entry cannot fill the disk. */
-async function download(url: string, file: string, maxBytes: number, signal: AbortSignal): Promise<void> {
-  const res = await fetch(url, { signal });
+async function download(
+  service: CacheService,
+  found: { key: string; url: string },
+  file: string,
+  maxBytes: number,
+  signal: AbortSignal,
+  held?: HeldBack,
+): Promise<void> {
+  const call = { what: `downloading ${found.key}`, kind: 'downloads' as const, signal, held, maxWaitMs: service.maxWaitMs };
+  const res = await fetchRetrying(found.url, () => ({}), call);
   if (!res.ok || !res.body) throw new Error(`downloading the entry failed: HTTP ${res.status}`);
   const refusal = `the archive is larger than its files can be (${maxBytes} bytes)`;
   await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), bounded(maxBytes, refusal), createWriteStream(file), { signal });

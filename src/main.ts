@@ -5,6 +5,7 @@ import * as core from '@actions/core';
 import { join } from 'node:path';
 import { startRestore } from './background-restore.js';
 import { cacheServiceOf } from './cache-entry.js';
+import { RateLimited } from './rate-limit.js';
 import { withDeadline } from './bounded.js';
 import { writeClientConfigs } from './client-config.js';
 import { getInputs, runnerArch, type Inputs } from './context.js';
@@ -22,6 +23,9 @@ import type { UpstreamProbe } from './docker-hub.js';
 import { state, type MirrorState } from './state.js';
 import { scanStorage } from './storage.js';
 import { createWorkDir, writeBaseline, type WorkDir } from './work-dir.js';
+
+/** The index look-up holds the job up: past this, a rate-limited look-up gives up and the job goes on. */
+const INDEX_WAIT_MS = 5_000;
 
 const OUTPUTS = ['mirror', 'mirrors', 'hosts-dir', 'buildkitd-config', 'k3s-registries', 'registries-conf', 'restored-key'];
 
@@ -53,10 +57,11 @@ export async function main(): Promise<void> {
 async function restoreIndexAndPrepare(inputs: Inputs, dir: WorkDir, plans: MirrorPlan[], jobStarted: number) {
   const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
   const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
+  const service = cacheServiceOf(process.env);
   const [restored, binary, probes] = await Promise.all([
     restoreOrStartEmpty(() =>
       withDeadline('restoring the cache index', inputs.cacheTimeoutSeconds * 1000, (signal) =>
-        restoreIndex(cacheServiceOf(process.env), scope, budget, inputs.registries, new Date(), signal),
+        restoreIndex(service && { ...service, maxWaitMs: INDEX_WAIT_MS }, scope, budget, inputs.registries, new Date(), signal),
       ),
     ),
     installRegistry(inputs, join(dir.root, 'download')),
@@ -68,11 +73,18 @@ async function restoreIndexAndPrepare(inputs: Inputs, dir: WorkDir, plans: Mirro
   return { restored, binary, probes };
 }
 
-/** A cache that cannot be restored is an empty cache, not a failed step. */
+/**
+ * A cache that cannot be restored is an empty cache, not a failed step. When the service rate-limited the index's
+ * look-up, the cache is still there: this job saves nothing, or its index would hide the images of the one it missed.
+ */
 async function restoreOrStartEmpty(restore: () => Promise<Restored>): Promise<Restored> {
   try {
     return await restore();
   } catch (e) {
+    if (e instanceof RateLimited) {
+      warn(`${e.message}: starting with an empty cache, and saving nothing so that the next run restores the cache as it is.`);
+      return { ...NOTHING_RESTORED, finished: false, indexLimited: e.message };
+    }
     warn(`restoring the cache failed (${(e as Error).message}); starting with an empty cache.`);
     return NOTHING_RESTORED;
   }

@@ -27,14 +27,27 @@ import {
   type JobImages,
   type ReadIndex,
 } from './cache-index.js';
-import { mapBounded, pollUntil } from './bounded.js';
-import { entryExists, NO_CACHE_SERVICE, restoreEntry, RefusedArchive, saveEntry, type CacheService } from './cache-entry.js';
+import { mapBounded } from './bounded.js';
+import {
+  entryExists,
+  NO_CACHE_SERVICE,
+  restoreEntry,
+  RefusedArchive,
+  saveEntry,
+  type CacheService,
+  type SaveOutcome,
+} from './cache-entry.js';
 import { warn } from './log.js';
+import { HeldBack, processHeldBack, RateLimited, type HeldBackSummary } from './rate-limit.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { blobPath, holdsDigest, inside, type StorageState } from './storage.js';
 
 const SAVE_CONCURRENCY = 4;
-/** How long a save waits for another job's upload of the same entry to finish. */
-const ENTRY_WAIT_MS = 10_000;
+/**
+ * When a save looks again for an entry another job is uploading (ms after CreateCacheEntry said it exists): a few
+ * look-ups within 10 s, not one every half second, since look-ups count against the repository's rate limit too.
+ */
+const ENTRY_LOOKS_MS = [0, 1_000, 3_000, 7_000];
 
 export interface CacheScope {
   workDir: string;
@@ -61,6 +74,8 @@ export interface Restored {
   damaged: string[];
   /** What was refused from the cache as invalid or hostile, one line each: index images and entries, entry archives. */
   refused: string[];
+  /** Why the index was not restored, when the cache service rate-limited its look-up past what main waits. */
+  indexLimited?: string;
 }
 
 export const NOTHING_RESTORED: Restored = {
@@ -91,6 +106,10 @@ export interface Saved {
   deferred: number;
   /** Why saving stopped early, when it did. */
   stopped: string;
+  /** Entries another job was still uploading when this save stopped waiting for them: left to it, out of this index. */
+  leftToOthers: number;
+  /** How long the cache service's rate limits held the save back. */
+  heldBack: HeldBackSummary;
 }
 
 /**
@@ -153,6 +172,10 @@ export interface EntryOutcome {
   present: string[];
   /** Why its archive was refused. */
   refused?: string;
+  /** Why it was given up: the cache service kept rate-limiting it past what cache-timeout left (it is still there). */
+  limited?: string;
+  /** How long the cache service's rate limits held it back (ms). */
+  heldBackMs: number;
 }
 
 /**
@@ -169,17 +192,19 @@ export async function restoreBlobs(
 ): Promise<EntryOutcome> {
   const paths = entryPaths(entry);
   const expected = new Map(entry.digests.map((d) => [`${STORAGE_DIR}/${blobPath(d)}`, sizes[d]]));
+  const held = new HeldBack(processHeldBack);
   let key: string | undefined;
   try {
-    key = await restoreEntry({ service, paths, key: entry.key, expected, into, signal });
+    key = await restoreEntry({ service, paths, key: entry.key, expected, into, signal, held });
   } catch (e) {
-    if (e instanceof RefusedArchive) return { found: true, present: [], refused: e.message };
+    if (e instanceof RefusedArchive) return { found: true, present: [], refused: e.message, heldBackMs: held.ms };
     if (signal.aborted) throw e;
+    if (e instanceof RateLimited) return { found: false, present: [], limited: e.message, heldBackMs: held.ms };
     core.info(`Could not restore ${entry.key}: ${(e as Error).message}`);
-    return { found: false, present: [] };
+    return { found: false, present: [], heldBackMs: held.ms };
   }
   // The service matches keys as prefixes: only this very entry holds what the index says.
-  if (key !== entry.key) return { found: false, present: [] };
+  if (key !== entry.key) return { found: false, present: [], heldBackMs: held.ms };
   const present: string[] = [];
   for (const digest of entry.digests) {
     const restored = inside(into, `${STORAGE_DIR}/${blobPath(digest)}`);
@@ -190,7 +215,7 @@ export async function restoreBlobs(
     present.push(digest);
   }
   await rm(into, { recursive: true, force: true });
-  return { found: true, present };
+  return { found: true, present, heldBackMs: held.ms };
 }
 
 /** What a save works from: the scope, what was restored, the storage now, what the job used. */
@@ -203,7 +228,15 @@ interface SaveRequest {
   now: Date;
 }
 
-const NOTHING_SAVED: Saved = { entries: [], bytes: 0, indexKey: '', deferred: 0, stopped: '' };
+const NOTHING_SAVED: Saved = {
+  entries: [],
+  bytes: 0,
+  indexKey: '',
+  deferred: 0,
+  stopped: '',
+  leftToOthers: 0,
+  heldBack: new HeldBack().summary(),
+};
 
 /**
  * Saves what the job added: the new blobs as entries, then the index. Each archive is built by the action's own
@@ -241,18 +274,27 @@ async function saveEntries(service: CacheService, request: SaveRequest, signal: 
   const { scope, restored, after, run, now } = request;
   const { newBlobs, plan } = savePlan(request);
   const saved: EntryRef[] = [];
+  const leftToOthers: EntryRef[] = [];
   let stopped = '';
+  const held = new HeldBack();
   const saving = join(scope.workDir, 'saving');
   const save = (paths: string[], key: string, n: number) =>
-    saveEntry({ service, paths, key, from: scope.workDir, archive: join(saving, `${n}.archive`), signal });
+    saveEntry({ service, paths, key, from: scope.workDir, archive: join(saving, `${n}.archive`), signal, held });
+  const notTaken = (what: string, outcome: Error | SaveOutcome) => {
+    // Past a rate limit the service will not take more now: the rest waits for the next run rather than thrash.
+    if (outcome instanceof RateLimited && !stopped) warn(`${outcome.message}: saving stops here; the next run saves the rest`);
+    stopped ||= `the cache service did not take ${what}${outcome instanceof Error ? ` (${outcome.message})` : ''}`;
+  };
   let n = 0;
   await mapBounded(plan.entries, SAVE_CONCURRENCY, async (entry) => {
     if (stopped) return;
     const paths = entryPaths(entry);
     const outcome = await save(paths, entry.key, n++).catch((e: Error) => (signal.aborted ? Promise.reject(e) : e));
-    // 'exists': another job saved the same blobs first, or is uploading them now: as good as saved once it is there.
-    if (outcome === 'saved' || (outcome === 'exists' && (await entryAppears(service, paths, entry.key, signal)))) saved.push(entry);
-    else stopped ||= `the cache service did not take ${entry.key}${outcome instanceof Error ? ` (${outcome.message})` : ''}`;
+    if (outcome === 'saved') saved.push(entry);
+    // Another job of the run saved the same blobs first, or is uploading them now: as good as saved once it is
+    // there; if it is not there soon, that job's index names it, and this one leaves it out (quietly).
+    else if (outcome === 'exists') ((await entryAppears(service, paths, entry.key, signal, held)) ? saved : leftToOthers).push(entry);
+    else notTaken(entry.key, outcome);
   });
   const index = nextIndex(restored.kept, saved, restored.images, request.job, after.blobs, now);
   let key = '';
@@ -262,28 +304,34 @@ async function saveEntries(service: CacheService, request: SaveRequest, signal: 
     await writeFile(join(scope.workDir, INDEX_FILE), JSON.stringify(index));
     const outcome = await save([INDEX_FILE], key, n++).catch((e: Error) => (signal.aborted ? Promise.reject(e) : e));
     if (outcome !== 'saved') {
-      stopped ||= `the cache service did not take the index${outcome instanceof Error ? ` (${outcome.message})` : ''}`;
+      notTaken('the index', outcome);
       key = '';
     }
   }
   await rm(saving, { recursive: true, force: true });
   const savedDigests = new Set(saved.flatMap((e) => e.digests));
+  const othersDigests = new Set(leftToOthers.flatMap((e) => e.digests));
   return {
     entries: saved,
     bytes: [...savedDigests].reduce((sum, d) => sum + (after.blobs[d] ?? 0), 0),
     indexKey: key,
-    deferred: Object.keys(newBlobs).filter((d) => !savedDigests.has(d)).length,
+    deferred: Object.keys(newBlobs).filter((d) => !savedDigests.has(d) && !othersDigests.has(d)).length,
     stopped,
+    leftToOthers: leftToOthers.length,
+    heldBack: held.summary(),
   };
 }
 
-/** Whether the entry is, or within waitMs comes to be, in the cache (another job's upload of it finishing). */
-async function entryAppears(
-  service: CacheService,
-  paths: string[],
-  key: string,
-  signal: AbortSignal,
-  waitMs = ENTRY_WAIT_MS,
-): Promise<boolean> {
-  return pollUntil(() => entryExists(service, paths, key, signal).catch(() => false), waitMs, 500);
+/**
+ * Whether the entry is, or within 10 s comes to be, in the cache (another job's upload of it finishing). A look-up
+ * that fails or is rate-limited counts as not there: the other job's index names the entry anyway.
+ */
+async function entryAppears(service: CacheService, paths: string[], key: string, signal: AbortSignal, held: HeldBack): Promise<boolean> {
+  let waited = 0;
+  for (const at of ENTRY_LOOKS_MS) {
+    await sleep(at - waited, undefined, { signal });
+    waited = at;
+    if (await entryExists(service, paths, key, signal, held).catch(() => false)) return true;
+  }
+  return false;
 }

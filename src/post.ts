@@ -128,6 +128,8 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
   const restored = job.restore ? restoreOutcome(baseline.restored, job.restore.progress) : baseline.restored;
   for (const problem of job.restore?.progress.entries.flatMap((r) => (r.refused ? [r.refused] : [])) ?? [])
     warn(`refused a cache entry: ${problem}`);
+  for (const limited of job.restore?.progress.entries.flatMap((r) => (r.limited ? [r.limited] : [])) ?? [])
+    warn(`gave up restoring a cache entry: ${limited}; its blobs came from the upstream`);
   const after = await scanStorage(dir.storage);
   const manifests = await readManifests(dir.storage, after);
   // Each mirror's log names repositories as its registry does; the cache names them as docker does.

@@ -6,6 +6,7 @@ import type { Budget, Dropped } from './cache-index.js';
 import type { BackgroundRestoreFacts } from './background-restore.js';
 import type { Quota } from './docker-hub.js';
 import type { PrefetchUsage } from './prefetch.js';
+import type { CallKind, HeldBackSummary } from './rate-limit.js';
 import { displayName, DOCKER_HUB, DOCKER_HUB_API, splitRepository } from './images.js';
 import type { ImageUsage, Tally, Usage, UsageTable } from './usage.js';
 
@@ -28,6 +29,8 @@ export interface ReportFacts {
   registries: RegistryRow[];
   usage: Usage | null;
   restoredKey: string;
+  /** Why the index was not restored, when the cache service rate-limited its look-up; empty otherwise. */
+  indexLimited: string;
   restoredBlobs: number;
   restoredBytes: number;
   missingEntries: number;
@@ -40,7 +43,16 @@ export interface ReportFacts {
   dropped: Dropped[];
   budget: Budget;
   /** What the post step saved: null when saving was off or did not run. */
-  saved: { entries: number; bytes: number; indexKey: string; deferred: number; stopped: string } | null;
+  saved: {
+    entries: number;
+    bytes: number;
+    indexKey: string;
+    deferred: number;
+    stopped: string;
+    /** Entries another job was still uploading: left to it. */
+    leftToOthers?: number;
+    heldBack?: HeldBackSummary;
+  } | null;
   saveDisabled: boolean;
   /** Images not saved because anonymous users cannot pull them (cache-private: false). */
   withheld: string[];
@@ -191,6 +203,8 @@ export function renderReport(f: ReportFacts): string {
     lines.push(
       `- Restored: ${mdCode(f.restoredKey)}, ${count(f.restoredBlobs, 'blob')}, ${formatBytes(f.restoredBytes)}${damaged.length ? ` (${damaged.join('; ')}: fetched again on demand)` : ''}.`,
     );
+  } else if (f.indexLimited) {
+    lines.push(`- ⚠️ Restored: nothing (${f.indexLimited}); nothing was saved either, so the next run restores the cache as it is.`);
   } else {
     lines.push(
       f.refused.length
@@ -223,6 +237,12 @@ export function renderReport(f: ReportFacts): string {
     if (f.saved.deferred)
       lines.push(
         `- Not saved this run: ${count(f.saved.deferred, 'blob')}${f.saved.stopped ? ` (${mdText(f.saved.stopped)})` : ' (per-run entry cap)'}; the next run saves them.`,
+      );
+    if (f.saved.leftToOthers)
+      lines.push(`- Left to another job of the run that was saving the same blobs: ${count(f.saved.leftToOthers, 'entry', 'entries')}.`);
+    if (f.saved.heldBack?.refused)
+      lines.push(
+        `- The cache service rate-limited saving (${kindsText(f.saved.heldBack.kinds)}): waited ${Math.round(f.saved.heldBack.ms / 1000)} s.`,
       );
   }
   if (f.withheld.length)
@@ -274,6 +294,7 @@ function backgroundRestoreLines(b: BackgroundRestoreFacts | null): string[] {
   }
   const lines = [
     `- Restored in the background: ${count(b.images, 'image')} in ${b.seconds} s after the main step${b.early.length ? '.' : ', before the job asked for any of them.'}`,
+    ...restoreHeldBackLines(b),
   ];
   if (b.early.length) {
     lines.push(
@@ -287,6 +308,26 @@ function backgroundRestoreLines(b: BackgroundRestoreFacts | null): string[] {
     }
   }
   return lines;
+}
+
+/** What the cache service's rate limits cost the restore. */
+function restoreHeldBackLines(b: BackgroundRestoreFacts): string[] {
+  const held = b.heldBack;
+  if (!held) return [];
+  const limited = `the cache service rate-limited ${kindsText(held.kinds)}`;
+  const lines: string[] = [];
+  if (held.late) lines.push(`- ${count(held.late, 'entry', 'entries')} restored ${held.seconds} s late: ${limited}.`);
+  if (held.givenUp)
+    lines.push(
+      `- ⚠️ ${count(held.givenUp, 'entry', 'entries')} not restored: ${limited} past what cache-timeout left; their blobs came from the upstream, and the entries stay in the cache.`,
+    );
+  if (!lines.length) lines.push(`- The restore waited ${held.seconds} s: ${limited}.`);
+  return lines;
+}
+
+function kindsText(kinds: CallKind[]): string {
+  if (!kinds.length) return 'its calls';
+  return kinds.length === 1 ? kinds[0] : `${kinds.slice(0, -1).join(', ')} and ${kinds.at(-1)}`;
 }
 
 /** dockerd's own BuildKit, when this daemon's cannot pull through the mirror: a line saying so and the ways through. */

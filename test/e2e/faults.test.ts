@@ -103,13 +103,23 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     }
   });
 
-  test('the cache service rate-limits new entries (429): saving stops for this run and the report says so', async () => {
+  test('the cache service rate-limits new entries (429) past cache-timeout: saving stops at once with a warning, the next run saves', async () => {
     const runner = await world.runner('cache-429', DAEMON_JSON);
-    world.cache.setFault({ status: 429, methods: ['CreateCacheEntry'] });
+    // Retry-After 60 s, more than cache-timeout leaves: waiting cannot help, so the save gives up without waiting.
+    world.cache.setFault({ status: 429, retryAfter: 60, methods: ['CreateCacheEntry'] });
     try {
-      const { main, post } = await runner.job(runner.inputs({ 'cache-key': 'cache-429' }), () => runner.pull('alpha:1'));
+      const { main, post } = await runner.job(runner.inputs({ 'cache-key': 'cache-429', 'cache-timeout': '20' }), () =>
+        runner.pull('alpha:1'),
+      );
       assert.ok(post.ms < 20_000, `post took ${post.ms} ms`);
-      assert.match(post.summary, /Not saved this run: \d+ blobs \(the cache service did not take cache-429-/);
+      assert.match(
+        post.warnings.join('\n'),
+        /the cache service rate-limited creating cache-429-\S+ \(1 attempt, told to wait 60 s\): saving stops here/,
+      );
+      assert.match(
+        post.summary,
+        /Not saved this run: \d+ blobs \(the cache service did not take cache-429-\S+ \(the cache service rate-limited creating/,
+      );
       assert.ok(!world.cache.entries().some((e) => e.key.startsWith('cache-429-')), 'nothing saved, no index');
       await assertLeftAsItWas(runner, DAEMON_JSON, main, post);
     } finally {

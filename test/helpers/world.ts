@@ -82,14 +82,6 @@ export interface WorldOptions {
   registries?: string[];
 }
 
-/** The port Azurite listens on, from the log startCacheService keeps in its dir. */
-async function azuritePort(cacheServiceDir: string): Promise<number> {
-  const log = await readFile(join(cacheServiceDir, 'azurite.log'), 'utf8');
-  const m = /(?:listening at|listens on) https?:\/\/127\.0\.0\.1:(\d+)/.exec(log);
-  if (!m) throw new Error(`cannot find Azurite's port in ${join(cacheServiceDir, 'azurite.log')}:\n${log.slice(-1000)}`);
-  return Number(m[1]);
-}
-
 export async function startWorld(name: string, options: WorldOptions = {}): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), `${name}-`));
   const nsOptions = options.hubNamespace ? (options.hubNamespace === true ? {} : options.hubNamespace) : undefined;
@@ -115,11 +107,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
   const stopShared = () => [cache.stop(), release.stop(), ...Object.values(registries).map((r) => r.stop())];
   if (hubNamespace) {
     try {
-      const ports = [
-        new URL(cache.env.ACTIONS_RESULTS_URL).port,
-        await azuritePort(join(dir, 'cache-service')),
-        new URL(release.baseUrl).port,
-      ];
+      const ports = [new URL(cache.env.ACTIONS_RESULTS_URL).port, cache.storagePort, new URL(release.baseUrl).port];
       await hubNamespace.expose(...ports.map(Number));
     } catch (error) {
       await Promise.allSettled([hubNamespace.stop(), ...stopShared()]);

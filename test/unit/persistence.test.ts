@@ -17,7 +17,15 @@ describe('saveStorage with nothing new', () => {
   });
   after(() => rm(scope.workDir, { recursive: true, force: true }));
 
-  const nothingSaved = { entries: [], bytes: 0, indexKey: '', deferred: 0, stopped: '' };
+  const nothingSaved = {
+    entries: [],
+    bytes: 0,
+    indexKey: '',
+    deferred: 0,
+    stopped: '',
+    leftToOthers: 0,
+    heldBack: { ms: 0, refused: 0, kinds: [] },
+  };
   const never = new AbortController().signal;
 
   test('a job that pulled nothing, on an empty cache: nothing saved, nothing written', async () => {

@@ -64,6 +64,8 @@ function outcome(over: Partial<JobOutcome> = {}): JobOutcome {
       indexKey: 'pull-cache-linux-x64-index-1',
       deferred: 0,
       stopped: '',
+      leftToOthers: 0,
+      heldBack: { ms: 0, refused: 0, kinds: [] },
     },
     quota: { limit: 100, remaining: 90, window: 21600 },
     prefetch: null,
@@ -123,6 +125,8 @@ describe('reportFacts', () => {
       indexKey: 'pull-cache-linux-x64-index-1',
       deferred: 0,
       stopped: '',
+      leftToOthers: 0,
+      heldBack: { ms: 0, refused: 0, kinds: [] },
     });
     const off = reportFacts(outcome({ inputs: { ...outcome().inputs, save: false }, saved: null }));
     assert.equal(off.saved, null);

@@ -518,6 +518,7 @@ const reportFacts: ReportFacts = {
   builtInBuildkit: '',
   usage: null,
   restoredKey: 'pull-cache-index-linux-amd64-123-1-abc',
+  indexLimited: '',
   restoredBlobs: 5,
   background: null,
   restoredBytes: 40_003_000,
