@@ -36,9 +36,16 @@ import { benchRegistries } from './registries.js';
 import { startThrottle, type Throttle } from './throttle.js';
 import { activity, mainPhases, postPhases, readTrace, stepProcesses, union, type MainPhases, type PostPhases } from './timeline.js';
 import { installTrace } from './trace.mjs';
+import { cacheServiceOf } from '../src/cache-entry.js';
+import { contentOf, holdersOf } from '../src/cache-index.js';
+import { runnerArch } from '../src/context.js';
+import { restoreIndex } from '../src/persistence.js';
+import type { CallRecord } from '../test/helpers/cache-service.js';
 import { buildWorkload, FULL, LARGE, medianImage, pushWorkload, QUICK, setChanged, type BuiltImage, type Workload } from './workload.js';
 
 const MB = 1_000_000;
+/** The platform the action's index keys name on this machine. */
+const ARCH = runnerArch();
 const TRACE_MODULE = fileURLToPath(new URL('./trace.mjs', import.meta.url));
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -236,6 +243,10 @@ interface Sample {
   cacheUp: number;
   /** Entries created. */
   entriesUp: number;
+  /** Calls to the cache service in the job (main and post): per Twirp method, and `upload`/`download` for the signed URLs' requests. */
+  calls?: Record<string, number>;
+  /** After an action job that saved: how many entries each image of the saved index is spread over, one number an image. */
+  entriesPerImage?: number[];
   /** What the cache service holds for this variant after the job, bytes. */
   stored: number | null;
   /** Bytes from the upstream (through the throttle) and blob GETs it served. */
@@ -363,6 +374,38 @@ function storedUnder(world: World, prefix: string): number {
     .entries()
     .filter((e) => e.key.startsWith(prefix))
     .reduce((s, e) => s + e.sizeBytes, 0);
+}
+
+/** The calls of a job, counted by Twirp method, and the signed URLs' uploads (each PUT) and downloads. */
+function callCounts(calls: CallRecord[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const c of calls) counts[c.call] = (counts[c.call] ?? 0) + 1;
+  return counts;
+}
+
+/**
+ * How many entries each image of the newest index under `prefix` is spread over: the index read back from the cache
+ * service by the action's own code, as the next job reads it.
+ */
+async function entriesPerImage(world: World, prefix: string): Promise<number[] | undefined> {
+  const workDir = await mkdtemp(join(tmpdir(), 'bench-index-'));
+  try {
+    const scope = { workDir, prefix, arch: ARCH };
+    const restored = await restoreIndex(
+      cacheServiceOf(world.cache.env),
+      scope,
+      { maxBytes: 0, maxAgeDays: 0 },
+      ['docker.io'],
+      new Date(),
+      AbortSignal.timeout(30_000),
+    );
+    const index = restored.index;
+    if (!index) return undefined;
+    const holders = holdersOf(index.entries);
+    return index.images.map((image) => new Set(contentOf(image).flatMap((d) => holders.get(d) ?? [])).size);
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
 }
 
 async function upstreamCounters(world: World, throttle: Throttle) {
@@ -921,6 +964,7 @@ async function actionJob(
   const runner = await fresh(w, name);
   const trace = join(w.dir, `trace-${name}.log`);
   const before = cacheSnapshot(w);
+  const callsBefore = w.cache.calls.length;
   const up = await upstreamCounters(w, th);
   let pull = 0;
   const { main, post } = await runner.job(
@@ -935,10 +979,12 @@ async function actionJob(
   );
   if (post.exitCode !== 0 || post.warnings.length)
     throw new Error(`post step failed (exit ${post.exitCode}): ${post.warnings.join('; ')}\n${post.stdout}\n${post.stderr}`);
+  const calls = callCounts(w.cache.calls.slice(callsBefore));
   const up2 = await upstreamCounters(w, th);
   const d = cacheDelta(before, cacheSnapshot(w));
   const { main: mainEvents, post: postEvents } = stepProcesses(await readTrace(trace));
   await discard(runner);
+  const spread = d.entries ? await entriesPerImage(w, key) : undefined;
   return {
     ready: main.ms + pull,
     blocks: main.ms,
@@ -948,6 +994,8 @@ async function actionJob(
     cacheDown: d.down,
     cacheUp: d.up,
     entriesUp: d.entries,
+    calls,
+    entriesPerImage: spread,
     stored: storedUnder(w, `${key}-`),
     upstream: up2.bytes - up.bytes,
     upstreamBlobGets: up2.blobGets - up.blobGets,
@@ -1032,6 +1080,7 @@ function render(r: Report): string {
     renderResults(r),
     renderRatios(r),
     renderOverhead(),
+    renderCalls(),
     renderWhereTimeGoes(r),
     renderOtherWork(r),
     renderTargets(r),
@@ -1178,6 +1227,52 @@ function renderRatios(r: Report): string {
           ),
         ],
       ],
+    )
+  );
+}
+
+/** Calls to the cache service per job, what costs the repository's rate limits (200 uploads a minute), and how entries split images. */
+function renderCalls(): string {
+  const jobs: [Variant, string][] = [
+    ['cold', 'cold job (empty cache, saves everything)'],
+    ['warm', 'warm job (restores everything, saves nothing)'],
+    ['changed', 'changed job (one new top layer)'],
+    ['cold-1g', 'cold job, 1 GB workload'],
+    ['warm-1g', 'warm job, 1 GB workload'],
+  ];
+  const rows = jobs
+    .filter(([v]) => samples[v].length)
+    .map(([v, label]) => {
+      const calls = (name: string) => med(v, (x) => x.calls?.[name] ?? 0);
+      const spread = samples[v].find((x) => x.entriesPerImage)?.entriesPerImage;
+      return [
+        label,
+        calls('GetCacheEntryDownloadURL'),
+        calls('CreateCacheEntry'),
+        calls('FinalizeCacheEntryUpload'),
+        calls('upload'),
+        calls('download'),
+        mb(med(v, (x) => x.cacheUp)),
+        spread
+          ? `${Math.min(...spread)}–${Math.max(...spread)} (mean ${(spread.reduce((a, b) => a + b, 0) / spread.length).toFixed(1)})`
+          : '',
+      ];
+    });
+  if (!rows.length) return '';
+  return (
+    `\n## Calls to the cache service, per job\n\n` +
+    table(
+      [
+        'Job',
+        'Look-ups',
+        'Creates',
+        'Finalizes',
+        'Signed-URL uploads',
+        'Signed-URL downloads',
+        'Cache ↑ (MB)',
+        'Entries an image (saved index)',
+      ],
+      rows,
     )
   );
 }
