@@ -43,8 +43,13 @@ export interface Budget {
 export const STORAGE_DIR = 'storage';
 export const INDEX_FILE = 'index.json';
 
-/** Blobs smaller than this share one pack entry per run; larger ones get an entry each. */
+/** New blobs that the same images need and that together are smaller than this join a larger entry of theirs. */
 export const PACK_BELOW_BYTES = 1024 * 1024;
+/**
+ * Bytes an entry holds at most (a larger blob is an entry of its own): few entries an image, and still several to
+ * download at once while the cache restores.
+ */
+export const MAX_ENTRY_BYTES = 256 * 1024 * 1024;
 /** New entries one run may create: GitHub allows 200 a minute per repository, shared by all its jobs. */
 export const MAX_NEW_ENTRIES = 32;
 
@@ -157,27 +162,90 @@ export interface EntryPlan {
   deferred: string[];
 }
 
+export interface PlanOptions {
+  /** What each image in the storage needs (contentOf), in a fixed order: blobs the same images need share an entry. */
+  images?: string[][];
+  /** Blobs whose entry was found damaged: their new entry gets a fresh key. */
+  damaged?: Set<string>;
+  salt?: string;
+  maxEntries?: number;
+}
+
+interface Group {
+  images: number[];
+  digests: string[];
+  bytes: number;
+}
+
 /**
- * Splits new blobs into entries: one per large blob, largest first, and one pack of all the small ones.
- * A blob whose entry was found damaged goes under a fresh key: the damaged entry's key stays taken until
- * GitHub evicts it.
+ * Splits new blobs into entries, one per set of images that need them: what is always restored together is one
+ * look-up and one upload, so an image is a handful of entries (its base, what it shares with its siblings, its own
+ * layers), not one per layer. A set under PACK_BELOW_BYTES (an image's manifests and config, tiny layers) joins the
+ * largest entry of its first image with the fewest other images, which is restored whenever that image is. An
+ * entry holds at most MAX_ENTRY_BYTES. A blob whose entry was found damaged goes under a fresh key: the damaged
+ * entry's key stays taken until GitHub evicts it. Linear in the blobs and the images' content.
  */
-export function planEntries(
-  prefix: string,
-  newBlobs: Record<string, number>,
-  damaged: Set<string> = new Set(),
-  salt = '',
-  maxEntries = MAX_NEW_ENTRIES,
-): EntryPlan {
-  const digests = Object.keys(newBlobs).sort((a, b) => newBlobs[b] - newBlobs[a] || a.localeCompare(b));
-  const small = digests.filter((d) => newBlobs[d] < PACK_BELOW_BYTES).sort();
-  const large = digests.filter((d) => newBlobs[d] >= PACK_BELOW_BYTES);
+export function planEntries(prefix: string, newBlobs: Record<string, number>, options: PlanOptions = {}): EntryPlan {
+  const { images = [], damaged = new Set<string>(), salt = '', maxEntries = MAX_NEW_ENTRIES } = options;
+  const users = new Map<string, number[]>();
+  images.forEach((content, i) => {
+    for (const d of new Set(content)) {
+      if (!Object.hasOwn(newBlobs, d)) continue;
+      const list = users.get(d);
+      if (list) list.push(i);
+      else users.set(d, [i]);
+    }
+  });
+  const groups = new Map<string, Group>();
+  for (const d of Object.keys(newBlobs).sort()) {
+    const needing = users.get(d) ?? [];
+    const signature = needing.join(',');
+    let group = groups.get(signature);
+    if (!group) groups.set(signature, (group = { images: needing, digests: [], bytes: 0 }));
+    group.digests.push(d);
+    group.bytes += newBlobs[d];
+  }
+  // Each image's most specific large group: the fewest images, then the most bytes, then the first signature.
+  const home = new Map<number, Group>();
+  const closer = (a: Group, b: Group) => a.images.length - b.images.length || b.bytes - a.bytes;
+  for (const group of groups.values())
+    if (group.bytes >= PACK_BELOW_BYTES)
+      for (const i of group.images) {
+        const known = home.get(i);
+        if (!known || closer(group, known) < 0) home.set(i, group);
+      }
+  for (const [signature, group] of groups) {
+    const into = group.bytes < PACK_BELOW_BYTES && group.images.length ? home.get(group.images[0]) : undefined;
+    if (!into) continue;
+    into.digests.push(...group.digests);
+    into.bytes += group.bytes;
+    groups.delete(signature);
+  }
   const fresh = (key: string, ds: string[]) => (ds.some((d) => damaged.has(d)) ? `${key}-${salt}` : key);
-  const all: EntryRef[] = [
-    ...(small.length ? [{ key: fresh(packKey(prefix, small), small), digests: small }] : []),
-    ...large.map((d) => ({ key: fresh(blobKey(prefix, d), [d]), digests: [d] })),
-  ];
+  const all = [...groups.values()]
+    .flatMap((group) => splitAt(group.digests, newBlobs, MAX_ENTRY_BYTES))
+    .map((ds) => ({ digests: ds.sort(), bytes: ds.reduce((sum, d) => sum + newBlobs[d], 0) }))
+    .sort((a, b) => b.bytes - a.bytes || a.digests[0].localeCompare(b.digests[0]))
+    .map(({ digests }): EntryRef => ({
+      key: fresh(digests.length === 1 ? blobKey(prefix, digests[0]) : packKey(prefix, digests), digests),
+      digests,
+    }));
   return { entries: all.slice(0, maxEntries), deferred: all.slice(maxEntries).flatMap((e) => e.digests) };
+}
+
+/** Digests in runs of at most `max` bytes, largest first (next fit: linear); a blob over `max` is a run of its own. */
+function splitAt(digests: string[], sizes: Record<string, number>, max: number): string[][] {
+  const runs: string[][] = [];
+  let bytes = Infinity;
+  for (const d of [...digests].sort((a, b) => sizes[b] - sizes[a] || a.localeCompare(b))) {
+    if (bytes + sizes[d] > max) {
+      runs.push([]);
+      bytes = 0;
+    }
+    runs[runs.length - 1].push(d);
+    bytes += sizes[d];
+  }
+  return runs;
 }
 
 /** Every image the storage holds after the job: each tag, and each manifest no tag reaches (pulled by digest). */

@@ -7,6 +7,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   checkIndexKey,
+  contentOf,
   entryPaths,
   INDEX_FILE,
   indexChanged,
@@ -265,7 +266,11 @@ function savePlan({ scope, restored, after, job, run, now }: SaveRequest) {
   const wanted = new Set(job.seen.flatMap((image) => [...image.manifests, ...image.blobs]));
   const held = new Set(restored.kept.flatMap((e) => e.digests));
   const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => wanted.has(d) && !held.has(d)));
-  const plan = planEntries(scope.prefix, newBlobs, new Set(restored.damaged), `${run.id}-${run.attempt}`);
+  const plan = planEntries(scope.prefix, newBlobs, {
+    images: job.seen.map(contentOf),
+    damaged: new Set(restored.damaged),
+    salt: `${run.id}-${run.attempt}`,
+  });
   const index = nextIndex(restored.kept, [], restored.images, job, after.blobs, now);
   return { newBlobs, plan, index };
 }

@@ -2,16 +2,14 @@
 // refetch and never a failed pull, a tag that moved upstream, and a size budget that keeps the restore
 // small without ever splitting an image.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeLayer, pushImage, type PushedImage } from '../helpers/images.js';
+import { entryHolding, withBlobReplaced } from '../helpers/cache-entries.js';
 import { blobOf } from '../helpers/upstream.js';
 import { startWorld, upstreamBlobFetches, type World } from '../helpers/world.js';
 
 const MiB = 1024 * 1024;
-const blobEntry = (digest: string) => `pull-cache-blob-${digest.replace(':', '-')}`;
 
 describe('the cache over many runs', { timeout: 300_000 }, () => {
   let world: World;
@@ -52,8 +50,12 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
 
   test('a damaged entry costs one refetch of that blob, never a failed pull, and is replaced', async () => {
     const damaged = alpha.layers[1].digest;
-    // Same key, same path inside, other bytes: what a killed job or a damaged upload leaves.
-    await world.cache.replaceEntryContent(blobEntry(damaged), archiveOf(join(world.dir, 'damaged'), damaged, Buffer.from('not the layer')));
+    // Same key, same paths inside, other bytes for one blob: what a killed job or a damaged upload leaves.
+    const key = await entryHolding(world.cache, 'pull-cache', damaged);
+    await world.cache.replaceEntryContent(
+      key,
+      await withBlobReplaced(world.cache, key, damaged, Buffer.from('not the layer'), join(world.dir, 'damaged')),
+    );
     const first = await job('damaged', ['alpha:1']);
     // Distribution 2.8 fetches a missed blob from upstream twice, concurrently (seen here on 2.8.2; 3.0.0 tees one
     // fetch, distribution PR 3569): count blobs, not fetches.
@@ -65,10 +67,7 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
       alpha.layers.map((l) => l.diffId),
       'the image is intact',
     );
-    assert.ok(
-      world.cache.entries().some((e) => e.key.startsWith(`${blobEntry(damaged)}-`)),
-      'saved again under a fresh key',
-    );
+    assert.ok((await entryHolding(world.cache, 'pull-cache', damaged)).startsWith(`${key}-`), 'saved again under a fresh key');
 
     const next = await job('after-damage', ['alpha:1']);
     assert.deepEqual(next.fetched, [], 'the next run restores the good copy');
@@ -133,24 +132,10 @@ describe('the cache over many runs', { timeout: 300_000 }, () => {
       .entries()
       .map((e) => e.key)
       .filter((k) => k.startsWith('race-'));
-    assert.equal(
-      keys.filter((k) => k.includes('-blob-')).length,
-      new Set(keys.filter((k) => k.includes('-blob-'))).size,
-      'each layer once',
-    );
+    const entryKeys = keys.filter((k) => !k.includes('-index-'));
+    assert.equal(entryKeys.length, new Set(entryKeys).size, 'each entry once');
     assert.equal(keys.filter((k) => k.includes('-index-')).length, 2, 'each job its own index key');
     const next = await job('race-next', ['alpha:1'], { 'cache-key': 'race' });
     assert.deepEqual(next.fetched, [], 'the next run is served from what either saved');
   });
 });
-
-/** An archive as @actions/cache makes one (tar of paths relative to the work dir, zstd), holding `bytes` as the blob. */
-function archiveOf(dir: string, digest: string, bytes: Buffer): Buffer {
-  const hex = digest.slice('sha256:'.length);
-  const path = `storage/docker/registry/v2/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
-  mkdirSync(dirname(join(dir, path)), { recursive: true });
-  writeFileSync(join(dir, path), bytes);
-  execFileSync('tar', ['-cf', join(dir, 'cache.tar'), '-C', dir, path]);
-  execFileSync('zstd', ['-q', '-f', '--long=30', join(dir, 'cache.tar'), '-o', join(dir, 'cache.tzst')]);
-  return readFileSync(join(dir, 'cache.tzst'));
-}

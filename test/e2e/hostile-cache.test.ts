@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cacheVersion } from '../../src/cache-entry.js';
 import { blobPath } from '../../src/storage.js';
+import { entryHolding } from '../helpers/cache-entries.js';
 import { makeLayer, pushImage, rawTar, type PushedImage, type RawMember } from '../helpers/images.js';
 import { startWorld, upstreamBlobFetches, type Runner, type World } from '../helpers/world.js';
 
@@ -85,7 +86,7 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
     goodIndex = execFileSync('tar', ['-xO', '--use-compress-program', 'zstd', 'index.json'], {
       input: await world.cache.entryContent(indexKey),
     }).toString();
-    layerKey = `pull-cache-blob-${alpha.layers[0].digest.replace(':', '-')}`;
+    layerKey = await entryHolding(world.cache, 'pull-cache', alpha.layers[0].digest);
     goodLayerArchive = await world.cache.entryContent(layerKey);
 
     runner = await world.runner('target');
@@ -205,7 +206,7 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
     {
       name: 'a negative size',
       plant: () => editIndex((index) => ({ ...index, blobs: { ...index.blobs, [layer().digest]: -1 } })),
-      report: /\(pull-cache-blob-sha256-[0-9a-f]+\): sha256:[0-9a-f]+ has no valid size/,
+      report: /\(pull-cache-(?:blob|pack)-sha256-[0-9a-f]+\): sha256:[0-9a-f]+ has no valid size/,
     },
     {
       name: 'a size past 2^53',
@@ -224,7 +225,7 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
     {
       name: 'a size smaller than the blob (to pass the budget)',
       plant: () => editIndex((index) => ({ ...index, blobs: { ...index.blobs, [layer().digest]: 1000 } })),
-      report: /pull-cache-blob-sha256-[0-9a-f]+: the archive is larger than its files can be/,
+      report: /pull-cache-(?:blob|pack)-sha256-[0-9a-f]+: the archive is larger than its files can be/,
     },
     // The index archive.
     {

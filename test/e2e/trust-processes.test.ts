@@ -238,13 +238,18 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
   });
 
   test('through a cold and a warm job (many entries restored and saved, pulls, post), no process but the step itself ever holds a token', async () => {
-    // Ten layers: ten entries saved by the cold job's post and restored by the warm job's worker, each a tar and a zstd.
-    const layers = Array.from({ length: 10 }, (_, i) => makeLayer(`sampled-${i}`, [{ path: `opt/part-${i}.bin`, bytes: 3 * MiB }]));
-    await world.hub!.pushImage('library/sampled', '1', layers);
+    // Ten images of a layer each: ten entries saved by the cold job's post and restored by the warm job's worker, each
+    // a tar and a zstd.
+    const tags = Array.from({ length: 10 }, (_, i) => String(i));
+    for (const tag of tags)
+      await world.hub!.pushImage('library/sampled', tag, [makeLayer(`sampled-${tag}`, [{ path: `opt/part-${tag}.bin`, bytes: 3 * MiB }])]);
     await pushImage(world.registries['ghcr.io'].url, 'org/sampled', '1', [
       makeLayer('sampled-ghcr', [{ path: 'opt/app.bin', bytes: 512 * 1024 }]),
     ]);
     const runner = await world.runner('sampled', DAEMON_JSON);
+    const pullAll = async () => {
+      for (const tag of tags) await runner.pull(`sampled:${tag}`);
+    };
     const inputs = runner.inputs({
       registries: 'docker.io ghcr.io',
       'cache-key': 'sampled',
@@ -257,16 +262,16 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     let sampled: Sampled | undefined;
     try {
       const entriesBefore = world.cache.entries().length;
-      const cold = await runner.job(inputs, () => runner.pull('sampled:1'));
+      const cold = await runner.job(inputs, pullAll);
       assert.ok(world.cache.entries().length >= entriesBefore + 10, 'the cold job saved its layers');
-      await runner.dockerd.docker(['rmi', 'sampled:1']);
+      await runner.dockerd.docker(['rmi', ...tags.map((tag) => `sampled:${tag}`)]);
       const warm = await runner.job(inputs, async (main) => {
-        await runner.pull('sampled:1');
+        await pullAll();
         await runner.pull(`${ghcr(main)}/org/sampled:1`);
       });
       sampled = await sampler.stop();
       for (const step of [cold.main, cold.post, warm.main, warm.post]) assert.deepEqual(step.warnings, []);
-      assert.match(warm.post.summary, /\| sampled:1 \| \d+ blobs?, [\d.]+ MiB \| – \|/, 'the warm pull came from the cache');
+      assert.match(warm.post.summary, /\| sampled:9 \| \d+ blobs?, [\d.]+ MiB \| – \|/, 'the warm pull came from the cache');
       assert.ok(
         world.cache.entries().some((e) => e.key.startsWith('sampled-') && e.createdAt > Date.now() - warm.post.ms - 1_000),
         'the warm post saved',

@@ -12,6 +12,7 @@ import {
   InvalidIndex,
   indexKey,
   indexKeyPrefix,
+  MAX_ENTRY_BYTES,
   MAX_NEW_ENTRIES,
   nextIndex,
   PACK_BELOW_BYTES,
@@ -146,68 +147,115 @@ describe('entryPaths', () => {
 });
 
 describe('planEntries', () => {
+  const KB = 1024;
+  // Two images on one base, as python and nginx on debian: a manifest and a config each, layers of their own.
+  const [base, a1, a2, b1, mA, cA, mB, cB] = ['base', 'a1', 'a2', 'b1', 'mA', 'cA', 'mB', 'cB'].map(digest);
+  const sizes = { [base]: 50 * MB, [a1]: 10 * MB, [a2]: 5 * MB, [b1]: 8 * MB, [mA]: KB, [cA]: 2 * KB, [mB]: KB, [cB]: 2 * KB };
+  const imageA = [mA, cA, base, a1, a2];
+  const imageB = [mB, cB, base, b1];
+
   test('nothing new: no entries', () => {
     assert.deepEqual(planEntries('p', {}), { entries: [], deferred: [] });
   });
 
-  test('small blobs share one pack entry; large ones get an entry each, largest first', () => {
-    const [s1, s2, s3, l1, l2] = ['s1', 's2', 's3', 'l1', 'l2'].map(digest);
-    const plan = planEntries('p', { [s1]: 1000, [s2]: PACK_BELOW_BYTES - 1, [s3]: 10, [l1]: PACK_BELOW_BYTES, [l2]: 50 * MB });
+  test('blobs the same images need share an entry: the base, then each image with its manifest and config', () => {
+    const plan = planEntries('p', sizes, { images: [imageA, imageB] });
     assert.deepEqual(plan.deferred, []);
-    assert.equal(plan.entries.length, 3);
-    const [pack, ...large] = plan.entries;
-    assert.deepEqual(pack, { key: packKey('p', [s1, s2, s3]), digests: [s1, s2, s3].sort() });
-    assert.deepEqual(large, [
-      { key: blobKey('p', l2), digests: [l2] },
-      { key: blobKey('p', l1), digests: [l1] },
+    assert.deepEqual(plan.entries, [
+      { key: blobKey('p', base), digests: [base] },
+      { key: packKey('p', [a1, a2, mA, cA]), digests: [a1, a2, mA, cA].sort() },
+      { key: packKey('p', [b1, mB, cB]), digests: [b1, mB, cB].sort() },
     ]);
   });
 
-  test('every new blob is in exactly one entry', () => {
-    const blobs = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [digest(`b${i}`), (i % 4) * MB + i]));
-    const plan = planEntries('p', blobs);
+  test("an image whose layers all are shared: its manifest and config join the entry of its closest siblings' layers", () => {
+    // debian:12 (the base alone), python (base + its layers), api (python + its own): debian's manifest and config
+    // go with the base; python's with the layers python and api share.
+    const [mD, cD, mP, cP, mX, cX, py, api] = ['mD', 'cD', 'mP', 'cP', 'mX', 'cX', 'py', 'api'].map(digest);
+    const blobs = { [base]: 50 * MB, [py]: 20 * MB, [api]: 9 * MB, [mD]: KB, [cD]: KB, [mP]: KB, [cP]: KB, [mX]: KB, [cX]: KB };
+    const debian = [mD, cD, base];
+    const python = [mP, cP, base, py];
+    const app = [mX, cX, base, py, api];
+    const plan = planEntries('p', blobs, { images: [debian, python, app] });
+    assert.deepEqual(
+      plan.entries.map((e) => e.digests),
+      [[base, mD, cD].sort(), [py, mP, cP].sort(), [api, mX, cX].sort()],
+    );
+  });
+
+  test('small sets with no larger entry of their image stay an entry of their own', () => {
+    const [m, c, l] = ['m', 'c', 'l'].map(digest);
+    const plan = planEntries('p', { [m]: KB, [c]: KB, [l]: 100 * KB }, { images: [[m, c, l]] });
+    assert.deepEqual(plan.entries, [{ key: packKey('p', [m, c, l]), digests: [m, c, l].sort() }]);
+  });
+
+  test('an entry holds at most MAX_ENTRY_BYTES; a larger blob is an entry of its own', () => {
+    const ds = ['x1', 'x2', 'x3', 'huge'].map(digest);
+    const blobs = { [ds[0]]: 150 * MB, [ds[1]]: 100 * MB, [ds[2]]: 90 * MB, [ds[3]]: MAX_ENTRY_BYTES + 1 };
+    const plan = planEntries('p', blobs, { images: [ds] });
+    assert.deepEqual(
+      plan.entries.map((e) => e.digests),
+      [[ds[3]], [ds[0], ds[1]].sort(), [ds[2]]],
+    );
+    for (const e of plan.entries.slice(1)) assert.ok(e.digests.reduce((sum, d) => sum + blobs[d], 0) <= MAX_ENTRY_BYTES);
+  });
+
+  test('without images, the new blobs are one set, split by size', () => {
+    assert.equal(planEntries('p', { [digest('a')]: 1, [digest('b')]: 2 * MB }).entries.length, 1);
+    assert.equal(planEntries('p', { [digest('a')]: 200 * MB, [digest('b')]: 200 * MB }).entries.length, 2);
+  });
+
+  test('every new blob is in exactly one entry, under a key of its own', () => {
+    const ds = Array.from({ length: 40 }, (_, i) => digest(`b${i}`));
+    const blobs = Object.fromEntries(ds.map((d, i) => [d, (i % 4) * 40 * MB + i]));
+    const images = Array.from({ length: 6 }, (_, k) => ds.filter((_, i) => i % (k + 2) === 0));
+    const plan = planEntries('p', blobs, { images });
     const all = plan.entries.flatMap((e) => e.digests);
-    assert.equal(all.length, 20);
-    assert.deepEqual(new Set(all), new Set(Object.keys(blobs)));
+    assert.equal(all.length, ds.length);
+    assert.deepEqual(new Set(all), new Set(ds));
     assert.equal(new Set(plan.entries.map((e) => e.key)).size, plan.entries.length);
   });
 
-  test('only small blobs: one pack; only large: one entry each', () => {
-    assert.equal(planEntries('p', { [digest('a')]: 1, [digest('b')]: 2 }).entries.length, 1);
-    assert.equal(planEntries('p', { [digest('a')]: 2 * MB, [digest('b')]: 3 * MB }).entries.length, 2);
-  });
-
-  test('the cap keeps the first entries and defers the blobs of the rest', () => {
+  test('the cap keeps the largest entries and defers the blobs of the rest', () => {
     const large = Array.from({ length: 5 }, (_, i) => digest(`large${i}`));
-    const blobs: Record<string, number> = { [digest('small')]: 100 };
+    const blobs: Record<string, number> = {};
     large.forEach((d, i) => (blobs[d] = (10 - i) * MB)); // large0 is the largest
-    const plan = planEntries('p', blobs, new Set(), '', 3);
-    assert.equal(plan.entries.length, 3);
+    const plan = planEntries('p', blobs, { images: large.map((d) => [d]), maxEntries: 3 });
     assert.deepEqual(
       plan.entries.map((e) => e.digests),
-      [[digest('small')], [large[0]], [large[1]]],
+      [[large[0]], [large[1]], [large[2]]],
     );
-    assert.deepEqual(plan.deferred, [large[2], large[3], large[4]]);
+    assert.deepEqual(plan.deferred, [large[3], large[4]]);
   });
 
   test('the default cap is MAX_NEW_ENTRIES', () => {
-    const blobs = Object.fromEntries(Array.from({ length: MAX_NEW_ENTRIES + 5 }, (_, i) => [digest(`l${i}`), 2 * MB + i]));
-    const plan = planEntries('p', blobs);
+    const ds = Array.from({ length: MAX_NEW_ENTRIES + 5 }, (_, i) => digest(`l${i}`));
+    const plan = planEntries('p', Object.fromEntries(ds.map((d, i) => [d, 2 * MB + i])), { images: ds.map((d) => [d]) });
     assert.equal(plan.entries.length, MAX_NEW_ENTRIES);
     assert.equal(plan.deferred.length, 5);
   });
 
-  test('the same blobs give the same plan (keys are reproducible across runs)', () => {
-    const blobs = { [digest('a')]: 5, [digest('b')]: 2 * MB, [digest('c')]: 7 };
-    const reordered = { [digest('c')]: 7, [digest('b')]: 2 * MB, [digest('a')]: 5 };
-    assert.deepEqual(planEntries('p', blobs), planEntries('p', reordered));
+  test('the same blobs and images give the same plan (jobs of a matrix that pulled the same images share keys)', () => {
+    const reordered = Object.fromEntries(Object.entries(sizes).reverse());
+    assert.deepEqual(planEntries('p', sizes, { images: [imageA, imageB] }), planEntries('p', reordered, { images: [imageA, imageB] }));
+  });
+
+  test('blobs already in the cache do not change how the new ones are grouped', () => {
+    const { [base]: _, ...withoutBase } = sizes;
+    const plan = planEntries('p', withoutBase, { images: [imageA, imageB] });
+    assert.deepEqual(
+      plan.entries.map((e) => e.digests),
+      [[a1, a2, mA, cA].sort(), [b1, mB, cB].sort()],
+    );
   });
 });
 
 describe('planEntries: blobs of a damaged entry', () => {
-  test('a damaged large blob goes under `${key}-${salt}`; the others keep their keys', () => {
-    const [l1, l2] = [digest('l1'), digest('l2')];
-    const plan = planEntries('p', { [l1]: 2 * MB, [l2]: 3 * MB }, new Set([l1]), '123-1');
+  const [l1, l2] = [digest('l1'), digest('l2')];
+  const twoImages = { images: [[l1], [l2]] };
+
+  test('the entry of a damaged blob goes under `${key}-${salt}`; the others keep their keys', () => {
+    const plan = planEntries('p', { [l1]: 2 * MB, [l2]: 3 * MB }, { ...twoImages, damaged: new Set([l1]), salt: '123-1' });
     assert.deepEqual(plan.entries, [
       { key: blobKey('p', l2), digests: [l2] },
       { key: `${blobKey('p', l1)}-123-1`, digests: [l1] },
@@ -215,24 +263,20 @@ describe('planEntries: blobs of a damaged entry', () => {
     assert.deepEqual(plan.deferred, []);
   });
 
-  test('a damaged small blob puts the whole pack under a fresh key', () => {
-    const [s1, s2, l1] = [digest('s1'), digest('s2'), digest('l1')];
-    const plan = planEntries('p', { [s1]: 100, [s2]: 200, [l1]: 2 * MB }, new Set([s2]), '9-2');
-    assert.deepEqual(plan.entries, [
-      { key: `${packKey('p', [s1, s2])}-9-2`, digests: [s1, s2].sort() },
-      { key: blobKey('p', l1), digests: [l1] },
-    ]);
+  test('a damaged small blob puts its whole pack under a fresh key', () => {
+    const [s1, s2] = [digest('s1'), digest('s2')];
+    const plan = planEntries('p', { [s1]: 100, [s2]: 200, [l1]: 2 * MB }, { images: [[s1, s2, l1]], damaged: new Set([s2]), salt: '9-2' });
+    assert.deepEqual(plan.entries, [{ key: `${packKey('p', [s1, s2, l1])}-9-2`, digests: [s1, s2, l1].sort() }]);
   });
 
   test('damaged digests that are not new change nothing', () => {
     const blobs = { [digest('a')]: 5, [digest('b')]: 2 * MB };
-    assert.deepEqual(planEntries('p', blobs, new Set([digest('elsewhere')]), '1-1'), planEntries('p', blobs));
+    assert.deepEqual(planEntries('p', blobs, { damaged: new Set([digest('elsewhere')]), salt: '1-1' }), planEntries('p', blobs));
   });
 
   test('another run (another salt) gets another fresh key', () => {
-    const l1 = digest('l1');
-    const [a] = planEntries('p', { [l1]: 2 * MB }, new Set([l1]), '1-1').entries;
-    const [b] = planEntries('p', { [l1]: 2 * MB }, new Set([l1]), '2-1').entries;
+    const [a] = planEntries('p', { [l1]: 2 * MB }, { damaged: new Set([l1]), salt: '1-1' }).entries;
+    const [b] = planEntries('p', { [l1]: 2 * MB }, { damaged: new Set([l1]), salt: '2-1' }).entries;
     assert.notEqual(a.key, b.key);
     assert.ok(a.key.startsWith(blobKey('p', l1)));
   });
@@ -240,7 +284,7 @@ describe('planEntries: blobs of a damaged entry', () => {
   test('the salt does not change which blobs are deferred by the cap', () => {
     const large = Array.from({ length: 4 }, (_, i) => digest(`large${i}`));
     const blobs = Object.fromEntries(large.map((d, i) => [d, (10 - i) * MB]));
-    const plan = planEntries('p', blobs, new Set([large[3]]), 's', 2);
+    const plan = planEntries('p', blobs, { images: large.map((d) => [d]), damaged: new Set([large[3]]), salt: 's', maxEntries: 2 });
     assert.deepEqual(
       plan.entries.map((e) => e.key),
       [blobKey('p', large[0]), blobKey('p', large[1])],

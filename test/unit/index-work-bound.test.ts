@@ -13,6 +13,7 @@ import {
   MAX_INDEX_BYTES,
   MAX_INDEX_DIGESTS,
   MAX_INDEX_ITEMS,
+  MAX_NEW_ENTRIES,
   nextIndex,
   PACK_BELOW_BYTES,
   planEntries,
@@ -126,9 +127,15 @@ describe('the work an index may cause, at the largest the reader accepts', () =>
     const job = { seen: images, used: new Set(images.map(imageKey)) };
     const next = timed(t, 'nextIndex', () => nextIndex(restored.kept, [], images, job, index.blobs, NOW));
     assert.equal(next.images.length, ITEMS);
-    const fresh = Object.fromEntries(digests('new', ITEMS).map((d, i) => [d, i % 2 ? PACK_BELOW_BYTES : 1]));
-    const plan = timed(t, 'planEntries', () => planEntries(RULES.prefix, fresh, new Set(Object.keys(fresh)), 'salt'));
-    assert.equal(plan.deferred.length, ITEMS / 2 - 31);
+    // Each new blob needed by one image and by an image holding all of them: a set for every blob, half of them small.
+    const newDigests = digests('new', ITEMS);
+    const fresh = Object.fromEntries(newDigests.map((d, i) => [d, i % 2 ? PACK_BELOW_BYTES : 1]));
+    const needing = [newDigests, ...newDigests.map((d) => [d])];
+    const plan = timed(t, 'planEntries', () =>
+      planEntries(RULES.prefix, fresh, { images: needing, damaged: new Set(newDigests), salt: 'salt' }),
+    );
+    assert.equal(plan.entries.length, MAX_NEW_ENTRIES);
+    assert.equal(plan.entries.flatMap((e) => e.digests).length + plan.deferred.length, ITEMS);
   });
 });
 
