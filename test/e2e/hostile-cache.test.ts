@@ -66,7 +66,7 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
   let alpha: PushedImage;
   let indexKey: string;
   let goodIndex: string;
-  /** The entry holding alpha's large layer, and what it held as saved. */
+  /** The entry holding alpha's base layer (beta's too), and what it held as saved. */
   let layerKey: string;
   let goodLayerArchive: Buffer;
   /** Beside RUNNER_TEMP: what the crafted names aim at. */
@@ -75,12 +75,18 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
 
   before(async () => {
     world = await startWorld('pull-cache-hostile');
+    // Two images on one base: the base is an entry of its own, alpha's app layer another (the untouched one).
+    const base = makeLayer('hostile-base', [{ path: 'usr/lib/base.bin', bytes: 1.5 * MiB }]);
     alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [
-      makeLayer('hostile-base', [{ path: 'usr/lib/base.bin', bytes: 1.5 * MiB }]),
+      base,
       makeLayer('hostile-app', [{ path: 'opt/app.txt', bytes: 4096, content: 'text' }]),
     ]);
+    await pushImage(world.upstream.url, 'library/beta', '1', [base, makeLayer('hostile-beta', [{ path: 'opt/beta.txt', bytes: 4096 }])]);
     const seed = await world.runner('seed');
-    const { post } = await seed.job(seed.inputs(), async () => seed.pull('alpha:1'));
+    const { post } = await seed.job(seed.inputs(), async () => {
+      await seed.pull('alpha:1');
+      await seed.pull('beta:1');
+    });
     assert.equal(post.exitCode, 0, post.stdout);
     indexKey = world.cache.entries().find((e) => e.key.includes('-index-'))!.key;
     goodIndex = execFileSync('tar', ['-xO', '--use-compress-program', 'zstd', 'index.json'], {
@@ -124,32 +130,32 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
     {
       name: 'a repository that climbs out of the storage',
       plant: () => addImage({ repository: `library/${up(8)}victim/repo` }),
-      report: /image 2 \(library\/\.\.\/[^)]*\): not a repository name/,
+      report: /image 3 \(library\/\.\.\/[^)]*\): not a repository name/,
     },
     {
       name: 'an absolute repository name',
       plant: () => addImage({ repository: `${victim}/repo` }),
-      report: /image 2 \([^)]*\): not a repository name/,
+      report: /image 3 \([^)]*\): not a repository name/,
     },
     {
       name: 'a repository name with a NUL byte',
       plant: () => addImage({ repository: 'library/al\u0000pha' }),
-      report: /image 2 \(library\/al\?pha\): not a repository name/,
+      report: /image 3 \(library\/al\?pha\): not a repository name/,
     },
     {
       name: 'a tag that climbs out of the storage',
       plant: () => addImage({ reference: `${up(11)}victim/tag` }),
-      report: /image 2 \(library\/alpha\): "[./]+victim\/tag" is neither a tag nor a digest/,
+      report: /image 3 \(library\/alpha\): "[./]+victim\/tag" is neither a tag nor a digest/,
     },
     {
       name: 'a manifest "digest" that is a path',
       plant: () => addImage({ reference: 'evil', manifests: [`sha256:${up(7)}victim/dir`] }),
-      report: /image 2 \(library\/alpha\): its manifests are not a list of sha256 digests/,
+      report: /image 3 \(library\/alpha\): its manifests are not a list of sha256 digests/,
     },
     {
       name: 'a blob "digest" that is a path',
       plant: () => addImage({ reference: 'evil', blobs: [`sha256:${up(7)}victim/dir`] }),
-      report: /image 2 \(library\/alpha\): its blobs are not a list of sha256 digests/,
+      report: /image 3 \(library\/alpha\): its blobs are not a list of sha256 digests/,
     },
     {
       name: 'an entry whose "digest" is a directory to hash and remove',
@@ -174,16 +180,16 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
         editIndex((index) => ({ ...index, entries: [...index.entries, { key: `pull-cache-blob-${up(3)}x`, digests: [layer().digest] }] })),
       report: /the key has characters or a length/,
     },
-    { name: 'a repository that is a number', plant: () => addImage({ repository: 42 }), report: /image 2: no repository name/ },
+    { name: 'a repository that is a number', plant: () => addImage({ repository: 42 }), report: /image 3: no repository name/ },
     {
       name: 'manifests that are a string',
       plant: () => addImage({ manifests: 'sha256:abc' }),
-      report: /image 2 \(library\/alpha\): its manifests are not a list/,
+      report: /image 3 \(library\/alpha\): its manifests are not a list/,
     },
     {
       name: 'a last use that is no time',
       plant: () => addImage({ reference: 'when', lastUsed: { $date: 1 } }),
-      report: /image 2 \(library\/alpha\): its last use is not a time/,
+      report: /image 3 \(library\/alpha\): its last use is not a time/,
     },
     {
       name: 'entries that are not a list',
@@ -407,8 +413,8 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
       input: await world.cache.entryContent(saved[0].key),
     }).toString();
     assert.deepEqual(
-      JSON.parse(next).images.map((i: { reference: string }) => i.reference),
-      ['1'],
+      JSON.parse(next).images.map((i: { repository: string; reference: string }) => `${i.repository}:${i.reference}`),
+      ['library/alpha:1', 'library/beta:1'],
     );
   });
 });

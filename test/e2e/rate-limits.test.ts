@@ -27,6 +27,7 @@ function callsTooSoon(calls: CallRecord[]): string[] {
 describe('the cache service rate-limits the action', { timeout: 900_000 }, () => {
   let world: World;
   let gamma: PushedImage;
+  let sibling: PushedImage;
 
   before(async () => {
     world = await startWorld('pull-cache-rate-limits');
@@ -34,8 +35,14 @@ describe('the cache service rate-limits the action', { timeout: 900_000 }, () =>
     await pushImage(world.upstream.url, 'library/alpha', '1', [base, makeLayer('rl-alpha', [{ path: 'opt/alpha.bin', bytes: 1.5 * MiB }])]);
     // beta's own layer is larger than a block (8 MiB): its entry goes up in blocks, then a block list.
     await pushImage(world.upstream.url, 'library/beta', '1', [base, makeLayer('rl-beta', [{ path: 'opt/beta.bin', bytes: 9 * MiB }])]);
+    // gamma and sibling share their base: three entries (the base, each image's own) for the matrix to save.
+    const gammaBase = makeLayer('rl-gamma-1', [{ path: 'opt/g1.bin', bytes: 1.5 * MiB }]);
+    sibling = await pushImage(world.upstream.url, 'library/sibling', '1', [
+      gammaBase,
+      makeLayer('rl-sibling', [{ path: 'opt/s.bin', bytes: 1.5 * MiB }]),
+    ]);
     gamma = await pushImage(world.upstream.url, 'library/gamma', '1', [
-      makeLayer('rl-gamma-1', [{ path: 'opt/g1.bin', bytes: 1.5 * MiB }]),
+      gammaBase,
       makeLayer('rl-gamma-2', [{ path: 'opt/g2.bin', bytes: 1.5 * MiB }]),
       makeLayer('rl-gamma-3', [{ path: 'etc/g3.conf', bytes: 4096 }]),
     ]);
@@ -152,7 +159,12 @@ describe('the cache service rate-limits the action', { timeout: 900_000 }, () =>
       jobs.push(...(await Promise.all(Array.from({ length: 8 }, () => runner.startJob(runner.inputs({ 'cache-key': 'rl-matrix' }))))));
       for (const job of jobs) assert.equal(job.main.exitCode, 0, job.main.stdout);
       // Each job pulls the image through its own mirror (as eight runners would), so each has the layers to save.
-      await Promise.all(jobs.map((job) => pullThrough(hubMirror(job.main).url, gamma)));
+      await Promise.all(
+        jobs.map(async (job) => {
+          await pullThrough(hubMirror(job.main).url, gamma);
+          await pullThrough(hubMirror(job.main).url, sibling);
+        }),
+      );
       const posts = await Promise.all(jobs.splice(0).map((job) => job.post()));
       for (const post of posts) {
         assert.equal(post.exitCode, 0, post.stdout);
@@ -161,7 +173,7 @@ describe('the cache service rate-limits the action', { timeout: 900_000 }, () =>
       }
       const entries = world.cache.entries().filter((e) => e.key.startsWith('rl-matrix-') && !e.key.startsWith('rl-matrix-index-'));
       const indexes = world.cache.entries().filter((e) => e.key.startsWith('rl-matrix-index-'));
-      assert.equal(entries.length, 3, 'two layers of their own, one pack of the small blobs');
+      assert.equal(entries.length, 3, 'the shared base, and each image with its own layers, manifest and config');
       assert.ok(
         entries.every((e) => e.finalized),
         'every entry finalized',
