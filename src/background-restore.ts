@@ -39,6 +39,8 @@ export interface EntryRecord {
   refused?: string;
   /** Why it was given up: the cache service rate-limited it past what cache-timeout left. */
   limited?: string;
+  /** The cache service said it does not have it. */
+  gone?: true;
   /** How long the cache service's rate limits held it back. */
   heldBackMs?: number;
   bytes: number;
@@ -335,8 +337,12 @@ export function restoreOutcome(selected: Restored, progress: RestoreProgress): R
     finished: done.length === selected.entries.length && !progress.done?.error,
     present: [...present],
     // An entry the service rate-limited is still there: the next index names it, and its blobs are not saved again.
-    kept: done.filter((e) => (tried.get(e.key)!.found && e.digests.every((d) => present.has(d))) || tried.get(e.key)!.limited),
+    // One restored is seen now (the next index's time); one rate-limited was seen when the index says.
+    kept: done
+      .filter((e) => (tried.get(e.key)!.found && e.digests.every((d) => present.has(d))) || tried.get(e.key)!.limited)
+      .map(({ seen, ...e }) => (tried.get(e.key)!.found ? e : { ...e, seen: seen ?? selected.index?.created })),
     missingEntries: done.filter((e) => !tried.get(e.key)!.found && !tried.get(e.key)!.limited).length,
+    gone: done.filter((e) => tried.get(e.key)!.gone),
     damaged: done.flatMap((e) => (tried.get(e.key)!.found ? e.digests.filter((d) => !present.has(d)) : [])),
     refused: [...selected.refused, ...progress.entries.flatMap((r) => (r.refused ? [r.refused] : []))],
   };

@@ -9,6 +9,20 @@ import { blobPath, isDigest, type StorageState } from './storage.js';
 export interface EntryRef {
   key: string;
   digests: string[];
+  /**
+   * When a job last saved it or restored it (ISO 8601), when that was before the index was created (an entry the
+   * cache service rate-limited, kept untried); otherwise the index's `created`. GitHub evicts an entry nobody
+   * accessed for 7 days, so one gone sooner was evicted for size (thrash.ts).
+   */
+  seen?: string;
+}
+
+/** An entry the cache service evicted within days of its last use, and when a run found it gone (thrash.ts). */
+export interface EvictedEntry {
+  digests: string[];
+  bytes: number;
+  /** When a run found it gone (ISO 8601): its blobs are not saved again for a day. */
+  at: string;
 }
 
 /** An image the cache holds: a tag (or a digest pulled as such) of a repository, and all it needs. */
@@ -31,6 +45,8 @@ export interface CacheIndex {
   blobs: Record<string, number>;
   entries: EntryRef[];
   images: CachedImage[];
+  /** Entries evicted early in the last day: what the next runs do not upload again yet. Absent from older indexes. */
+  evicted?: EvictedEntry[];
 }
 
 export interface Budget {
@@ -416,7 +432,7 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
   // Counted before an item is checked, so that checking costs no more than the cap either. The first item past the
   // cap ends it: what comes after is dropped too, whatever its size.
   let digestsLeft = MAX_INDEX_DIGESTS;
-  const pastDigestCap = { entries: 0, images: 0 };
+  const pastDigestCap = { entries: 0, images: 0, evicted: 0 };
   const withinDigestCap = (what: keyof typeof pastDigestCap, ...lists: unknown[]): boolean => {
     const named = lists.reduce<number>((sum, list) => sum + (Array.isArray(list) ? list.length : 0), 0);
     if (named > digestsLeft) {
@@ -441,9 +457,9 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
     if (problem)
       invalid.push(`entry ${i + 1}${isRecord(entry) && typeof entry.key === 'string' ? ` (${printable(entry.key)})` : ''}: ${problem}`);
     else {
-      const { key, digests } = entry as unknown as EntryRef;
+      const { key, digests, seen } = entry as unknown as EntryRef;
       keys.add(key);
-      entries.push({ key, digests: [...new Set(digests)] });
+      entries.push({ key, digests: [...new Set(digests)], ...(seen === undefined ? {} : { seen }) });
     }
   }
 
@@ -464,9 +480,26 @@ export function readIndex(text: string, rules: IndexRules): ReadIndex {
     if (!isRepositoryName(repository, rules.registries)) invalid.push(`image ${i + 1} (${printable(repository)}): not a repository name`);
     else images.push({ repository, reference, manifests: [...manifests], blobs: [...content], lastUsed });
   }
+  // Read last: a hostile list of evictions cannot push out an entry or an image.
+  const evicted: EvictedEntry[] = [];
+  const evictedList = value.evicted === undefined ? [] : value.evicted;
+  if (!Array.isArray(evictedList)) invalid.push('evicted: not a list');
+  else
+    for (const [i, record] of bounded(evictedList as unknown[], 'evicted entries').entries()) {
+      if (!withinDigestCap('evicted', isRecord(record) && record.digests)) continue;
+      const problem = evictedProblem(record);
+      if (problem) invalid.push(`evicted entry ${i + 1}: ${problem}`);
+      else {
+        const { digests, bytes, at } = record as unknown as EvictedEntry;
+        evicted.push({ digests: [...new Set(digests)], bytes, at });
+      }
+    }
   for (const [what, count] of Object.entries(pastDigestCap))
     if (count) invalid.push(`${count} ${what} past the first ${MAX_INDEX_DIGESTS} digests the index names`);
-  return { index: { version: 2, created: value.created as string, blobs, entries, images }, invalid };
+  return {
+    index: { version: 2, created: value.created as string, blobs, entries, images, ...(evicted.length ? { evicted } : {}) },
+    invalid,
+  };
 }
 
 function entryProblem(entry: unknown, prefix: string, blobs: Record<string, number>, seen: Set<string>): string {
@@ -480,6 +513,17 @@ function entryProblem(entry: unknown, prefix: string, blobs: Record<string, numb
   if (bad !== undefined) return `${printable(shown(bad))} is not a sha256 digest`;
   const unsized = (entry.digests as string[]).find((d) => !(d in blobs));
   if (unsized) return `${unsized} has no valid size in the index`;
+  if (entry.seen !== undefined && !isTime(entry.seen)) return 'its last use is not a time';
+  return '';
+}
+
+function evictedProblem(record: unknown): string {
+  if (!isRecord(record) || !Array.isArray(record.digests)) return 'not an evicted entry (digests, bytes and a time)';
+  if (record.digests.length === 0 || record.digests.length > MAX_INDEX_ITEMS) return 'it names no blob, or more than any entry holds';
+  const bad = record.digests.find((d) => !isDigest(d as string));
+  if (bad !== undefined) return `${printable(shown(bad))} is not a sha256 digest`;
+  if (!Number.isSafeInteger(record.bytes) || (record.bytes as number) < 0) return 'its size is not a non-negative integer';
+  if (!isTime(record.at)) return 'when it was found gone is not a time';
   return '';
 }
 

@@ -16,6 +16,8 @@ import {
   nextIndex,
   InvalidIndex,
   MAX_INDEX_BYTES,
+  MAX_INDEX_DIGESTS,
+  MAX_INDEX_ITEMS,
   readIndex,
   planEntries,
   selectImages,
@@ -42,6 +44,7 @@ import { warn } from './log.js';
 import { HeldBack, processHeldBack, RateLimited, type HeldBackSummary } from './rate-limit.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { blobPath, holdsDigest, inside, type StorageState } from './storage.js';
+import { evictedToRecord, withheldDigests, type Thrash } from './thrash.js';
 
 const SAVE_CONCURRENCY = 4;
 /**
@@ -71,6 +74,10 @@ export interface Restored {
   /** Entries restored whole and verified: the next index can keep naming them. */
   kept: EntryRef[];
   missingEntries: number;
+  /** Entries the cache service said it does not have: evicted, or deleted. */
+  gone: EntryRef[];
+  /** Entries evicted early, found by this run or in the last day (thrash.ts): set by post. */
+  thrash?: Thrash | null;
   /** Blobs that failed their digest check, or whose entry was refused: not restored, saved again under a fresh key. */
   damaged: string[];
   /** What was refused from the cache as invalid or hostile, one line each: index images and entries, entry archives. */
@@ -89,6 +96,7 @@ export const NOTHING_RESTORED: Restored = {
   present: [],
   kept: [],
   missingEntries: 0,
+  gone: [],
   damaged: [],
   refused: [],
 };
@@ -111,6 +119,8 @@ export interface Saved {
   leftToOthers: number;
   /** How long the cache service's rate limits held the save back. */
   heldBack: HeldBackSummary;
+  /** Blobs left out because their entries were evicted early in the last day (thrash.ts), and their bytes. */
+  withheld: { blobs: number; bytes: number };
 }
 
 /**
@@ -175,6 +185,8 @@ export interface EntryOutcome {
   refused?: string;
   /** Why it was given up: the cache service kept rate-limiting it past what cache-timeout left (it is still there). */
   limited?: string;
+  /** The cache service said it does not have it (not an error on the way): evicted, or deleted. */
+  gone?: true;
   /** How long the cache service's rate limits held it back (ms). */
   heldBackMs: number;
 }
@@ -205,7 +217,7 @@ export async function restoreBlobs(
     return { found: false, present: [], heldBackMs: held.ms };
   }
   // The service matches keys as prefixes: only this very entry holds what the index says.
-  if (key !== entry.key) return { found: false, present: [], heldBackMs: held.ms };
+  if (key !== entry.key) return { found: false, gone: true, present: [], heldBackMs: held.ms };
   const present: string[] = [];
   for (const digest of entry.digests) {
     const restored = inside(into, `${STORAGE_DIR}/${blobPath(digest)}`);
@@ -220,7 +232,7 @@ export async function restoreBlobs(
 }
 
 /** What a save works from: the scope, what was restored, the storage now, what the job used. */
-interface SaveRequest {
+export interface SaveRequest {
   scope: CacheScope;
   restored: Restored;
   after: StorageState;
@@ -237,6 +249,7 @@ const NOTHING_SAVED: Saved = {
   stopped: '',
   leftToOthers: 0,
   heldBack: new HeldBack().summary(),
+  withheld: { blobs: 0, bytes: 0 },
 };
 
 /**
@@ -253,31 +266,44 @@ export async function saveStorage(
   signal: AbortSignal,
 ): Promise<Saved> {
   const request: SaveRequest = { scope, restored, after, job, run, now: new Date() };
-  const { newBlobs, plan, index } = savePlan(request);
-  if (plan.entries.length === 0 && !indexChanged(restored.index, index)) return NOTHING_SAVED;
-  if (!service) return { ...NOTHING_SAVED, deferred: Object.keys(newBlobs).length, stopped: NO_CACHE_SERVICE };
+  const { newBlobs, plan, index, withheld } = savePlan(request);
+  if (plan.entries.length === 0 && !indexChanged(restored.index, index)) return { ...NOTHING_SAVED, withheld };
+  if (!service) return { ...NOTHING_SAVED, deferred: Object.keys(newBlobs).length, stopped: NO_CACHE_SERVICE, withheld };
   return saveEntries(service, request, signal);
 }
 
 /** The new blobs split into entries, and the index as it would be if none of them were saved. */
-function savePlan({ scope, restored, after, job, run, now }: SaveRequest) {
+export function savePlan({ scope, restored, after, job, run, now }: SaveRequest) {
   // What the images need that no entry restored whole holds: fetched in this job, or left over from a damaged
   // or missing entry. Only what an image of the index needs: content the job may not share stays out.
   const wanted = new Set(job.seen.flatMap((image) => [...image.manifests, ...image.blobs]));
   const held = new Set(restored.kept.flatMap((e) => e.digests));
-  const newBlobs = Object.fromEntries(Object.entries(after.blobs).filter(([d]) => wanted.has(d) && !held.has(d)));
+  const needed = Object.entries(after.blobs).filter(([d]) => wanted.has(d) && !held.has(d));
+  // Blobs of entries evicted early in the last day wait a day: saved now, they would push out another entry.
+  const evicted = withheldDigests(restored.thrash);
+  const newBlobs = Object.fromEntries(needed.filter(([d]) => !evicted.has(d)));
+  const left = needed.filter(([d]) => evicted.has(d));
+  const withheld = { blobs: left.length, bytes: left.reduce((sum, [, size]) => sum + size, 0) };
   const plan = planEntries(scope.prefix, newBlobs, {
     images: job.seen.map(contentOf),
     damaged: new Set(restored.damaged),
     salt: `${run.id}-${run.attempt}`,
   });
-  const index = nextIndex(restored.kept, [], restored.images, job, after.blobs, now);
-  return { newBlobs, plan, index };
+  const index = withEvicted(nextIndex(restored.kept, [], restored.images, job, after.blobs, now), restored.thrash);
+  return { newBlobs, plan, index, withheld };
+}
+
+/** The index with the evictions of the last day recorded, within what the reader takes. */
+function withEvicted(index: CacheIndex, thrash: Thrash | null | undefined): CacheIndex {
+  const named = [...index.entries.map((e) => e.digests), ...index.images.flatMap((i) => [i.manifests, i.blobs])];
+  const room = { items: MAX_INDEX_ITEMS, digests: MAX_INDEX_DIGESTS - named.reduce((sum, list) => sum + list.length, 0) };
+  const evicted = evictedToRecord(thrash, room);
+  return evicted.length ? { ...index, evicted } : index;
 }
 
 async function saveEntries(service: CacheService, request: SaveRequest, signal: AbortSignal): Promise<Saved> {
   const { scope, restored, after, run, now } = request;
-  const { newBlobs, plan } = savePlan(request);
+  const { newBlobs, plan, withheld } = savePlan(request);
   const saved: EntryRef[] = [];
   const leftToOthers: EntryRef[] = [];
   let stopped = '';
@@ -301,7 +327,7 @@ async function saveEntries(service: CacheService, request: SaveRequest, signal: 
     else if (outcome === 'exists') ((await entryAppears(service, paths, entry.key, signal, held)) ? saved : leftToOthers).push(entry);
     else notTaken(entry.key, outcome);
   });
-  const index = nextIndex(restored.kept, saved, restored.images, request.job, after.blobs, now);
+  const index = withEvicted(nextIndex(restored.kept, saved, restored.images, request.job, after.blobs, now), restored.thrash);
   let key = '';
   // After a refusal the service is failing or limiting this repository: the next run saves the index.
   if (!stopped && indexChanged(restored.index, index)) {
@@ -324,6 +350,7 @@ async function saveEntries(service: CacheService, request: SaveRequest, signal: 
     stopped,
     leftToOthers: leftToOthers.length,
     heldBack: held.summary(),
+    withheld,
   };
 }
 

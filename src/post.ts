@@ -13,6 +13,7 @@ import { readQuota, type Credentials, type Quota } from './docker-hub.js';
 import { warn } from './log.js';
 import { cacheServiceOf } from './cache-entry.js';
 import { saveStorage } from './persistence.js';
+import { thrashOf } from './thrash.js';
 import { containerImages, finishPrefetch, normalRef, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { mirrorPlans, stopMirrors } from './mirrors.js';
 import { removeRegistriesConf } from './registries-conf.js';
@@ -125,7 +126,8 @@ interface FinishedJob {
 
 async function reportAndSave(job: FinishedJob): Promise<void> {
   const { dir, baseline, mirrors, inputs, prefetch, attempt } = job;
-  const restored = job.restore ? restoreOutcome(baseline.restored, job.restore.progress) : baseline.restored;
+  const outcome = job.restore ? restoreOutcome(baseline.restored, job.restore.progress) : baseline.restored;
+  const restored = { ...outcome, thrash: thrashOf(outcome, new Date()) };
   for (const problem of job.restore?.progress.entries.flatMap((r) => (r.refused ? [r.refused] : [])) ?? [])
     warn(`refused a cache entry: ${problem}`);
   for (const limited of job.restore?.progress.entries.flatMap((r) => (r.limited ? [r.limited] : [])) ?? [])

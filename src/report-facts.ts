@@ -10,6 +10,7 @@ import type { PrefetchUsage } from './prefetch.js';
 import type { RegistryRow, ReportFacts } from './report.js';
 import type { MirrorState } from './state.js';
 import type { SaveDecision } from './upstream-check.js';
+import { suggestedMaxSize, type Thrash } from './thrash.js';
 import { mergeUsage, type Usage } from './usage.js';
 import type { Baseline } from './work-dir.js';
 
@@ -63,7 +64,9 @@ export function reportFacts(o: JobOutcome): ReportFacts {
       stopped: o.saved.stopped,
       leftToOthers: o.saved.leftToOthers,
       heldBack: o.saved.heldBack,
+      withheld: o.saved.withheld,
     },
+    thrash: restored.thrash ? thrashFacts(restored.thrash) : null,
     saveDisabled: !o.inputs.save,
     withheld: o.decision.withheld,
     stale: o.decision.stale,
@@ -76,6 +79,11 @@ export function reportFacts(o: JobOutcome): ReportFacts {
     builtInBuildkit: o.builtInBuildkit,
     problems: o.problems,
   };
+}
+
+/** What the report says of thrash: the figures, when the blobs are saved again, and the max-size that would fit. */
+function thrashFacts(thrash: Thrash): ReportFacts['thrash'] {
+  return { evicted: thrash.evicted, survivedBytes: thrash.survivedBytes, suggested: suggestedMaxSize(thrash), until: thrash.until };
 }
 
 /** Each mirror and what the job pulled through it. */

@@ -52,6 +52,17 @@ export interface ReportFacts {
     /** Entries another job was still uploading: left to it. */
     leftToOthers?: number;
     heldBack?: HeldBackSummary;
+    /** Blobs left out because their entries were evicted early in the last day. */
+    withheld?: { blobs: number; bytes: number };
+  } | null;
+  /** Entries evicted early (the repository's cache over its size limit): null when none were, nor in the last day. */
+  thrash?: {
+    evicted: { entries: number; bytes: number; days: number } | null;
+    survivedBytes: number;
+    /** A max-size the repository's cache held (what of this cache survived), as the input takes it. */
+    suggested: string;
+    /** Until when their blobs are not saved again (ISO 8601). */
+    until: string;
   } | null;
   saveDisabled: boolean;
   /** Images not saved because anonymous users cannot pull them (cache-private: false). */
@@ -227,6 +238,7 @@ export function renderReport(f: ReportFacts): string {
   };
   dropped('age', `unused for more than ${count(f.budget.maxAgeDays, 'day')} (max-age)`);
   dropped('size', `that did not fit in ${formatBytes(f.budget.maxBytes)} (max-size)`);
+  lines.push(...thrashLines(f));
   if (f.saveDisabled) lines.push('- Saved: nothing (`save: false`).');
   else if (f.saved) {
     if (f.saved.entries || f.saved.indexKey) {
@@ -240,6 +252,10 @@ export function renderReport(f: ReportFacts): string {
       );
     if (f.saved.leftToOthers)
       lines.push(`- Left to another job of the run that was saving the same blobs: ${count(f.saved.leftToOthers, 'entry', 'entries')}.`);
+    if (f.saved.withheld?.blobs && f.thrash)
+      lines.push(
+        `- Not saved again until ${utcMinute(f.thrash.until)}: ${count(f.saved.withheld.blobs, 'blob')} (${formatBytes(f.saved.withheld.bytes)}) of entries evicted early; saved now, they would push out other entries (their images still work: what the cache lacks comes from the upstream).`,
+      );
     if (f.saved.heldBack?.refused)
       lines.push(
         `- The cache service rate-limited saving (${kindsText(f.saved.heldBack.kinds)}): waited ${Math.round(f.saved.heldBack.ms / 1000)} s.`,
@@ -282,6 +298,21 @@ export function renderReport(f: ReportFacts): string {
   if (!f.unpigz) lines.push('- dockerd decompresses layers without unpigz: installing `pigz` makes pulls about 20% faster.');
   for (const p of f.problems) lines.push(`- ⚠️ ${mdText(p)}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** Entries evicted within days of their last use: the repository's Actions cache is over its size limit. */
+function thrashLines(f: ReportFacts): string[] {
+  const evicted = f.thrash?.evicted;
+  if (!f.thrash || !evicted) return [];
+  const now = f.budget.maxBytes ? `it is ${formatBytes(f.budget.maxBytes)} now` : 'it is 0, no limit, now';
+  return [
+    `- ⚠️ Evicted early: ${count(evicted.entries, 'entry', 'entries')} (${formatBytes(evicted.bytes)}) this cache saved or restored in the last ${evicted.days === 1 ? 'day' : count(evicted.days, 'day')} ${evicted.entries === 1 ? 'was' : 'were'} gone: the repository's Actions cache is over its size limit, and GitHub evicts the least recently used entries first (unused ones only after 7 days). Their blobs are not saved again until ${utcMinute(f.thrash.until)}. Set \`max-size: ${f.thrash.suggested}\` or less (what of this cache survived, ${formatBytes(f.thrash.survivedBytes)}; ${now}), or make room in the repository's Actions cache.`,
+  ];
+}
+
+/** An ISO 8601 time, to the minute, as the report shows it. */
+function utcMinute(time: string): string {
+  return `${time.slice(0, 16).replace('T', ' ')} UTC`;
 }
 
 /** When the background restore finished, and the job's pulls that came before their image was in place. */

@@ -2,13 +2,15 @@
 // the upstream the cache still reaches), the daemon's config comes back byte for byte, nothing of ours is
 // left running or lying in RUNNER_TEMP, and the step says what happened.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { CacheIndex } from '../../src/cache-index.js';
 import { entryHolding, entryMembers } from '../helpers/cache-entries.js';
-import { makeLayer, pushImage, type PushedImage } from '../helpers/images.js';
+import { makeLayer, pushImage, rawTar, type PushedImage } from '../helpers/images.js';
 import { assertLeftAsItWas, processesHolding } from '../helpers/assertions.js';
 import { startEngineGate } from '../helpers/engine-gate.js';
 import { freePort, isRunning, waitFor } from '../helpers/process.js';
@@ -132,9 +134,18 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     assert.ok(world.cache.entries().some((e) => e.key.startsWith('cache-429-index-')));
   });
 
-  test('an entry gone from the cache (evicted): that blob is fetched again and saved again', async () => {
+  test('an entry gone from the cache (evicted unused after 7 days): that blob is fetched again and saved again', async () => {
     const warm = await world.runner('evicted-warm', DAEMON_JSON);
     await warm.job(warm.inputs({ 'cache-key': 'evicted' }), () => warm.pull('alpha:1'));
+    // The index as if saved 8 days ago: GitHub evicts for age then. One gone sooner is thrash (thrash.test.ts).
+    const indexKey = world.cache.entries().find((e) => e.key.startsWith('evicted-index-'))!.key;
+    const extract = ['-xO', '--use-compress-program', 'zstd', 'index.json'];
+    const index = JSON.parse(execFileSync('tar', extract, { input: await world.cache.entryContent(indexKey) }).toString()) as CacheIndex;
+    const aged = JSON.stringify({ ...index, created: new Date(Date.now() - 8 * 86_400_000).toISOString() });
+    const archive = execFileSync('zstd', ['-q', '-c'], {
+      input: rawTar([{ type: 'file', name: 'index.json', content: Buffer.from(aged) }]),
+    });
+    await world.cache.replaceEntryContent(indexKey, archive);
     const evicted = await entryHolding(world.cache, 'evicted', alpha.layers[1].digest);
     // The blobs of the entry, its manifest aside (a manifest is asked for by tag, not as a blob).
     const held = (await entryMembers(world.cache, evicted))
@@ -148,6 +159,7 @@ describe('faults around the action', { timeout: 600_000 }, () => {
     });
     assert.deepEqual([...new Set(fetched.map((l) => l.path.split('/blobs/')[1]))].sort(), held.sort());
     assert.match(result.post.summary, /1 entry gone from the cache/);
+    assert.doesNotMatch(result.post.summary, /Evicted early/);
     assert.ok(
       world.cache.entries().some((e) => e.key === evicted),
       'saved again',

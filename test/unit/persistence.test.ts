@@ -25,6 +25,7 @@ describe('saveStorage with nothing new', () => {
     stopped: '',
     leftToOthers: 0,
     heldBack: { ms: 0, refused: 0, kinds: [] },
+    withheld: { blobs: 0, bytes: 0 },
   };
   const never = new AbortController().signal;
 

@@ -66,6 +66,7 @@ function outcome(over: Partial<JobOutcome> = {}): JobOutcome {
       stopped: '',
       leftToOthers: 0,
       heldBack: { ms: 0, refused: 0, kinds: [] },
+      withheld: { blobs: 0, bytes: 0 },
     },
     quota: { limit: 100, remaining: 90, window: 21600 },
     prefetch: null,
@@ -127,6 +128,7 @@ describe('reportFacts', () => {
       stopped: '',
       leftToOthers: 0,
       heldBack: { ms: 0, refused: 0, kinds: [] },
+      withheld: { blobs: 0, bytes: 0 },
     });
     const off = reportFacts(outcome({ inputs: { ...outcome().inputs, save: false }, saved: null }));
     assert.equal(off.saved, null);
