@@ -47,6 +47,8 @@ export interface Inputs {
   /** 0 means: pick a free loopback port. */
   port: number;
   failOnError: boolean;
+  /** A token that may delete this repository's cache entries (actions: write): post prunes with it; empty for none. */
+  githubToken: string;
 }
 
 export const DEFAULTS = {
@@ -92,6 +94,7 @@ export function parseInputs(read: (name: string) => string): Inputs {
     registriesConfDir: registriesConfDir(text('registries-conf-d')),
     port: port(text('port')),
     failOnError: boolean('fail-on-error', read('fail-on-error'), false),
+    githubToken: githubToken(text('github-token')),
   };
   return { ...parsed, registryCredentials: registryCredentials(read('registry-credentials'), parsed.registries) };
 }
@@ -100,6 +103,8 @@ export function parseInputs(read: (name: string) => string): Inputs {
 export function getInputs(): Inputs {
   const token = core.getInput('dockerhub-token');
   if (token) core.setSecret(token);
+  const githubToken = core.getInput('github-token');
+  if (githubToken) core.setSecret(githubToken);
   for (const secret of credentialSecrets(core.getInput('registry-credentials'))) core.setSecret(secret);
   const inputs = parseInputs((name) => core.getInput(name));
   checkOnRunner(inputs);
@@ -223,6 +228,15 @@ function registryCredentials(value: string, listed: string[]): Record<string, Cr
       out[host] = { username: m[2], password: m[3].trim() };
     });
   return out;
+}
+
+/** Empty, or a token as GitHub issues them (ghs_…, ghp_…, github_pat_…, 40 hex digits). A message never quotes it. */
+function githubToken(value: string): string {
+  if (value && !/^[A-Za-z0-9_.-]{20,255}$/.test(value))
+    throw new InputError(
+      "github-token must be a GitHub token (letters, digits, '_', '.' and '-'), such as ${{ github.token }} with permissions: actions: write; the value given is not one (not shown)",
+    );
+  return value;
 }
 
 function listen(value: string): Listen {

@@ -14,6 +14,7 @@ import { warn } from './log.js';
 import { cacheServiceOf } from './cache-entry.js';
 import { saveStorage } from './persistence.js';
 import { thrashOf } from './thrash.js';
+import { pruneForJob, PRUNE_MS } from './prune.js';
 import { containerImages, finishPrefetch, normalRef, prefetchUsage, type PrefetchResult } from './prefetch.js';
 import { mirrorPlans, stopMirrors } from './mirrors.js';
 import { removeRegistriesConf } from './registries-conf.js';
@@ -174,6 +175,21 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
           ),
         )
       : null;
+  // Only with a github-token: without one, no REST call is made.
+  const pruned = inputs.githubToken
+    ? await core.group('Pruning the cache', () =>
+        pruneForJob({
+          ...scope,
+          token: inputs.githubToken,
+          service: cacheServiceOf(process.env),
+          maxAgeDays: inputs.maxAgeDays,
+          registries: inputs.registries,
+          restored,
+          saved,
+          timeoutMs: Math.min(PRUNE_MS, inputs.cacheTimeoutSeconds * 1000),
+        }),
+      )
+    : null;
   const facts = reportFacts({
     inputs,
     baseline,
@@ -183,6 +199,7 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
     usages,
     decision,
     saved,
+    pruned,
     quota: await job.quota,
     prefetch: prefetchUsed,
     unpigz: onPath('unpigz'),

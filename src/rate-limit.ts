@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { timeLeft } from './bounded.js';
 
 /** What a call was, as the report names what was rate-limited. */
-export type CallKind = 'look-ups' | 'creates' | 'finalizes' | 'uploads' | 'downloads';
+export type CallKind = 'look-ups' | 'creates' | 'finalizes' | 'uploads' | 'downloads' | 'listings' | 'deletes';
 
 /** Attempts at a call the service fails (a 5xx or a dropped connection without Retry-After), as @actions/cache makes. */
 export const FAILURE_ATTEMPTS = 3;

@@ -7,6 +7,7 @@ import { DOCKER_HUB } from './images.js';
 import type { BackgroundRestoreFacts } from './background-restore.js';
 import type { Restored, Saved } from './persistence.js';
 import type { PrefetchUsage } from './prefetch.js';
+import type { Pruned } from './prune.js';
 import type { RegistryRow, ReportFacts } from './report.js';
 import type { MirrorState } from './state.js';
 import type { SaveDecision } from './upstream-check.js';
@@ -27,6 +28,8 @@ export interface JobOutcome {
   usages: Usage[] | null;
   decision: Pick<SaveDecision, 'withheld' | 'stale' | 'unverified'>;
   saved: Saved | null;
+  /** What pruning came to: null without a github-token. */
+  pruned?: Pruned | null;
   quota: Quota | 'unlimited' | null;
   prefetch: PrefetchUsage | null;
   unpigz: boolean;
@@ -67,6 +70,7 @@ export function reportFacts(o: JobOutcome): ReportFacts {
       withheld: o.saved.withheld,
     },
     thrash: restored.thrash ? thrashFacts(restored.thrash) : null,
+    pruned: o.pruned ?? null,
     saveDisabled: !o.inputs.save,
     withheld: o.decision.withheld,
     stale: o.decision.stale,

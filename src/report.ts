@@ -6,6 +6,7 @@ import type { Budget, Dropped } from './cache-index.js';
 import type { BackgroundRestoreFacts } from './background-restore.js';
 import type { Quota } from './docker-hub.js';
 import type { PrefetchUsage } from './prefetch.js';
+import type { Pruned } from './prune.js';
 import type { CallKind, HeldBackSummary } from './rate-limit.js';
 import { displayName, DOCKER_HUB, DOCKER_HUB_API, splitRepository } from './images.js';
 import type { ImageUsage, Tally, Usage, UsageTable } from './usage.js';
@@ -64,6 +65,8 @@ export interface ReportFacts {
     /** Until when their blobs are not saved again (ISO 8601). */
     until: string;
   } | null;
+  /** What post deleted with the github-token: null without one. */
+  pruned?: Pruned | null;
   saveDisabled: boolean;
   /** Images not saved because anonymous users cannot pull them (cache-private: false). */
   withheld: string[];
@@ -261,6 +264,7 @@ export function renderReport(f: ReportFacts): string {
         `- The cache service rate-limited saving (${kindsText(f.saved.heldBack.kinds)}): waited ${Math.round(f.saved.heldBack.ms / 1000)} s.`,
       );
   }
+  lines.push(...prunedLines(f.pruned ?? null, f.budget.maxAgeDays));
   if (f.withheld.length)
     lines.push(
       `- Not saved: ${count(f.withheld.length, 'image')} anonymous users cannot pull (${names(f.withheld)}), since pull requests from forks can read the cache; \`cache-private: true\` saves them.`,
@@ -359,6 +363,20 @@ function restoreHeldBackLines(b: BackgroundRestoreFacts): string[] {
 function kindsText(kinds: CallKind[]): string {
   if (!kinds.length) return 'its calls';
   return kinds.length === 1 ? kinds[0] : `${kinds.slice(0, -1).join(', ')} and ${kinds.at(-1)}`;
+}
+
+/** What pruning freed, or why it deleted nothing: one line, never a warning (a read-only token is a choice). */
+function prunedLines(p: Pruned | null, maxAgeDays: number): string[] {
+  if (!p) return [];
+  const lines: string[] = [];
+  if (p.deleted) lines.push(`- Pruned ${count(p.deleted, 'entry', 'entries')} the index no longer names: ${formatBytes(p.bytes)} freed.`);
+  // Each reason says itself whether anything was deleted ("…; nothing deleted", "…; the rest stays").
+  if (p.reason) lines.push(`- ${mdText(p.reason.charAt(0).toUpperCase() + p.reason.slice(1))}.`);
+  else if (!p.deleted)
+    lines.push(
+      `- Pruned nothing: every entry of this cache is named by an index${maxAgeDays ? ` of the last ${count(maxAgeDays, 'day')}` : ''} or less than an hour old.`,
+    );
+  return lines;
 }
 
 /** dockerd's own BuildKit, when this daemon's cannot pull through the mirror: a line saying so and the ways through. */

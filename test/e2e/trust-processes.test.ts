@@ -182,12 +182,13 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
     const runner = await world.runner('tokens', DAEMON_JSON);
     // The prefetch worker's pull waits at the gate: it is still running while the steps look.
     const gate = await startEngineGate(runner.dockerd.socket, join(world.dir, 'tokens-engine.sock'));
-    const secrets = [HUB_TOKEN, GHCR_TOKEN, world.cache.env.ACTIONS_RUNTIME_TOKEN];
+    const secrets = [HUB_TOKEN, GHCR_TOKEN, world.cache.env.ACTIONS_RUNTIME_TOKEN, world.cache.api.writeToken];
     const inputs = runner.inputs({
       registries: 'docker.io ghcr.io',
       'dockerhub-username': HUB_USER,
       'dockerhub-token': HUB_TOKEN,
       'registry-credentials': `ghcr.io=${HUB_USER}:${GHCR_TOKEN}`,
+      'github-token': world.cache.api.writeToken,
     });
     // The entries' lookups stall: the background restore and the mirrors' front are running while the steps look.
     world.cache.setFault({ methods: ['GetCacheEntryDownloadURL'], keys: /^pull-cache-(?!index-)/, hangMs: 3_000 });
@@ -256,9 +257,13 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
       'dockerhub-username': HUB_USER,
       'dockerhub-token': HUB_TOKEN,
       'registry-credentials': `ghcr.io=${HUB_USER}:${GHCR_TOKEN}`,
+      // Post prunes with it (in-process requests): no child may hold it either.
+      'github-token': world.cache.api.writeToken,
     });
     const ghcr = (main: StepResult) => new URL(mirrorsOf(main).find((m) => m.registry === 'ghcr.io')!.url).host;
-    const sampler = await sampleProcesses([HUB_TOKEN, GHCR_TOKEN, world.cache.env.ACTIONS_RUNTIME_TOKEN], { user: HUB_USER });
+    const sampler = await sampleProcesses([HUB_TOKEN, GHCR_TOKEN, world.cache.env.ACTIONS_RUNTIME_TOKEN, world.cache.api.writeToken], {
+      user: HUB_USER,
+    });
     let sampled: Sampled | undefined;
     try {
       const entriesBefore = world.cache.entries().length;
@@ -272,6 +277,7 @@ describe('trust boundary: restored bytes, pushes, child processes', { timeout: 6
       sampled = await sampler.stop();
       for (const step of [cold.main, cold.post, warm.main, warm.post]) assert.deepEqual(step.warnings, []);
       assert.match(warm.post.summary, /\| sampled:9 \| \d+ blobs?, [\d.]+ MiB \| – \|/, 'the warm pull came from the cache');
+      assert.match(warm.post.summary, /- Pruned nothing: /, 'post pruned with the token');
       assert.ok(
         world.cache.entries().some((e) => e.key.startsWith('sampled-') && e.createdAt > Date.now() - warm.post.ms - 1_000),
         'the warm post saved',

@@ -9,6 +9,17 @@
 // - lookup order: exact key, then key as prefix, then each restore key exact then as prefix, newest entry first;
 //   the version must match and only finalized entries are found.
 // Entries live in memory only.
+//
+// The REST API's cache endpoints are stood in for too, on a server of their own (as api.github.com is another host
+// than the cache service), per GitHub's docs ("REST API endpoints for GitHub Actions cache"):
+// - GET /repos/{owner}/{repo}/actions/caches?key=&ref=&sort=&direction=&per_page=&page= answers
+//   {total_count, actions_caches: [{id, ref, key, version, last_accessed_at, created_at, size_in_bytes}]}: `key` a
+//   prefix, `ref` exact (refs/heads/<branch> or the branch's name), sort by created_at, last_accessed_at (default) or
+//   size_in_bytes, desc by default, per_page 30 by default and at most 100; finalized entries only;
+// - DELETE /repos/{owner}/{repo}/actions/caches/{cache_id} answers 204, or 404 {"message":"Not Found"};
+// - a token with actions: read only (the job token without `permissions: actions: write`) lists, and its deletes
+//   are answered 403 {"message":"Resource not accessible by integration"}; another token gets 401 Bad credentials.
+// Every entry is saved under the one ref the service was started with (the real service takes it from the job).
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,12 +35,18 @@ import {
 import { answers, freePort, startProcess, waitFor } from './process.js';
 
 export interface CacheEntry {
+  /** The id the REST API lists it by. */
+  id: number;
   key: string;
+  /** The ref scope it was saved in. */
+  ref: string;
   version: string;
   /** size_bytes as reported by FinalizeCacheEntryUpload (0 until finalized). */
   sizeBytes: number;
-  /** Date.now() at CreateCacheEntry. */
+  /** Date.now() at CreateCacheEntry (or earlier, backdated). */
   createdAt: number;
+  /** Date.now() at its last look-up that found it (createdAt until then). */
+  lastAccessedAt: number;
   finalized: boolean;
   /** How many times GetCacheEntryDownloadURL returned this entry (lookupOnly restores count too). */
   downloads: number;
@@ -65,10 +82,10 @@ export interface RateLimitWindow {
 
 /** One call to the service or its storage, as it came in and was answered. */
 export interface CallRecord {
-  /** The Twirp method, or 'upload' / 'download'. */
+  /** The Twirp method, 'upload' / 'download', or the REST API's 'rest:list' / 'rest:delete'. */
   call: string;
-  /** 'service' (Twirp) or 'storage' (the signed URLs): each limits its callers on its own. */
-  host: 'service' | 'storage';
+  /** 'service' (Twirp), 'storage' (the signed URLs) or 'api' (the REST API): each limits its callers on its own. */
+  host: 'service' | 'storage' | 'api';
   /** The Twirp request's key; for the storage, the request's `comp` (block, blocklist; '' for a whole blob). */
   key: string;
   at: number;
@@ -77,9 +94,25 @@ export interface CallRecord {
   retryAfterMs?: number;
 }
 
+/** The REST API's stand-in: where it is, the job's repository and ref, and its two tokens. */
+export interface RestApi {
+  url: string;
+  port: number;
+  repository: string;
+  ref: string;
+  /** A token with actions: write: lists and deletes. */
+  writeToken: string;
+  /** A token with actions: read only: lists; its deletes are answered 403. */
+  readToken: string;
+}
+
 export interface CacheService {
-  /** ACTIONS_CACHE_SERVICE_V2, ACTIONS_RESULTS_URL (trailing slash), ACTIONS_RUNTIME_TOKEN. */
+  /**
+   * ACTIONS_CACHE_SERVICE_V2, ACTIONS_RESULTS_URL (trailing slash), ACTIONS_RUNTIME_TOKEN; GITHUB_API_URL,
+   * GITHUB_REPOSITORY and GITHUB_REF, as the runner sets them, for the REST API's stand-in.
+   */
   env: Record<string, string>;
+  api: RestApi;
   /** The port of the signed URLs' host (the proxy in front of Azurite). */
   storagePort: number;
   /** All entries (copies), in creation order. Evicted (deleted) entries are not listed. */
@@ -105,8 +138,10 @@ export interface CacheService {
   entryContent(key: string): Promise<Buffer>;
   /** Replaces what an entry holds (a damaged entry: same key, other bytes), keeping its key and version. */
   replaceEntryContent(key: string, archive: Buffer): Promise<void>;
-  /** Saves an entry as any job with write access to the scope could: this key and version, these bytes. */
-  plantEntry(key: string, version: string, archive: Buffer): Promise<void>;
+  /** Saves an entry as any job with write access to the scope could: this key and version, these bytes (in `ref`'s scope). */
+  plantEntry(key: string, version: string, archive: Buffer, ref?: string): Promise<void>;
+  /** Makes the entries whose key matches `ms` older (their created and last-accessed times); how many it moved. */
+  backdate(keys: RegExp, ms: number): number;
   /** Stops the HTTP server and Azurite (by its pid). */
   stop(): Promise<void>;
 }
@@ -119,9 +154,11 @@ const CONTAINER = 'actions-cache';
 const AZURITE_BIN = fileURLToPath(new URL('../../node_modules/.bin/azurite-blob', import.meta.url));
 
 interface StoredEntry extends CacheEntry {
-  id: number;
   blobName: string;
 }
+
+const REST_REPOSITORY = 'octo-org/octo-repo';
+const REST_REF = 'refs/heads/main';
 
 class TwirpError extends Error {
   constructor(
@@ -143,6 +180,7 @@ export async function startCacheService(dir: string): Promise<CacheService> {
   );
   let server: Server | undefined;
   let storage: Server | undefined;
+  let rest: Server | undefined;
   try {
     const blobEndpoint = `http://127.0.0.1:${blobPort}/${ACCOUNT}`;
     const log = join(dir, 'azurite.log');
@@ -162,15 +200,28 @@ export async function startCacheService(dir: string): Promise<CacheService> {
     const state = new ServiceState(container, credential, storagePort);
     server = createServer((req, res) => void state.handle(req, res, token));
     const port = await listen(server);
+    const api = {
+      repository: REST_REPOSITORY,
+      ref: REST_REF,
+      writeToken: `ghs_w${randomBytes(16).toString('hex')}`,
+      readToken: `ghs_r${randomBytes(16).toString('hex')}`,
+    };
+    rest = createServer((req, res) => void state.rest(req, res, api));
+    const apiPort = await listen(rest);
     const httpServer = server;
     const storageServer = storage;
+    const restServer = rest;
 
     return {
       env: {
         ACTIONS_CACHE_SERVICE_V2: '1',
         ACTIONS_RESULTS_URL: `http://127.0.0.1:${port}/`,
         ACTIONS_RUNTIME_TOKEN: token,
+        GITHUB_API_URL: `http://127.0.0.1:${apiPort}`,
+        GITHUB_REPOSITORY: REST_REPOSITORY,
+        GITHUB_REF: REST_REF,
       },
+      api: { ...api, url: `http://127.0.0.1:${apiPort}`, port: apiPort },
       storagePort,
       calls: state.calls,
       setRateLimit: (window) => {
@@ -179,23 +230,28 @@ export async function startCacheService(dir: string): Promise<CacheService> {
         state.windowSkipped = undefined;
       },
       entries: () =>
-        state.entries.map(({ key, version, sizeBytes, createdAt, finalized, downloads }) => ({
+        state.entries.map(({ id, key, ref, version, sizeBytes, createdAt, lastAccessedAt, finalized, downloads }) => ({
+          id,
           key,
+          ref,
           version,
           sizeBytes,
           createdAt,
+          lastAccessedAt,
           finalized,
           downloads,
         })),
       requests: state.requests,
       deleteEntry: (key) => state.deleteEntry(key),
       replaceEntryContent: (key, archive) => state.replaceEntryContent(key, archive),
-      plantEntry: (key, version, archive) => state.plantEntry(key, version, archive),
+      plantEntry: (key, version, archive, ref) => state.plantEntry(key, version, archive, ref),
+      backdate: (keys, ms) => state.backdate(keys, ms),
       entryContent: (key) => state.entryContent(key),
       setFault: (fault) => (state.fault = fault),
       stop: async () => {
         await closeServer(httpServer);
         await closeServer(storageServer);
+        await closeServer(restServer);
         await Promise.allSettled(state.pending);
         await azurite.stop();
       },
@@ -203,6 +259,7 @@ export async function startCacheService(dir: string): Promise<CacheService> {
   } catch (error) {
     if (server?.listening) await closeServer(server);
     if (storage?.listening) await closeServer(storage);
+    if (rest?.listening) await closeServer(rest);
     await azurite.stop();
     throw error;
   }
@@ -344,7 +401,7 @@ class ServiceState {
     }
   }
 
-  private create(request: Record<string, unknown>) {
+  private create(request: Record<string, unknown>, ref = REST_REF) {
     const key = requireString(request, 'key');
     const version = requireString(request, 'version');
     if (this.entries.some((e) => e.key === key && e.version === version)) return { ok: false, signed_upload_url: '', message: '' };
@@ -353,9 +410,11 @@ class ServiceState {
       id,
       blobName: `entry-${id}`,
       key,
+      ref,
       version,
       sizeBytes: 0,
       createdAt: Date.now(),
+      lastAccessedAt: Date.now(),
       finalized: false,
       downloads: 0,
     };
@@ -388,6 +447,7 @@ class ServiceState {
     }
     if (!hit) return { ok: false, signed_download_url: '', matched_key: '' };
     hit.downloads++;
+    hit.lastAccessedAt = Date.now();
     return { ok: true, signed_download_url: this.sasUrl(hit.blobName, 'r'), matched_key: hit.key };
   }
 
@@ -404,12 +464,92 @@ class ServiceState {
     entry.sizeBytes = archive.length;
   }
 
-  async plantEntry(key: string, version: string, archive: Buffer): Promise<void> {
-    const { ok } = this.create({ key, version });
+  async plantEntry(key: string, version: string, archive: Buffer, ref?: string): Promise<void> {
+    const { ok } = this.create({ key, version }, ref);
     if (!ok) throw new Error(`an entry ${key} of that version exists already`);
     const entry = this.entries[this.entries.length - 1];
     await this.container.getBlockBlobClient(entry.blobName).uploadData(archive);
     Object.assign(entry, { sizeBytes: archive.length, finalized: true });
+  }
+
+  backdate(keys: RegExp, ms: number): number {
+    const moved = this.entries.filter((e) => keys.test(e.key));
+    for (const e of moved) Object.assign(e, { createdAt: e.createdAt - ms, lastAccessedAt: e.lastAccessedAt - ms });
+    return moved.length;
+  }
+
+  /** The REST API's cache list and delete (see the top of this file). */
+  async rest(req: IncomingMessage, res: ServerResponse, api: Omit<RestApi, 'url' | 'port'>): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    await readBody(req);
+    const base = `/repos/${api.repository}/actions/caches`;
+    const call = req.method === 'DELETE' ? 'rest:delete' : 'rest:list';
+    const answer = (status: number, body?: unknown) => {
+      this.record(call, 'api', url.pathname.slice(base.length + 1), status);
+      if (body === undefined) res.writeHead(status).end();
+      else send(res, status, body);
+    };
+    this.requests[call] = (this.requests[call] ?? 0) + 1;
+    const limit = this.limited(call, 'api', '');
+    if (limit) {
+      this.record(call, 'api', '', limit.status, limit.ms);
+      res.setHeader('retry-after', limit.header);
+      send(res, limit.status, { message: 'You have exceeded a secondary rate limit.' });
+      return;
+    }
+    const token = /^(?:Bearer|token) (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    if (token !== api.writeToken && token !== api.readToken) return answer(401, { message: 'Bad credentials' });
+    if (req.method === 'GET' && url.pathname === base) {
+      const q = url.searchParams;
+      const key = q.get('key') ?? '';
+      const ref = q.get('ref');
+      const wantedRef = ref && !ref.startsWith('refs/') ? `refs/heads/${ref}` : ref;
+      const sort = q.get('sort') ?? 'last_accessed_at';
+      const field = { created_at: 'createdAt', last_accessed_at: 'lastAccessedAt', size_in_bytes: 'sizeBytes' }[sort] as
+        'createdAt' | 'lastAccessedAt' | 'sizeBytes' | undefined;
+      if (!field) return answer(422, { message: `Invalid sort: ${sort}` });
+      const sign = q.get('direction') === 'asc' ? 1 : -1;
+      const perPage = Math.min(100, Math.max(1, Number(q.get('per_page') ?? 30) || 30));
+      const page = Math.max(1, Number(q.get('page') ?? 1) || 1);
+      const matching = this.entries
+        .filter((e) => e.finalized && e.key.startsWith(key) && (!wantedRef || e.ref === wantedRef))
+        .sort((a, b) => sign * (a[field] - b[field]) || sign * (a.id - b.id));
+      return answer(200, {
+        total_count: matching.length,
+        actions_caches: matching.slice((page - 1) * perPage, page * perPage).map((e) => ({
+          id: e.id,
+          ref: e.ref,
+          key: e.key,
+          version: e.version,
+          last_accessed_at: new Date(e.lastAccessedAt).toISOString(),
+          created_at: new Date(e.createdAt).toISOString(),
+          size_in_bytes: e.sizeBytes,
+        })),
+      });
+    }
+    const id = new RegExp(`^${base}/(\\d+)$`).exec(url.pathname)?.[1];
+    if (req.method === 'DELETE' && id) {
+      if (token !== api.writeToken)
+        return answer(403, {
+          message: 'Resource not accessible by integration',
+          documentation_url: 'https://docs.github.com/rest/actions/cache#delete-a-github-actions-cache-for-a-repository-using-a-cache-id',
+        });
+      const entry = this.entries.find((e) => e.id === Number(id) && e.finalized);
+      if (!entry) return answer(404, { message: 'Not Found' });
+      this.removeEntry(entry);
+      return answer(204);
+    }
+    answer(404, { message: 'Not Found' });
+  }
+
+  private removeEntry(entry: StoredEntry): void {
+    this.entries.splice(this.entries.indexOf(entry), 1);
+    const deleting = this.container
+      .getBlobClient(entry.blobName)
+      .deleteIfExists()
+      .catch(() => undefined);
+    this.pending.add(deleting);
+    void deleting.finally(() => this.pending.delete(deleting));
   }
 
   deleteEntry(key: string): void {

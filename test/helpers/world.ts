@@ -107,7 +107,7 @@ export async function startWorld(name: string, options: WorldOptions = {}): Prom
   const stopShared = () => [cache.stop(), release.stop(), ...Object.values(registries).map((r) => r.stop())];
   if (hubNamespace) {
     try {
-      const ports = [new URL(cache.env.ACTIONS_RESULTS_URL).port, cache.storagePort, new URL(release.baseUrl).port];
+      const ports = [new URL(cache.env.ACTIONS_RESULTS_URL).port, cache.storagePort, cache.api.port, new URL(release.baseUrl).port];
       await hubNamespace.expose(...ports.map(Number));
     } catch (error) {
       await Promise.allSettled([hubNamespace.stop(), ...stopShared()]);

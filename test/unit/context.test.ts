@@ -49,6 +49,7 @@ describe('parseInputs: defaults', () => {
       registriesConfDir: '',
       port: 0,
       failOnError: false,
+      githubToken: '',
     });
   });
 
@@ -106,6 +107,19 @@ describe('parseInputs: Docker Hub credentials', () => {
       () => parse({ 'dockerhub-token': 'dckr_pat_secret' }),
       (e: Error) => !e.message.includes('dckr_pat_secret'),
     );
+  });
+
+  test('github-token: a GitHub token is taken as it is; anything else is refused with a message that does not quote it', () => {
+    assert.equal(
+      parse({ 'github-token': 'ghs_16C7e42F292c6912E7710c838347Ae178B4a' }).githubToken,
+      'ghs_16C7e42F292c6912E7710c838347Ae178B4a',
+    );
+    assert.equal(parse({ 'github-token': `github_pat_${'a1'.repeat(41)}` }).githubToken.length, 93);
+    for (const bad of ['Bearer ghs_secretsecretsecretsecret', 'ghs_secret\nsecondlinesecret', 'short_secret'])
+      assert.throws(
+        () => parse({ 'github-token': bad }),
+        (e: Error) => e instanceof InputError && /github-token must be a GitHub token/.test(e.message) && !e.message.includes('secret'),
+      );
   });
 });
 

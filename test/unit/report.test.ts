@@ -954,6 +954,23 @@ describe('renderReport', () => {
     assert.ok(refused.includes('- Not saved this run: 2 blobs (the cache service did not take k); the next run saves them.'), refused);
   });
 
+  test('pruning: what it freed, or why it deleted nothing, in one line that is not a warning; nothing without a token', () => {
+    const freed = renderReport(facts({ pruned: { deleted: 3, bytes: 25 * 1024 * 1024, reason: '' } }));
+    assert.ok(freed.includes('- Pruned 3 entries the index no longer names: 25.0 MiB freed.\n'), freed);
+    const readOnly = renderReport(
+      facts({ pruned: { deleted: 0, bytes: 0, reason: 'pruning needs a github-token with actions: write; nothing deleted' } }),
+    );
+    assert.ok(readOnly.includes('\n- Pruning needs a github-token with actions: write; nothing deleted.\n'), readOnly);
+    assert.doesNotMatch(readOnly, /⚠️.*[Pp]run/);
+    const none = renderReport(facts({ pruned: { deleted: 0, bytes: 0, reason: '' } }));
+    assert.ok(
+      none.includes('- Pruned nothing: every entry of this cache is named by an index of the last 7 days or less than an hour old.'),
+      none,
+    );
+    assert.doesNotMatch(renderReport(facts({ pruned: null })), /[Pp]run/);
+    assert.doesNotMatch(renderReport(facts()), /[Pp]run/);
+  });
+
   test('a save that did not run says nothing about saving', () => {
     assert.ok(!renderReport(facts({ saved: null })).includes('Saved'));
   });
