@@ -1,6 +1,7 @@
 // daemon.json as text in, text out: what the daemon reads while the mirror is up, and what goes back after.
 // The action's edits are minimal and textual: it inserts its mirror, and later takes out exactly that, so that
 // everything else in the file (the user's keys, order, formatting, a job step's own edits) stays as it is.
+import { engineRelease } from './builtin-buildkit.js';
 import { sha256Hex } from './sha256.js';
 
 /** The file dockerd reads its config from when run without --config-file (rootful). */
@@ -158,6 +159,22 @@ export function usesContainerdStore(driverStatus: unknown): boolean {
     Array.isArray(driverStatus) &&
     driverStatus.some((pair) => Array.isArray(pair) && pair[0] === 'driver-type' && String(pair[1]).startsWith('io.containerd.snapshotter'))
   );
+}
+
+/** Which parts of dockerd read CERTS_DIR/HOST/hosts.toml, the per-registry mirrors of every registry but Docker Hub. */
+export interface HostsTomlReaders {
+  /** `docker pull`, `run`, compose: with the containerd image store only (the classic store's pulls mirror Docker Hub alone). */
+  pulls: boolean;
+  /** The built-in BuildKit's FROM lines: from Docker Engine 28.0 on, whatever the store (moby daemon/hosts.go). */
+  buildkit: boolean;
+}
+
+const BUILDKIT_READS_HOSTS_TOML_SINCE = 28;
+
+/** Who in dockerd reads hosts.toml, from `docker info`'s DriverStatus and ServerVersion. */
+export function hostsTomlReaders(driverStatus: unknown, serverVersion: string): HostsTomlReaders {
+  const release = engineRelease(serverVersion);
+  return { pulls: usesContainerdStore(driverStatus), buildkit: !!release && release[0] >= BUILDKIT_READS_HOSTS_TOML_SINCE };
 }
 
 // Where things are in a JSON text that JSON.parse accepted: offsets of an object's or array's items, for edits

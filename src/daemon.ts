@@ -14,10 +14,11 @@ import {
   DOCKERD_CONFIG,
   mirrorIsLive,
   namesMirror,
+  hostsTomlReaders,
   otherMirrors,
   restoredConfig,
-  usesContainerdStore,
   withMirror,
+  type HostsTomlReaders,
 } from './daemon-config.js';
 import { DOCKER_HUB } from './images.js';
 import { warn } from './log.js';
@@ -62,8 +63,14 @@ export async function pointDaemon(
   }
   const others = mirrors.filter((m) => m.registry !== DOCKER_HUB);
   const hostsFiles = others.length ? await useRegistryHosts(configPath, others, record.registryHosts) : [];
-  if (hostsFiles.length)
-    core.info(`dockerd (containerd image store) now pulls ${hostsFiles.map((f) => f.registry).join(', ')} images through their mirrors`);
+  if (hostsFiles.length) {
+    const names = hostsFiles.map((f) => f.registry).join(', ');
+    core.info(
+      hostsFiles.some((f) => f.buildkitOnly)
+        ? `dockerd's BuildKit (\`docker build\`) now pulls ${names} images through their mirrors; \`docker pull\` of them goes around the cache (classic image store)`
+        : `dockerd (containerd image store) now pulls ${names} images through their mirrors`,
+    );
+  }
   return !!hub;
 }
 
@@ -165,17 +172,20 @@ async function readConfig(configPath: string): Promise<Buffer | null> {
 }
 
 /**
- * With the containerd image store, dockerd reads per-registry mirrors from certs.d beside its config file:
- * writes CERTS_DIR/HOST/hosts.toml for each mirror, except where the host already has one (the user's, kept).
- * `record` gets what was written as soon as it is, for post to remove. Nothing with the classic image store.
+ * dockerd reads per-registry mirrors from certs.d beside its config file: with the containerd image store for its
+ * pulls, and from Docker Engine 28 for its built-in BuildKit whatever the store. Where either reads them, writes
+ * CERTS_DIR/HOST/hosts.toml for each mirror, except where the host already has one (the user's, kept). `record` gets
+ * what was written as soon as it is, for post to remove. Nothing on an older engine with the classic image store.
  */
 export async function useRegistryHosts(
   configPath: string,
   mirrors: MirrorAddress[],
   record: (files: RegistryHostsFile[]) => void,
-  containerdStore = async () => usesContainerdStore(await dockerInfo('{{json .DriverStatus}}').catch(() => null)),
+  readers = async (): Promise<HostsTomlReaders> =>
+    hostsTomlReaders(await dockerInfo('{{json .DriverStatus}}').catch(() => null), await serverVersion()),
 ): Promise<RegistryHostsFile[]> {
-  if (!(await containerdStore())) return [];
+  const { pulls, buildkit } = await readers();
+  if (!pulls && !buildkit) return [];
   const written: RegistryHostsFile[] = [];
   for (const mirror of mirrors) {
     const dir = join(dirname(configPath), 'certs.d', mirror.registry);
@@ -183,7 +193,7 @@ export async function useRegistryHosts(
     if (await exists(file)) continue;
     const createdDir = !(await exists(dir));
     await writeAsRoot(file, hostsToml(mirror));
-    written.push({ registry: mirror.registry, file, createdDir });
+    written.push({ registry: mirror.registry, file, createdDir, ...(pulls ? {} : { buildkitOnly: true }) });
     record(written);
   }
   return written;

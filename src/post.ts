@@ -204,7 +204,7 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
     prefetch: prefetchUsed,
     unpigz: onPath('unpigz'),
     pulled: await imagesPulledSince(baseline.started),
-    viaHostsToml: job.hostsFiles.map((f) => f.registry),
+    viaHostsToml: job.hostsFiles.filter((f) => !f.buildkitOnly).map((f) => f.registry),
     builtInBuildkit: state.builtInBuildkit(),
     problems: job.problems,
   });

@@ -29,12 +29,14 @@ export interface DaemonState {
   mirror: string;
 }
 
-/** A hosts.toml the action wrote into the daemon's certs.d (containerd image store). */
+/** A hosts.toml the action wrote into the daemon's certs.d (containerd image store, or Docker Engine 28 and later). */
 export interface RegistryHostsFile {
   registry: string;
   file: string;
   /** Whether the action made the HOST directory too (removed with the file). */
   createdDir: boolean;
+  /** Only dockerd's built-in BuildKit reads it (classic image store): `docker pull` of the registry goes around it. */
+  buildkitOnly?: boolean;
 }
 
 /** The registries.conf drop-in written for Podman, Buildah and Skopeo. */

@@ -84,12 +84,18 @@ fi
 go_build_pinned github.com/moby/buildkit v0.34.2 cmd/buildkitd
 go_build_pinned github.com/moby/buildkit v0.34.2 cmd/buildctl
 
-# ---- Docker Engines besides Debian's 20.10 (dockerd only), for test/e2e/buildkit.test.ts: dockerd's own BuildKit ---
-# reads a reloaded mirror from 25.0, on any address from 28.0. moby's releases are Go modules without a go.mod
+# ---- Docker Engines besides Debian's 20.10 (dockerd only): the engines users run ---------------------------------------
+# 28.0.4 is what GitHub's ubuntu-24.04 image ships (classic image store); Docker 29 is next, on the containerd image
+# store on a fresh install. The engine-dependent end-to-end files run on both (npm run test:engine-28,
+# test:engine-29; TEST_DOCKERD picks the binary), and test/e2e/buildkit.test.ts runs dockerd's own BuildKit on each
+# engine TEST_ENGINES names. Keep in step with test/helpers/engines.ts. They run with Debian's containerd and runc
+# (dockerd starts a containerd of its own). Every Go build here shares the one Go build cache and module cache (go
+# env GOCACHE, GOMODCACHE): the engines have most of their dependencies in common, with each other and with BuildKit,
+# so each later build compiles only what is new to it.
+#
+# build_dockerd VERSION: a 2x.y release. moby's releases up to 28 are Go modules without a go.mod
 # (github.com/docker/docker@vX.Y.Z+incompatible, with vendor.mod instead and no vendored code in the module zip), so
 # each is built in a copy of the downloaded module with vendor.mod as its go.mod, its dependencies from the proxy.
-# They run with Debian's containerd and runc (dockerd starts a containerd of its own); test/e2e/buildkit.test.ts runs
-# dockerd's own BuildKit on each engine TEST_ENGINES names.
 build_dockerd() {
   local version=$1
   local out=$GO_TOOLS_DIR/github.com/docker/docker@v$version
@@ -107,6 +113,25 @@ build_dockerd() {
   rm -rf "$out.src" "$out"
   mv "$out.partial" "$out"
 }
-# Opt-in (TEST_ENGINES="27.5.1 28.5.2"): each takes 5 to 15 minutes to build on 2 cores, more than the rest of the
-# suite's builds together.
+# build_dockerd_v2 MODULE_VERSION ENGINE_VERSION: Docker 29, which lives in the module github.com/moby/moby/v2
+# (github.com/docker/docker stops at 28.5.2 on the proxy). A real go.mod, so it builds inside the downloaded module;
+# ENGINE_VERSION is what the daemon reports (the module's releases/versions.yaml names the release it was cut from).
+build_dockerd_v2() {
+  local module_version=$1 version=$2
+  local out=$GO_TOOLS_DIR/github.com/moby/moby/v2@$module_version
+  [ -x "$out/dockerd" ] && return 0
+  command -v go >/dev/null || { echo "prerequisites: go is missing: it builds dockerd $version" >&2; return 1; }
+  echo "prerequisites: building dockerd $version from github.com/moby/moby/v2@$module_version (Go module proxy; a few minutes the first time)"
+  local dir
+  dir=$(module_dir "github.com/moby/moby/v2@$module_version")
+  [ -n "$dir" ] && [ -d "$dir" ] || { echo "prerequisites: go mod download github.com/moby/moby/v2@$module_version gave no module directory" >&2; return 1; }
+  mkdir -p "$out.partial"
+  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -tags 'exclude_graphdriver_btrfs netgo osusergo' -ldflags "-X github.com/moby/moby/v2/dockerversion.Version=$version" -o "$out.partial/dockerd" ./cmd/dockerd) ||
+    { rm -rf "$out.partial"; echo "prerequisites: building dockerd $version failed" >&2; return 1; }
+  rm -rf "$out"
+  mv "$out.partial" "$out"
+}
+build_dockerd 28.0.4
+build_dockerd_v2 v2.0.0-beta.24 29.8.1-dev
+# Opt-in (TEST_ENGINES="27.5.1 28.5.2"): older and newer 2x releases for test/e2e/buildkit.test.ts's rule.
 for engine in ${TEST_ENGINES:-}; do build_dockerd "$engine"; done

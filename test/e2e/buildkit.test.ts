@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { builtInBuildkitNotice } from '../../src/builtin-buildkit.js';
+import { hostsTomlReaders } from '../../src/daemon-config.js';
 import { startBuildkitd } from '../helpers/buildkitd.js';
 import { goTool } from '../helpers/go-tools.js';
 import { makeLayer, pushImage } from '../helpers/images.js';
@@ -195,6 +196,49 @@ describe('BuildKit through the cache', { timeout: 600_000 }, () => {
       });
     });
   }
+
+  /**
+   * Docker Engine 28 and later hand their own BuildKit the hosts.toml files in /etc/docker/certs.d for every
+   * registry, classic image store or not (moby daemon/hosts.go): the action writes one per mirror there, so a
+   * `docker build` FROM ghcr.io comes through the cache. Older engines' BuildKit has no mirror but Docker Hub's.
+   */
+  test("dockerd's own BuildKit, FROM ghcr.io: a warm job takes no blob from ghcr.io on Docker Engine 28 and later", async () => {
+    const job = async (name: string) => {
+      const runner = await world.runner(`dockerd-buildkit-ghcr-${name}`);
+      const info = await runner.dockerd.info();
+      const before = await upstreamBlobGets();
+      const { main, post } = await runner.job(
+        runner.inputs({ registries: 'docker.io ghcr.io', 'cache-key': 'dockerd-buildkit-ghcr' }),
+        async () => {
+          const built = await runner.dockerd.docker(['build', '--tag', 'built-from-ghcr', '-'], {
+            input: 'FROM ghcr.io/org/app:1\nLABEL built=yes\n',
+            env: { DOCKER_BUILDKIT: '1' },
+            besideDaemon: true,
+            timeoutMs: 180_000,
+          });
+          assert.equal(built.code, 0, `docker build FROM ghcr.io/org/app:1 on dockerd ${info.ServerVersion}: ${built.stderr}`);
+        },
+      );
+      const afterJob = await upstreamBlobGets();
+      assert.deepEqual([...main.warnings, ...post.warnings], []);
+      return {
+        post,
+        version: info.ServerVersion as string,
+        readers: hostsTomlReaders(info.DriverStatus, info.ServerVersion),
+        fromGhcr: afterJob['ghcr.io'] - before['ghcr.io'],
+      };
+    };
+    const cold = await job('cold');
+    const warm = await job('warm');
+    if (warm.readers.buildkit) {
+      assert.ok(cold.fromGhcr > 0, `the cold build filled the cache from ghcr.io: ${cold.fromGhcr}`);
+      assert.equal(warm.fromGhcr, 0, `dockerd ${warm.version}'s BuildKit took every blob from the cache`);
+      assert.match(warm.post.summary, /\| ghcr\.io\/org\/app:1 \| \d+ blobs?, [\d.]+ [KM]iB \| – \|/, warm.post.summary);
+    } else {
+      assert.ok(warm.fromGhcr > 0, `dockerd ${warm.version}'s BuildKit pulled from ghcr.io directly: ${warm.fromGhcr}`);
+      assert.ok(!warm.post.summary.includes('| ghcr.io/org/app:1 |'), warm.post.summary);
+    }
+  });
 
   for (const listen of ['loopback', 'docker-bridge'] as const) {
     test(`dockerd's own BuildKit (the test dockerd), listen: ${listen}: through the reloaded mirror or around it, as the action says; the classic builder goes through it`, () =>

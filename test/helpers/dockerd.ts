@@ -1,8 +1,10 @@
 // A real Docker daemon (Debian's docker.io, dockerd 20.10; TEST_DOCKERD for another) for tests: its own data-root,
 // exec-root, socket, pidfile, config file and bridge, no iptables, vfs storage (so the classic image store on every
 // engine: an explicitly named graph driver wins over Docker 29's containerd default, moby
-// daemon/image_store_choice.go). It starts its own managed containerd (dockerd does so when no system containerd
-// socket is at /run/containerd/containerd.sock, which is covered below; checked here on 20.10).
+// daemon/image_store_choice.go). TEST_IMAGE_STORE=containerd names no graph driver instead, so an engine that has the
+// containerd image store as its default (29 on its fresh data root) uses it, as a fresh install does. It starts its
+// own managed containerd (dockerd does so when no system containerd socket is at /run/containerd/containerd.sock,
+// which is covered below; checked here on 20.10).
 //
 // Its own bridge, not --bridge=none: with none, dockerd deletes any interface named docker0 in its network namespace
 // (moby daemon/daemon_unix.go, removeDefaultBridgeInterface, 20.10 through 29), which on a hosted runner is the
@@ -16,17 +18,24 @@
 // /run/containerd/s. To leave the machine's docker setup alone, the daemon runs in a private mount namespace
 // (`unshare --mount --propagation private`, which execs: dockerd keeps the pid we spawned) where each of
 // /etc/docker, /run/docker, /run/containerd that exists is covered by a bind mount of a directory under
-// dir/ns/. Mounts the daemon makes stay inside that namespace and vanish with it.
+// dir/ns/. Mounts the daemon makes stay inside that namespace and vanish with it. The daemon's /etc/docker/certs.d
+// (per-registry hosts.toml) is the certs.d beside its config file, as on a host whose config is
+// /etc/docker/daemon.json: the action writes hosts.toml files there (dirname(daemon-config)/certs.d).
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, readlink, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { engineDockerd } from './engines.js';
 import { ip, type NetworkPlace } from './netns.js';
 import { run, startProcess, waitFor, type RunResult, type Started } from './process.js';
 
 /** The docker CLI the helpers run: Debian's 20.10 CLI, the daemon's own version (override: TEST_DOCKER_CLI). */
 export const DOCKER_CLI = process.env.TEST_DOCKER_CLI ?? '/usr/bin/docker';
-export const DOCKERD_BINARY = process.env.TEST_DOCKERD ?? '/usr/sbin/dockerd';
+/** The dockerd the tests run: TEST_DOCKERD names a binary, TEST_ENGINE=28 or 29 an engine built by the prerequisites. */
+export const DOCKERD_BINARY =
+  process.env.TEST_DOCKERD ?? (process.env.TEST_ENGINE ? engineDockerd(process.env.TEST_ENGINE) : '/usr/sbin/dockerd');
+/** The image store asked of every test daemon: `classic` (vfs named) or `containerd` (no graph driver named). */
+export const IMAGE_STORE: 'classic' | 'containerd' = process.env.TEST_IMAGE_STORE === 'containerd' ? 'containerd' : 'classic';
 
 /** Host paths dockerd/containerd write to no matter what their flags say; hidden in the daemon's namespace. */
 const SHARED_HOST_DIRS = ['/etc/docker', '/run/docker', '/run/containerd'];
@@ -117,12 +126,16 @@ export async function startDockerd(
       createdByUs.add(hostDir);
     }
   }
+  const certsDir = join(dirname(configFile), 'certs.d');
+  await mkdir(certsDir, { recursive: true });
+  await mkdir(join(dir, 'ns', 'etc-docker', 'certs.d'), { recursive: true });
+  binds.push(`mount --bind ${shellQuote(certsDir)} /etc/docker/certs.d`);
   const script = [...binds, 'exec "$0" "$@"'].join(' && ');
   const bridge = await addBridge(opts.netns);
   const args = [
     '--iptables=false',
     `--bridge=${bridge}`,
-    '--storage-driver=vfs',
+    ...(IMAGE_STORE === 'classic' ? ['--storage-driver=vfs'] : []),
     `--data-root=${dataRoot}`,
     `--exec-root=${execRoot}`,
     `--host=${host}`,

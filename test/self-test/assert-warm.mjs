@@ -28,9 +28,9 @@ const served = readdirSync(dir)
   .filter((file) => /^access(-.+)?\.log$/.test(file))
   .flatMap((file) => {
     const host = /^access-(.+)\.log$/.exec(file)?.[1].replace(/_/g, ':');
-    return [...readFileSync(join(dir, file), 'utf8').matchAll(/"GET \/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/1\.1" 200 /g)].map(
-      ([, name, digest]) => [host ? `${host}/${name}` : name, digest],
-    );
+    return [
+      ...readFileSync(join(dir, file), 'utf8').matchAll(/"GET \/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64})(?:\?[^ "]*)? HTTP\/1\.1" 200 /g),
+    ].map(([, name, digest]) => [host ? `${host}/${name}` : name, digest]);
   });
 if (served.length === 0) fail('the mirrors served no blob: did the pulls go through them?');
 // What the background restore linked since (restore-progress.jsonl: one line per image linked, with its blobs); the

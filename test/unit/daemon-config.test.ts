@@ -10,6 +10,7 @@ import {
   otherMirrors,
   restoredConfig,
   usesContainerdStore,
+  hostsTomlReaders,
   withMirror,
   withoutMirror,
   MIRRORS_KEY,
@@ -325,5 +326,21 @@ describe('usesContainerdStore (docker info DriverStatus)', () => {
     );
     assert.equal(usesContainerdStore(null), false);
     assert.equal(usesContainerdStore([]), false);
+  });
+});
+
+describe('hostsTomlReaders (docker info DriverStatus and ServerVersion)', () => {
+  const classic = [['Backing Filesystem', 'extfs']];
+  const containerd = [['driver-type', 'io.containerd.snapshotter.v1']];
+  test('from Docker Engine 28 the built-in BuildKit reads them whatever the store; the pulls only on the containerd store', () => {
+    assert.deepEqual(hostsTomlReaders(classic, '28.0.4'), { pulls: false, buildkit: true });
+    assert.deepEqual(hostsTomlReaders(containerd, '29.8.1-dev'), { pulls: true, buildkit: true });
+    assert.deepEqual(hostsTomlReaders(classic, '29.1.5'), { pulls: false, buildkit: true });
+  });
+  test('before 28: the containerd store pulls alone; nothing on the classic store, or for a version not read', () => {
+    assert.deepEqual(hostsTomlReaders(classic, '20.10.24+dfsg1'), { pulls: false, buildkit: false });
+    assert.deepEqual(hostsTomlReaders(classic, '27.5.1'), { pulls: false, buildkit: false });
+    assert.deepEqual(hostsTomlReaders(containerd, '27.5.1'), { pulls: true, buildkit: false });
+    assert.deepEqual(hostsTomlReaders(classic, ''), { pulls: false, buildkit: false });
   });
 });

@@ -113,7 +113,7 @@ describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', 
         config,
         mirrors,
         (files) => recorded.push([...files]),
-        async () => true,
+        async () => ({ pulls: true, buildkit: true }),
       );
       assert.deepEqual(written, [{ registry: 'ghcr.io', file: join(dir, 'certs.d', 'ghcr.io', 'hosts.toml'), createdDir: true }]);
       assert.deepEqual(recorded.at(-1), written, 'recorded for post as soon as written');
@@ -137,7 +137,7 @@ describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', 
         config,
         three,
         () => {},
-        async () => true,
+        async () => ({ pulls: true, buildkit: false }),
       );
       assert.equal(written.length, 3);
       // A job step put a file of its own beside ours, and turned another of ours into a directory.
@@ -161,7 +161,33 @@ describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', 
     }
   });
 
-  test('classic image store: nothing written', async () => {
+  test('classic image store on Docker Engine 28 and later: written for the built-in BuildKit alone, so marked', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'certs-d-'));
+    try {
+      const written = await useRegistryHosts(
+        join(dir, 'daemon.json'),
+        mirrors,
+        () => {},
+        async () => ({ pulls: false, buildkit: true }),
+      );
+      assert.deepEqual(
+        written,
+        mirrors.map((m) => ({
+          registry: m.registry,
+          file: join(dir, 'certs.d', m.registry, 'hosts.toml'),
+          createdDir: true,
+          buildkitOnly: true,
+        })),
+      );
+      assert.equal(await readFile(written[1].file, 'utf8'), hostsToml(mirrors[1]));
+      await restoreRegistryHosts(written);
+      assert.deepEqual(await readdir(join(dir, 'certs.d')), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('classic image store before Docker Engine 28: nothing written', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'certs-d-'));
     try {
       assert.deepEqual(
@@ -169,7 +195,7 @@ describe('useRegistryHosts / restoreRegistryHosts: certs.d beside daemon.json', 
           join(dir, 'daemon.json'),
           mirrors,
           () => assert.fail('nothing to record'),
-          async () => false,
+          async () => ({ pulls: false, buildkit: false }),
         ),
         [],
       );
