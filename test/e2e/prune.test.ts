@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { blobKey } from '../../src/cache-index.js';
 import { formatBytes } from '../../src/report.js';
+import { entryHolding } from '../helpers/cache-entries.js';
 import { makeLayer, pushImage, type Layer } from '../helpers/images.js';
 import type { StepResult } from '../helpers/runner.js';
 import { startWorld, upstreamBlobFetches, type World } from '../helpers/world.js';
@@ -61,6 +62,8 @@ describe('pruning what no index names', { timeout: 600_000 }, () => {
     assert.deepEqual(first.rest, [], 'no github-token: no REST call');
     const firstIndex = [...keys()].find((k) => k.startsWith(`${PREFIX}-index-`))!;
     assert.ok(firstIndex);
+    // beta's own entry: its layer, with its manifest and config.
+    const betaEntry = await entryHolding(world.cache, PREFIX, betaOld.digest);
     assert.ok(world.cache.backdate(new RegExp(`^${PREFIX}-`), 8 * DAY) >= 4);
 
     // beta:1 is pushed again with a layer of its own replaced: the next job saves the new one and an index without the old.
@@ -72,7 +75,7 @@ describe('pruning what no index names', { timeout: 600_000 }, () => {
     assert.deepEqual(moved.rest, [], 'no github-token: no REST call');
     assert.match(moved.post.summary, /- Saved: \d+ new entr(y|ies), .*index `prune-index-/);
     assert.doesNotMatch(moved.post.summary, /Prun(ed|ing)/);
-    const unnamed = [blobKey(PREFIX, betaOld.digest), firstIndex].sort();
+    const unnamed = [betaEntry, firstIndex].sort();
     for (const key of unnamed) assert.ok(keys().has(key), `${key} is still there`);
 
     // What is never a candidate: another prefix's entry, this prefix's in another ref's scope, one created just now.
