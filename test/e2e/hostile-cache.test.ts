@@ -76,11 +76,11 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
   before(async () => {
     world = await startWorld('pull-cache-hostile');
     // Two images on one base: the base is an entry of its own, alpha's app layer another (the untouched one). Each
-    // is over 1 MiB: a smaller set of blobs would join its image's larger entry.
+    // is over 1 MiB compressed: a smaller set of blobs would join its image's larger entry.
     const base = makeLayer('hostile-base', [{ path: 'usr/lib/base.bin', bytes: 1.5 * MiB }]);
     alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [
       base,
-      makeLayer('hostile-app', [{ path: 'opt/app.txt', bytes: 1.25 * MiB, content: 'text' }]),
+      makeLayer('hostile-app', [{ path: 'opt/app.txt', bytes: 3 * MiB, content: 'text' }]),
     ]);
     await pushImage(world.upstream.url, 'library/beta', '1', [
       base,
