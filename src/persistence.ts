@@ -253,10 +253,10 @@ export async function saveStorage(
   signal: AbortSignal,
 ): Promise<Saved> {
   const request: SaveRequest = { scope, restored, after, job, run, now: new Date() };
-  const { newBlobs, plan, index } = savePlan(request);
-  if (plan.entries.length === 0 && !indexChanged(restored.index, index)) return NOTHING_SAVED;
-  if (!service) return { ...NOTHING_SAVED, deferred: Object.keys(newBlobs).length, stopped: NO_CACHE_SERVICE };
-  return saveEntries(service, request, signal);
+  const plan = savePlan(request);
+  if (plan.plan.entries.length === 0 && !indexChanged(restored.index, plan.index)) return NOTHING_SAVED;
+  if (!service) return { ...NOTHING_SAVED, deferred: Object.keys(plan.newBlobs).length, stopped: NO_CACHE_SERVICE };
+  return saveEntries(service, request, plan, signal);
 }
 
 /** The new blobs split into entries, and the index as it would be if none of them were saved. */
@@ -275,9 +275,13 @@ function savePlan({ scope, restored, after, job, run, now }: SaveRequest) {
   return { newBlobs, plan, index };
 }
 
-async function saveEntries(service: CacheService, request: SaveRequest, signal: AbortSignal): Promise<Saved> {
+async function saveEntries(
+  service: CacheService,
+  request: SaveRequest,
+  { newBlobs, plan }: ReturnType<typeof savePlan>,
+  signal: AbortSignal,
+): Promise<Saved> {
   const { scope, restored, after, run, now } = request;
-  const { newBlobs, plan } = savePlan(request);
   const saved: EntryRef[] = [];
   const leftToOthers: EntryRef[] = [];
   let stopped = '';
