@@ -266,10 +266,11 @@ export async function saveStorage(
   signal: AbortSignal,
 ): Promise<Saved> {
   const request: SaveRequest = { scope, restored, after, job, run, now: new Date() };
-  const { newBlobs, plan, index, withheld } = savePlan(request);
+  const planned = savePlan(request);
+  const { plan, index, newBlobs, withheld } = planned;
   if (plan.entries.length === 0 && !indexChanged(restored.index, index)) return { ...NOTHING_SAVED, withheld };
   if (!service) return { ...NOTHING_SAVED, deferred: Object.keys(newBlobs).length, stopped: NO_CACHE_SERVICE, withheld };
-  return saveEntries(service, request, signal);
+  return saveEntries(service, request, planned, signal);
 }
 
 /** The new blobs split into entries, and the index as it would be if none of them were saved. */
@@ -301,9 +302,13 @@ function withEvicted(index: CacheIndex, thrash: Thrash | null | undefined): Cach
   return evicted.length ? { ...index, evicted } : index;
 }
 
-async function saveEntries(service: CacheService, request: SaveRequest, signal: AbortSignal): Promise<Saved> {
+async function saveEntries(
+  service: CacheService,
+  request: SaveRequest,
+  { newBlobs, plan, withheld }: ReturnType<typeof savePlan>,
+  signal: AbortSignal,
+): Promise<Saved> {
   const { scope, restored, after, run, now } = request;
-  const { newBlobs, plan, withheld } = savePlan(request);
   const saved: EntryRef[] = [];
   const leftToOthers: EntryRef[] = [];
   let stopped = '';

@@ -75,13 +75,17 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
 
   before(async () => {
     world = await startWorld('pull-cache-hostile');
-    // Two images on one base: the base is an entry of its own, alpha's app layer another (the untouched one).
+    // Two images on one base: the base is an entry of its own, alpha's app layer another (the untouched one). Each
+    // is over 1 MiB compressed: a smaller set of blobs would join its image's larger entry.
     const base = makeLayer('hostile-base', [{ path: 'usr/lib/base.bin', bytes: 1.5 * MiB }]);
     alpha = await pushImage(world.upstream.url, 'library/alpha', '1', [
       base,
-      makeLayer('hostile-app', [{ path: 'opt/app.txt', bytes: 4096, content: 'text' }]),
+      makeLayer('hostile-app', [{ path: 'opt/app.txt', bytes: 3 * MiB, content: 'text' }]),
     ]);
-    await pushImage(world.upstream.url, 'library/beta', '1', [base, makeLayer('hostile-beta', [{ path: 'opt/beta.txt', bytes: 4096 }])]);
+    await pushImage(world.upstream.url, 'library/beta', '1', [
+      base,
+      makeLayer('hostile-beta', [{ path: 'opt/beta.txt', bytes: 1.25 * MiB }]),
+    ]);
     const seed = await world.runner('seed');
     const { post } = await seed.job(seed.inputs(), async () => {
       await seed.pull('alpha:1');
@@ -366,7 +370,11 @@ describe('a hostile cache', { timeout: 1_200_000 }, () => {
       );
       // What was not refused still comes from the cache; from a refused index, nothing does.
       if (scenario.wholeIndex) assert.match(job.post.summary, /- Restored: nothing/);
-      else assert.ok(!fetched.some((l) => l.path.endsWith(alpha.layers[1].digest)), 'the untouched entries still served from the cache');
+      else
+        assert.ok(
+          !fetched.some((l) => l.path.endsWith(alpha.layers[1].digest)),
+          `the untouched entries still served from the cache: ${fetched.map((l) => l.path).join(' ')}\n${job.post.summary}`,
+        );
       await runner.dockerd.docker(['rmi', 'alpha:1']);
     });
   }

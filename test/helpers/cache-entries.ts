@@ -11,13 +11,21 @@ export function blobMember(digest: string): string {
   return `storage/docker/registry/v2/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
 }
 
-/** The paths an entry's archive holds. */
-export async function entryMembers(cache: CacheService, key: string): Promise<string[]> {
-  const tar = execFileSync('zstd', ['-d', '--long=30', '-c'], { input: await cache.entryContent(key), maxBuffer: 1024 * 1024 * 1024 });
+/** The entry's archive as a plain tar. */
+async function entryTar(cache: CacheService, key: string): Promise<Buffer> {
+  return execFileSync('zstd', ['-d', '--long=30', '-c'], { input: await cache.entryContent(key), maxBuffer: 1024 * 1024 * 1024 });
+}
+
+function tarMembers(tar: Buffer): string[] {
   return execFileSync('tar', ['-t'], { input: tar, maxBuffer: 64 * 1024 * 1024 })
     .toString()
     .split('\n')
     .filter(Boolean);
+}
+
+/** The paths an entry's archive holds. */
+export async function entryMembers(cache: CacheService, key: string): Promise<string[]> {
+  return tarMembers(await entryTar(cache, key));
 }
 
 /** The key of the newest finalized entry under `prefix` whose archive holds the blob. */
@@ -43,10 +51,10 @@ export async function withBlobReplaced(cache: CacheService, key: string, digest:
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   try {
-    const tar = execFileSync('zstd', ['-d', '--long=30', '-c'], { input: await cache.entryContent(key), maxBuffer: 1024 * 1024 * 1024 });
+    const tar = await entryTar(cache, key);
     execFileSync('tar', ['-x', '-C', dir], { input: tar });
     writeFileSync(join(dir, blobMember(digest)), bytes);
-    const members = await entryMembers(cache, key);
+    const members = tarMembers(tar);
     execFileSync('tar', ['--posix', '-cf', join(dir, '.entry.tar'), '-C', dir, ...members]);
     execFileSync('zstd', ['-q', '-f', '--long=30', join(dir, '.entry.tar'), '-o', join(dir, '.entry.tzst')]);
     return readFileSync(join(dir, '.entry.tzst'));

@@ -16,6 +16,14 @@ const read = (pid, file) => {
     return ''; // gone meanwhile
   }
 };
+/** The arguments of the program the process runs now, waiting out an exec in progress (a bounded re-read). */
+const programAfter = (pid, before) => {
+  for (let i = 0; i < 1000; i++) {
+    const argv = read(pid, 'cmdline').split('\0').filter(Boolean);
+    if (argv.length > 0) return argv;
+  }
+  return before.split('\0').filter(Boolean); // gone meanwhile: judged by what was read before
+};
 /** The step itself (`node <step>`, nothing more), the wrap that execs into it, and the wrap's own mounts. */
 const isStep = (argv) =>
   (argv.length === 2 && argv[0] === process.execPath && argv[1] === step) ||
@@ -31,9 +39,12 @@ const round = () => {
       ['cmdline', cmdline],
     ]) {
       if (!secrets.some((s) => text.includes(s))) continue;
+      // A fork of the step not yet exec'd shows the step's arguments and environment. A process caught inside
+      // execve shows no arguments (its new memory has none yet) and, a moment later, the environment of the
+      // program it became: the wrap exec'ing into the step does. So it is judged by what it runs after the read.
       const argv = cmdline.split('\0').filter(Boolean);
-      if (isStep(argv)) continue;
-      found.set(`${pid} ${where}`, `${pid} ${where}: ${argv.join(' ').slice(0, 160)}`);
+      if (isStep(argv) || (where === 'environ' && argv.length === 0 && isStep(programAfter(pid, cmdline)))) continue;
+      found.set(`${pid} ${where}`, `${pid} ${where}: ${(argv.length ? argv : programAfter(pid, cmdline)).join(' ').slice(0, 160)}`);
     }
   }
 };
