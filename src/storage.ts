@@ -125,16 +125,20 @@ export async function writeLinks(root: string, images: ImageLinks[], present: Re
   const registries = new Set<string>();
   for (const image of images) {
     const [manifest] = image.manifests;
-    if (!present.has(manifest)) continue;
+    const blobs = image.blobs.filter((b) => present.has(b));
+    // Without its manifest (its entry evicted) an image gets no tag, but the layers it shares with another image
+    // still serve: the proxy fetches the manifest and takes the rest from storage.
+    if (!present.has(manifest) && blobs.length === 0) continue;
     const { registry, repository } = splitRepository(image.repository);
     registries.add(registry);
     const repo = `${registryRoot(registry)}${V2}/repositories/${repository}`;
+    for (const d of blobs) links.set(`${repo}/_layers/sha256/${hex(d)}`, d);
+    if (!present.has(manifest)) continue;
     if (!isDigest(image.reference)) {
       links.set(`${repo}/_manifests/tags/${image.reference}/current`, manifest);
       links.set(`${repo}/_manifests/tags/${image.reference}/index/sha256/${hex(manifest)}`, manifest);
     }
     for (const d of image.manifests.filter((m) => present.has(m))) links.set(`${repo}/_manifests/revisions/sha256/${hex(d)}`, d);
-    for (const d of image.blobs.filter((b) => present.has(b))) links.set(`${repo}/_layers/sha256/${hex(d)}`, d);
   }
   for (const registry of registries) await prepareRegistryRoot(root, registry);
   await mapBounded([...links], 32, async ([dir, digest]) => {

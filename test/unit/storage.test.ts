@@ -121,17 +121,22 @@ describe('writeLinks and scanStorage', () => {
     );
   });
 
-  test('only blobs present are linked; an image without its manifest gets nothing; one pulled by digest gets no tag', async () => {
+  test('only blobs present are linked; an image without its manifest gets its present layers but no tag; one pulled by digest gets no tag', async () => {
     const partial = await storeImage(root, 'library/partial', '2', ['partial-a', 'partial-b']);
     const absent = await storeImage(root, 'library/absent', '1', ['absent']);
     const pinned = await storeImage(root, 'library/pinned', null, ['pinned']);
+    // Its own entry (manifest, config, own layer) evicted; the base it shares with partial restored.
+    const headless = await storeImage(root, 'library/headless', '1', ['partial-a', 'headless-own']);
     const missingLayer = partial.blobs[2];
     const present = new Set([...Object.keys(partial.sizes), ...Object.keys(pinned.sizes)].filter((d) => d !== missingLayer));
-    await writeLinks(root, [partial, absent, pinned], present);
+    await writeLinks(root, [partial, absent, pinned, headless], present);
 
     const { repositories } = await scanStorage(root);
     assert.deepEqual(repositories['library/partial'].layers, partial.blobs.slice(0, 2).sort());
     assert.equal(repositories['library/absent'], undefined);
+    const base = partial.blobs[1];
+    assert.ok(headless.blobs.includes(base));
+    assert.deepEqual(repositories['library/headless'], { tags: {}, manifests: [], layers: [base] });
     assert.deepEqual(repositories['library/pinned'], { tags: {}, manifests: pinned.manifests, layers: [...pinned.blobs].sort() });
   });
 
