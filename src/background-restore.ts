@@ -6,12 +6,12 @@
 import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pollUntil, withDeadline } from './bounded.js';
-import { contentOf, holdersOf, imageKey, STORAGE_DIR, type CachedImage, type EntryRef } from './cache-index.js';
+import { contentOf, holdersOf, imageKey, STORAGE_DIR, type Budget, type CachedImage, type EntryRef } from './cache-index.js';
 import { displayName } from './images.js';
 import { NO_CACHE_SERVICE, type CacheService } from './cache-entry.js';
-import { restoreBlobs, type Restored } from './persistence.js';
+import { NOTHING_RESTORED, restoreBlobs, restoreIndex, type CacheScope, type Restored } from './persistence.js';
 import { isRunning, receiveSecret, startWorker } from './processes.js';
-import { processHeldBack, type CallKind, type HeldBackSummary } from './rate-limit.js';
+import { honourWaits, processHeldBack, type CallKind, type HeldBackSummary } from './rate-limit.js';
 import { writeLinks } from './storage.js';
 
 const RESTORE_ARGUMENT = '--restore';
@@ -23,6 +23,12 @@ const RESTORE_CONCURRENCY = 4;
 
 export interface RestorePlan {
   workDir: string;
+  /**
+   * Set when the cache service rate-limited main's index look-up past what main waits: the worker keeps trying
+   * (as told, within timeoutMs), then selects and restores the entries as main would have. entries, images and
+   * sizes are then empty.
+   */
+  lateIndex?: { scope: CacheScope; budget: Budget; registries: string[]; waitsTold: Record<string, number> };
   entries: EntryRef[];
   images: CachedImage[];
   /** Each blob's size, as the index gives it: what an entry's archive may hold. */
@@ -58,6 +64,12 @@ export interface ImageRecord {
   at: number;
 }
 
+/** The index the worker restored after main went on without it (RestorePlan.lateIndex), and what it selected. */
+export interface LateIndexRecord {
+  lateIndex: Pick<Restored, 'restoredKey' | 'index' | 'images' | 'dropped' | 'entries' | 'refused'>;
+  at: number;
+}
+
 export interface DoneRecord {
   done: true;
   at: number;
@@ -67,6 +79,7 @@ export interface DoneRecord {
 }
 
 export interface RestoreProgress {
+  lateIndex?: LateIndexRecord;
   entries: EntryRecord[];
   images: ImageRecord[];
   done?: DoneRecord;
@@ -92,15 +105,37 @@ export function restorePlanFile(argv: string[]): string | undefined {
 export async function runRestore(planFile: string): Promise<void> {
   const service = await receiveSecret<CacheService>();
   const plan = JSON.parse(await readFile(planFile, 'utf8')) as RestorePlan;
-  const record = (r: EntryRecord | ImageRecord | DoneRecord) => appendFile(plan.progress, `${JSON.stringify(r)}\n`);
-  const error = await withDeadline('restoring the cache', plan.timeoutMs, (signal) =>
-    service ? restoreEntries(service, plan, record, signal) : Promise.reject(new Error(NO_CACHE_SERVICE)),
-  ).then(
+  const record = (r: LateIndexRecord | EntryRecord | ImageRecord | DoneRecord) => appendFile(plan.progress, `${JSON.stringify(r)}\n`);
+  const error = await withDeadline('restoring the cache', plan.timeoutMs, async (signal) => {
+    if (!service) throw new Error(NO_CACHE_SERVICE);
+    await restoreEntries(service, plan.lateIndex ? await selectLate(service, plan, record, signal) : plan, record, signal);
+  }).then(
     () => undefined,
     (e: Error) => e.message,
   );
   const heldBack = processHeldBack.summary();
   await record({ done: true, at: Date.now(), ...(error ? { error } : {}), ...(heldBack.refused ? { heldBack } : {}) });
+}
+
+/** The index main could not wait for, looked up again as long as the service says and the deadline allows. */
+async function selectLate(
+  service: CacheService,
+  plan: RestorePlan,
+  record: (r: LateIndexRecord) => Promise<void>,
+  signal: AbortSignal,
+): Promise<RestorePlan> {
+  const { scope, budget, registries, waitsTold } = plan.lateIndex!;
+  honourWaits(waitsTold);
+  const { restoredKey, index, images, dropped, entries, refused } = await restoreIndex(
+    service,
+    scope,
+    budget,
+    registries,
+    new Date(),
+    signal,
+  );
+  await record({ lateIndex: { restoredKey, index, images, dropped, entries, refused }, at: Date.now() });
+  return { ...plan, entries, images, sizes: index?.blobs ?? {} };
 }
 
 async function restoreEntries(
@@ -303,6 +338,7 @@ export function parseProgress(text: string): RestoreProgress {
       continue;
     }
     if (r.done) progress.done = r as DoneRecord;
+    else if ((r as Partial<LateIndexRecord>).lateIndex) progress.lateIndex = r as unknown as LateIndexRecord;
     else if (r.entry) progress.entries.push(r as EntryRecord);
     else if (r.image) progress.images.push(r as ImageRecord);
   }
@@ -328,7 +364,13 @@ export async function finishRestore(pid: number, progress: string, waitMs: numbe
  * it holds is in place, missing when the cache did not have it, and its blobs are damaged when it was there but
  * they failed their check. Entries the worker never finished leave the restore unfinished.
  */
-export function restoreOutcome(selected: Restored, progress: RestoreProgress): Restored {
+export function restoreOutcome(mainSelected: Restored, progress: RestoreProgress): Restored {
+  // Main went on without the index: what the worker restored later stands for what main would have selected.
+  if (mainSelected.indexLimited && !progress.lateIndex) return { ...mainSelected, finished: false };
+  const late = progress.lateIndex;
+  const selected: Restored = late
+    ? { ...NOTHING_RESTORED, ...late.lateIndex, indexLate: { limited: mainSelected.indexLimited!, at: late.at } }
+    : mainSelected;
   const tried = new Map(progress.entries.map((r) => [r.entry, r]));
   const present = new Set(progress.entries.flatMap((r) => r.present));
   const done = selected.entries.filter((e) => tried.has(e.key));

@@ -5,7 +5,7 @@ import * as core from '@actions/core';
 import { join } from 'node:path';
 import { startRestore } from './background-restore.js';
 import { cacheServiceOf } from './cache-entry.js';
-import { RateLimited } from './rate-limit.js';
+import { RateLimited, waitsTold } from './rate-limit.js';
 import { withDeadline } from './bounded.js';
 import { writeClientConfigs } from './client-config.js';
 import { getInputs, runnerArch, type Inputs } from './context.js';
@@ -42,8 +42,9 @@ export async function main(): Promise<void> {
     const { restored, binary, probes } = await core.group('Restoring the cache index', () =>
       restoreIndexAndPrepare(inputs, dir, plans, jobStarted),
     );
-    const restoreProgress = restored.entries.length ? await restoreInBackground(inputs, dir, restored) : null;
-    const started = { binary, probes, restored, restoreProgress };
+    const restoreProgress = restored.entries.length || restored.indexLimited ? await restoreInBackground(inputs, dir, restored) : null;
+    // The fronts hold pulls of the images being restored: with the index still to come, none is known.
+    const started = { binary, probes, restored, restoreProgress: restored.entries.length ? restoreProgress : null };
     const mirrors = await core.group('Starting the mirrors', () => startMirrorsBehindFronts(inputs, dir, address, plans, started));
     const daemonPulls = await core.group('Pointing the clients at the mirrors', () => pointClients(inputs, dir, mirrors));
     if (inputs.prefetch && daemonPulls) await prefetchLastRun(inputs, dir, restored, restoreProgress, jobStarted);
@@ -55,13 +56,12 @@ export async function main(): Promise<void> {
 
 /** The index (a small entry), the registry binary and a look at each upstream, at once; then the baseline. */
 async function restoreIndexAndPrepare(inputs: Inputs, dir: WorkDir, plans: MirrorPlan[], jobStarted: number) {
-  const scope = { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() };
-  const budget = { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays };
+  const { scope, budget, registries } = indexScope(inputs, dir);
   const service = cacheServiceOf(process.env);
   const [restored, binary, probes] = await Promise.all([
     restoreOrStartEmpty(() =>
       withDeadline('restoring the cache index', inputs.cacheTimeoutSeconds * 1000, (signal) =>
-        restoreIndex(service && { ...service, maxWaitMs: INDEX_WAIT_MS }, scope, budget, inputs.registries, new Date(), signal),
+        restoreIndex(service && { ...service, maxWaitMs: INDEX_WAIT_MS }, scope, budget, registries, new Date(), signal),
       ),
     ),
     installRegistry(inputs, join(dir.root, 'download')),
@@ -75,14 +75,16 @@ async function restoreIndexAndPrepare(inputs: Inputs, dir: WorkDir, plans: Mirro
 
 /**
  * A cache that cannot be restored is an empty cache, not a failed step. When the service rate-limited the index's
- * look-up, the cache is still there: this job saves nothing, or its index would hide the images of the one it missed.
+ * look-up, the cache is still there: the restore worker keeps looking it up, and restores the entries once it has
+ * it; until then the job pulls from the upstream. If it never gets it, this job saves nothing, or its index would
+ * hide the images of the one it missed.
  */
 async function restoreOrStartEmpty(restore: () => Promise<Restored>): Promise<Restored> {
   try {
     return await restore();
   } catch (e) {
     if (e instanceof RateLimited) {
-      warn(`${e.message}: starting with an empty cache, and saving nothing so that the next run restores the cache as it is.`);
+      core.info(`${e.message}: starting with an empty cache; the cache restores in the background once the service answers.`);
       return { ...NOTHING_RESTORED, finished: false, indexLimited: e.message };
     }
     warn(`restoring the cache failed (${(e as Error).message}); starting with an empty cache.`);
@@ -94,13 +96,26 @@ async function restoreOrStartEmpty(restore: () => Promise<Restored>): Promise<Re
 async function restoreInBackground(inputs: Inputs, dir: WorkDir, restored: Restored): Promise<string> {
   const progress = join(dir.root, 'restore-progress.jsonl');
   const timeoutMs = inputs.cacheTimeoutSeconds * 1000;
-  const plan = { workDir: dir.root, entries: restored.entries, images: restored.images, sizes: restored.index!.blobs, progress, timeoutMs };
-  // The index came from the cache service: there is one.
+  // The worker waits as long as main's look-up was told before it looks the index up again.
+  const lateIndex = restored.indexLimited ? { lateIndex: { ...indexScope(inputs, dir), waitsTold: waitsTold() } } : {};
+  const sizes = restored.index?.blobs ?? {};
+  const plan = { workDir: dir.root, ...lateIndex, entries: restored.entries, images: restored.images, sizes, progress, timeoutMs };
+  // The index came from the cache service, or was rate-limited by it: there is one.
   const service = cacheServiceOf(process.env)!;
   state.setRestore({ pid: await startRestore(plan, service), progress, started: Date.now(), timeoutMs });
   const size = `${formatBytes(restoredBytes(restored))} in ${restored.entries.length} cache entries`;
-  core.info(`Restoring ${restored.images.length} images (${size}) in the background, most recently used first.`);
+  if (!restored.indexLimited)
+    core.info(`Restoring ${restored.images.length} images (${size}) in the background, most recently used first.`);
   return progress;
+}
+
+/** Where the index is looked up, and what of it is selected. */
+function indexScope(inputs: Inputs, dir: WorkDir) {
+  return {
+    scope: { workDir: dir.root, prefix: inputs.cacheKey, arch: runnerArch() },
+    budget: { maxBytes: inputs.maxSize, maxAgeDays: inputs.maxAgeDays },
+    registries: inputs.registries,
+  };
 }
 
 /**

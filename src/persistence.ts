@@ -84,6 +84,8 @@ export interface Restored {
   refused: string[];
   /** Why the index was not restored, when the cache service rate-limited its look-up past what main waits. */
   indexLimited?: string;
+  /** The restore worker got the index later (epoch ms), after main went on without it for this reason. */
+  indexLate?: { limited: string; at: number };
 }
 
 export const NOTHING_RESTORED: Restored = {

@@ -129,6 +129,10 @@ async function reportAndSave(job: FinishedJob): Promise<void> {
   const { dir, baseline, mirrors, inputs, prefetch, attempt } = job;
   const outcome = job.restore ? restoreOutcome(baseline.restored, job.restore.progress) : baseline.restored;
   const restored = { ...outcome, thrash: thrashOf(outcome, new Date()) };
+  if (restored.indexLimited)
+    warn(
+      `${restored.indexLimited}: the restore worker did not get the index before cache-timeout either; the job pulled from the upstream, and nothing was saved, so the next run restores the cache as it is.`,
+    );
   for (const problem of job.restore?.progress.entries.flatMap((r) => (r.refused ? [r.refused] : [])) ?? [])
     warn(`refused a cache entry: ${problem}`);
   for (const limited of job.restore?.progress.entries.flatMap((r) => (r.limited ? [r.limited] : [])) ?? [])

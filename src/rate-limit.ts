@@ -91,6 +91,17 @@ export const processHeldBack = new HeldBack();
 /** The earliest each host may be called again, as its last Retry-After said. */
 const notBefore = new Map<string, number>();
 
+/** What this process was told to wait for (host -> epoch ms): handed to a worker that calls the service next. */
+export function waitsTold(): Record<string, number> {
+  return Object.fromEntries([...notBefore].filter(([, until]) => until > Date.now()));
+}
+
+/** Takes on the waits another process was told: a worker never calls sooner than main was told it may. */
+export function honourWaits(told: Record<string, number> | undefined): void {
+  for (const [host, until] of Object.entries(told ?? {}))
+    if (Number.isSafeInteger(until) && until > (notBefore.get(host) ?? 0)) notBefore.set(host, until);
+}
+
 export interface RetryingCall {
   /** For messages: what the call does ("looking up KEY"). */
   what: string;

@@ -51,6 +51,7 @@ export function reportFacts(o: JobOutcome): ReportFacts {
     usage: o.usages ? mergeUsage(o.usages) : null,
     restoredKey: restored.restoredKey,
     indexLimited: restored.indexLimited ?? '',
+    indexLateSeconds: restored.indexLate ? Math.max(0, Math.round((restored.indexLate.at - o.baseline.started) / 1000)) : null,
     restoredBlobs: present.size,
     restoredBytes: [...present].reduce((sum, d) => sum + (o.baseline.storage.blobs[d] ?? restored.index?.blobs[d] ?? 0), 0),
     background: o.background,

@@ -32,6 +32,8 @@ export interface ReportFacts {
   restoredKey: string;
   /** Why the index was not restored, when the cache service rate-limited its look-up; empty otherwise. */
   indexLimited: string;
+  /** Seconds after the main step started that the restore worker got the index main went on without; null: not late. */
+  indexLateSeconds: number | null;
   restoredBlobs: number;
   restoredBytes: number;
   missingEntries: number;
@@ -217,6 +219,10 @@ export function renderReport(f: ReportFacts): string {
     lines.push(
       `- Restored: ${mdCode(f.restoredKey)}, ${count(f.restoredBlobs, 'blob')}, ${formatBytes(f.restoredBytes)}${damaged.length ? ` (${damaged.join('; ')}: fetched again on demand)` : ''}.`,
     );
+    if (f.indexLateSeconds !== null)
+      lines.push(
+        `- The cache index came ${f.indexLateSeconds} s late: the cache service rate-limited its look-up. The main step went on at once; pulls before the restore had their images came from the upstream.`,
+      );
   } else if (f.indexLimited) {
     lines.push(`- ⚠️ Restored: nothing (${f.indexLimited}); nothing was saved either, so the next run restores the cache as it is.`);
   } else {

@@ -3,10 +3,12 @@
 // waits as told, never sooner, and loses nothing: what a rate-limited save or restore was given to do is done, or
 // left as it was for the next run. And a matrix of jobs saving the same new layers uploads each of them once.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import type { CallRecord, RateLimitWindow } from '../helpers/cache-service.js';
 import { MANIFEST_V2, makeLayer, pushImage, type PushedImage } from '../helpers/images.js';
 import { hubMirror, type StepResult } from '../helpers/runner.js';
+import { waitFor } from '../helpers/process.js';
 import { startWorld, upstreamBlobFetches, type Runner, type StartedJob, type World } from '../helpers/world.js';
 
 const MiB = 1024 * 1024;
@@ -53,7 +55,12 @@ describe('the cache service rate-limits the action', { timeout: 900_000 }, () =>
   });
 
   /** Runs a job with the service rate-limiting in `window`; returns it, the calls made meanwhile, and the upstream's blob fetches. */
-  async function limitedJob(runner: Runner, inputs: Record<string, string>, window: RateLimitWindow | null, steps: () => Promise<void>) {
+  async function limitedJob(
+    runner: Runner,
+    inputs: Record<string, string>,
+    window: RateLimitWindow | null,
+    steps: (main: StepResult) => Promise<void>,
+  ) {
     const from = world.cache.calls.length;
     let job!: { main: StepResult; post: StepResult };
     world.cache.setRateLimit(window);
@@ -106,15 +113,50 @@ describe('the cache service rate-limits the action', { timeout: 900_000 }, () =>
     assert.deepEqual(next.fetched, [], 'nothing was lost: the next warm job takes no blob from the upstream');
   });
 
-  test('the index look-up rate-limited past a few seconds: main goes on with an empty cache and a warning, and saves nothing', async () => {
+  test('the index look-up rate-limited past what main waits: main goes on at once, the worker gets the index later, and later pulls come from the cache', async () => {
+    const runner = await world.runner('index-late', DAEMON_JSON);
+    // Told 6 s, more than main's 5: main goes on; the worker, refused once more, gets the index when told.
+    const window = { calls: ['GetCacheEntryDownloadURL'], keys: /^rl-index-/, forMs: 6_500, retryAfter: 6 };
+    const inputs = { 'cache-key': 'rl', prefetch: 'false' };
+    const { main, post, calls, fetched } = await limitedJob(runner, inputs, window, async (main) => {
+      await runner.pull('alpha:1');
+      // A later step, once the restore is done.
+      const { progress } = JSON.parse(main.state.restore) as { progress: string };
+      await waitFor('the restore to end', async () => (await readFile(progress, 'utf8')).includes('"done":true'), 60_000, 200);
+      await runner.pull('beta:1');
+    });
+    assert.ok(main.ms < 20_000, `main took ${main.ms} ms, not the index's wait`);
+    assert.deepEqual([...main.warnings, ...post.warnings], []);
+    const lookups = calls.filter((c) => c.call === 'GetCacheEntryDownloadURL' && c.key.startsWith('rl-index-'));
+    assert.ok(lookups.length >= 3 && lookups.at(-1)!.status === 200, lookups.map((c) => c.status).join(' '));
+    assert.deepEqual(callsTooSoon(calls), []);
+    assert.match(post.summary, /- The cache index came \d+ s late: the cache service rate-limited its look-up\./);
+    const alphaOnly = fetched.filter((l) => !l.path.startsWith('/v2/library/alpha/'));
+    assert.deepEqual(alphaOnly, [], 'beta, pulled once the restore was done, came from the cache');
+    // beta's own blobs from the cache; the base it shares with alpha came with alpha's pull, from the upstream.
+    assert.match(post.summary, /\| beta:1 \| 2 blobs, 9\.0 MiB \| 1 blob, 1\.5 MiB \|/);
+
+    const warm = await world.runner('index-late-next', DAEMON_JSON);
+    const next = await limitedJob(warm, { 'cache-key': 'rl' }, null, pullBoth(warm));
+    assert.deepEqual(next.fetched, [], 'nothing was lost: the next warm job takes no blob from the upstream');
+  });
+
+  test('the index look-up rate-limited past cache-timeout: the job pulls from the upstream, says so, and saves nothing', async () => {
     const runner = await world.runner('index-limited', DAEMON_JSON);
     const indexes = () => world.cache.entries().filter((e) => e.key.startsWith('rl-index-')).length;
     const before = indexes();
     const window = { calls: ['GetCacheEntryDownloadURL'], keys: /^rl-index-/, forMs: 60_000, retryAfter: 20 };
-    const { main, post, calls } = await limitedJob(runner, { 'cache-key': 'rl' }, window, () => runner.pull('alpha:1'));
+    const inputs = { 'cache-key': 'rl', 'cache-timeout': '10' };
+    const { main, post, calls } = await limitedJob(runner, inputs, window, () => runner.pull('alpha:1'));
     assert.ok(main.ms < 20_000, `main took ${main.ms} ms, not the 60 s of the window`);
-    assert.match(main.warnings.join('\n'), /the cache service rate-limited looking up rl-index-linux-\S+ .*: starting with an empty cache/);
-    assert.equal(calls.filter((c) => c.call === 'GetCacheEntryDownloadURL').length, 1, 'told 20 s, more than main waits: one look-up');
+    assert.deepEqual(main.warnings, []);
+    assert.match(
+      post.warnings.join('\n'),
+      /the cache service rate-limited looking up rl-index-linux-\S+ .*: the restore worker did not get the index before cache-timeout either/,
+    );
+    // Told 20 s: more than main waits, and more than the worker's 10 s leave: it makes no look-up of its own.
+    assert.equal(calls.filter((c) => c.call === 'GetCacheEntryDownloadURL').length, 1, 'one look-up, by main');
+    assert.deepEqual(callsTooSoon(calls), []);
     assert.match(post.summary, /Restored: nothing \(the cache service rate-limited looking up rl-index-/);
     assert.match(post.summary, /\| alpha:1 \| – \| 3 blobs/);
     assert.equal(indexes(), before, 'no index saved over the one it could not read');

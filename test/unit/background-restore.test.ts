@@ -215,6 +215,39 @@ describe('restoreOutcome', () => {
     );
     assert.equal(restoreOutcome(selected, progressOf(all(), { error: 'cut off after the last entry' })).finished, false);
   });
+
+  // Main went on without the index (its look-up rate-limited past what main waits); the worker kept looking it up.
+  const limited = { ...NOTHING_RESTORED, finished: false, indexLimited: 'the cache service rate-limited looking up index-' };
+  test("the index main went on without, got late by the worker: its selection stands for main's, and the job saves", () => {
+    const late = {
+      lateIndex: { restoredKey: 'index-1', index: null, images: [app, tool], dropped: [], entries: selected.entries, refused: [] },
+      at: T0,
+    };
+    const r = restoreOutcome(limited, { ...progressOf(all(), {}), lateIndex: late });
+    assert.equal(r.restoredKey, 'index-1');
+    assert.equal(r.finished, true, 'every entry of the late index tried');
+    assert.deepEqual(r.indexLate, { limited: limited.indexLimited, at: T0 });
+    assert.equal(r.indexLimited, undefined);
+    assert.deepEqual(
+      r.kept.map((e) => e.key),
+      selected.entries.map((e) => e.key),
+    );
+  });
+
+  test('the index never got (the service kept refusing past cache-timeout): unfinished, so post saves nothing', () => {
+    const r = restoreOutcome(limited, {
+      entries: [],
+      images: [],
+      done: { done: true, at: T0, error: 'restoring the cache took longer than 300 s' },
+    });
+    assert.equal(r.finished, false);
+    assert.equal(restoreOutcome(limited, { entries: [], images: [], done: { done: true, at: T0 } }).finished, false);
+  });
+
+  test('the late index record is read back from the progress file', () => {
+    const late = { lateIndex: { restoredKey: 'index-1', index: null, images: [app], dropped: [], entries: [pack], refused: [] }, at: T0 };
+    assert.deepEqual(parseProgress(`${JSON.stringify(late)}\n`).lateIndex, late);
+  });
 });
 
 describe('linkedAt', () => {

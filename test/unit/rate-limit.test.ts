@@ -6,6 +6,7 @@ import {
   FAILURE_ATTEMPTS,
   fetchRetrying,
   HeldBack,
+  honourWaits,
   LIMITED_ATTEMPTS,
   parseRetryAfter,
   RateLimited,
@@ -125,6 +126,25 @@ describe('fetchRetrying against a server that rate-limits', () => {
       );
       assert.ok(Date.now() - started < 2_000);
       assert.equal(server.at.length, 1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a wait another process was told (main, before the restore worker) holds this one back too', async () => {
+    const server = await limitingServer(0, '0');
+    try {
+      const started = Date.now();
+      honourWaits({ [new URL(server.url).host]: started + 1_500 });
+      await withDeadline('test', 10_000, (signal) => fetchRetrying(server.url, () => ({}), { what: 'testing', kind: 'look-ups', signal }));
+      assert.equal(server.at.length, 1);
+      assert.ok(server.at[0] - started >= 1_500, `called ${server.at[0] - started} ms after, told 1500`);
+      honourWaits({ [new URL(server.url).host]: Date.now() + 60_000 });
+      await assert.rejects(
+        withDeadline('test', 5_000, (signal) => fetchRetrying(server.url, () => ({}), { what: 'testing', kind: 'look-ups', signal })),
+        (e) => e instanceof RateLimited,
+      );
+      assert.equal(server.at.length, 1, 'told more than the deadline leaves: no call');
     } finally {
       await server.close();
     }

@@ -519,6 +519,7 @@ const reportFacts: ReportFacts = {
   usage: null,
   restoredKey: 'pull-cache-index-linux-amd64-123-1-abc',
   indexLimited: '',
+  indexLateSeconds: null,
   restoredBlobs: 5,
   background: null,
   restoredBytes: 40_003_000,
@@ -875,6 +876,15 @@ describe('renderReport', () => {
       facts({ restoredKey: '', restoredBlobs: 0, restoredBytes: 0, refused: ['the cache index is not JSON'] }),
     );
     assert.ok(wholeIndex.includes('- Restored: nothing (the cache index was refused, see below).'));
+  });
+
+  test('an index the restore worker got late, after main went on without it: said under what was restored', () => {
+    const md = renderReport(facts({ indexLateSeconds: 7 }));
+    assert.match(
+      md,
+      /- Restored: `[^`]+`, .*\n- The cache index came 7 s late: the cache service rate-limited its look-up\. The main step went on at once; pulls before the restore had their images came from the upstream\./,
+    );
+    assert.doesNotMatch(renderReport(facts()), /came \d+ s late/);
   });
 
   test('tags the upstream no longer names, and images it could not vouch for, are named as not saved', () => {
