@@ -553,17 +553,7 @@ class ServiceState {
   }
 
   deleteEntry(key: string): void {
-    for (let i = this.entries.length - 1; i >= 0; i--) {
-      const entry = this.entries[i];
-      if (entry.key !== key) continue;
-      this.entries.splice(i, 1);
-      const deleting = this.container
-        .getBlobClient(entry.blobName)
-        .deleteIfExists()
-        .catch(() => undefined);
-      this.pending.add(deleting);
-      void deleting.finally(() => this.pending.delete(deleting));
-    }
+    for (const entry of this.entries.filter((e) => e.key === key)) this.removeEntry(entry);
   }
 
   private sasUrl(blobName: string, permissions: string): string {
